@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// Runs every test/**/*.test.ts file in its own Node process (a test that mounts or spawns must
+// not take the others down with it), then prints the one closing line CI reads:
+// `N passed, N failed, N skipped`. Arguments are substrings that select files.
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const perFileTimeoutMs = Number(process.env.STRATA_TEST_TIMEOUT_MS ?? 15 * 60 * 1000);
+
+function findTests(dir) {
+  const out = [];
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) {
+      if (name !== 'fixtures') out.push(...findTests(path));
+    } else if (name.endsWith('.test.ts')) out.push(path);
+  }
+  return out;
+}
+
+// uvu prints "Total: N / Passed: N / Skipped: N" at the end of a directly-run file.
+function parseSummary(text) {
+  const clean = text.replace(/\x1b\[[0-9;]*m/g, '');
+  const num = (label) => {
+    const m = clean.match(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'm'));
+    return m ? Number(m[1]) : undefined;
+  };
+  const total = num('Total');
+  const passed = num('Passed');
+  const skipped = num('Skipped') ?? 0;
+  if (total === undefined || passed === undefined) return undefined;
+  return { total, passed, skipped };
+}
+
+function runFile(file) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FORCE_COLOR: '0' },
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const timer = setTimeout(() => {
+      output += `\n[run-tests] timed out after ${perFileTimeoutMs} ms\n`;
+      child.kill('SIGKILL');
+    }, perFileTimeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, output, ms: Date.now() - started });
+    });
+  });
+}
+
+const filters = process.argv.slice(2);
+const files = findTests(join(root, 'test')).filter(
+  (f) => filters.length === 0 || filters.some((s) => relative(root, f).includes(s)),
+);
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+for (const file of files) {
+  const name = relative(root, file);
+  const r = await runFile(file);
+  const s = parseSummary(r.output);
+  const ok = r.code === 0 && s !== undefined;
+  if (s) {
+    passed += s.passed;
+    skipped += s.skipped;
+    failed += s.total - s.passed - s.skipped;
+  }
+  if (!ok && (!s || s.total - s.passed - s.skipped === 0)) failed += 1; // crashed outside a test
+  const tag = ok ? 'ok  ' : 'FAIL';
+  process.stdout.write(`${tag} ${name} (${s ? `${s.passed}/${s.total}` : 'no summary'}, ${r.ms} ms)\n`);
+  if (!ok || process.env.STRATA_TEST_VERBOSE) process.stdout.write(r.output.replace(/^/gm, '    ') + '\n');
+}
+process.stdout.write(`${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+process.exit(failed > 0 ? 1 : 0);

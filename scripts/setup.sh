@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything strata and its tests need on a fresh Debian 12 machine of this kind:
+# Debian packages (runtimes, image tools, FUSE tools, the official OCI schemas), then the npm
+# packages and the native addon (npm ci runs node-gyp for native/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  crun runc podman skopeo umoci buildah busybox-static debootstrap
+  golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
+  fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+npm ci --no-audit --no-fund
+npm run build
