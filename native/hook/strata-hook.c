@@ -1,0 +1,348 @@
+/*
+ * strata-hook: the OCI hook executable for the createRuntime, createContainer and poststop
+ * stages. Mechanism only: it relays the stage and the OCI state to the strata daemon, and at
+ * createContainer receives the detached FUSE mount and attaches it as the container's rootfs.
+ * Every decision (which image, readonly, what to release) is the daemon's.
+ *
+ *   strata-hook STAGE [DAEMON-ARGV...]
+ *
+ * STAGE is createRuntime, createContainer or poststop. The OCI state JSON arrives on stdin.
+ * The daemon socket is $STRATA_SOCKET, else /run/strata/strata.sock. When the daemon is not
+ * running and DAEMON-ARGV is given, createRuntime starts it (setsid, stdio /dev/null) and waits
+ * for its sd_notify READY=1 on a datagram socket passed as $NOTIFY_SOCKET.
+ *
+ * Wire protocol (one connection per call): the hook writes "STRATA-HOOK 1 STAGE\n" followed by
+ * the state JSON, then shuts down its write side. The daemon answers with one message of text
+ * lines and, for createContainer, the mount fd as SCM_RIGHTS:
+ *   ok\n  [rootfs ABS-PATH\n]  [readonly 1\n]          or      error MESSAGE\n
+ *
+ * The attach sequence is the one verified in DESIGN.md: O_PATH handles to the runtime's mounts
+ * under the rootfs, the new mount moved over the rootfs, then each of them moved onto a target
+ * resolved strictly inside the new mount (RESOLVE_IN_ROOT), so an image's symlinks cannot
+ * redirect /proc or /dev outside the container.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_STATE (1 << 20)
+#define MAX_REPLY 8192
+#define MAX_KIDS 64
+#define CONNECT_WAIT_MS 10000
+#define IO_TIMEOUT_S 30
+
+static const char *stage = "?";
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "strata-hook %s: ", stage);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  exit(1);
+}
+
+static const char *socket_path(void) {
+  const char *p = getenv("STRATA_SOCKET");
+  return p && *p ? p : "/run/strata/strata.sock";
+}
+
+static char *read_all(int fd, size_t max, size_t *len) {
+  char *buf = malloc(max + 1);
+  size_t n = 0;
+  if (!buf) die("out of memory");
+  for (;;) {
+    ssize_t r = read(fd, buf + n, max - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) die("reading the OCI state from stdin: %s", strerror(errno));
+    if (r == 0) break;
+    n += (size_t)r;
+    if (n == max) die("OCI state on stdin is larger than %d bytes", MAX_STATE);
+  }
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
+
+static int try_connect(const char *path) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof(addr.sun_path)) die("socket path too long: %s", path);
+  strcpy(addr.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket: %s", strerror(errno));
+  if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+  }
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return -1;
+}
+
+/* Start the daemon from argv and wait for READY=1 (sd_notify protocol) or its early exit. */
+static void start_daemon(char **argv) {
+  char notify[108];
+  snprintf(notify, sizeof(notify), "/run/strata/notify-%d.sock", (int)getpid());
+  mkdir("/run/strata", 0700);
+  unlink(notify);
+  int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  strcpy(addr.sun_path, notify);
+  if (ns < 0 || bind(ns, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+    die("binding the notify socket %s: %s", notify, strerror(errno));
+  int errpipe[2];
+  if (pipe2(errpipe, O_CLOEXEC) < 0) die("pipe: %s", strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) die("fork: %s", strerror(errno));
+  if (pid == 0) {
+    setsid();
+    int nul = open("/dev/null", O_RDWR);
+    dup2(nul, 0);
+    dup2(nul, 1);
+    dup2(nul, 2);
+    setenv("NOTIFY_SOCKET", notify, 1);
+    /* Double fork so the daemon is not our child (nor the runtime's) once we exit. */
+    if (fork() != 0) _exit(0);
+    execv(argv[0], argv);
+    int e = errno;
+    (void)!write(errpipe[1], &e, sizeof(e));
+    _exit(127);
+  }
+  close(errpipe[1]);
+  waitpid(pid, NULL, 0);
+  int e = 0;
+  if (read(errpipe[0], &e, sizeof(e)) == sizeof(e)) die("starting the daemon %s: %s", argv[0], strerror(e));
+  close(errpipe[0]);
+  struct pollfd p = {.fd = ns, .events = POLLIN};
+  for (;;) {
+    int r = poll(&p, 1, CONNECT_WAIT_MS);
+    if (r == 0) die("the daemon (%s) did not report ready within %d ms", argv[0], CONNECT_WAIT_MS);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) die("poll: %s", strerror(errno));
+    char msg[512];
+    ssize_t n = recv(ns, msg, sizeof(msg) - 1, 0);
+    if (n <= 0) continue;
+    msg[n] = 0;
+    if (strstr(msg, "READY=1")) break;
+    char *status = strstr(msg, "ERRNO=");
+    if (status) die("the daemon failed to start (%s); see its log", msg);
+  }
+  close(ns);
+  unlink(notify);
+}
+
+static int connect_daemon(char **daemon_argv) {
+  int fd = try_connect(socket_path());
+  if (fd >= 0) return fd;
+  if ((errno == ENOENT || errno == ECONNREFUSED) && daemon_argv && daemon_argv[0]) {
+    start_daemon(daemon_argv);
+    fd = try_connect(socket_path());
+    if (fd >= 0) return fd;
+  }
+  die("cannot reach the strata daemon at %s: %s (is `strata daemon` running?)", socket_path(), strerror(errno));
+  return -1;
+}
+
+static void write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t w = write(fd, buf, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) die("writing to the daemon: %s", strerror(errno));
+    buf += w;
+    len -= (size_t)w;
+  }
+}
+
+/* Receive the reply text (NUL-terminated) and at most one fd (or -1). */
+static void recv_reply(int sock, char *text, size_t cap, int *fd_out) {
+  size_t n = 0;
+  *fd_out = -1;
+  for (;;) {
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = text + n, .iov_len = cap - 1 - n};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+    ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) die("reading the daemon's reply: %s", strerror(errno));
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && *fd_out < 0)
+        memcpy(fd_out, CMSG_DATA(c), sizeof(int));
+    }
+    if (r == 0 || n + (size_t)r >= cap - 1) {
+      n += (size_t)r;
+      break;
+    }
+    n += (size_t)r;
+  }
+  text[n] = 0;
+  if (n == 0) die("the daemon closed the connection without answering");
+}
+
+/* The value of "KEY value" in the reply, or NULL. Returns a pointer into a static copy. */
+static const char *reply_field(const char *reply, const char *key) {
+  static char value[PATH_MAX];
+  size_t klen = strlen(key);
+  for (const char *line = reply; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+      const char *v = line + klen + 1;
+      size_t len = strcspn(v, "\n");
+      if (len >= sizeof(value)) die("daemon reply field %s too long", key);
+      memcpy(value, v, len);
+      value[len] = 0;
+      return value;
+    }
+  }
+  return NULL;
+}
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape(char *s) {
+  char *o = s;
+  for (char *i = s; *i; i++) {
+    if (i[0] == '\\' && i[1] >= '0' && i[1] <= '7' && i[2] >= '0' && i[2] <= '7' && i[3] >= '0' && i[3] <= '7') {
+      *o++ = (char)((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
+      i += 3;
+    } else {
+      *o++ = *i;
+    }
+  }
+  *o = 0;
+}
+
+struct kid {
+  char rel[PATH_MAX];
+  int fd;
+};
+
+/* The mounts directly under the rootfs mount, as relative paths, in mountinfo order. */
+static int rootfs_children(const char *rootfs, struct kid *kids) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) die("opening /proc/self/mountinfo: %s", strerror(errno));
+  char *line = NULL;
+  size_t cap = 0;
+  int root_id = -1, count = 0;
+  size_t rlen = strlen(rootfs);
+  /* Pass 1: the id of the (topmost) mount at the rootfs path. */
+  while (getline(&line, &cap, f) > 0) {
+    int id, parent;
+    char mnt[PATH_MAX];
+    if (sscanf(line, "%d %d %*s %*s %4095s", &id, &parent, mnt) != 3) continue;
+    unescape(mnt);
+    if (strcmp(mnt, rootfs) == 0) root_id = id;
+  }
+  if (root_id < 0) die("no mount at the rootfs %s in this mount namespace", rootfs);
+  rewind(f);
+  while (getline(&line, &cap, f) > 0) {
+    int id, parent;
+    char mnt[PATH_MAX];
+    if (sscanf(line, "%d %d %*s %*s %4095s", &id, &parent, mnt) != 3) continue;
+    unescape(mnt);
+    if (parent != root_id || strncmp(mnt, rootfs, rlen) != 0 || mnt[rlen] != '/') continue;
+    if (count == MAX_KIDS) die("more than %d mounts under the rootfs", MAX_KIDS);
+    snprintf(kids[count].rel, sizeof(kids[count].rel), "%s", mnt + rlen + 1);
+    count++;
+  }
+  free(line);
+  fclose(f);
+  return count;
+}
+
+static void attach(int newfd, const char *rootfs, int readonly) {
+  static struct kid kids[MAX_KIDS];
+  int n = rootfs_children(rootfs, kids);
+  for (int i = 0; i < n; i++) {
+    char abs[PATH_MAX];
+    if ((size_t)snprintf(abs, sizeof(abs), "%s/%.*s", rootfs, PATH_MAX / 2, kids[i].rel) >= sizeof(abs))
+      die("mount path under %s too long", rootfs);
+    kids[i].fd = (int)syscall(SYS_open_tree, AT_FDCWD, abs, OPEN_TREE_CLOEXEC);
+    if (kids[i].fd < 0) die("open_tree %s: %s", abs, strerror(errno));
+  }
+  if (syscall(SYS_move_mount, newfd, "", AT_FDCWD, rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    die("move_mount of the image onto %s: %s", rootfs, strerror(errno));
+  for (int i = 0; i < n; i++) {
+    struct stat st;
+    if (fstat(kids[i].fd, &st) < 0) die("fstat %s: %s", kids[i].rel, strerror(errno));
+    struct open_how how = {
+        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0),
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    int target = (int)syscall(SYS_openat2, newfd, kids[i].rel, &how, sizeof(how));
+    if (target < 0)
+      die("the image has no %s for the mount at /%s (%s)", S_ISDIR(st.st_mode) ? "directory" : "file", kids[i].rel,
+          strerror(errno));
+    if (syscall(SYS_move_mount, kids[i].fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+      die("moving the mount /%s onto the image: %s", kids[i].rel, strerror(errno));
+    close(target);
+    close(kids[i].fd);
+  }
+  if (readonly) {
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+    if (syscall(SYS_mount_setattr, newfd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+      die("making the rootfs read-only: %s", strerror(errno));
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: strata-hook createRuntime|createContainer|poststop [DAEMON-ARGV...]\n");
+    return 2;
+  }
+  stage = argv[1];
+  int is_runtime = strcmp(stage, "createRuntime") == 0;
+  int is_container = strcmp(stage, "createContainer") == 0;
+  int is_poststop = strcmp(stage, "poststop") == 0;
+  if (!is_runtime && !is_container && !is_poststop) die("unknown stage (want createRuntime, createContainer or poststop)");
+  signal(SIGPIPE, SIG_IGN);
+
+  size_t len;
+  char *state = read_all(0, MAX_STATE, &len);
+  int sock = connect_daemon(is_runtime && argc > 2 ? argv + 2 : NULL);
+  char head[64];
+  int hl = snprintf(head, sizeof(head), "STRATA-HOOK 1 %s\n", stage);
+  write_all(sock, head, (size_t)hl);
+  write_all(sock, state, len);
+  shutdown(sock, SHUT_WR);
+
+  static char reply[MAX_REPLY];
+  int fd;
+  recv_reply(sock, reply, sizeof(reply), &fd);
+  close(sock);
+  if (strncmp(reply, "error ", 6) == 0) {
+    reply[strcspn(reply, "\n")] = 0;
+    die("%s", reply + 6);
+  }
+  if (strncmp(reply, "ok", 2) != 0 || (reply[2] != '\n' && reply[2] != 0)) die("unexpected reply from the daemon");
+  if (is_container) {
+    const char *rootfs = reply_field(reply, "rootfs");
+    const char *ro = reply_field(reply, "readonly");
+    if (fd < 0 || !rootfs) die("the daemon sent no mount for this container");
+    char rootfs_copy[PATH_MAX];
+    snprintf(rootfs_copy, sizeof(rootfs_copy), "%s", rootfs);
+    attach(fd, rootfs_copy, ro && strcmp(ro, "1") == 0);
+    close(fd);
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  return 0;
+}
