@@ -1,0 +1,328 @@
+// Apply one layer (an uncompressed tar stream) onto the in-memory tree with OCI semantics:
+// whiteouts, opaque directories, hard links sharing one TreeNode, xattrs from PAX, and refusal of
+// anything that would reach outside the root. Regular file contents go to the ObjectSink (or
+// inline into the tree when small). On any error this throws; the tree is then half-applied and
+// must be dropped by the caller.
+import { Readable } from 'node:stream';
+import * as tar from 'tar-stream';
+import { InvalidArgumentError, StrataError } from '../errors.js';
+import { newDir, type TreeNode } from '../tree-index.js';
+import type { RawHeader } from '../source/tar-index.js';
+import { entryComponents } from './entry-path.js';
+import { RawTap, lastPaxRecords, parsePaxTime } from './raw-pax.js';
+import type { ApplyLayerOptions, LayerStats, ObjectSink } from './types.js';
+
+/** Not yet measured on the Debian image: small enough to keep the index compact, large enough for
+ * the many tiny config files (an object costs a 32-byte reference plus a file in the store). */
+export const DEFAULT_INLINE_MAX = 64;
+/** Larger entries are refused as absurd: no image file is this big. */
+export const MAX_ENTRY_SIZE = 64 * 2 ** 30;
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+type Entry = tar.Extract extends AsyncIterable<infer S> ? S : never;
+
+class LayerApplier {
+  readonly stats: LayerStats = {
+    entries: 0,
+    files: 0,
+    fileBytes: 0,
+    inlineFiles: 0,
+    dirs: 0,
+    symlinks: 0,
+    hardlinks: 0,
+    devices: 0,
+    whiteouts: 0,
+    opaqueDirs: 0,
+  };
+  /** Paths ('a/b') created, replaced or passed through by this layer: what its whiteouts spare. */
+  private readonly touched = new Set<string>();
+  private readonly opaque = new Set<string>();
+  private readonly pending: Promise<void>[] = [];
+
+  constructor(
+    private readonly root: TreeNode,
+    private readonly sink: ObjectSink,
+    private readonly layer: string,
+    private readonly inlineMax: number,
+    private readonly concurrency: number,
+  ) {}
+
+  fail(path: string, why: string): never {
+    throw new InvalidArgumentError(`layer ${this.layer}: entry ${JSON.stringify(path)}: ${why}`, {
+      op: 'apply-layer',
+      digest: this.layer,
+      path,
+    });
+  }
+
+  /** The directory holding `parts`' last component; implied directories are created. */
+  private parentDir(parts: string[], name: string, create: boolean): TreeNode | undefined {
+    let dir = this.root;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const path = parts.slice(0, i + 1).join('/');
+      let next = dir.children!.get(parts[i]);
+      if (next === undefined) {
+        if (!create) return undefined;
+        next = newDir(0o755, 0, 0, 0);
+        dir.children!.set(parts[i], next);
+      } else if (next.type === 'symlink') {
+        this.fail(name, `goes through the symlink ${path} -> ${next.target}`);
+      } else if (next.type !== 'dir') {
+        this.fail(name, `${path} is not a directory`);
+      }
+      if (create) this.touched.add(path);
+      dir = next;
+    }
+    return dir;
+  }
+
+  async entry(entry: Entry, header: RawHeader, raw: Map<string, Buffer> | undefined): Promise<void> {
+    this.stats.entries++;
+    const name = header.name;
+    const parts = entryComponents(name, this.layer);
+    const base = parts[parts.length - 1] ?? '';
+    if (base.startsWith(WHITEOUT)) return this.whiteout(parts, name);
+
+    const node = this.nodeFor(header, raw, name);
+    if (parts.length === 0) {
+      if (node.type !== 'dir') this.fail(name, 'the root must be a directory');
+      replaceMetadata(this.root, node);
+      return;
+    }
+    const dir = this.parentDir(parts, name, true)!;
+    const path = parts.join('/');
+    const existing = dir.children!.get(base);
+    this.touched.add(path);
+    if (header.type === 'link') return this.hardlink(dir, base, header, name);
+    if (node.type === 'dir' && existing?.type === 'dir') return replaceMetadata(existing, node);
+    dir.children!.set(base, node);
+    if (node.type === 'file') await this.content(entry, node, name);
+  }
+
+  private nodeFor(header: RawHeader, raw: Map<string, Buffer> | undefined, name: string): TreeNode {
+    const pax = header.pax ?? {};
+    const mtime = (pax.mtime !== undefined ? parsePaxTime(pax.mtime) : undefined) ?? {
+      sec: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
+      nsec: 0,
+    };
+    const num = (v: string | undefined, dflt: number) =>
+      v !== undefined && /^\d+$/.test(v) ? Number(v) : dflt;
+    const node: TreeNode = {
+      type: 'file',
+      mode: (header.mode ?? 0) & 0o7777,
+      uid: num(pax.uid, header.uid ?? 0),
+      gid: num(pax.gid, header.gid ?? 0),
+      mtimeSec: mtime.sec,
+    };
+    if (mtime.nsec) node.mtimeNsec = mtime.nsec;
+    const xattrs = this.xattrs(pax, raw);
+    if (xattrs.size) node.xattrs = xattrs;
+    switch (header.type) {
+      case 'file':
+      case 'contiguous-file': {
+        const size = header.size;
+        if (!Number.isSafeInteger(size) || size < 0 || size > MAX_ENTRY_SIZE)
+          this.fail(name, `absurd size ${size}`);
+        node.size = size;
+        break;
+      }
+      case 'link':
+        break;
+      case 'directory':
+        node.type = 'dir';
+        node.children = new Map();
+        this.stats.dirs++;
+        break;
+      case 'symlink':
+        node.type = 'symlink';
+        node.target = header.linkname ?? '';
+        if (node.target === '') this.fail(name, 'symlink with an empty target');
+        this.stats.symlinks++;
+        break;
+      case 'character-device':
+      case 'block-device':
+        node.type = header.type === 'character-device' ? 'chardev' : 'blockdev';
+        node.rdevMajor = header.devmajor ?? 0;
+        node.rdevMinor = header.devminor ?? 0;
+        this.stats.devices++;
+        break;
+      case 'fifo':
+        node.type = 'fifo';
+        this.stats.devices++;
+        break;
+      default:
+        // Refused rather than skipped: a skipped entry would silently make a different filesystem.
+        this.fail(name, `unsupported tar entry type ${String(header.type)}`);
+    }
+    return node;
+  }
+
+  private xattrs(pax: Record<string, string>, raw: Map<string, Buffer> | undefined): Map<string, Buffer> {
+    const out = new Map<string, Buffer>();
+    for (const [key, value] of Object.entries(pax)) {
+      if (key.startsWith('SCHILY.xattr.')) {
+        out.set(key.slice('SCHILY.xattr.'.length), raw?.get(key) ?? Buffer.from(value));
+      } else if (key.startsWith('LIBARCHIVE.xattr.')) {
+        out.set(decodeURIComponent(key.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(value, 'base64'));
+      }
+    }
+    return out;
+  }
+
+  private hardlink(dir: TreeNode, base: string, header: RawHeader, name: string): void {
+    const linkname = header.linkname ?? '';
+    const tparts = entryComponents(linkname, this.layer, `hard link ${JSON.stringify(name)} to`);
+    if (tparts.length === 0) this.fail(name, 'hard link to the root directory');
+    const tdir = this.parentDir(tparts, name, false);
+    const target = tdir?.children!.get(tparts[tparts.length - 1]);
+    if (!target) this.fail(name, `hard link to missing target ${JSON.stringify(linkname)}`);
+    if (target.type === 'dir') this.fail(name, `hard link to the directory ${JSON.stringify(linkname)}`);
+    dir.children!.set(base, target);
+    this.stats.hardlinks++;
+  }
+
+  private whiteout(parts: string[], name: string): void {
+    const dirParts = parts.slice(0, -1);
+    const base = parts[parts.length - 1];
+    const dir = this.parentDir(parts, name, false);
+    this.stats.whiteouts++;
+    if (base === OPAQUE) {
+      this.stats.opaqueDirs++;
+      // Applied at the end: entries of this layer stay whatever their order in the tar.
+      this.opaque.add(dirParts.join('/'));
+      if (dirParts.length) this.touched.add(dirParts.join('/'));
+      if (!dir) this.parentDir(parts, name, true);
+      return;
+    }
+    const victim = base.slice(WHITEOUT.length);
+    if (victim === '' || victim === '.' || victim === '..') this.fail(name, 'malformed whiteout');
+    const path = [...dirParts, victim].join('/');
+    // Whiteouts hide lower layers only: what this layer itself put there stays.
+    if (dir && !this.touched.has(path)) dir.children!.delete(victim);
+  }
+
+  private async content(entry: Entry, node: TreeNode, name: string): Promise<void> {
+    const size = node.size!;
+    this.stats.files++;
+    this.stats.fileBytes += size;
+    if (size <= this.inlineMax) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      node.inline = Buffer.concat(chunks);
+      delete node.size;
+      if (node.inline.length !== size) this.fail(name, 'ends before its size');
+      this.stats.inlineFiles++;
+      return;
+    }
+    let ended!: () => void;
+    const consumed = new Promise<void>((r) => (ended = r));
+    async function* body() {
+      for await (const c of entry) yield c as Buffer;
+      ended();
+    }
+    const written = this.sink.write(Readable.from(body(), { objectMode: false }), size).then((r) => {
+      if (r.size !== size) this.fail(name, `sink stored ${r.size} bytes of ${size}`);
+      node.digest = r.digest;
+    });
+    written.catch(() => {}); // observed below or in finish(); never unhandled
+    // Move on once the bytes are read; the sink may still be fsyncing.
+    await Promise.race([consumed, written]);
+    this.pending.push(written);
+    if (this.pending.length >= this.concurrency) await this.pending.shift();
+  }
+
+  async finish(): Promise<void> {
+    await Promise.all(this.pending);
+    for (const path of [...this.opaque].sort()) {
+      const parts = path === '' ? [] : path.split('/');
+      let dir: TreeNode | undefined = this.root;
+      for (const p of parts) dir = dir?.children?.get(p);
+      if (dir?.type === 'dir') this.prune(dir, path);
+    }
+  }
+
+  /** Remove what lower layers left under an opaque directory. */
+  private prune(dir: TreeNode, path: string): void {
+    for (const [name, kid] of dir.children!) {
+      const kidPath = path ? `${path}/${name}` : name;
+      if (!this.touched.has(kidPath)) dir.children!.delete(name);
+      else if (kid.type === 'dir') this.prune(kid, kidPath);
+    }
+  }
+}
+
+function drainOrClose(extract: tar.Extract): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      extract.off('drain', done);
+      extract.off('close', done);
+      resolve();
+    };
+    extract.on('drain', done);
+    extract.on('close', done);
+  });
+}
+
+/** An existing directory takes the entry's metadata and keeps its children (and its identity). */
+function replaceMetadata(existing: TreeNode, entry: TreeNode): void {
+  const children = existing.children;
+  for (const key of Object.keys(existing) as (keyof TreeNode)[]) delete existing[key];
+  Object.assign(existing, entry, { children });
+}
+
+function tarError(err: unknown, layer: string): Error {
+  if (err instanceof StrataError || !(err instanceof Error)) return err as Error;
+  return new InvalidArgumentError(`layer ${layer}: not a valid tar stream: ${err.message}`, {
+    op: 'apply-layer',
+    digest: layer,
+    cause: err,
+  });
+}
+
+export async function applyLayer(
+  root: TreeNode,
+  tarStream: Readable,
+  sink: ObjectSink,
+  opts: ApplyLayerOptions = {},
+): Promise<LayerStats> {
+  const layer = opts.layer ?? 'layer';
+  const applier = new LayerApplier(
+    root,
+    sink,
+    layer,
+    opts.inlineMax ?? DEFAULT_INLINE_MAX,
+    opts.concurrency ?? 16,
+  );
+  const extract = tar.extract();
+  const tap = new RawTap();
+  const feed = (async () => {
+    for await (const chunk of tarStream) {
+      tap.push(chunk as Buffer);
+      if (!extract.write(chunk as Buffer)) {
+        await drainOrClose(extract);
+      }
+      if (extract.destroyed) return;
+    }
+    extract.end(null); // streamx: end() with no final chunk
+  })();
+  feed.catch((err: unknown) => extract.destroy(err as Error));
+  try {
+    for await (const entry of extract) {
+      const header = entry.header as RawHeader;
+      const pax = header.pax;
+      const wantRaw = pax != null && Object.keys(pax).some((k) => k.startsWith('SCHILY.xattr.'));
+      const dataSize = header.type === 'directory' ? 0 : (header.size ?? 0);
+      const region = tap.take(entry.offset, dataSize, wantRaw);
+      await applier.entry(entry, header, region ? lastPaxRecords(region) : undefined);
+      entry.resume();
+    }
+    await feed;
+    await applier.finish();
+  } catch (err) {
+    tarStream.destroy();
+    extract.destroy(new Error('layer application stopped'));
+    throw tarError(err, layer);
+  }
+  return applier.stats;
+}

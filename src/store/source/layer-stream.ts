@@ -1,0 +1,125 @@
+// A layer blob as the applier wants it: decompressed, with both digests checked on the way.
+//   raw bytes -> [count + hash: digest, size] -> gunzip / zstd / nothing -> [hash: diff_id] -> out
+// A mismatch is DataLossError naming the blob; corrupt or truncated compressed data is
+// InvalidArgumentError. The checks fire at end of stream, so a consumer must read to the end.
+import type { Hash } from 'node:crypto';
+import { PassThrough, Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { Decompress } from 'fzstd';
+import { DataLossError, InvalidArgumentError, StrataError } from '../errors.js';
+import { digestOf, hasherFor } from './digest.js';
+import type { Compression } from './media-types.js';
+
+export interface LayerStreamOptions {
+  digest: string;
+  size: number;
+  diffId: string;
+  compression: Compression;
+  /** Names the blob and where it comes from, for error messages. */
+  what: string;
+}
+
+class Verify extends Transform {
+  private readonly hash: Hash;
+  private count = 0;
+  constructor(
+    private readonly digest: string,
+    private readonly size: number | undefined,
+    private readonly what: string,
+  ) {
+    super();
+    this.hash = hasherFor(digest);
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.count += chunk.length;
+    if (this.size !== undefined && this.count > this.size) {
+      cb(
+        new DataLossError(
+          `${this.what}: more than the ${this.size} bytes its descriptor says`,
+          this.details(),
+        ),
+      );
+      return;
+    }
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.size !== undefined && this.count !== this.size) {
+      cb(
+        new DataLossError(`${this.what}: ${this.count} bytes, descriptor says ${this.size}`, this.details()),
+      );
+      return;
+    }
+    const got = digestOf(this.hash, this.digest);
+    if (got !== this.digest) {
+      cb(
+        new DataLossError(`${this.what}: content has digest ${got}, expected ${this.digest}`, this.details()),
+      );
+      return;
+    }
+    cb();
+  }
+  private details() {
+    return { op: 'import', digest: this.digest };
+  }
+}
+
+class Unzstd extends Transform {
+  private readonly d = new Decompress((data) =>
+    this.push(Buffer.from(data.buffer, data.byteOffset, data.length)),
+  );
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.d.push(chunk);
+      cb();
+    } catch (err) {
+      cb(Object.assign(err as Error, { zstd: true }));
+    }
+  }
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.d.push(new Uint8Array(0), true);
+      cb();
+    } catch (err) {
+      cb(Object.assign(err as Error, { zstd: true }));
+    }
+  }
+}
+
+function decompressor(c: Compression): Transform | undefined {
+  if (c === 'gzip') return createGunzip();
+  if (c === 'zstd') return new Unzstd();
+  return undefined;
+}
+
+function translate(err: Error, opts: LayerStreamOptions): Error {
+  if (err instanceof StrataError) return err;
+  const e = err as NodeJS.ErrnoException & { zstd?: boolean };
+  if (e.zstd || (typeof e.code === 'string' && e.code.startsWith('Z_'))) {
+    return new InvalidArgumentError(`${opts.what}: corrupt or truncated compressed data: ${err.message}`, {
+      op: 'import',
+      digest: opts.digest,
+      cause: err,
+    });
+  }
+  return err;
+}
+
+/** Decompress and verify `raw`, the blob's bytes exactly as stored. */
+export function layerStream(raw: Readable, opts: LayerStreamOptions): Readable {
+  const out = new PassThrough();
+  const stages: NodeJS.ReadWriteStream[] = [new Verify(opts.digest, opts.size, opts.what)];
+  const dec = decompressor(opts.compression);
+  if (dec) stages.push(dec);
+  const last = new Verify(opts.diffId, undefined, `${opts.what} (uncompressed, diff_id)`);
+  stages.push(last);
+  pipeline([raw, ...stages], (err) => {
+    if (err) out.destroy(translate(err, opts));
+  });
+  last.pipe(out);
+  out.on('close', () => {
+    if (!out.readableEnded) raw.destroy();
+  });
+  return out;
+}

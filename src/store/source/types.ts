@@ -1,0 +1,44 @@
+// What a source hands to the importer: one image, fully verified up to its layers, whose bytes are
+// verified as they are read.
+import type { Readable } from 'node:stream';
+import type { OciImageConfig } from '../../spec/generated/oci-image-config.js';
+import type { OciImageManifest } from '../../spec/generated/oci-image-manifest.js';
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface OpenSourceOptions {
+  /** Which image of a multi-platform index to take; linux/amd64 by default. */
+  platform?: Platform;
+}
+
+export interface LayerRef {
+  digest: string;
+  mediaType: string;
+  size: number;
+  diffId: string;
+  /**
+   * The decompressed tar stream. It errors with DataLossError if the compressed bytes don't match
+   * `digest`/`size` or the uncompressed bytes don't match `diffId`, and InvalidArgumentError for
+   * corrupt/truncated gzip/zstd. The checks run at end of stream: read it to the end.
+   */
+  open(): Promise<Readable>;
+}
+
+export interface ImageSource {
+  /** e.g. "oci-archive /x.tar (image sha256:…)" */
+  description: string;
+  manifestDigest: string;
+  /** The manifest's exact bytes (synthesized for a docker-archive). */
+  manifest: Buffer;
+  config: Buffer;
+  manifestJson: OciImageManifest;
+  configJson: OciImageConfig;
+  layers: LayerRef[];
+  /** Tags found for this image in the source (ref.name annotations or RepoTags). */
+  names: string[];
+  close(): Promise<void>;
+}
