@@ -76,3 +76,8 @@ export function defaultRoot(env: NodeJS.ProcessEnv = process.env): string {
   const home = env.HOME ?? '/tmp';
   return join(env.XDG_DATA_HOME ?? join(home, '.local', 'share'), 'strata');
 }
+
+/** flock held briefly while names and image records change (import's commit, tag, rm). */
+export function refsLockPath(root: string): string {
+  return join(root, 'refs.lock');
+}

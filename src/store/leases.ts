@@ -1,0 +1,82 @@
+// Leases: GC roots for images in use (the run path takes one per container). A lease is created
+// under the shared store lock after checking that its image exists, so a gc (exclusive) cannot
+// sweep the image between the check and the write.
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Lease } from '../spec/generated/lease.js';
+import { parseAndValidate, validate } from '../spec/validate.js';
+import { fsyncDir, writeFileAtomic } from './atomic.js';
+import { AlreadyExistsError, isErrno, NotFoundError } from './errors.js';
+import { ingestDir, leasePath, sha256Hex } from './layout.js';
+import { withStoreLock } from './lock.js';
+import { readRecord } from './records.js';
+
+export type { Lease };
+
+export async function createLease(
+  root: string,
+  id: string,
+  imageDigest: string,
+  labels?: Record<string, string>,
+): Promise<Lease> {
+  const image = `sha256:${sha256Hex(imageDigest)}`;
+  const lease: Lease = { id, image, createdAt: new Date().toISOString(), ...(labels ? { labels } : {}) };
+  validate<Lease>('lease', lease, `lease ${id}`);
+  const path = leasePath(root, id);
+  return withStoreLock(root, 'shared', async () => {
+    await readRecord(root, image);
+    const created = await writeFileAtomic(ingestDir(root), path, JSON.stringify(lease) + '\n');
+    if (!created) throw new AlreadyExistsError(`lease ${id} already exists`, { op: 'create-lease', path });
+    return lease;
+  });
+}
+
+export async function releaseLease(root: string, id: string): Promise<void> {
+  const path = leasePath(root, id);
+  try {
+    await fs.unlink(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) throw new NotFoundError(`no lease ${id}`, { op: 'release-lease', path });
+    throw err;
+  }
+  await fsyncDir(join(root, 'leases'));
+}
+
+export async function readLease(root: string, id: string): Promise<Lease> {
+  const path = leasePath(root, id);
+  try {
+    return parseAndValidate<Lease>('lease', await fs.readFile(path, 'utf8'), `lease ${path}`);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) throw new NotFoundError(`no lease ${id}`, { op: 'read-lease', path });
+    throw err;
+  }
+}
+
+export interface LeaseEntry {
+  id: string;
+  path: string;
+  /** undefined when the file is not a valid lease (fsck: lease-invalid). */
+  lease: Lease | undefined;
+}
+
+/** Every lease file, valid or not (gc must treat an unreadable lease conservatively). */
+export async function listLeaseEntries(root: string): Promise<LeaseEntry[]> {
+  const dir = join(root, 'leases');
+  const out: LeaseEntry[] = [];
+  for (const file of (await fs.readdir(dir)).sort()) {
+    if (!file.endsWith('.json')) continue;
+    const id = file.slice(0, -5);
+    const path = join(dir, file);
+    try {
+      out.push({ id, path, lease: await readLease(root, id) });
+    } catch (err) {
+      if (err instanceof NotFoundError) continue;
+      out.push({ id, path, lease: undefined });
+    }
+  }
+  return out;
+}
+
+export async function listLeases(root: string): Promise<Lease[]> {
+  return (await listLeaseEntries(root)).flatMap((e) => (e.lease ? [e.lease] : []));
+}

@@ -1,0 +1,125 @@
+// store.lock: shared for imports and readers, exclusive for gc and fsck (composefs-rs' model).
+// Locks are flock(2) locks, so a process killed with -9 never leaves one behind. Acquisition
+// polls without blocking so the caller can say why it waits ("waiting for gc") and give up.
+//
+// flock comes from the native addon; without it the lock is held by a util-linux flock(1)
+// child whose stdin is our pipe: when we release (or die), its `cat` sees EOF and the lock goes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants, promises as fs } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isErrno, UnavailableError } from './errors.js';
+import { lockPath } from './layout.js';
+import { LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, nativeFs } from './native.js';
+
+export type LockMode = 'shared' | 'exclusive';
+
+export interface LockOptions {
+  /** Called once, when the lock is busy and we start waiting. */
+  onWait?: () => void;
+  /** Give up after this long (UnavailableError); default: wait forever. */
+  timeoutMs?: number;
+  pollMs?: number;
+}
+
+export interface Lock {
+  readonly mode: LockMode;
+  release(): Promise<void>;
+}
+
+type TryLock = () => Promise<Lock | undefined>;
+
+export function lockStore(root: string, mode: LockMode, opts: LockOptions = {}): Promise<Lock> {
+  return lockFile(lockPath(root), mode, opts);
+}
+
+export async function lockFile(path: string, mode: LockMode, opts: LockOptions = {}): Promise<Lock> {
+  const native = await nativeFs();
+  const attempt: TryLock = native.flock
+    ? () => tryNative(path, mode, native.flock!)
+    : () => tryFlockCommand(path, mode);
+  const started = Date.now();
+  let waited = false;
+  for (;;) {
+    const lock = await attempt();
+    if (lock) return lock;
+    if (!waited) {
+      waited = true;
+      opts.onWait?.();
+    }
+    if (opts.timeoutMs !== undefined && Date.now() - started >= opts.timeoutMs) {
+      throw new UnavailableError(`store is locked (${path}); gave up after ${opts.timeoutMs} ms`, {
+        op: 'lock',
+        path,
+      });
+    }
+    await sleep(opts.pollMs ?? 100);
+  }
+}
+
+async function tryNative(
+  path: string,
+  mode: LockMode,
+  flock: (fd: number, op: number) => void,
+): Promise<Lock | undefined> {
+  const fh = await fs.open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  try {
+    flock(fh.fd, (mode === 'shared' ? LOCK_SH : LOCK_EX) | LOCK_NB);
+  } catch (err) {
+    await fh.close();
+    if (isErrno(err, 'EWOULDBLOCK') || isErrno(err, 'EAGAIN')) return undefined;
+    throw err;
+  }
+  return {
+    mode,
+    release: async () => {
+      flock(fh.fd, LOCK_UN);
+      await fh.close();
+    },
+  };
+}
+
+const BUSY = 75;
+
+async function tryFlockCommand(path: string, mode: LockMode): Promise<Lock | undefined> {
+  const flag = mode === 'shared' ? '--shared' : '--exclusive';
+  const child = spawn(
+    'flock',
+    [flag, '--nonblock', '-E', String(BUSY), path, '-c', 'echo locked; exec cat'],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
+  const outcome = await new Promise<'locked' | number>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout!.once('data', () => resolve('locked'));
+    child.once('exit', (code) => resolve(code ?? -1));
+  });
+  if (outcome === BUSY) return undefined;
+  if (outcome !== 'locked') {
+    throw new UnavailableError(`cannot lock ${path}: flock exited with ${outcome}`, { op: 'lock', path });
+  }
+  return { mode, release: () => endChild(child) };
+}
+
+function endChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.stdin!.end();
+  });
+}
+
+/** Run `fn` holding the store lock in `mode`. */
+export async function withStoreLock<T>(
+  root: string,
+  mode: LockMode,
+  fn: () => Promise<T>,
+  opts?: LockOptions,
+): Promise<T> {
+  const lock = await lockStore(root, mode, opts);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}

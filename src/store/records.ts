@@ -1,0 +1,163 @@
+// Image records (images/<manifest hex>.json), resolving user references to them, and loading
+// an image's tree index. A record is written only after everything it points at is durable.
+import { createHash } from 'node:crypto';
+import { promises as fs, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ImageRecord } from '../spec/generated/image-record.js';
+import { parseAndValidate, validate } from '../spec/validate.js';
+import { writeFileAtomic } from './atomic.js';
+import { DataLossError, InvalidArgumentError, isErrno, NotFoundError } from './errors.js';
+import { imageRecordPath, ingestDir, treeIndexPath } from './layout.js';
+import { listRefs, parseReference, readRef } from './refs.js';
+import { TreeIndex } from './tree-index.js';
+
+export type { ImageRecord };
+
+/** A record plus the names (refs) that point at it. */
+export interface ImageInfo extends ImageRecord {
+  names: string[];
+}
+
+export async function readRecord(root: string, manifestDigest: string): Promise<ImageRecord> {
+  const path = imageRecordPath(root, manifestDigest);
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) {
+      throw new NotFoundError(`no image ${manifestDigest}`, { op: 'read-record', digest: manifestDigest });
+    }
+    throw err;
+  }
+  try {
+    const record = parseAndValidate<ImageRecord>('image-record', text, `image record ${path}`);
+    if (record.manifestDigest !== manifestDigest) throw new Error(`it names ${record.manifestDigest}`);
+    return record;
+  } catch (err) {
+    throw new DataLossError(`image record ${path} is corrupt (run strata fsck): ${(err as Error).message}`, {
+      op: 'read-record',
+      path,
+      digest: manifestDigest,
+      cause: err,
+    });
+  }
+}
+
+export async function writeRecord(root: string, record: ImageRecord): Promise<void> {
+  validate<ImageRecord>('image-record', record, `image record ${record.manifestDigest}`);
+  const path = imageRecordPath(root, record.manifestDigest);
+  await writeFileAtomic(ingestDir(root), path, JSON.stringify(record, null, 2) + '\n', { replace: true });
+}
+
+export async function removeRecord(root: string, manifestDigest: string): Promise<void> {
+  await fs.rm(imageRecordPath(root, manifestDigest), { force: true });
+}
+
+/** Manifest digests of every record file under images/ (valid or not). */
+export async function listRecordDigests(root: string): Promise<string[]> {
+  const files = await fs.readdir(join(root, 'images'));
+  return files
+    .filter((f) => /^[0-9a-f]{64}\.json$/.test(f))
+    .map((f) => `sha256:${f.slice(0, 64)}`)
+    .sort();
+}
+
+async function namesByDigest(root: string): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const ref of await listRefs(root)) {
+    if (!ref.digest) continue;
+    out.set(ref.digest, [...(out.get(ref.digest) ?? []), ref.name]);
+  }
+  return out;
+}
+
+/** Every readable image, with its names. Unreadable records are fsck's business, not ls's. */
+export async function listImages(root: string): Promise<ImageInfo[]> {
+  const names = await namesByDigest(root);
+  const out: ImageInfo[] = [];
+  for (const digest of await listRecordDigests(root)) {
+    try {
+      out.push({ ...(await readRecord(root, digest)), names: names.get(digest) ?? [] });
+    } catch (err) {
+      if (!(err instanceof NotFoundError) && !(err instanceof DataLossError)) throw err;
+    }
+  }
+  return out;
+}
+
+/** Resolve a name, name:tag, full digest or unique short digest to its image. */
+export async function resolveImage(root: string, ref: string): Promise<ImageInfo> {
+  const parsed = parseReference(ref);
+  let digest: string | undefined;
+  if (parsed.kind === 'digest') digest = parsed.digest;
+  else {
+    if (parsed.name) digest = await readRef(root, parsed.name);
+    if (!digest && parsed.shortDigest) {
+      const matches = (await listRecordDigests(root)).filter((d) =>
+        d.startsWith(`sha256:${parsed.shortDigest}`),
+      );
+      if (matches.length > 1) {
+        throw new InvalidArgumentError(
+          `short digest ${parsed.shortDigest} is ambiguous (${matches.length} images)`,
+          {
+            op: 'resolve',
+            ref,
+          },
+        );
+      }
+      digest = matches[0];
+    }
+    if (!digest) throw new NotFoundError(`no image named ${JSON.stringify(ref)}`, { op: 'resolve', ref });
+  }
+  const record = await readRecord(root, digest).catch((err: unknown) => {
+    if (err instanceof NotFoundError && parsed.kind === 'name' && parsed.name) {
+      throw new NotFoundError(
+        `name ${parsed.name} points at missing image ${digest} (run strata fsck --repair)`,
+        {
+          op: 'resolve',
+          ref,
+          digest,
+        },
+      );
+    }
+    throw err;
+  });
+  return { ...record, names: (await namesByDigest(root)).get(digest) ?? [] };
+}
+
+/**
+ * The image's tree index, for the FUSE server. One read and a bounds-checking decode; the
+ * sha256 is checked only with `verify` (fsck checks it; hashing would double the load time).
+ */
+export function loadTreeIndex(
+  root: string,
+  record: Pick<ImageRecord, 'indexDigest'>,
+  opts: { verify?: boolean } = {},
+): TreeIndex {
+  const path = treeIndexPath(root, record.indexDigest);
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) {
+      throw new NotFoundError(`tree index ${record.indexDigest} is missing (run strata fsck)`, {
+        op: 'load-index',
+        path,
+        digest: record.indexDigest,
+      });
+    }
+    throw err;
+  }
+  if (opts.verify && `sha256:${createHash('sha256').update(buf).digest('hex')}` !== record.indexDigest) {
+    throw new DataLossError(`tree index ${path} does not match its digest`, { op: 'load-index', path });
+  }
+  try {
+    return TreeIndex.decode(buf);
+  } catch (err) {
+    throw new DataLossError(`tree index ${path}: ${(err as Error).message}`, {
+      op: 'load-index',
+      path,
+      cause: err,
+    });
+  }
+}

@@ -1,0 +1,60 @@
+// The store's role interfaces (containerd's content.Provider / Ingester / Manager, narrowed to
+// what strata needs) and the shapes that cross module boundaries. The importer, gc and fsck work
+// against these; the local disk store (store.ts) is the one implementation today.
+import type { Readable } from 'node:stream';
+import type { TreeNode } from './tree-index.js';
+
+/** Reads content objects (sha256 hex or "sha256:<hex>"). */
+export interface Provider {
+  objectPath(digest: string): string;
+  hasObject(digest: string, size?: number): Promise<boolean>;
+}
+
+/** Where the layer applier puts file contents; answers the content's sha256 hex. */
+export interface ObjectSink {
+  write(content: Readable, size: number): Promise<{ digest: string; size: number }>;
+}
+
+/** Writes content objects: a sink plus the step that makes everything written durable. */
+export interface Ingester extends ObjectSink {
+  /** Make every object written so far durable and visible under objects/. */
+  commit(): Promise<void>;
+  /** Forget everything not yet committed (temp files are removed). */
+  abort(): Promise<void>;
+}
+
+/** Enumerates and removes content (gc, fsck). */
+export interface Manager {
+  listObjects(): AsyncIterable<{ digest: string; path: string }>;
+  deleteObject(digest: string): Promise<void>;
+}
+
+/** What the layer engineer's sources return (src/store/source/). */
+export interface LayerRef {
+  digest: string;
+  mediaType: string;
+  size: number;
+  diffId: string;
+  /** Decompressed and verified while read; errors with DataLossError on a mismatch. */
+  open(): Promise<Readable>;
+}
+
+export interface ImageSource {
+  description: string;
+  manifestDigest: string;
+  manifest: Buffer;
+  config: Buffer;
+  manifestJson: unknown;
+  configJson: unknown;
+  layers: LayerRef[];
+  names: string[];
+  close(): Promise<void>;
+}
+
+export type OpenSource = (spec: string) => Promise<ImageSource>;
+export type ApplyLayer = (
+  root: TreeNode,
+  tar: Readable,
+  sink: ObjectSink,
+  opts?: { inlineMax?: number },
+) => Promise<unknown>;
