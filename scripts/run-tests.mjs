@@ -14,7 +14,7 @@ function findTests(dir) {
   for (const name of readdirSync(dir).sort()) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) {
-      if (name !== 'fixtures') out.push(...findTests(path));
+      if (name !== 'corpus') out.push(...findTests(path));
     } else if (name.endsWith('.test.ts')) out.push(path);
   }
   return out;

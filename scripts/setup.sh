@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   crun runc podman skopeo umoci buildah busybox-static debootstrap
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
-  fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux
+  fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
 )
 missing=()
 for p in "${packages[@]}"; do
