@@ -1,0 +1,94 @@
+// The filesystem side of the FUSE server, in nodes rather than wire structs: small capability
+// interfaces, each optional. bridge.ts adapts whatever subset a filesystem implements to the
+// protocol; a missing capability answers ENOSYS. Methods signal errnos by throwing FuseError.
+
+export interface NodeAttr {
+  ino: number;
+  /** S_IFMT | permission bits */
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  rdev: number;
+}
+
+export interface DirEntryInfo {
+  name: Buffer;
+  ino: number;
+  /** S_IFMT bits are enough (for the dirent type). */
+  mode: number;
+}
+
+export interface OpenedFile {
+  fh: number;
+  /** An fd on the file's content, for a passthrough backing id; absent for content held in memory. */
+  fd?: number;
+}
+
+export interface StatfsInfo {
+  blocks: number;
+  files: number;
+  bsize: number;
+  namelen: number;
+}
+
+export interface NodeLookuper {
+  /** The child's attributes; ENOENT when absent. */
+  lookup(parent: number, name: Buffer): NodeAttr;
+}
+export interface NodeGetattrer {
+  getattr(ino: number): NodeAttr;
+}
+export interface NodeForgetter {
+  /** The kernel dropped its last reference to ino. */
+  forget(ino: number): void;
+}
+export interface NodeReadlinker {
+  readlink(ino: number): Buffer;
+}
+export interface NodeOpener {
+  open(ino: number, flags: number): Promise<OpenedFile>;
+}
+export interface NodeReader {
+  read(ino: number, fh: number, offset: number, size: number, signal?: AbortSignal): Promise<Buffer>;
+}
+export interface NodeReleaser {
+  release(ino: number, fh: number): void;
+}
+export interface NodeReaddirer {
+  /** Entries from position `offset` on, "." and ".." first (positions 0 and 1). */
+  readdir(ino: number, offset: number): Iterable<DirEntryInfo>;
+}
+export interface NodeXattrer {
+  /** undefined when the node has no such attribute (ENODATA). */
+  getxattr(ino: number, name: string): Buffer | undefined;
+  listxattr(ino: number): string[];
+}
+export interface NodeStatfser {
+  statfs(): StatfsInfo;
+}
+export interface NodeLseeker {
+  lseek(ino: number, fh: number, offset: number, whence: number): number;
+}
+export interface FilesystemDestroyer {
+  /** The session ended: release every handle. */
+  destroy(): void;
+}
+
+export type Filesystem = Partial<
+  NodeLookuper &
+    NodeGetattrer &
+    NodeForgetter &
+    NodeReadlinker &
+    NodeOpener &
+    NodeReader &
+    NodeReleaser &
+    NodeReaddirer &
+    NodeXattrer &
+    NodeStatfser &
+    NodeLseeker &
+    FilesystemDestroyer
+>;

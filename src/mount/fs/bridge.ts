@@ -1,0 +1,282 @@
+// The only adapter between wire structs and nodes: implements RawFileSystem on top of a
+// node-level Filesystem. It owns what the kernel protocol requires of every filesystem — lookup
+// counts per node id (LOOKUP and READDIRPLUS add, FORGET subtracts), cache timeouts and open
+// flags, dirent packing — and the passthrough backing ids, shared per inode because the kernel
+// refuses two different backing files for one inode.
+import * as C from '../fuse/constants.js';
+import { FuseError } from '../fuse/errors.js';
+import type { BackingCapability } from '../fuse/protocol.js';
+import type { InitInfo, RawFileSystem, RequestContext } from '../fuse/raw.js';
+import type { FuseAttr, FuseAttrOut, FuseEntryOut } from '../fuse/wire/attr.js';
+import { direntSize, direntplusSize, writeDirent, writeDirentplus } from '../fuse/wire/dir.js';
+import type { FuseLseekIn } from '../fuse/wire/lseek.js';
+import type { FuseOpenIn, FuseOpenOut, FuseReadIn, FuseReleaseIn } from '../fuse/wire/open.js';
+import type { FuseKstatfs } from '../fuse/wire/statfs.js';
+import type { Filesystem, NodeAttr } from './api.js';
+
+export interface BridgeOptions {
+  /** Seconds the kernel may cache names and attributes (default 86400: the image never changes). */
+  entryTimeout?: number;
+  attrTimeout?: number;
+  backing?: BackingCapability;
+}
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+
+function fuseAttr(a: NodeAttr): FuseAttr {
+  return {
+    ino: a.ino,
+    size: a.size,
+    blocks: Math.ceil(a.size / 512),
+    atime: a.mtimeSec,
+    mtime: a.mtimeSec,
+    ctime: a.mtimeSec,
+    atimensec: a.mtimeNsec,
+    mtimensec: a.mtimeNsec,
+    ctimensec: a.mtimeNsec,
+    mode: a.mode,
+    nlink: a.nlink,
+    uid: a.uid,
+    gid: a.gid,
+    rdev: a.rdev,
+    blksize: 4096,
+    flags: 0,
+  };
+}
+
+const NO_ENTRY: FuseEntryOut = {
+  nodeid: 0,
+  generation: 0,
+  entry_valid: 0,
+  attr_valid: 0,
+  entry_valid_nsec: 0,
+  attr_valid_nsec: 0,
+  attr: fuseAttr({ ino: 0, mode: 0, uid: 0, gid: 0, nlink: 0, size: 0, mtimeSec: 0, mtimeNsec: 0, rdev: 0 }),
+};
+
+function isDotOrDotDot(name: Buffer): boolean {
+  return name[0] === 0x2e && (name.length === 1 || (name.length === 2 && name[1] === 0x2e));
+}
+
+export class FilesystemBridge implements RawFileSystem {
+  private readonly fs: Filesystem;
+  private readonly entryTimeout: number;
+  private readonly attrTimeout: number;
+  private readonly backing?: BackingCapability;
+  private passthrough = false;
+  private readonly lookups = new Map<number, number>();
+  /** Open files by fh -> ino, and the passthrough backing id per inode with its open count. */
+  private readonly files = new Map<number, { ino: number; backed: boolean }>();
+  private readonly backings = new Map<number, { id: number; refs: number }>();
+
+  constructor(fs: Filesystem, options: BridgeOptions = {}) {
+    this.fs = fs;
+    this.entryTimeout = options.entryTimeout ?? 86400;
+    this.attrTimeout = options.attrTimeout ?? 86400;
+    this.backing = options.backing;
+  }
+
+  /** How many lookups the kernel holds on a node id (0 when forgotten or never seen). */
+  lookupCount(nodeid: number): number {
+    return this.lookups.get(nodeid) ?? 0;
+  }
+
+  get openFileCount(): number {
+    return this.files.size;
+  }
+
+  get backingCount(): number {
+    return this.backings.size;
+  }
+
+  init(info: InitInfo): void {
+    this.passthrough = info.passthrough && this.backing !== undefined;
+  }
+
+  destroy(): void {
+    for (const [fh, { ino }] of this.files) this.fs.release?.(ino, fh);
+    for (const { id } of this.backings.values()) this.closeBacking(id);
+    this.files.clear();
+    this.backings.clear();
+    this.lookups.clear();
+    this.fs.destroy?.();
+  }
+
+  private cap<K extends keyof Filesystem>(k: K): NonNullable<Filesystem[K]> {
+    const fn = this.fs[k];
+    if (!fn) throw new FuseError(C.ENOSYS);
+    return fn.bind(this.fs) as NonNullable<Filesystem[K]>;
+  }
+
+  private entryOut(a: NodeAttr): FuseEntryOut {
+    return {
+      nodeid: a.ino,
+      generation: 0,
+      entry_valid: this.entryTimeout,
+      attr_valid: this.attrTimeout,
+      entry_valid_nsec: 0,
+      attr_valid_nsec: 0,
+      attr: fuseAttr(a),
+    };
+  }
+
+  private addLookup(ino: number): void {
+    this.lookups.set(ino, (this.lookups.get(ino) ?? 0) + 1);
+  }
+
+  lookup(_ctx: RequestContext, parent: number, name: Buffer): FuseEntryOut {
+    const attr = this.cap('lookup')(parent, name);
+    this.addLookup(attr.ino);
+    return this.entryOut(attr);
+  }
+
+  forget(nodeid: number, nlookup: number): void {
+    const have = this.lookups.get(nodeid);
+    if (have === undefined) return; // unknown node: harmless
+    if (have > nlookup) {
+      this.lookups.set(nodeid, have - nlookup);
+      return;
+    }
+    this.lookups.delete(nodeid);
+    this.fs.forget?.(nodeid);
+  }
+
+  getattr(_ctx: RequestContext, nodeid: number): FuseAttrOut {
+    return { attr_valid: this.attrTimeout, attr_valid_nsec: 0, attr: fuseAttr(this.cap('getattr')(nodeid)) };
+  }
+
+  readlink(_ctx: RequestContext, nodeid: number): Buffer {
+    return this.cap('readlink')(nodeid);
+  }
+
+  async open(_ctx: RequestContext, nodeid: number, inp: FuseOpenIn): Promise<FuseOpenOut> {
+    if ((inp.flags & C.O_ACCMODE) !== C.O_RDONLY || inp.flags & C.O_TRUNC) throw new FuseError(C.EROFS);
+    if ((this.cap('getattr')(nodeid).mode & S_IFMT) === S_IFDIR) throw new FuseError(C.EISDIR);
+    const opened = await this.cap('open')(nodeid, inp.flags);
+    const backingId = opened.fd === undefined ? undefined : this.acquireBacking(nodeid, opened.fd);
+    this.files.set(opened.fh, { ino: nodeid, backed: backingId !== undefined });
+    if (backingId !== undefined)
+      return { fh: opened.fh, open_flags: C.FOPEN_PASSTHROUGH, backing_id: backingId };
+    return { fh: opened.fh, open_flags: C.FOPEN_KEEP_CACHE, backing_id: 0 };
+  }
+
+  private acquireBacking(ino: number, fd: number): number | undefined {
+    if (!this.passthrough || !this.backing) return undefined;
+    const have = this.backings.get(ino);
+    if (have) {
+      have.refs++;
+      return have.id;
+    }
+    let id: number;
+    try {
+      id = this.backing.open(fd);
+    } catch {
+      return undefined; // e.g. EPERM without CAP_SYS_ADMIN: serve reads ourselves
+    }
+    this.backings.set(ino, { id, refs: 1 });
+    return id;
+  }
+
+  private closeBacking(id: number): void {
+    try {
+      this.backing?.close(id);
+    } catch {
+      // the session is going away; the kernel drops its backing files with it
+    }
+  }
+
+  read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Promise<Buffer> {
+    return this.cap('read')(nodeid, inp.fh, inp.offset, inp.size, ctx.signal);
+  }
+
+  release(_ctx: RequestContext, nodeid: number, inp: FuseReleaseIn): void {
+    const file = this.files.get(inp.fh);
+    this.files.delete(inp.fh);
+    if (file?.backed) {
+      const b = this.backings.get(file.ino);
+      if (b && --b.refs === 0) {
+        this.backings.delete(file.ino);
+        this.closeBacking(b.id);
+      }
+    }
+    this.fs.release?.(file?.ino ?? nodeid, inp.fh);
+  }
+
+  flush(): void {}
+
+  opendir(_ctx: RequestContext, nodeid: number): FuseOpenOut {
+    if ((this.cap('getattr')(nodeid).mode & S_IFMT) !== S_IFDIR) throw new FuseError(C.ENOTDIR);
+    return { fh: 0, open_flags: C.FOPEN_CACHE_DIR | C.FOPEN_KEEP_CACHE, backing_id: 0 };
+  }
+
+  releasedir(): void {}
+
+  readdir(_ctx: RequestContext, nodeid: number, inp: FuseReadIn): Buffer {
+    return this.fillDir(nodeid, inp, false);
+  }
+
+  readdirplus(_ctx: RequestContext, nodeid: number, inp: FuseReadIn): Buffer {
+    return this.fillDir(nodeid, inp, true);
+  }
+
+  private fillDir(nodeid: number, inp: FuseReadIn, plus: boolean): Buffer {
+    const entries = this.cap('readdir')(nodeid, inp.offset);
+    const getattr = plus ? this.cap('getattr') : undefined;
+    const out = Buffer.alloc(inp.size);
+    let at = 0;
+    let pos = inp.offset;
+    for (const e of entries) {
+      const need = plus ? direntplusSize(e.name.length) : direntSize(e.name.length);
+      if (at + need > out.length) break;
+      pos++;
+      const dirent = { ino: e.ino, off: pos, type: (e.mode & S_IFMT) >>> 12, name: e.name };
+      if (!getattr) {
+        at += writeDirent(out, at, dirent);
+        continue;
+      }
+      // The kernel takes no reference for "." and ".." (fuse_direntplus_link skips them).
+      if (isDotOrDotDot(e.name)) {
+        at += writeDirentplus(out, at, { entry_out: NO_ENTRY, dirent });
+        continue;
+      }
+      const entry = this.entryOut(getattr(e.ino));
+      at += writeDirentplus(out, at, { entry_out: entry, dirent });
+      this.addLookup(e.ino);
+    }
+    return out.subarray(0, at);
+  }
+
+  statfs(): FuseKstatfs {
+    const s = this.cap('statfs')();
+    return {
+      blocks: s.blocks,
+      bfree: 0,
+      bavail: 0,
+      files: s.files,
+      ffree: 0,
+      bsize: s.bsize,
+      namelen: s.namelen,
+      frsize: s.bsize,
+    };
+  }
+
+  getxattr(_ctx: RequestContext, nodeid: number, name: string): Buffer {
+    const value = this.cap('getxattr')(nodeid, name);
+    if (value === undefined) throw new FuseError(C.ENODATA);
+    return value;
+  }
+
+  listxattr(_ctx: RequestContext, nodeid: number): string[] {
+    return this.cap('listxattr')(nodeid);
+  }
+
+  access(_ctx: RequestContext, nodeid: number, mask: number): void {
+    this.cap('getattr')(nodeid); // ENOENT for a stale node
+    if (mask & C.W_OK) throw new FuseError(C.EROFS);
+  }
+
+  lseek(_ctx: RequestContext, nodeid: number, inp: FuseLseekIn): number {
+    return this.cap('lseek')(nodeid, inp.fh, inp.offset, inp.whence);
+  }
+}

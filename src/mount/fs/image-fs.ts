@@ -1,0 +1,211 @@
+// ImageFilesystem: one stored image's tree index as a node-level Filesystem (api.ts). Node ids
+// are the index's inode numbers (1 is the root, as FUSE_ROOT_ID), so they are stable for an
+// image; placeholders are numbered above them. Regular file contents are the store's object
+// files, opened through the shared fd cache; small files are inline in the index. Instances share
+// nothing but that cache, so any number of images and mounts can be served at once.
+import { read } from 'node:fs';
+import { promisify } from 'node:util';
+import * as C from '../fuse/constants.js';
+import { FuseError } from '../fuse/errors.js';
+import { objectPath } from '../../store/layout.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeIndex } from '../../store/tree-index.js';
+import type { DirEntryInfo, Filesystem, NodeAttr, OpenedFile, StatfsInfo } from './api.js';
+import { FdCache, sharedFdCache, type FdLease } from './fd-cache.js';
+import { buildPlaceholders, type PlaceholderSpec, type PlaceholderTree } from './placeholders.js';
+
+const readAsync = promisify(read);
+
+export interface ImageFilesystemOptions {
+  index: TreeIndex;
+  storeRoot: string;
+  placeholders?: PlaceholderSpec[];
+  fdCache?: FdCache;
+}
+
+type Handle = { ino: number; inline: Buffer } | { ino: number; lease: FdLease; size: number };
+
+const DOT = Buffer.from('.');
+const DOTDOT = Buffer.from('..');
+
+export class ImageFilesystem implements Filesystem {
+  readonly index: TreeIndex;
+  readonly storeRoot: string;
+  private readonly extra: PlaceholderTree;
+  private readonly fdCache: FdCache;
+  private readonly handles = new Map<number, Handle>();
+  private nextFh = 1;
+  private totalBlocks?: number;
+
+  constructor(options: ImageFilesystemOptions) {
+    this.index = options.index;
+    this.storeRoot = options.storeRoot;
+    this.fdCache = options.fdCache ?? sharedFdCache;
+    this.extra = buildPlaceholders(this.index, options.placeholders ?? []);
+  }
+
+  get openHandleCount(): number {
+    return this.handles.size;
+  }
+
+  private known(ino: number): boolean {
+    return this.index.has(ino) || this.extra.nodes.has(ino);
+  }
+
+  private mode(ino: number): number {
+    const p = this.extra.nodes.get(ino);
+    if (p) return p.mode;
+    if (!this.index.has(ino)) throw new FuseError(C.ENOENT, `no inode ${ino}`);
+    return this.index.mode(ino);
+  }
+
+  getattr(ino: number): NodeAttr {
+    const p = this.extra.nodes.get(ino);
+    if (p) {
+      const root = this.index.attr(this.index.rootIno);
+      const isDir = (p.mode & S_IFMT) === S_IFDIR;
+      const subdirs = [...(this.extra.children.get(ino)?.values() ?? [])].filter(
+        (k) => (this.mode(k) & S_IFMT) === S_IFDIR,
+      ).length;
+      return {
+        ino,
+        mode: p.mode,
+        uid: 0,
+        gid: 0,
+        nlink: isDir ? 2 + subdirs : 1,
+        size: 0,
+        mtimeSec: root.mtimeSec,
+        mtimeNsec: root.mtimeNsec,
+        rdev: 0,
+      };
+    }
+    if (!this.index.has(ino)) throw new FuseError(C.ENOENT, `no inode ${ino}`);
+    const attr = this.index.attr(ino);
+    const added = this.extra.extra.get(ino);
+    if (added) {
+      const kids = this.extra.children.get(ino)!;
+      attr.nlink += added.filter((n) => (this.mode(kids.get(n.toString())!) & S_IFMT) === S_IFDIR).length;
+    }
+    return attr;
+  }
+
+  lookup(parent: number, name: Buffer): NodeAttr {
+    if ((this.mode(parent) & S_IFMT) !== S_IFDIR) throw new FuseError(C.ENOTDIR);
+    let ino = this.extra.children.get(parent)?.get(name.toString()) ?? 0;
+    if (ino === 0 && this.index.has(parent)) ino = this.index.lookup(parent, name);
+    if (ino === 0) throw new FuseError(C.ENOENT);
+    return this.getattr(ino);
+  }
+
+  readlink(ino: number): Buffer {
+    if ((this.mode(ino) & S_IFMT) !== S_IFLNK) throw new FuseError(C.EINVAL);
+    return this.index.readlink(ino);
+  }
+
+  private parentOf(dir: number): number {
+    return this.extra.nodes.get(dir)?.parent ?? this.index.parent(dir);
+  }
+
+  *readdir(ino: number, offset: number): Iterable<DirEntryInfo> {
+    if ((this.mode(ino) & S_IFMT) !== S_IFDIR) throw new FuseError(C.ENOTDIR);
+    const inIndex = this.index.has(ino) ? this.index.entryCount(ino) : 0;
+    const added = this.extra.extra.get(ino) ?? [];
+    const placed = this.extra.children.get(ino);
+    for (let pos = offset; pos < 2 + inIndex + added.length; pos++) {
+      if (pos === 0) yield { name: DOT, ino, mode: S_IFDIR };
+      else if (pos === 1) yield { name: DOTDOT, ino: this.parentOf(ino), mode: S_IFDIR };
+      else if (pos < 2 + inIndex) {
+        const e = this.index.entry(ino, pos - 2)!;
+        const child = placed?.get(e.name.toString()) ?? e.ino;
+        yield { name: e.name, ino: child, mode: this.mode(child) };
+      } else {
+        const name = added[pos - 2 - inIndex];
+        const child = placed!.get(name.toString())!;
+        yield { name, ino: child, mode: this.mode(child) };
+      }
+    }
+  }
+
+  async open(ino: number): Promise<OpenedFile> {
+    const mode = this.mode(ino);
+    if ((mode & S_IFMT) !== S_IFREG) throw new FuseError((mode & S_IFMT) === S_IFDIR ? C.EISDIR : C.EINVAL);
+    const fh = this.nextFh++;
+    if (this.extra.nodes.has(ino)) {
+      this.handles.set(fh, { ino, inline: Buffer.alloc(0) });
+      return { fh };
+    }
+    const content = this.index.content(ino);
+    if (content.kind === 'inline') {
+      this.handles.set(fh, { ino, inline: content.data });
+      return { fh };
+    }
+    const path = objectPath(this.storeRoot, content.digest);
+    let lease: FdLease;
+    try {
+      lease = await this.fdCache.acquire(path);
+    } catch (error) {
+      // A missing or unreadable object is store damage, not a property of the file.
+      throw new FuseError(C.EIO, `cannot open object ${content.digest} for inode ${ino}: ${String(error)}`);
+    }
+    this.handles.set(fh, { ino, lease, size: this.index.attr(ino).size });
+    return { fh, fd: lease.fd };
+  }
+
+  async read(ino: number, fh: number, offset: number, size: number): Promise<Buffer> {
+    const h = this.handles.get(fh);
+    if (!h || h.ino !== ino) throw new FuseError(C.EBADF);
+    if ('inline' in h) return h.inline.subarray(Math.min(offset, h.inline.length), offset + size);
+    const want = Math.max(0, Math.min(size, h.size - offset));
+    const buf = Buffer.allocUnsafe(want);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await readAsync(h.lease.fd, buf, got, want - got, offset + got);
+      if (bytesRead === 0) break; // object shorter than the index says: return what exists
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  }
+
+  release(_ino: number, fh: number): void {
+    const h = this.handles.get(fh);
+    this.handles.delete(fh);
+    if (h && 'lease' in h) h.lease.release();
+  }
+
+  getxattr(ino: number, name: string): Buffer | undefined {
+    if (!this.known(ino)) throw new FuseError(C.ENOENT);
+    return this.index.has(ino) ? this.index.getxattr(ino, name) : undefined;
+  }
+
+  listxattr(ino: number): string[] {
+    if (!this.known(ino)) throw new FuseError(C.ENOENT);
+    return this.index.has(ino) ? this.index.xattrs(ino).map((x) => x.name) : [];
+  }
+
+  statfs(): StatfsInfo {
+    if (this.totalBlocks === undefined) {
+      let bytes = 0;
+      for (let ino = 1; ino <= this.index.inodeCount; ino++)
+        bytes += Math.ceil(this.index.attr(ino).size / 4096) * 4096;
+      this.totalBlocks = bytes / 4096;
+    }
+    return {
+      blocks: this.totalBlocks,
+      files: this.index.inodeCount + this.extra.nodes.size,
+      bsize: 4096,
+      namelen: 255,
+    };
+  }
+
+  /** Image files have no holes: data runs from 0 to the size. */
+  lseek(ino: number, _fh: number, offset: number, whence: number): number {
+    const size = this.getattr(ino).size;
+    if (offset >= size) throw new FuseError(C.ENXIO);
+    if (whence === C.SEEK_DATA) return offset;
+    if (whence === C.SEEK_HOLE) return size;
+    throw new FuseError(C.EINVAL);
+  }
+
+  destroy(): void {
+    for (const fh of [...this.handles.keys()]) this.release(0, fh);
+  }
+}

@@ -1,0 +1,95 @@
+// struct fuse_in_header / fuse_out_header, and the NUL-terminated names that follow some requests.
+
+export const FUSE_IN_HEADER_SIZE = 40;
+export const FUSE_OUT_HEADER_SIZE = 16;
+
+export interface FuseInHeader {
+  len: number;
+  opcode: number;
+  unique: bigint;
+  nodeid: number;
+  uid: number;
+  gid: number;
+  pid: number;
+  /** length of extensions in 8-byte units (7.38) */
+  total_extlen: number;
+}
+
+export function decodeInHeader(buf: Buffer): FuseInHeader {
+  return {
+    len: buf.readUInt32LE(0),
+    opcode: buf.readUInt32LE(4),
+    unique: buf.readBigUInt64LE(8),
+    // Node ids are our inode numbers: far below 2^53.
+    nodeid: Number(buf.readBigUInt64LE(16)),
+    uid: buf.readUInt32LE(24),
+    gid: buf.readUInt32LE(28),
+    pid: buf.readUInt32LE(32),
+    total_extlen: buf.readUInt16LE(36),
+  };
+}
+
+export function encodeInHeader(h: FuseInHeader): Buffer {
+  const buf = Buffer.alloc(FUSE_IN_HEADER_SIZE);
+  buf.writeUInt32LE(h.len, 0);
+  buf.writeUInt32LE(h.opcode, 4);
+  buf.writeBigUInt64LE(h.unique, 8);
+  buf.writeBigUInt64LE(BigInt(h.nodeid), 16);
+  buf.writeUInt32LE(h.uid, 24);
+  buf.writeUInt32LE(h.gid, 28);
+  buf.writeUInt32LE(h.pid, 32);
+  buf.writeUInt16LE(h.total_extlen, 36);
+  return buf;
+}
+
+export interface FuseOutHeader {
+  len: number;
+  /** 0 or a negated errno */
+  error: number;
+  unique: bigint;
+}
+
+export function decodeOutHeader(buf: Buffer): FuseOutHeader {
+  return { len: buf.readUInt32LE(0), error: buf.readInt32LE(4), unique: buf.readBigUInt64LE(8) };
+}
+
+export function encodeOutHeader(h: FuseOutHeader, into?: Buffer): Buffer {
+  const buf = into ?? Buffer.alloc(FUSE_OUT_HEADER_SIZE);
+  buf.writeUInt32LE(h.len, 0);
+  buf.writeInt32LE(h.error, 4);
+  buf.writeBigUInt64LE(h.unique, 8);
+  return buf;
+}
+
+/** A complete reply: header followed by the body, ready for one write(2). */
+export function encodeReply(unique: bigint, body?: Buffer): Buffer {
+  const len = FUSE_OUT_HEADER_SIZE + (body?.length ?? 0);
+  const buf = Buffer.allocUnsafe(len);
+  encodeOutHeader({ len, error: 0, unique }, buf);
+  body?.copy(buf, FUSE_OUT_HEADER_SIZE);
+  return buf;
+}
+
+export function encodeErrorReply(unique: bigint, errno: number): Buffer {
+  return encodeOutHeader({ len: FUSE_OUT_HEADER_SIZE, error: -errno, unique });
+}
+
+/**
+ * Split `count` NUL-terminated names off the front of buf; undefined when one is unterminated.
+ * Returns the names (without NUL) and whatever follows them (SETXATTR's value).
+ */
+export function decodeNames(buf: Buffer, count: number): { names: Buffer[]; rest: Buffer } | undefined {
+  const names: Buffer[] = [];
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const nul = buf.indexOf(0, at);
+    if (nul < 0) return undefined;
+    names.push(buf.subarray(at, nul));
+    at = nul + 1;
+  }
+  return { names, rest: buf.subarray(at) };
+}
+
+export function encodeNames(names: (Buffer | string)[]): Buffer {
+  return Buffer.concat(names.flatMap((n) => [Buffer.from(n), Buffer.from([0])]));
+}
