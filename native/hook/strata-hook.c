@@ -30,6 +30,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,14 +103,15 @@ static int try_connect(const char *path) {
 
 /* Start the daemon from argv and wait for READY=1 (sd_notify protocol) or its early exit. */
 static void start_daemon(char **argv) {
-  char notify[108];
-  snprintf(notify, sizeof(notify), "/run/strata/notify-%d.sock", (int)getpid());
-  mkdir("/run/strata", 0700);
-  unlink(notify);
+  /* An abstract socket ("@name" in $NOTIFY_SOCKET): no file to clean up, even if we are killed. */
+  char notify[64];
+  snprintf(notify, sizeof(notify), "@strata-notify-%d-%ld", (int)getpid(), (long)time(NULL));
   int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  strcpy(addr.sun_path, notify);
-  if (ns < 0 || bind(ns, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+  size_t nlen = strlen(notify);
+  memcpy(addr.sun_path + 1, notify + 1, nlen - 1);
+  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + nlen);
+  if (ns < 0 || bind(ns, (struct sockaddr *)&addr, alen) < 0)
     die("binding the notify socket %s: %s", notify, strerror(errno));
   int errpipe[2];
   if (pipe2(errpipe, O_CLOEXEC) < 0) die("pipe: %s", strerror(errno));
@@ -117,6 +119,8 @@ static void start_daemon(char **argv) {
   if (pid < 0) die("fork: %s", strerror(errno));
   if (pid == 0) {
     setsid();
+    /* Not the runtime's cwd (a bundle or rootfs directory): the daemon outlives the container. */
+    if (chdir("/") < 0) _exit(127);
     int nul = open("/dev/null", O_RDWR);
     dup2(nul, 0);
     dup2(nul, 1);
@@ -137,7 +141,7 @@ static void start_daemon(char **argv) {
   struct pollfd p = {.fd = ns, .events = POLLIN};
   for (;;) {
     int r = poll(&p, 1, CONNECT_WAIT_MS);
-    if (r == 0) die("the daemon (%s) did not report ready within %d ms", argv[0], CONNECT_WAIT_MS);
+    if (r == 0) die("the daemon (%s) did not report ready within %d ms; see its log", argv[0], CONNECT_WAIT_MS);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) die("poll: %s", strerror(errno));
     char msg[512];
@@ -145,16 +149,24 @@ static void start_daemon(char **argv) {
     if (n <= 0) continue;
     msg[n] = 0;
     if (strstr(msg, "READY=1")) break;
-    char *status = strstr(msg, "ERRNO=");
-    if (status) die("the daemon failed to start (%s); see its log", msg);
+    if (strstr(msg, "ERRNO=")) {
+      /* The daemon's STATUS= line says why (and names its log). */
+      char *status = strstr(msg, "STATUS=");
+      if (status) {
+        status += 7;
+        status[strcspn(status, "\n")] = 0;
+      }
+      die("the daemon (%s) failed to start: %s", argv[0], status ? status : "no reason given; see its log");
+    }
   }
   close(ns);
-  unlink(notify);
 }
 
-static int connect_daemon(char **daemon_argv) {
+/* -1 without dying when no daemon runs and none may be started (poststop: nothing to release). */
+static int connect_daemon(char **daemon_argv, int optional) {
   int fd = try_connect(socket_path());
   if (fd >= 0) return fd;
+  if (optional && (errno == ENOENT || errno == ECONNREFUSED)) return -1;
   if ((errno == ENOENT || errno == ECONNREFUSED) && daemon_argv && daemon_argv[0]) {
     start_daemon(daemon_argv);
     fd = try_connect(socket_path());
@@ -317,7 +329,8 @@ int main(int argc, char **argv) {
 
   size_t len;
   char *state = read_all(0, MAX_STATE, &len);
-  int sock = connect_daemon(is_runtime && argc > 2 ? argv + 2 : NULL);
+  int sock = connect_daemon(is_runtime && argc > 2 ? argv + 2 : NULL, is_poststop);
+  if (sock < 0) return 0; /* poststop with no daemon: it holds nothing for this container */
   char head[64];
   int hl = snprintf(head, sizeof(head), "STRATA-HOOK 1 %s\n", stage);
   write_all(sock, head, (size_t)hl);
@@ -334,11 +347,12 @@ int main(int argc, char **argv) {
   }
   if (strncmp(reply, "ok", 2) != 0 || (reply[2] != '\n' && reply[2] != 0)) die("unexpected reply from the daemon");
   if (is_container) {
+    /* reply_field returns a static buffer: copy each value before the next call. */
     const char *rootfs = reply_field(reply, "rootfs");
-    const char *ro = reply_field(reply, "readonly");
     if (fd < 0 || !rootfs) die("the daemon sent no mount for this container");
     char rootfs_copy[PATH_MAX];
     snprintf(rootfs_copy, sizeof(rootfs_copy), "%s", rootfs);
+    const char *ro = reply_field(reply, "readonly");
     attach(fd, rootfs_copy, ro && strcmp(ro, "1") == 0);
     close(fd);
   } else if (fd >= 0) {

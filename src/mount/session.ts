@@ -1,0 +1,151 @@
+// One FUSE session: owns a /dev/fuse fd, reads requests on a native reader thread (never libuv's
+// pool), hands each to a handler and writes each reply in one write(2). The session knows only
+// the 16-byte headers it needs to answer EIO when the handler fails; the protocol itself lives
+// behind the handler (src/mount/fuse/protocol.ts).
+import { EventEmitter } from 'node:events';
+import { closeSync, writeSync } from 'node:fs';
+
+import { isErrno } from '../store/errors.js';
+import { native } from '../native-addon.js';
+
+export interface FuseRequestHandler {
+  /** One request in, one reply out (null: no reply, e.g. FORGET). */
+  handle(req: Buffer): Promise<Buffer | null> | Buffer | null;
+}
+
+/** unmounted: the last reference to the mount went (ENODEV). closed: close() was called.
+ * error: the device failed otherwise (`detail` names the errno code). */
+export type SessionEndReason = 'unmounted' | 'closed' | 'error';
+
+export interface SessionEnd {
+  reason: SessionEndReason;
+  detail?: string;
+}
+
+export interface SessionWarning {
+  code: 'handler-failed' | 'reply-failed';
+  message: string;
+  unique?: bigint;
+  cause?: unknown;
+}
+
+export interface FuseSessionOptions {
+  /** Read buffer per request; the kernel wants at least max_write + 80 bytes. Default 1 MiB + 4 KiB. */
+  bufferSize?: number;
+}
+
+const FUSE_FORGET = 2;
+const FUSE_BATCH_FORGET = 42;
+const IN_HEADER_SIZE = 40;
+const EIO = 5;
+export const DEFAULT_BUFFER_SIZE = 1024 * 1024 + 4096;
+
+/**
+ * Events: 'end' (SessionEnd) exactly once, after the reader thread was joined and the device fd
+ * closed; 'warn' (SessionWarning) for a handler that threw or a reply the kernel refused.
+ */
+export class FuseSession extends EventEmitter {
+  readonly devFd: number;
+  /** Resolves with the end once the session is over; never rejects. */
+  readonly ended: Promise<SessionEnd>;
+  private readonly handler: FuseRequestHandler;
+  private readonly reader: number;
+  private open = true;
+  private closing = false;
+  private resolveEnded!: (end: SessionEnd) => void;
+
+  /** Takes ownership of devFd: the session closes it when it ends. */
+  constructor(devFd: number, handler: FuseRequestHandler, options: FuseSessionOptions = {}) {
+    super();
+    this.devFd = devFd;
+    this.handler = handler;
+    this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
+    this.reader = native.startReader(devFd, options.bufferSize ?? DEFAULT_BUFFER_SIZE, (req, why) => {
+      if (req) this.dispatch(req);
+      else this.finish(why ?? 'EIO');
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.open;
+  }
+
+  /** Ends the session from our side: stops the reader and closes the device, which aborts the
+   * connection (the mount, if still referenced, then answers ENOTCONN). */
+  close(): Promise<SessionEnd> {
+    if (this.open && !this.closing) {
+      this.closing = true;
+      native.stopReader(this.reader);
+    }
+    return this.ended;
+  }
+
+  private dispatch(req: Buffer): void {
+    let reply: Promise<Buffer | null> | Buffer | null;
+    try {
+      reply = this.handler.handle(req);
+    } catch (err) {
+      this.failed(req, err);
+      return;
+    }
+    if (reply instanceof Promise) {
+      reply.then(
+        (r) => this.write(r),
+        (err: unknown) => this.failed(req, err),
+      );
+    } else {
+      this.write(reply);
+    }
+  }
+
+  /** A handler failure must not leave the caller in the kernel waiting forever: answer EIO. */
+  private failed(req: Buffer, err: unknown): void {
+    const unique = req.length >= IN_HEADER_SIZE ? req.readBigUInt64LE(8) : undefined;
+    this.emit('warn', {
+      code: 'handler-failed',
+      message: `FUSE handler failed: ${err instanceof Error ? err.message : String(err)}`,
+      unique,
+      cause: err,
+    } satisfies SessionWarning);
+    if (unique === undefined) return;
+    const opcode = req.readUInt32LE(4);
+    if (opcode === FUSE_FORGET || opcode === FUSE_BATCH_FORGET) return;
+    const out = Buffer.alloc(16);
+    out.writeUInt32LE(16, 0);
+    out.writeInt32LE(-EIO, 4);
+    out.writeBigUInt64LE(unique, 8);
+    this.write(out);
+  }
+
+  private write(reply: Buffer | null): void {
+    // A reply that arrives after the end has nowhere to go (and the fd number may be reused).
+    if (reply === null || !this.open) return;
+    try {
+      writeSync(this.devFd, reply);
+    } catch (err) {
+      // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone and the
+      // reader will report it. Anything else is a malformed reply.
+      if (isErrno(err, 'ENOENT') || isErrno(err, 'ENODEV')) return;
+      this.emit('warn', {
+        code: 'reply-failed',
+        message: `writing a FUSE reply failed: ${err instanceof Error ? err.message : String(err)}`,
+        unique: reply.length >= 16 ? reply.readBigUInt64LE(8) : undefined,
+        cause: err,
+      } satisfies SessionWarning);
+    }
+  }
+
+  private finish(why: string): void {
+    if (!this.open) return;
+    this.open = false;
+    closeSync(this.devFd);
+    const end: SessionEnd =
+      why === 'ENODEV'
+        ? { reason: 'unmounted' }
+        : why === 'stopped'
+          ? { reason: 'closed' }
+          : { reason: 'error', detail: why };
+    this.resolveEnded(end);
+    this.emit('end', end);
+  }
+}

@@ -1,0 +1,141 @@
+// The typed surface of native/ (the N-API addon, built by `npm install` with node-gyp). Mechanism
+// only: every function is one syscall or ioctl and throws Node-shaped errno errors
+// ({ message, code: 'ENOENT', errno: -2, syscall, path? }). Policy lives in the callers.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+export interface NativeConstants {
+  readonly FSOPEN_CLOEXEC: number;
+  readonly FSMOUNT_CLOEXEC: number;
+  readonly MOVE_MOUNT_F_SYMLINKS: number;
+  readonly MOVE_MOUNT_F_AUTOMOUNTS: number;
+  readonly MOVE_MOUNT_F_EMPTY_PATH: number;
+  readonly MOVE_MOUNT_T_SYMLINKS: number;
+  readonly MOVE_MOUNT_T_AUTOMOUNTS: number;
+  readonly MOVE_MOUNT_T_EMPTY_PATH: number;
+  readonly OPEN_TREE_CLONE: number;
+  readonly OPEN_TREE_CLOEXEC: number;
+  readonly MOUNT_ATTR_RDONLY: number;
+  readonly MOUNT_ATTR_NOSUID: number;
+  readonly MOUNT_ATTR_NODEV: number;
+  readonly MOUNT_ATTR_NOEXEC: number;
+  readonly MOUNT_ATTR_NOATIME: number;
+  readonly MOUNT_ATTR_NODIRATIME: number;
+  readonly MOUNT_ATTR_IDMAP: number;
+  readonly MOUNT_ATTR_NOSYMFOLLOW: number;
+  readonly AT_FDCWD: number;
+  readonly AT_EMPTY_PATH: number;
+  readonly AT_SYMLINK_NOFOLLOW: number;
+  readonly AT_NO_AUTOMOUNT: number;
+  readonly AT_RECURSIVE: number;
+  readonly RESOLVE_NO_XDEV: number;
+  readonly RESOLVE_NO_MAGICLINKS: number;
+  readonly RESOLVE_NO_SYMLINKS: number;
+  readonly RESOLVE_BENEATH: number;
+  readonly RESOLVE_IN_ROOT: number;
+  readonly O_RDONLY: number;
+  readonly O_WRONLY: number;
+  readonly O_RDWR: number;
+  readonly O_CREAT: number;
+  readonly O_EXCL: number;
+  readonly O_TRUNC: number;
+  readonly O_PATH: number;
+  readonly O_CLOEXEC: number;
+  readonly O_DIRECTORY: number;
+  readonly O_NOFOLLOW: number;
+  readonly O_NONBLOCK: number;
+  readonly LOCK_SH: number;
+  readonly LOCK_EX: number;
+  readonly LOCK_UN: number;
+  readonly LOCK_NB: number;
+  readonly CLD_EXITED: number;
+  readonly CLD_KILLED: number;
+  readonly CLD_DUMPED: number;
+}
+
+/** What waitidPidfd reports for an exited child: `code` is CLD_EXITED/KILLED/DUMPED, `status` the
+ * exit status or the signal number. */
+export interface ChildExit {
+  code: number;
+  status: number;
+  pid: number;
+}
+
+/** Called with each request read from /dev/fuse, then once with (null, reason) when the reader
+ * ended: 'ENODEV' (the mount is gone), 'stopped' (stopReader), or another errno code. */
+export type ReaderCallback = (req: Buffer | null, endReason?: string) => void;
+
+/** The peer of a unix socket as of its connect(2). */
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface NativeAddon {
+  readonly constants: NativeConstants;
+
+  fsopen(fsname: string, flags: number): number;
+  fsconfigSetString(fd: number, key: string, value: string): void;
+  fsconfigSetFlag(fd: number, key: string): void;
+  fsconfigSetFd(fd: number, key: string, valueFd: number): void;
+  fsconfigCreate(fd: number): void;
+  /** FSCONFIG_CMD_CREATE off the JS thread: for filesystems (overlay) whose creation touches a
+   * FUSE mount this very process serves, which a synchronous call would deadlock. */
+  fsconfigCreateAsync(fd: number): Promise<void>;
+  fsmount(fd: number, flags: number, attrFlags: number): number;
+  moveMount(fromDirfd: number, fromPath: string, toDirfd: number, toPath: string, flags: number): void;
+  openTree(dirfd: number, path: string, flags: number): number;
+  mountSetattr(dirfd: number, path: string, flags: number, attrSet: number, attrClr: number): void;
+  openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
+
+  /** AF_UNIX SOCK_STREAM pair, both ends close-on-exec. */
+  socketpair(): [number, number];
+  /** One sendmsg with SCM_RIGHTS; `data` must hold at least one byte. Returns bytes sent. */
+  sendFds(sockFd: number, data: Buffer, fds: number[]): number;
+  /** One recvmsg; received fds are close-on-exec. Empty `data` means end of stream. Throws
+   * EMSGSIZE (closing what arrived) when more than maxFds descriptors were sent. */
+  recvFds(sockFd: number, maxBytes: number, maxFds: number): { data: Buffer; fds: number[] };
+
+  fuseDevClone(newDevFd: number, sessionDevFd: number): void;
+  fuseBackingOpen(devFd: number, fd: number): number;
+  fuseBackingClose(devFd: number, id: number): void;
+
+  /** flock(2); with LOCK_NB a held lock throws code 'EWOULDBLOCK'. */
+  flock(fd: number, operation: number): void;
+  syncfs(fd: number): void;
+
+  prctlSetChildSubreaper(on: boolean): void;
+  pidfdOpen(pid: number): number;
+  /** Non-blocking waitid(P_PIDFD, WEXITED|WNOHANG): null while the child runs; reaps it otherwise. */
+  waitidPidfd(pidfd: number): ChildExit | null;
+
+  /** Starts a reader thread on a /dev/fuse fd (which it switches to O_NONBLOCK). bufferSize must
+   * be at least 8192. Returns a handle for stopReader. */
+  startReader(devFd: number, bufferSize: number, callback: ReaderCallback): number;
+  /** Asks the reader to end; its callback then receives (null, 'stopped'). Unknown handles are ignored. */
+  stopReader(handle: number): void;
+
+  /** SO_PEERCRED of a connected unix socket: who connected (native/src/daemon.c). */
+  getPeerCred(sockFd: number): PeerCred;
+  /** One datagram to the AF_UNIX socket at `path` ('@name' is abstract): sd_notify. */
+  sendDatagram(path: string, data: Buffer): void;
+}
+
+const require = createRequire(import.meta.url);
+
+// From src/ under tsx, or from dist/src/ once compiled.
+const candidates = ['../native/build/Release/strata.node', '../../native/build/Release/strata.node'].map(
+  (rel) => new URL(rel, import.meta.url).pathname,
+);
+
+function load(): NativeAddon {
+  const path = candidates.find((p) => existsSync(p));
+  if (path === undefined) {
+    throw new Error(`the native addon is not built (looked for ${candidates[0]}); run \`npm install\``);
+  }
+  return require(path) as NativeAddon;
+}
+
+export const native: NativeAddon = load();
+export const constants: NativeConstants = native.constants;

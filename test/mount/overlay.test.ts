@@ -1,0 +1,109 @@
+import { closeSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { constants as c, native } from '../../src/native-addon.js';
+import { createDetachedMount } from '../../src/mount/detached.js';
+import { createDetachedOverlay } from '../../src/mount/overlay.js';
+import { RecordingSyscalls } from '../../src/mount/syscalls.js';
+import { fdCount, MiniFuse, threadCount, waitFor } from '../native/mini-fuse.js';
+
+function detachedTmpfs(): number {
+  const fs = native.fsopen('tmpfs', c.FSOPEN_CLOEXEC);
+  native.fsconfigCreate(fs);
+  const m = native.fsmount(fs, c.FSMOUNT_CLOEXEC, 0);
+  closeSync(fs);
+  return m;
+}
+
+test('overlay over a detached tmpfs: writes land in the upper layer, the lower is unchanged', async () => {
+  const fdsBefore = fdCount();
+  const lower = detachedTmpfs();
+  writeFileSync(`/proc/self/fd/${lower}/a`, 'lower a');
+  const ovl = await createDetachedOverlay(lower);
+  const root = `/proc/self/fd/${ovl}`;
+  assert.is(readFileSync(`${root}/a`, 'utf8'), 'lower a');
+  writeFileSync(`${root}/a`, 'changed');
+  writeFileSync(`${root}/b`, 'new');
+  assert.equal(readdirSync(root).sort(), ['a', 'b']);
+  assert.is(readFileSync(`/proc/self/fd/${lower}/a`, 'utf8'), 'lower a');
+  assert.equal(readdirSync(`/proc/self/fd/${lower}`), ['a']);
+  closeSync(ovl);
+  closeSync(lower);
+  assert.is(fdCount(), fdsBefore, 'every intermediate fd closed');
+});
+
+test('overlay with a given upper directory keeps the changes there', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-ovl-'));
+  try {
+    const lower = detachedTmpfs();
+    writeFileSync(`/proc/self/fd/${lower}/a`, 'lower a');
+    const upper = join(dir, 'upper');
+    mkdirSync(upper);
+    const ovl = await createDetachedOverlay(lower, { upperDir: upper });
+    writeFileSync(`/proc/self/fd/${ovl}/b`, 'new');
+    closeSync(ovl);
+    closeSync(lower);
+    assert.is(readFileSync(join(upper, 'b'), 'utf8'), 'new');
+    assert.ok(readdirSync(dir).includes('.upper.work'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('overlay over the detached FUSE mount; closing both ends the FUSE session', async () => {
+  const threadsBefore = threadCount();
+  const fdsBefore = fdCount();
+  const m = await createDetachedMount({ handler: new MiniFuse({ x: 'from the image' }) });
+  const ovl = await createDetachedOverlay(m.mountFd);
+  closeSync(m.mountFd); // the overlay holds its own reference to the lower mount
+  const root = `/proc/self/fd/${ovl}`;
+  assert.is(await readFile(`${root}/x`, 'utf8'), 'from the image');
+  await writeFile(`${root}/x`, 'changed in the container');
+  assert.is(await readFile(`${root}/x`, 'utf8'), 'changed in the container');
+  assert.equal((await readdir(root)).sort(), ['x']);
+  assert.ok(m.session.isOpen, 'the overlay pins the lower mount');
+  closeSync(ovl);
+  const end = await Promise.race([m.session.ended, new Promise((r) => setTimeout(() => r('timeout'), 2000))]);
+  assert.equal(end, { reason: 'unmounted' });
+  assert.ok(await waitFor(() => threadCount() === threadsBefore));
+  assert.is(fdCount(), fdsBefore);
+});
+
+test('builds the verified sequence and closes every intermediate fd on failure', async () => {
+  const sys = new RecordingSyscalls().failOn('fsconfigCreateAsync', 'EINVAL');
+  try {
+    await createDetachedOverlay(7, { syscalls: sys });
+    assert.unreachable('the injected failure must surface');
+  } catch (err) {
+    assert.is((err as NodeJS.ErrnoException).code, 'EINVAL');
+  }
+  const dir = c.O_PATH | c.O_DIRECTORY | c.O_CLOEXEC;
+  assert.equal(sys.trace(), [
+    `fsopen("tmpfs",${c.FSOPEN_CLOEXEC})`,
+    'fsconfigSetString(1000,"mode","0755")',
+    'fsconfigCreate(1000)',
+    `fsmount(1000,${c.FSMOUNT_CLOEXEC},0)`,
+    'mkdirat(1001,"upper",493)',
+    'mkdirat(1001,"work",448)',
+    `openat2(1001,"upper",${dir},0,${c.RESOLVE_IN_ROOT})`,
+    `openat2(1001,"work",${dir},0,${c.RESOLVE_IN_ROOT})`,
+    `fsopen("overlay",${c.FSOPEN_CLOEXEC})`,
+    'fsconfigSetString(1004,"source","strata")',
+    'fsconfigSetFd(1004,"lowerdir+",7)',
+    'fsconfigSetFd(1004,"upperdir",1002)',
+    'fsconfigSetFd(1004,"workdir",1003)',
+    'fsconfigCreateAsync(1004)',
+    'close(1004)',
+    'close(1003)',
+    'close(1002)',
+    'close(1001)',
+    'close(1000)',
+  ]);
+  assert.is(sys.openFds.size, 0);
+});
+
+test.run();

@@ -1,0 +1,63 @@
+import { spawnSync } from 'node:child_process';
+import { closeSync, readFileSync } from 'node:fs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { constants as c, native, type ChildExit } from '../../src/native-addon.js';
+import { waitFor } from './mini-fuse.js';
+
+// Children spawned through node:child_process are reaped by libuv itself, so these tests watch
+// orphaned grandchildren, which the subreaper flag makes ours (as `strata run` will).
+
+/** Starts `script` as an orphaned grandchild and returns its pid. */
+function orphan(script: string): number {
+  const r = spawnSync('sh', ['-c', `(${script}) >/dev/null 2>&1 </dev/null & echo $!`], { encoding: 'utf8' });
+  return Number(r.stdout.trim());
+}
+
+async function waitExit(pidfd: number): Promise<ChildExit | null> {
+  let exit: ChildExit | null = null;
+  await waitFor(() => (exit = native.waitidPidfd(pidfd)) !== null, 5000);
+  return exit;
+}
+
+test('prctlSetChildSubreaper: an orphaned grandchild is reparented to us', () => {
+  native.prctlSetChildSubreaper(true);
+  const pid = orphan('sleep 30');
+  const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  assert.is(ppid, process.pid);
+  process.kill(pid, 'SIGKILL');
+  native.prctlSetChildSubreaper(false);
+  const after = orphan('sleep 30');
+  const ppid2 = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${after}/status`, 'utf8'))![1]);
+  assert.is.not(ppid2, process.pid, 'off again');
+  process.kill(after, 'SIGKILL');
+  native.prctlSetChildSubreaper(true);
+});
+
+test('pidfdOpen + waitidPidfd: null while running, then the exit status', async () => {
+  const pid = orphan('sleep 0.3; exit 7');
+  const pidfd = native.pidfdOpen(pid);
+  assert.is(native.waitidPidfd(pidfd), null);
+  assert.equal(await waitExit(pidfd), { code: c.CLD_EXITED, status: 7, pid });
+  assert.throws(
+    () => native.waitidPidfd(pidfd),
+    (e: NodeJS.ErrnoException) => e.code === 'ECHILD',
+    'reaped',
+  );
+  closeSync(pidfd);
+});
+
+test('waitidPidfd reports a signal death; pidfdOpen of no process is ESRCH', async () => {
+  const pid = orphan('sleep 30');
+  const pidfd = native.pidfdOpen(pid);
+  process.kill(pid, 'SIGKILL');
+  assert.equal(await waitExit(pidfd), { code: c.CLD_KILLED, status: 9, pid });
+  closeSync(pidfd);
+  assert.throws(
+    () => native.pidfdOpen(pid),
+    (e: NodeJS.ErrnoException) => e.code === 'ESRCH',
+  );
+});
+
+test.run();
