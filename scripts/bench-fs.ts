@@ -1,0 +1,277 @@
+// Filesystem benchmark: the Debian test image (plus one 512 MiB file) served by strata, with and
+// without FUSE passthrough, against the same tree on other filesystems, in one run:
+//
+//   native          umoci unpack on ext4
+//   overlayfs       kernel overlayfs, lowerdir = each layer extracted on its own (no whiteouts)
+//   fuse-overlayfs  the same lowers
+//   squashfuse      mksquashfs (lz4) of the rootfs
+//   strata          `strata mount` (its own process) from a temp store, passthrough on / off
+//
+// Workloads, run by a small C program (scripts/lib/fs-workloads.ts), never by Node or a server:
+// cold walk (drop_caches and a fresh mount first, every entry lstat'ed), warm walk, cold read of
+// every file, cold sequential read of the 512 MiB file, cold random 4 KiB preads of it; plus the
+// strata server's RSS. Times are medians; ratios are to overlayfs (and to native for the
+// sequential read), then the issue's goals are marked met or missed.
+//
+//   npm run bench:fs [-- --runs N]          (after npm run build)
+//   node --import tsx scripts/bench-fs.ts [--runs N]
+//
+// Every mount, server and temp dir is removed at the end, on failure and on Ctrl-C too.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { importImage } from '../src/store/import.js';
+import { loadTreeIndex } from '../src/store/records.js';
+import { openStore } from '../src/store/store.js';
+import { run } from '../test/fixtures/run.js';
+import { BIG_BYTES, BIG_PATH, benchImage } from './lib/bench-fs-image.js';
+import { benchDir, loadAverage, median } from './lib/bench-util.js';
+import { dropCaches, WorkloadRunner, type WorkloadResult } from './lib/fs-workloads.js';
+
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 2;
+if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positive integer');
+const RANDOM_READS = 20_000;
+
+// The CLI next to this script: src/cli/main.ts under tsx, dist/src/cli/main.js once built.
+const CLI = new URL(`../src/cli/main${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url)
+  .pathname;
+
+interface System {
+  name: string;
+  /** The tree's root while mounted. */
+  root: string;
+  mount(): Promise<void>;
+  unmount(): Promise<void>;
+  /** The serving process, for RSS. */
+  pid?(): number | undefined;
+}
+
+function fixedDir(name: string, root: string): System {
+  return { name, root, mount: async () => {}, unmount: async () => {} };
+}
+
+/** A mount made by a command that returns once mounted (overlay, daemonizing FUSE servers). */
+function commandMount(name: string, root: string, cmd: string, args: string[]): System {
+  return {
+    name,
+    root,
+    mount: async () => void (await run(cmd, args)),
+    unmount: async () => void (await run('umount', [root])),
+  };
+}
+
+function strataMount(name: string, storeRoot: string, root: string, passthrough: boolean): System {
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> | undefined;
+  return {
+    name,
+    root,
+    mount: async () => {
+      const args = [
+        '--root',
+        storeRoot,
+        'mount',
+        'bench',
+        root,
+        passthrough ? '--passthrough' : '--no-passthrough',
+      ];
+      const c = spawn(process.execPath, [...process.execArgv, CLI, ...args], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      child = c;
+      exited = new Promise((r) => c.once('close', () => r()));
+      await new Promise<void>((resolve, reject) => {
+        c.stdout!.once('data', () => resolve());
+        void exited!.then(() => reject(new Error(`strata mount exited before mounting ${root}`)));
+      });
+    },
+    unmount: async () => {
+      child?.kill('SIGTERM');
+      await exited;
+      child = undefined;
+    },
+    pid: () => child?.pid,
+  };
+}
+
+interface Results {
+  coldWalk: number;
+  warmWalk: number;
+  readAll: number;
+  seq: number;
+  rand: number;
+  entries: number;
+  rssMiB?: number;
+  hwmMiB?: number;
+}
+
+async function rss(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)![1]);
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+}
+
+async function measure(sys: System, runner: WorkloadRunner): Promise<Results> {
+  const times = (rs: WorkloadResult[]) => median(rs.map((r) => r.ms));
+  const cold: WorkloadResult[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    await sys.mount();
+    await dropCaches();
+    cold.push(await runner.run('walk', sys.root));
+    if (i < RUNS - 1) await sys.unmount();
+  }
+  const warm: WorkloadResult[] = [];
+  for (let i = 0; i < Math.max(3, RUNS); i++) warm.push(await runner.run('walk', sys.root));
+  await dropCaches();
+  const readAll = await runner.run('readall', sys.root);
+  const seq: WorkloadResult[] = [];
+  const rand: WorkloadResult[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    await dropCaches();
+    seq.push(await runner.run('seq', sys.root + BIG_PATH));
+    if (seq[i].bytes !== BIG_BYTES) throw new Error(`${sys.name}: read ${seq[i].bytes} bytes of ${BIG_PATH}`);
+    await dropCaches();
+    rand.push(await runner.run('rand', sys.root + BIG_PATH, RANDOM_READS, 12345 + i));
+  }
+  const pid = sys.pid?.();
+  const mem = pid === undefined ? undefined : await rss(pid);
+  await sys.unmount();
+  return {
+    coldWalk: times(cold),
+    warmWalk: times(warm),
+    readAll: readAll.ms,
+    seq: times(seq),
+    rand: times(rand),
+    entries: cold[0].entries,
+    rssMiB: mem?.rss,
+    hwmMiB: mem?.hwm,
+  };
+}
+
+function table(results: Map<string, Results>): string {
+  const overlay = results.get('overlayfs')!;
+  const native = results.get('native')!;
+  const names = [...results.keys()];
+  const cell = (v: number, base: number) => `${(v / 1000).toFixed(2)} s (${(v / base).toFixed(2)}x)`;
+  const rows: [string, (r: Results) => string][] = [
+    ['cold walk', (r) => cell(r.coldWalk, overlay.coldWalk)],
+    ['warm walk', (r) => cell(r.warmWalk, overlay.warmWalk)],
+    ['read every file (cold)', (r) => cell(r.readAll, overlay.readAll)],
+    ['seq read 512 MiB (cold)', (r) => cell(r.seq, overlay.seq)],
+    [
+      '  MiB/s, x native',
+      (r) => `${(512 / (r.seq / 1000)).toFixed(0)} (${(native.seq / r.seq).toFixed(2)}x)`,
+    ],
+    [`${RANDOM_READS / 1000}k random 4 KiB (cold)`, (r) => cell(r.rand, overlay.rand)],
+    [
+      'server RSS / peak',
+      (r) => (r.rssMiB === undefined ? '-' : `${r.rssMiB.toFixed(0)} / ${r.hwmMiB!.toFixed(0)} MiB`),
+    ],
+  ];
+  const grid = [
+    ['', ...names],
+    ...rows.map(([label, f]) => [label, ...names.map((n) => f(results.get(n)!))]),
+  ];
+  const widths = grid[0].map((_, i) => Math.max(...grid.map((r) => r[i].length)));
+  return grid
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+function goals(results: Map<string, Results>, inodes: number): string[] {
+  const get = (n: string) => results.get(n)!;
+  const pt = get('strata');
+  const nopt = get('strata-nopt');
+  const ov = get('overlayfs');
+  const rssLimit = 60 + (200 * inodes) / 1048576;
+  const mark = (ok: boolean) => (ok ? 'met   ' : 'MISSED');
+  return [
+    `${mark(pt.warmWalk <= 1.2 * ov.warmWalk)} warm walk <= 1.2x overlayfs: ${(pt.warmWalk / ov.warmWalk).toFixed(2)}x (without passthrough ${(nopt.warmWalk / ov.warmWalk).toFixed(2)}x)`,
+    `${mark(pt.coldWalk <= 2 * ov.coldWalk)} cold walk <= 2x overlayfs: ${(pt.coldWalk / ov.coldWalk).toFixed(2)}x`,
+    `${mark(pt.coldWalk < get('fuse-overlayfs').coldWalk && pt.coldWalk < get('squashfuse').coldWalk)} cold walk faster than fuse-overlayfs (${(pt.coldWalk / get('fuse-overlayfs').coldWalk).toFixed(2)}x) and squashfuse (${(pt.coldWalk / get('squashfuse').coldWalk).toFixed(2)}x)`,
+    `${mark(get('native').seq / pt.seq >= 0.9)} seq read >= 0.9x native with passthrough: ${(get('native').seq / pt.seq).toFixed(2)}x`,
+    `${mark(get('native').seq / nopt.seq >= 0.5)} seq read >= 0.5x native without: ${(get('native').seq / nopt.seq).toFixed(2)}x`,
+    `${mark(Math.max(pt.rssMiB!, nopt.rssMiB!) <= rssLimit)} server RSS <= 60 MiB + 200 B x ${inodes} inodes = ${rssLimit.toFixed(1)} MiB: ${pt.rssMiB!.toFixed(1)} / ${nopt.rssMiB!.toFixed(1)} MiB (peak ${pt.hwmMiB!.toFixed(1)} / ${nopt.hwmMiB!.toFixed(1)})`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const img = await benchImage();
+  const work = await benchDir('strata-bench-fs-');
+  const systems: System[] = [];
+  const interrupted = () => void cleanup().finally(() => process.exit(130));
+  const cleanup = async () => {
+    for (const s of systems) await s.unmount().catch(() => undefined);
+    await work.cleanup();
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  try {
+    const storeRoot = join(work.dir, 'store');
+    const imported = await importImage(await openStore(storeRoot), `oci:${img.ociLayout}:latest`, {
+      name: 'bench',
+    });
+    const inodes = loadTreeIndex(storeRoot, imported.record).inodeCount;
+    const runner = await WorkloadRunner.build(work.dir);
+    const mnt = async (name: string) => {
+      const p = join(work.dir, 'mnt', name);
+      await mkdir(p, { recursive: true });
+      return p;
+    };
+    const lowers = [...img.layers].reverse().join(':');
+    systems.push(
+      fixedDir('native', img.rootfs),
+      commandMount('overlayfs', await mnt('overlayfs'), 'mount', [
+        '-t',
+        'overlay',
+        'overlay',
+        '-o',
+        `ro,lowerdir=${lowers}`,
+        join(work.dir, 'mnt', 'overlayfs'),
+      ]),
+      commandMount('fuse-overlayfs', await mnt('fuse-overlayfs'), 'fuse-overlayfs', [
+        '-o',
+        `lowerdir=${lowers}`,
+        join(work.dir, 'mnt', 'fuse-overlayfs'),
+      ]),
+      commandMount('squashfuse', await mnt('squashfuse'), 'squashfuse', [
+        img.squashfs,
+        join(work.dir, 'mnt', 'squashfuse'),
+      ]),
+      strataMount('strata', storeRoot, await mnt('strata'), true),
+      strataMount('strata-nopt', storeRoot, await mnt('strata-nopt'), false),
+    );
+    const results = new Map<string, Results>();
+    for (const sys of systems) {
+      process.stderr.write(`bench-fs: ${sys.name}...\n`);
+      results.set(sys.name, await measure(sys, runner));
+    }
+    const counts = new Set([...results.values()].map((r) => r.entries));
+    if (counts.size !== 1) throw new Error(`the trees differ in entry count: ${[...counts].join(', ')}`);
+    process.stdout.write(
+      `bench-fs: Debian bookworm minbase + ${BIG_PATH} (${[...counts][0]} entries, ${inodes} inodes), ` +
+        `runs=${RUNS}, load ${await loadAverage()}\n` +
+        `strata = passthrough on, strata-nopt = off; (Nx) = time relative to overlayfs\n\n` +
+        table(results) +
+        '\n\ngoals:\n  ' +
+        goals(results, inodes).join('\n  ') +
+        `\n\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
+    );
+  } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+    await cleanup();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench-fs: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});

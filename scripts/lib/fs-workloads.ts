@@ -1,0 +1,114 @@
+// The workload runner for bench-fs: a small C program, compiled once per run with gcc, so the
+// measured I/O is done by a process that is neither Node nor the FUSE server.
+//   walk DIR            nftw(FTW_PHYS): every entry lstat'ed
+//   readall DIR         walk + read every regular file (1 MiB reads)
+//   seq FILE            read the file start to end (1 MiB reads)
+//   rand FILE N SEED    N preads of 4 KiB at random 4 KiB-aligned offsets
+// Each prints {"entries":N,"bytes":N,"ns":N}.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../test/fixtures/run.js';
+
+const SOURCE = String.raw`
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long entries, bytes;
+static int reading;
+static char *buf;
+#define CHUNK (1 << 20)
+
+static long long now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static int read_file(const char *path) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) { perror(path); return -1; }
+  ssize_t n;
+  while ((n = read(fd, buf, CHUNK)) > 0) bytes += n;
+  if (n < 0) perror(path);
+  close(fd);
+  return n < 0 ? -1 : 0;
+}
+
+static int visit(const char *path, const struct stat *st, int flag, struct FTW *f) {
+  (void)f;
+  if (flag == FTW_NS || flag == FTW_DNR) { fprintf(stderr, "%s: cannot stat/read\n", path); return 1; }
+  entries++;
+  if (reading && S_ISREG(st->st_mode) && read_file(path) < 0) return 1;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) { fprintf(stderr, "usage: fsbench walk|readall|seq|rand PATH [N SEED]\n"); return 2; }
+  buf = aligned_alloc(4096, CHUNK);
+  long long start = now_ns();
+  if (!strcmp(argv[1], "walk") || !strcmp(argv[1], "readall")) {
+    reading = !strcmp(argv[1], "readall");
+    if (nftw(argv[2], visit, 64, FTW_PHYS) != 0) return 1;
+  } else if (!strcmp(argv[1], "seq")) {
+    entries = 1;
+    if (read_file(argv[2]) < 0) return 1;
+  } else if (!strcmp(argv[1], "rand") && argc == 5) {
+    int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) { perror(argv[2]); return 1; }
+    long long count = atoll(argv[3]);
+    uint64_t x = strtoull(argv[4], 0, 10) | 1, pages = st.st_size / 4096;
+    for (long long i = 0; i < count; i++) {
+      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+      ssize_t n = pread(fd, buf, 4096, (off_t)((x % pages) * 4096));
+      if (n != 4096) { perror("pread"); return 1; }
+      bytes += n;
+    }
+    entries = count;
+    close(fd);
+  } else { fprintf(stderr, "unknown workload %s\n", argv[1]); return 2; }
+  printf("{\"entries\":%lld,\"bytes\":%lld,\"ns\":%lld}\n", entries, bytes, now_ns() - start);
+  return 0;
+}
+`;
+
+export interface WorkloadResult {
+  entries: number;
+  bytes: number;
+  ms: number;
+}
+
+export type Workload = ['walk' | 'readall' | 'seq', string] | ['rand', string, number, number];
+
+export class WorkloadRunner {
+  private constructor(readonly binary: string) {}
+
+  /** Compiles the runner into `dir`. */
+  static async build(dir: string): Promise<WorkloadRunner> {
+    const src = join(dir, 'fsbench.c');
+    const bin = join(dir, 'fsbench');
+    await writeFile(src, SOURCE);
+    await run('gcc', ['-O2', '-Wall', '-o', bin, src]);
+    return new WorkloadRunner(bin);
+  }
+
+  async run(...w: Workload): Promise<WorkloadResult> {
+    const { stdout } = await run(this.binary, w.map(String));
+    const r = JSON.parse(stdout) as { entries: number; bytes: number; ns: number };
+    return { entries: r.entries, bytes: r.bytes, ms: r.ns / 1e6 };
+  }
+}
+
+/** Drops the page, dentry and inode caches (cold runs). */
+export async function dropCaches(): Promise<void> {
+  await run('sync', []);
+  await writeFile('/proc/sys/vm/drop_caches', '3');
+}

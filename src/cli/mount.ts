@@ -1,0 +1,69 @@
+// strata mount IMAGE DIR / strata umount DIR: an image served at a directory of the caller's
+// mount namespace, for inspection. `mount` stays in the foreground until the mount goes
+// (`strata umount DIR`, umount(8)) or it gets SIGINT/SIGTERM, and leaves nothing behind.
+import type { Argv, CommandModule } from 'yargs';
+import { mountImage, unmount, type MountMethod } from '../mount/attach.js';
+import { storeFor, type GlobalArgs } from './context.js';
+import { shortDigest } from './output.js';
+
+interface MountArgs extends GlobalArgs {
+  image: string;
+  dir: string;
+  passthrough: boolean;
+  method: 'auto' | MountMethod;
+}
+
+export const mountCommand: CommandModule<GlobalArgs, MountArgs> = {
+  command: 'mount <image> <dir>',
+  describe: 'serve an image read-only at DIR until Ctrl-C or `strata umount DIR`',
+  builder: (y: Argv<GlobalArgs>) =>
+    y
+      .positional('image', { type: 'string', demandOption: true, describe: 'name, name:tag or digest' })
+      .positional('dir', { type: 'string', demandOption: true, describe: 'an existing directory' })
+      .option('passthrough', {
+        type: 'boolean',
+        default: true,
+        describe: 'let the kernel read file contents directly (FUSE passthrough)',
+      })
+      .option('method', {
+        choices: ['auto', 'mount-api', 'fusermount3'] as const,
+        default: 'auto' as const,
+        describe: 'how to mount; auto falls back to fusermount3 when fsopen is not permitted',
+      }),
+  handler: async (argv) => {
+    const store = await storeFor(argv);
+    const mount = await mountImage({
+      storeRoot: store.root,
+      ref: argv.image,
+      dir: argv.dir,
+      passthrough: argv.passthrough,
+      method: argv.method,
+    });
+    mount.handler.on('warn', (w: { code: string; error?: unknown }) =>
+      process.stderr.write(`strata: warning: ${w.code}: ${String(w.error)}\n`),
+    );
+    const stop = () => void mount.stop();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    process.stdout.write(
+      `mounted ${shortDigest(mount.image.manifestDigest)} at ${mount.dir} ` +
+        `(${mount.method}, passthrough ${argv.passthrough ? 'on' : 'off'}, pid ${process.pid})\n`,
+    );
+    const end = await mount.done;
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    if (end.reason === 'error') {
+      process.stderr.write(`strata: the FUSE device failed: ${end.detail}\n`);
+      process.exitCode = 1;
+    }
+  },
+};
+
+export const umountCommand: CommandModule<GlobalArgs, GlobalArgs & { dir: string }> = {
+  command: 'umount <dir>',
+  describe: 'unmount a `strata mount`; its server then exits',
+  builder: (y: Argv<GlobalArgs>) => y.positional('dir', { type: 'string', demandOption: true }),
+  handler: async (argv) => {
+    await unmount(argv.dir);
+  },
+};

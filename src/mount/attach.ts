@@ -1,0 +1,179 @@
+// Serving an image at a path in the caller's own mount namespace (`strata mount`, tests,
+// benchmarks). The normal way is a detached mount (serve.ts) attached with move_mount. Where the
+// new mount API is not permitted (fsopen EPERM: an unprivileged user, a seccomp profile), the
+// fusermount3 helper mounts instead and passes the /dev/fuse fd back over a unix socket named by
+// $_FUSE_COMMFD — libfuse's fuse_mount_fusermount protocol. Either way the session ends when
+// the mount goes (umount, or `stop`), and then nothing is left: no mount, no fd, no thread.
+import { spawn } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+import { constants, native } from '../native-addon.js';
+import { FailedPreconditionError, isErrno } from '../store/errors.js';
+import type { ImageInfo } from '../store/records.js';
+import { mountAt } from './mountinfo.js';
+import { mountSource, prepareImage, releaseWhenEnded, serveImage, type ServeImageOptions } from './serve.js';
+import type { FuseProtocol } from './fuse/protocol.js';
+import { FuseSession, type SessionEnd } from './session.js';
+import { nativeSyscalls, type Syscalls } from './syscalls.js';
+
+export type MountMethod = 'mount-api' | 'fusermount3';
+
+/** Set to `fusermount3` to force the fallback (tests, or kernels where fsopen misbehaves). */
+export const METHOD_ENV = 'STRATA_MOUNT_METHOD';
+export const SUBTYPE = 'strata';
+
+export interface MountImageOptions extends ServeImageOptions {
+  /** An existing directory; the mount covers it. */
+  dir: string;
+  /** 'auto' (default): the new mount API, and fusermount3 when that is not permitted. */
+  method?: 'auto' | MountMethod;
+  syscalls?: Syscalls;
+}
+
+export interface AttachedImage {
+  dir: string;
+  method: MountMethod;
+  image: ImageInfo;
+  handler: FuseProtocol;
+  session: FuseSession;
+  /** The session's end, after the image's resources were released. */
+  done: Promise<SessionEnd>;
+  /** Lazily unmounts `dir` if our mount is still there, waits up to graceMs (default 2000) for
+   * the kernel to end the session (ENODEV comes once open files are closed), then aborts it. */
+  stop(graceMs?: number): Promise<SessionEnd>;
+}
+
+function methodFor(opts: MountImageOptions): 'auto' | MountMethod {
+  const env = process.env[METHOD_ENV];
+  if (opts.method && opts.method !== 'auto') return opts.method;
+  return env === 'fusermount3' || env === 'mount-api' ? env : 'auto';
+}
+
+export async function mountImage(opts: MountImageOptions): Promise<AttachedImage> {
+  const dir = resolve(opts.dir);
+  const method = methodFor(opts);
+  if (method !== 'fusermount3') {
+    try {
+      const served = await serveImage({ ...opts, subtype: SUBTYPE, syscalls: opts.syscalls });
+      try {
+        attachDetached(served.mountFd, dir, opts.syscalls);
+      } catch (err) {
+        await served.session.close();
+        await served.done;
+        throw err;
+      }
+      return attached(dir, 'mount-api', served.image, served.handler, served.session, served.done);
+    } catch (err) {
+      if (method === 'mount-api' || !isErrno(err, 'EPERM')) throw err;
+    }
+  }
+  const prepared = await prepareImage(opts);
+  const devFd = await fusermount(dir, ['ro', `fsname=${mountSource(prepared.image)}`, `subtype=${SUBTYPE}`]);
+  prepared.bindDevice(devFd);
+  const session = new FuseSession(devFd, prepared.handler);
+  const done = releaseWhenEnded(session, prepared);
+  return attached(dir, 'fusermount3', prepared.image, prepared.handler, session, done);
+}
+
+function attached(
+  dir: string,
+  method: MountMethod,
+  image: ImageInfo,
+  handler: FuseProtocol,
+  session: FuseSession,
+  done: Promise<SessionEnd>,
+): AttachedImage {
+  const stop = async (graceMs = 2000): Promise<SessionEnd> => {
+    if (session.isOpen && isStrataMount(dir)) await unmount(dir).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
+    await Promise.race([session.ended, grace]);
+    clearTimeout(timer);
+    if (session.isOpen) await session.close();
+    return done;
+  };
+  return { dir, method, image, handler, session, done, stop };
+}
+
+/** Attaches a detached mount at `dir` and closes the mount fd: from now on the mount point in
+ * this namespace is the only reference, so unmounting it ends the session. */
+export function attachDetached(mountFd: number, dir: string, syscalls: Syscalls = nativeSyscalls): void {
+  try {
+    syscalls.moveMount(mountFd, '', constants.AT_FDCWD, dir, constants.MOVE_MOUNT_F_EMPTY_PATH);
+  } finally {
+    syscalls.close(mountFd);
+  }
+}
+
+/**
+ * Mounts FUSE at `dir` through the setuid fusermount3 helper and returns the /dev/fuse fd it
+ * opened (close-on-exec). `options` go to `-o`; fusermount3 adds fd, rootmode, user_id and
+ * group_id itself, and allow_other/default_permissions always.
+ */
+export async function fusermount(dir: string, options: string[]): Promise<number> {
+  const [ours, theirs] = native.socketpair();
+  try {
+    const opts = [...options, 'allow_other', 'default_permissions'].join(',');
+    // stdio[3] = the socket: the child gets it as fd 3, without close-on-exec.
+    const child = spawn('fusermount3', ['-o', opts, '--', dir], {
+      stdio: ['ignore', 'ignore', 'pipe', theirs],
+      env: { ...process.env, _FUSE_COMMFD: '3' },
+    });
+    closeSync(theirs);
+    const stderr: Buffer[] = [];
+    child.stderr!.on('data', (d: Buffer) => stderr.push(d));
+    const code = await new Promise<number | null>((res, rej) => {
+      child.on('error', (e) => rej(new Error(`fusermount3: ${e.message}`)));
+      child.on('close', (c) => res(c));
+    });
+    // The helper has exited, so this recvmsg cannot block: the fd is queued, or it is EOF.
+    const got = native.recvFds(ours, 1, 1);
+    if (code !== 0 || got.fds.length !== 1) {
+      for (const fd of got.fds) closeSync(fd);
+      const why = Buffer.concat(stderr).toString().trim() || `exit ${code}`;
+      throw new FailedPreconditionError(`fusermount3 could not mount ${dir}: ${why}`, {
+        op: 'mount',
+        path: dir,
+      });
+    }
+    return got.fds[0];
+  } finally {
+    closeSync(ours);
+  }
+}
+
+/** Whether the top mount at `dir` is a strata FUSE mount (either method). */
+export function isStrataMount(dir: string): boolean {
+  return mountAt(dir)?.fsType === `fuse.${SUBTYPE}`;
+}
+
+/**
+ * Lazily unmounts a strata mount at `dir` (umount2 MNT_DETACH via umount(8)). Asynchronous on
+ * purpose: umount(8) may touch the mount point, which a server in this very process answers.
+ */
+export async function unmount(dir: string): Promise<void> {
+  const mount = mountAt(dir);
+  if (mount?.fsType !== `fuse.${SUBTYPE}`) {
+    const what = mount ? `a ${mount.fsType} mount` : 'not a mount point';
+    throw new FailedPreconditionError(`${dir} is not a strata mount (${what})`, { op: 'umount', path: dir });
+  }
+  await new Promise<void>((res, rej) => {
+    const child = spawn('umount', ['--lazy', '--no-canonicalize', mount.mountPoint], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const stderr: Buffer[] = [];
+    child.stderr.on('data', (d: Buffer) => stderr.push(d));
+    child.on('error', (e) => rej(new Error(`umount: ${e.message}`)));
+    child.on('close', (code) =>
+      code === 0
+        ? res()
+        : rej(
+            new FailedPreconditionError(
+              `umount ${mount.mountPoint} failed: ${Buffer.concat(stderr).toString().trim() || `exit ${code}`}`,
+              { op: 'umount', path: dir },
+            ),
+          ),
+    );
+  });
+}

@@ -1,0 +1,116 @@
+// The one place that turns "store root + image ref" into something the kernel can talk to:
+// resolve the ref, load the image's tree index, build the FUSE handler (with passthrough backing
+// ids when asked), and either hand back that handler for a device someone else opened
+// (`prepareImage`, e.g. the fusermount3 path) or serve it from a fresh detached mount
+// (`serveImage`, what the daemon and `strata mount` use). When the session ends the handler's
+// open files and idle object fds are released.
+import { native } from '../native-addon.js';
+import { resolveImage, loadTreeIndex, type ImageInfo } from '../store/records.js';
+import type { TreeIndex } from '../store/tree-index.js';
+import { createDetachedMount, type DetachedMount, type DetachedMountOptions } from './detached.js';
+import { sharedFdCache, type FdCache } from './fs/fd-cache.js';
+import { createImageHandler } from './fs/image-handler.js';
+import type { PlaceholderSpec } from './fs/placeholders.js';
+import type { BackingCapability, FuseProtocol } from './fuse/protocol.js';
+import type { FuseSession, SessionEnd } from './session.js';
+
+export interface ServeImageOptions {
+  storeRoot: string;
+  /** A name, name:tag, full or unique short manifest digest. */
+  ref: string;
+  /** Offer FUSE passthrough (kernel >= 6.9, CAP_SYS_ADMIN); reads then bypass the server. Default true. */
+  passthrough?: boolean;
+  /** Mount points the image lacks (see fs/placeholders.ts). */
+  placeholders?: PlaceholderSpec[];
+  /** Default: the process-wide cache shared by every mount. */
+  fdCache?: FdCache;
+}
+
+export interface PreparedImage {
+  image: ImageInfo;
+  index: TreeIndex;
+  /** The request handler for exactly one session. */
+  handler: FuseProtocol;
+  /** Tell the passthrough backing which /dev/fuse fd the session reads (before the first OPEN). */
+  bindDevice(devFd: number): void;
+  /** Release open handles and idle object fds once the session is over; idempotent. */
+  release(): Promise<void>;
+}
+
+/** FUSE_DEV_IOC_BACKING_OPEN/CLOSE on a /dev/fuse fd that is known only once it is opened. */
+class DeviceBacking implements BackingCapability {
+  devFd = -1;
+  open(fd: number): number {
+    // The bridge treats a throw as "no passthrough for this file" and serves reads itself.
+    if (this.devFd < 0) throw new Error('passthrough backing used before the device was bound');
+    return native.fuseBackingOpen(this.devFd, fd);
+  }
+  close(id: number): void {
+    if (this.devFd >= 0) native.fuseBackingClose(this.devFd, id);
+  }
+}
+
+export async function prepareImage(opts: ServeImageOptions): Promise<PreparedImage> {
+  const image = await resolveImage(opts.storeRoot, opts.ref);
+  const index = loadTreeIndex(opts.storeRoot, image);
+  const backing = opts.passthrough === false ? undefined : new DeviceBacking();
+  const fdCache = opts.fdCache ?? sharedFdCache;
+  const handler = createImageHandler({
+    index,
+    storeRoot: opts.storeRoot,
+    placeholders: opts.placeholders,
+    backing,
+    fdCache,
+  });
+  return {
+    image,
+    index,
+    handler,
+    bindDevice: (devFd) => {
+      if (backing) backing.devFd = devFd;
+    },
+    release: async () => {
+      handler.fs.destroy?.();
+      await fdCache.closeIdle();
+    },
+  };
+}
+
+/** The mount's source in mountinfo: `strata:<12 hex of the manifest digest>`. */
+export function mountSource(image: Pick<ImageInfo, 'manifestDigest'>): string {
+  return `strata:${image.manifestDigest.replace(/^sha256:/, '').slice(0, 12)}`;
+}
+
+export interface ServedImage extends DetachedMount {
+  image: ImageInfo;
+  handler: FuseProtocol;
+  /** The session's end, once the image's resources were released too. */
+  done: Promise<SessionEnd>;
+}
+
+export type ServeDetachedOptions = ServeImageOptions &
+  Omit<DetachedMountOptions, 'handler' | 'fsname'> & { fsname?: string };
+
+/**
+ * Resolves and serves an image from a new detached mount. The caller owns `mountFd`: attach it,
+ * or hand it over and close it; the session ends (ENODEV) when the last reference goes, and the
+ * image's resources are released then.
+ */
+export async function serveImage(opts: ServeDetachedOptions): Promise<ServedImage> {
+  const prepared = await prepareImage(opts);
+  const mount = await createDetachedMount({
+    ...opts,
+    handler: prepared.handler,
+    fsname: opts.fsname ?? mountSource(prepared.image),
+  });
+  prepared.bindDevice(mount.devFd);
+  const done = releaseWhenEnded(mount.session, prepared);
+  return { ...mount, image: prepared.image, handler: prepared.handler, done };
+}
+
+/** Resolves with the session's end after the prepared image's resources were released. */
+export async function releaseWhenEnded(session: FuseSession, prepared: PreparedImage): Promise<SessionEnd> {
+  const end = await session.ended;
+  await prepared.release();
+  return end;
+}

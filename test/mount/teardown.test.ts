@@ -1,0 +1,114 @@
+// Teardown on real mounts: when the last reference to the mount goes — the detached mount fd
+// closed, or the attached mount unmounted — the kernel ends the session (ENODEV) and the server
+// is left with no fd, no thread and no mount. A process holding a file open keeps the session
+// alive until it lets go.
+import { spawn } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mountImage } from '../../src/mount/attach.js';
+import { serveImage } from '../../src/mount/serve.js';
+import type { SessionEnd } from '../../src/mount/session.js';
+import { debianImage } from '../fixtures/images.js';
+import { run } from '../fixtures/run.js';
+import { fdCount, tempStore, threadCount, waitFor, type TempStore } from './real-mount.js';
+
+let store: TempStore;
+
+test.before(async () => {
+  store = await tempStore({ debian: await debianImage() });
+  // Start libuv's pool threads now, so they do not count as leaked later.
+  await Promise.all(Array.from({ length: 8 }, () => readFile('/proc/self/status')));
+});
+
+test.after(async () => {
+  await store.cleanup();
+});
+
+function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** Reads through the mount from another process (this one's main thread serves the requests). */
+async function readThrough(root: string): Promise<void> {
+  const { stdout } = await run('sh', [
+    '-c',
+    'cat "$1/etc/os-release" && sha256sum "$1/usr/bin/bash"',
+    'sh',
+    root,
+  ]);
+  assert.match(stdout, /Debian GNU\/Linux 12/);
+}
+
+async function assertNothingLeft(fds: number, threads: number, what: string): Promise<void> {
+  assert.ok(await waitFor(() => threadCount() === threads, 2000), `${what}: reader thread left`);
+  assert.ok(await waitFor(() => fdCount() === fds, 2000), `${what}: ${fdCount() - fds} fds left`);
+  assert.equal(store.mounts(), [], `${what}: strata mounts left`);
+}
+
+test('closing the last fd of a detached mount ends the session with nothing left', async () => {
+  const fds = fdCount();
+  const threads = threadCount();
+  const served = await serveImage({ storeRoot: store.root, ref: 'debian', passthrough: false });
+  assert.is(threadCount(), threads + 1, 'one reader thread per session');
+  await readThrough(`/proc/${process.pid}/fd/${served.mountFd}`);
+  assert.ok(served.session.isOpen);
+  const started = Date.now();
+  closeSync(served.mountFd);
+  assert.equal(await within(served.done, 2000), { reason: 'unmounted' } satisfies SessionEnd);
+  console.log(`    ENODEV ${Date.now() - started} ms after close`);
+  await assertNothingLeft(fds, threads, 'detached');
+});
+
+test('umount of an attached mount ends the session with nothing left (passthrough on)', async () => {
+  const fds = fdCount();
+  const threads = threadCount();
+  const dir = await store.mountPoint();
+  const mount = await mountImage({ storeRoot: store.root, ref: 'debian', dir, passthrough: true });
+  assert.equal(store.mounts(), [dir]);
+  await readThrough(dir);
+  await run('umount', [dir]);
+  assert.equal(await within(mount.done, 2000), { reason: 'unmounted' });
+  await assertNothingLeft(fds, threads, 'attached');
+});
+
+test('an open file keeps a lazily unmounted session alive until it is closed', async () => {
+  const fds = fdCount();
+  const threads = threadCount();
+  const dir = await store.mountPoint();
+  const mount = await mountImage({ storeRoot: store.root, ref: 'debian', dir });
+  // Holds /etc/os-release open until its stdin closes.
+  const holder = spawn('sh', ['-c', 'exec 3<"$1/etc/os-release"; echo held; read x', 'sh', dir], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  await new Promise((r) => holder.stdout.once('data', r));
+  await run('umount', ['--lazy', dir]);
+  assert.equal(store.mounts(), [], 'gone from the namespace at once');
+  assert.is(await within(mount.done, 300), 'timeout', 'the open file pins the session');
+  assert.ok(mount.session.isOpen);
+  holder.stdin.end();
+  await new Promise((r) => holder.once('close', r));
+  assert.equal(await within(mount.done, 2000), { reason: 'unmounted' });
+  await assertNothingLeft(fds, threads, 'lazy');
+});
+
+test('stop() unmounts, and aborts the session when a reader does not let go', async () => {
+  const fds = fdCount();
+  const threads = threadCount();
+  const dir = await store.mountPoint();
+  const mount = await mountImage({ storeRoot: store.root, ref: 'debian', dir });
+  const holder = spawn('sh', ['-c', 'exec 3<"$1/etc/os-release"; echo held; read x', 'sh', dir], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  await new Promise((r) => holder.stdout.once('data', r));
+  assert.equal(await within(mount.stop(200), 2000), { reason: 'closed' });
+  assert.equal(store.mounts(), []);
+  holder.stdin.end();
+  await new Promise((r) => holder.once('close', r));
+  await assertNothingLeft(fds, threads, 'stop');
+});
+
+test.run();
