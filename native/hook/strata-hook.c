@@ -8,8 +8,9 @@
  *
  * STAGE is createRuntime, createContainer or poststop. The OCI state JSON arrives on stdin.
  * The daemon socket is $STRATA_SOCKET, else /run/strata/strata.sock. When the daemon is not
- * running and DAEMON-ARGV is given, createRuntime starts it (setsid, stdio /dev/null) and waits
- * for its sd_notify READY=1 on a datagram socket passed as $NOTIFY_SOCKET.
+ * running and DAEMON-ARGV is given, createRuntime starts it (setsid, cwd /, stdio /dev/null) and
+ * waits for its sd_notify READY=1 (or ERRNO= with a STATUS= reason) on an abstract datagram
+ * socket passed as $NOTIFY_SOCKET. poststop with no daemon running succeeds: nothing is held.
  *
  * Wire protocol (one connection per call): the hook writes "STRATA-HOOK 1 STAGE\n" followed by
  * the state JSON, then shuts down its write side. The daemon answers with one message of text

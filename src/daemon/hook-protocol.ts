@@ -26,7 +26,8 @@ export function decodeHookRequest(data: Buffer): HookRequest {
   const m = HEAD.exec(text);
   if (!m) throw new InvalidArgumentError('malformed hook request: bad header line');
   const stage = m[1] as HookStage;
-  if (!HOOK_STAGES.includes(stage)) throw new InvalidArgumentError(`unknown hook stage ${JSON.stringify(m[1])}`);
+  if (!HOOK_STAGES.includes(stage))
+    throw new InvalidArgumentError(`unknown hook stage ${JSON.stringify(m[1])}`);
   return { stage, stateJson: text.slice(m[0].length) };
 }
 
@@ -51,7 +52,9 @@ export function encodeHookReply(reply: HookReplyOk | { ok: false; message: strin
   let text = 'ok\n';
   if (reply.rootfs !== undefined) {
     if (!reply.rootfs.startsWith('/') || /[\r\n]/.test(reply.rootfs)) {
-      throw new InvalidArgumentError(`rootfs path ${JSON.stringify(reply.rootfs)} cannot be sent to the hook`);
+      throw new InvalidArgumentError(
+        `rootfs path ${JSON.stringify(reply.rootfs)} cannot be sent to the hook`,
+      );
     }
     text += `rootfs ${reply.rootfs}\n`;
   }

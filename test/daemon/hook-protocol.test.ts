@@ -17,7 +17,10 @@ test('request round trip keeps the state bytes exactly', () => {
 });
 
 test('unknown stages and bad headers are refused', () => {
-  assert.throws(() => decodeHookRequest(Buffer.from('STRATA-HOOK 1 prestart\n{}')), (e: unknown) => e instanceof InvalidArgumentError);
+  assert.throws(
+    () => decodeHookRequest(Buffer.from('STRATA-HOOK 1 prestart\n{}')),
+    (e: unknown) => e instanceof InvalidArgumentError,
+  );
   assert.throws(() => decodeHookRequest(Buffer.from('STRATA-HOOK 2 poststop\n{}')), /bad header/);
   assert.not.ok(isHookRequest(Buffer.from('{"op":"list"}')));
 });
@@ -33,8 +36,14 @@ test('replies: ok with fields, and errors', () => {
 });
 
 test('a rootfs path that could forge fields is refused', () => {
-  assert.throws(() => encodeHookReply({ ok: true, rootfs: '/a\nreadonly 1' }), (e: unknown) => e instanceof InvalidArgumentError);
-  assert.throws(() => encodeHookReply({ ok: true, rootfs: 'relative' }), (e: unknown) => e instanceof InvalidArgumentError);
+  assert.throws(
+    () => encodeHookReply({ ok: true, rootfs: '/a\nreadonly 1' }),
+    (e: unknown) => e instanceof InvalidArgumentError,
+  );
+  assert.throws(
+    () => encodeHookReply({ ok: true, rootfs: 'relative' }),
+    (e: unknown) => e instanceof InvalidArgumentError,
+  );
 });
 
 test.run();

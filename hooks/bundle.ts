@@ -1,0 +1,101 @@
+// `strata bundle`: an OCI bundle that plain `runc run` / `crun run` can start. config.json comes
+// from the image config (src/spec), with the three strata hooks, the org.strata.image annotation
+// (the manifest digest, so a later re-tag cannot change what the bundle runs) and the socket the
+// hooks talk to; rootfs/ stays empty: the createContainer hook covers it with the image.
+import { hostname as hostHostname } from 'node:os';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { IMAGE_ANNOTATION } from '../src/daemon/image-lease.js';
+import { buildRuntimeConfig, type ImageConfigInput } from '../src/spec/runtime-config.js';
+import type { Hook, RuntimeConfig } from '../src/spec/generated/runtime-config.js';
+import type { RunOptions } from '../src/spec/options.js';
+import { parseAndValidate } from '../src/spec/validate.js';
+import { blobPath } from '../src/store/layout.js';
+import { loadTreeIndex, resolveImage } from '../src/store/records.js';
+import { hookArgs, HOOK_STAGES } from './hooks-d.js';
+import { readImageFile } from './image-file.js';
+
+export interface BundleOptions {
+  storeRoot: string;
+  /** A name, name:tag or digest of a stored image. */
+  image: string;
+  dir: string;
+  run: RunOptions;
+  socketPath: string;
+  hookPath: string;
+  /** createRuntime starts the daemon with this argv when none answers; omitted: it must be running. */
+  daemonArgv?: string[];
+  /** Seconds per hook. Default 30. */
+  hookTimeout?: number;
+}
+
+export interface BundleResult {
+  dir: string;
+  config: RuntimeConfig;
+  manifestDigest: string;
+}
+
+function writeAtomic(path: string, data: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode: 0o644 });
+  renameSync(tmp, path);
+}
+
+function hostsFile(name: string): string {
+  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${name}\n`;
+}
+
+function resolvConf(network: RunOptions['network']): string {
+  // With a private network namespace there is no DNS to reach; host networking shares the host's.
+  if (network !== 'host') return '';
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
+  const dir = resolve(opts.dir);
+  const image = await resolveImage(opts.storeRoot, opts.image);
+  const imageConfig = parseAndValidate<ImageConfigInput>(
+    'oci-image-config',
+    readFileSync(blobPath(opts.storeRoot, image.configDigest)),
+    `config ${image.configDigest} of image ${opts.image}`,
+  );
+  const index = loadTreeIndex(opts.storeRoot, image);
+
+  const env = [`STRATA_SOCKET=${opts.socketPath}`];
+  const hook = (stage: (typeof HOOK_STAGES)[number]): Hook[] => [
+    { path: opts.hookPath, args: hookArgs(stage, opts.daemonArgv), env, timeout: opts.hookTimeout ?? 30 },
+  ];
+  const etcFiles = {
+    hosts: join(dir, 'hosts'),
+    hostname: join(dir, 'hostname'),
+    resolvConf: join(dir, 'resolv.conf'),
+  };
+  const config = buildRuntimeConfig(
+    imageConfig,
+    {
+      ...opts.run,
+      etcFiles: { ...etcFiles, ...opts.run.etcFiles },
+      annotations: { ...opts.run.annotations, [IMAGE_ANNOTATION]: image.manifestDigest },
+      hooks: {
+        ...opts.run.hooks,
+        createRuntime: hook('createRuntime'),
+        createContainer: hook('createContainer'),
+        poststop: hook('poststop'),
+      },
+    },
+    (path) => readImageFile(index, opts.storeRoot, path),
+  );
+
+  mkdirSync(join(dir, 'rootfs'), { recursive: true, mode: 0o755 });
+  const name = config.hostname ?? (opts.run.network === 'host' ? hostHostname() : 'strata');
+  if (!opts.run.etcFiles?.hosts) writeAtomic(etcFiles.hosts, hostsFile(name));
+  if (!opts.run.etcFiles?.hostname) writeAtomic(etcFiles.hostname, `${name}\n`);
+  if (!opts.run.etcFiles?.resolvConf) writeAtomic(etcFiles.resolvConf, resolvConf(opts.run.network));
+  writeAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  return { dir, config, manifestDigest: image.manifestDigest };
+}

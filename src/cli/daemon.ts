@@ -1,0 +1,63 @@
+// strata daemon [--socket PATH] [--log-file FILE] [--list | --status]
+import type { Argv, CommandModule } from 'yargs';
+
+import { daemonRequest } from '../daemon/client.js';
+import { runDaemon } from '../daemon/daemon.js';
+import { DEFAULT_ROOT_LOG, DEFAULT_SOCKET, resolveLogFile, resolveSocket } from '../daemon/paths.js';
+import { UnavailableError } from '../store/errors.js';
+import { resolveRoot } from '../store/store.js';
+import type { GlobalArgs } from './context.js';
+import { printJson, printTable, shortDigest } from './output.js';
+
+interface DaemonArgs extends GlobalArgs {
+  socket?: string;
+  'log-file'?: string;
+  list: boolean;
+  status: boolean;
+}
+
+export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
+  command: 'daemon',
+  describe: 'run the strata daemon, which serves container roots to the OCI hooks',
+  builder: (y: Argv<GlobalArgs>) =>
+    y
+      .option('socket', {
+        type: 'string',
+        describe: `unix socket to serve on (default: $STRATA_SOCKET, then ${DEFAULT_SOCKET}); only root may use it`,
+      })
+      .option('log-file', {
+        type: 'string',
+        describe: `log file (default: ${DEFAULT_ROOT_LOG} for root, else $XDG_STATE_HOME/strata/daemon.log)`,
+      })
+      .option('list', { type: 'boolean', default: false, describe: 'ask the running daemon what it serves' })
+      .option('status', {
+        type: 'boolean',
+        default: false,
+        describe: 'ask the running daemon for its status (JSON)',
+      })
+      .epilog(
+        'Started on demand by the createRuntime hook, or by systemd (systemd/strata.service, Type=notify). ' +
+          `Logs go to ${DEFAULT_ROOT_LOG} when run as root.`,
+      ),
+  handler: async (argv) => {
+    const socketPath = resolveSocket(argv.socket);
+    if (argv.list || argv.status) {
+      const res = await daemonRequest(socketPath, { op: argv.list ? 'list' : 'status' });
+      if (!res.ok) throw new UnavailableError(res.error?.message ?? 'the daemon refused the request');
+      if (argv.status) return printJson(res.status);
+      const rows = (res.containers ?? []).map((c) => [
+        c.id,
+        shortDigest(c.image),
+        c.state,
+        c.since,
+        c.bundle,
+      ]);
+      return printTable(['CONTAINER', 'IMAGE', 'STATE', 'SINCE', 'BUNDLE'], rows);
+    }
+    await runDaemon({
+      socketPath,
+      storeRoot: resolveRoot(argv.root),
+      logFile: resolveLogFile(argv['log-file']),
+    });
+  },
+};

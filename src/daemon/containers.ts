@@ -1,0 +1,317 @@
+// The daemon's policy for container roots, one method per hook stage. createRuntime takes a
+// lease and makes the detached FUSE mount (plus a writable overlay when the config wants one);
+// createContainer gives the mount away; the end of the FUSE session (ENODEV: the container's
+// mount namespace is gone), poststop, the runtime dying before createContainer, or a timeout
+// release everything. Whatever happens, nothing is left: no mount fd, no session, no lease.
+import { closeSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+import { createDetachedMount } from '../mount/detached.js';
+import { sharedFdCache } from '../mount/fs/fd-cache.js';
+import { createImageHandler } from '../mount/fs/image-handler.js';
+import type { FuseProtocol } from '../mount/fuse/protocol.js';
+import { createDetachedOverlay } from '../mount/overlay.js';
+import type { FuseSession, SessionEnd } from '../mount/session.js';
+import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
+import type { ServedContainer } from '../spec/generated/daemon-api.js';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+} from '../store/errors.js';
+import { releaseLease } from '../store/leases.js';
+import { DeviceBacking } from './backing.js';
+import { IMAGE_ANNOTATION, leaseIdFor, resolveBundleImage, takeContainerLease } from './image-lease.js';
+import { IndexCache } from './index-cache.js';
+import type { Logger } from './log.js';
+import { placeholdersFor } from './mount-points.js';
+import { watchPid, type PidWatch } from './pid-watch.js';
+
+export interface ContainerManagerOptions {
+  storeRoot: string;
+  logger: Logger;
+  /** How long a prepared root waits for createContainer. Default 60 s. */
+  prepareTimeoutMs?: number;
+  /** How long a release waits for the session to end by itself before aborting it. Default 2 s. */
+  releaseGraceMs?: number;
+}
+
+/** What createContainer hands to the hook. The caller owns mountFd: send it, then close it. */
+export interface AttachInfo {
+  mountFd: number;
+  rootfs: string;
+  readonly: boolean;
+}
+
+interface Served {
+  id: string;
+  leaseId: string;
+  image: string;
+  bundle: string;
+  rootfs: string;
+  readonly: boolean;
+  since: Date;
+  state: 'prepared' | 'attached';
+  /** Ours until createContainer hands it over; -1 after. */
+  mountFd: number;
+  session: FuseSession;
+  handler: FuseProtocol;
+  watch?: PidWatch;
+  timer?: NodeJS.Timeout;
+  releasing?: Promise<void>;
+}
+
+/** Open handles, passthrough backings and idle object fds go with the session. */
+async function releaseHandler(handler: FuseProtocol): Promise<void> {
+  handler.fs.destroy?.();
+  await sharedFdCache.closeIdle();
+}
+
+function isDirectory(path: string): boolean | undefined {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return undefined;
+  }
+}
+
+export class ContainerManager {
+  readonly indexes: IndexCache;
+  private readonly served = new Map<string, Served>();
+  private readonly storeRoot: string;
+  private readonly logger: Logger;
+  private readonly prepareTimeoutMs: number;
+  private readonly releaseGraceMs: number;
+
+  constructor(opts: ContainerManagerOptions) {
+    this.storeRoot = opts.storeRoot;
+    this.logger = opts.logger;
+    this.prepareTimeoutMs = opts.prepareTimeoutMs ?? 60_000;
+    this.releaseGraceMs = opts.releaseGraceMs ?? 2_000;
+    this.indexes = new IndexCache(opts.storeRoot);
+  }
+
+  get size(): number {
+    return this.served.size;
+  }
+
+  list(): ServedContainer[] {
+    return [...this.served.values()].map((s) => ({
+      id: s.id,
+      image: s.image,
+      bundle: s.bundle,
+      state: s.state,
+      since: s.since.toISOString(),
+      readonly: s.readonly,
+    }));
+  }
+
+  /** createRuntime: resolve the image, take a lease, make and serve the mount. */
+  async createRuntime(stateJson: string): Promise<void> {
+    const started = performance.now();
+    const state = parseHookState(stateJson);
+    const { id, bundle } = state;
+    if (this.served.has(id)) {
+      throw new AlreadyExistsError(`container ${id} already has a root served by this daemon`, {
+        op: 'prepare',
+      });
+    }
+    const config = loadBundleConfig(bundle);
+    if (!config.root?.path) {
+      throw new InvalidArgumentError(`config.json of bundle ${bundle} has no root.path`, {
+        op: 'prepare',
+        path: bundle,
+      });
+    }
+    const rootfs = resolve(bundle, config.root.path);
+    const readonly = config.root.readonly ?? false;
+    const ref = config.annotations?.[IMAGE_ANNOTATION] ?? state.annotations?.[IMAGE_ANNOTATION];
+    if (!ref) {
+      throw new FailedPreconditionError(
+        `config.json of bundle ${bundle} has no ${IMAGE_ANNOTATION} annotation naming the image to run ` +
+          '(write the bundle with `strata bundle IMAGE DIR`)',
+        { op: 'prepare', path: bundle },
+      );
+    }
+    const image = await resolveBundleImage(this.storeRoot, ref, bundle);
+    const digest = image.manifestDigest;
+
+    const leaseId = leaseIdFor(id);
+    // The lease (an fsync'd file) and the mount do not depend on each other: make both at once.
+    const leased = takeContainerLease(
+      this.storeRoot,
+      leaseId,
+      digest,
+      { container: id, bundle },
+      this.logger,
+    );
+    leased.catch(() => undefined); // awaited below, on every path
+    let mountFd = -1;
+    let session: FuseSession | undefined;
+    let handler: FuseProtocol | undefined;
+    try {
+      const index = this.indexes.get(image.indexDigest);
+      const placeholders = placeholdersFor(config.mounts, isDirectory);
+      const backing = new DeviceBacking();
+      handler = createImageHandler({ index, storeRoot: this.storeRoot, placeholders, backing });
+      // The source names the container in mountinfo (where a mount shows up if it ever leaks).
+      const fsname = `strata-ctr:${id.replace(/[^A-Za-z0-9_.+-]/g, '_')}`;
+      const m = await createDetachedMount({ handler, fsname, subtype: 'strata' });
+      backing.devFd = m.devFd; // before anyone can OPEN: the mount has not been handed out yet
+      session = m.session;
+      mountFd = m.mountFd;
+      if (!readonly) {
+        // Async: making the overlay looks up our own FUSE mount, which this thread serves.
+        const overlay = await createDetachedOverlay(mountFd);
+        closeSync(mountFd);
+        mountFd = overlay;
+      }
+      await leased;
+    } catch (err) {
+      if (mountFd >= 0) closeSync(mountFd);
+      if (session) await session.close();
+      if (handler) await releaseHandler(handler);
+      if (
+        await leased.then(
+          () => true,
+          () => false,
+        )
+      )
+        await releaseLease(this.storeRoot, leaseId).catch(() => undefined);
+      throw err;
+    }
+
+    const served: Served = {
+      id,
+      leaseId,
+      image: digest,
+      bundle,
+      rootfs,
+      readonly,
+      since: new Date(),
+      state: 'prepared',
+      mountFd,
+      session,
+      handler: handler as FuseProtocol,
+    };
+    this.served.set(id, served);
+    session.on('end', (end: SessionEnd) => {
+      const detail = end.reason === 'unmounted' ? 'ENODEV' : (end.detail ?? end.reason);
+      void this.release(id, `FUSE session ended: ${end.reason} (${detail})`);
+    });
+    session.on('warn', (w: { message: string }) => this.logger.log('warn', `container ${id}: ${w.message}`));
+    // state.pid is the container's init as the host sees it here; if it dies before
+    // createContainer, nobody will ever attach (or close) our mount.
+    if (state.pid && state.pid > 1) {
+      served.watch = watchPid(
+        state.pid,
+        () => void this.release(id, `its init (pid ${state.pid}) died before createContainer`),
+      );
+    }
+    served.timer = setTimeout(
+      () => void this.release(id, `createContainer did not come within ${this.prepareTimeoutMs} ms`),
+      this.prepareTimeoutMs,
+    );
+    served.timer.unref();
+    this.logger.log(
+      'info',
+      `container ${id}: prepared ${readonly ? 'read-only' : 'writable'} root of image ${digest} ` +
+        `(ref ${ref}) for bundle ${bundle} in ${(performance.now() - started).toFixed(1)} ms`,
+    );
+  }
+
+  /** createContainer: hand the prepared mount over. The caller sends mountFd and closes it. */
+  createContainer(stateJson: string): AttachInfo {
+    const { id } = parseHookState(stateJson);
+    const s = this.served.get(id);
+    if (!s || s.releasing) {
+      throw new NotFoundError(
+        `no root prepared for container ${id}: its createRuntime hook did not run, failed, or came too long ago`,
+        { op: 'attach' },
+      );
+    }
+    if (s.state !== 'prepared') {
+      throw new FailedPreconditionError(`container ${id} already received its root`, { op: 'attach' });
+    }
+    s.watch?.stop();
+    clearTimeout(s.timer);
+    s.state = 'attached';
+    const mountFd = s.mountFd;
+    s.mountFd = -1;
+    this.logger.log('info', `container ${id}: root handed to createContainer (rootfs ${s.rootfs})`);
+    return { mountFd, rootfs: s.rootfs, readonly: s.readonly };
+  }
+
+  /** poststop: release whatever is left; unknown ids are fine (already released, or never ours). */
+  async poststop(stateJson: string): Promise<void> {
+    const { id } = parseHookState(stateJson);
+    const s = this.served.get(id);
+    if (s?.state === 'attached' && s.session.isOpen) {
+      // The container's mount namespace is being torn down; its ENODEV follows within
+      // milliseconds and releases everything. Waiting for it would only delay the runtime's
+      // exit; the release still aborts the session if it has not ended within the grace time.
+      void this.release(id, 'poststop');
+      return;
+    }
+    await this.release(id, 'poststop');
+  }
+
+  /**
+   * Close our mount fd (if we still hold it), wait for the session to end (ENODEV), abort it if
+   * it has not within graceMs, release the lease. Resolves false for an unknown id.
+   */
+  async release(id: string, why: string, graceMs = this.releaseGraceMs): Promise<boolean> {
+    const s = this.served.get(id);
+    if (!s) return false;
+    s.releasing ??= this.doRelease(s, why, graceMs);
+    await s.releasing;
+    return true;
+  }
+
+  /** Release everything (daemon shutdown): running containers lose their root. */
+  async releaseAll(why: string): Promise<void> {
+    await Promise.all([...this.served.keys()].map((id) => this.release(id, why, 0)));
+  }
+
+  private async doRelease(s: Served, why: string, graceMs: number): Promise<void> {
+    s.watch?.stop();
+    clearTimeout(s.timer);
+    if (s.mountFd >= 0) {
+      closeSync(s.mountFd);
+      s.mountFd = -1;
+    }
+    let end: SessionEnd | undefined;
+    if (s.session.isOpen) {
+      let timer: NodeJS.Timeout | undefined;
+      end = await Promise.race([
+        s.session.ended,
+        new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), graceMs))),
+      ]);
+      clearTimeout(timer);
+      if (!end) {
+        this.logger.log(
+          'warn',
+          `container ${s.id}: its mount still had users after ${why}; aborting the FUSE session`,
+        );
+        end = await s.session.close();
+      }
+    } else end = await s.session.ended;
+    await releaseHandler(s.handler);
+    try {
+      await releaseLease(this.storeRoot, s.leaseId);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) {
+        this.logger.log(
+          'error',
+          `container ${s.id}: releasing lease ${s.leaseId}: ${(err as Error).message}`,
+        );
+      }
+    }
+    this.served.delete(s.id);
+    this.logger.log(
+      'info',
+      `container ${s.id}: released (${why}; session ${end.reason}, lease ${s.leaseId} released)`,
+    );
+  }
+}

@@ -1,0 +1,20 @@
+// Where the daemon listens and logs by default. The hook executable has the same socket default
+// compiled in (native/hook/strata-hook.c), so both sides agree without configuration.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export const DEFAULT_SOCKET = '/run/strata/strata.sock';
+export const DEFAULT_ROOT_LOG = '/var/log/strata/daemon.log';
+
+/** --socket > $STRATA_SOCKET > /run/strata/strata.sock */
+export function resolveSocket(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return explicit || env.STRATA_SOCKET || DEFAULT_SOCKET;
+}
+
+/** --log-file > /var/log/strata/daemon.log for root > $XDG_STATE_HOME/strata/daemon.log. */
+export function resolveLogFile(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (explicit) return explicit;
+  if (process.getuid?.() === 0) return DEFAULT_ROOT_LOG;
+  const state = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  return join(state, 'strata', 'daemon.log');
+}
