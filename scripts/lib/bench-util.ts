@@ -1,5 +1,5 @@
 // Small helpers shared by the benchmark scripts: timing, disk usage, temp dirs, mount cleanup.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { unmountAll } from '../../test/fixtures/mounts.js';
 import { run } from '../../test/fixtures/run.js';
@@ -41,6 +41,11 @@ export async function benchDir(
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The 1, 5 and 15 minute load averages, as /proc/loadavg has them ("4.83 5.12 3.90"). */
+export async function loadAverage(): Promise<string> {
+  return (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
 }
 
 export function mib(bytes: number): string {

@@ -15,7 +15,7 @@
 // import rewrites it.
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fsyncDir, linkNoReplace, tempName } from './atomic.js';
 import { DataLossError, isErrno } from './errors.js';
@@ -27,6 +27,8 @@ export type SyncMode = 'fsync' | 'batch';
 
 /** Contents up to this size are hashed in memory first, so an existing object costs no write. */
 const BUFFER_MAX = 1 << 20;
+/** Link + unlink pairs in flight at commit (the thread pool has 4 threads by default). */
+const COMMIT_CONCURRENCY = 8;
 
 export interface WriterStats {
   written: number;
@@ -43,6 +45,9 @@ interface Pending {
 export class ObjectWriter implements Ingester {
   readonly stats: WriterStats = { written: 0, existing: 0, bytesWritten: 0 };
   private readonly pending = new Map<string, Pending>();
+  /** Temp names are this writer's random prefix plus a counter: no random bytes per object. */
+  private readonly tempPrefix = tempName('', 'obj');
+  private tempCount = 0;
 
   constructor(
     private readonly root: string,
@@ -61,7 +66,7 @@ export class ObjectWriter implements Ingester {
       if (state !== 'ok') await this.place(digest, size, state === 'corrupt', (fh) => fh.writeFile(data));
       return { digest, size };
     }
-    const temp = tempName(this.tmpDir, 'obj');
+    const temp = this.nextTemp();
     const hash = createHash('sha256');
     let seen = 0;
     const fh = await fs.open(temp, 'wx', 0o444);
@@ -86,6 +91,10 @@ export class ObjectWriter implements Ingester {
     return { digest, size };
   }
 
+  private nextTemp(): string {
+    return join(this.tmpDir, `${this.tempPrefix}-${(this.tempCount++).toString(36)}`);
+  }
+
   /** 'ok' when present (or pending) with the right size, 'corrupt' when present with another. */
   private async existing(digest: string, size: number): Promise<'ok' | 'absent' | 'corrupt'> {
     if (this.pending.has(digest)) return 'ok';
@@ -108,7 +117,7 @@ export class ObjectWriter implements Ingester {
     replace: boolean,
     fill: (fh: fs.FileHandle) => Promise<void>,
   ): Promise<void> {
-    const temp = tempName(this.tmpDir, 'obj');
+    const temp = this.nextTemp();
     const fh = await fs.open(temp, 'wx', 0o444);
     try {
       await fill(fh);
@@ -142,7 +151,28 @@ export class ObjectWriter implements Ingester {
   async commit(): Promise<void> {
     if (this.pending.size === 0) return;
     await syncFilesystem(this.root);
-    for (const p of this.pending.values()) await moveIntoPlace(p.temp, p.dest, p.replace);
+    // Links are independent of each other; a few in flight keep the thread pool busy.
+    const moves = [...this.pending.values()];
+    let next = 0;
+    let failing = false;
+    const mover = async () => {
+      while (next < moves.length && !failing) {
+        const p = moves[next++];
+        try {
+          await moveIntoPlace(p.temp, p.dest, p.replace);
+        } catch (err) {
+          failing = true;
+          throw err;
+        }
+      }
+    };
+    // Settle every mover before returning, even on failure: abort() must not remove temp files
+    // that a mover is still linking.
+    const settled = await Promise.allSettled(
+      Array.from({ length: Math.min(COMMIT_CONCURRENCY, moves.length) }, mover),
+    );
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     this.pending.clear();
     await syncFilesystem(this.root);
   }

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InvalidArgumentError } from '../../../src/store/errors.js';
-import { applyLayer } from '../../../src/store/layer/apply-layer.js';
+import { DEFAULT_INLINE_MAX, applyLayer } from '../../../src/store/layer/apply-layer.js';
 import {
   S_IFCHR,
   S_IFDIR,
@@ -187,6 +187,61 @@ test('refuses bad hard links', async () => {
 test('the tree keeps the same TreeNode for a hard link target across layers', async () => {
   const { root } = await build([[{ name: 'a', body: 'abc' }], [{ name: 'b', type: 'link', linkname: 'a' }]]);
   assert.is(root.children!.get('a'), root.children!.get('b'));
+});
+
+test('files up to DEFAULT_INLINE_MAX bytes stay inline; larger ones become objects', async () => {
+  const root = newDir();
+  const sink = new MemorySink();
+  const small = Buffer.alloc(DEFAULT_INLINE_MAX, 1);
+  const big = Buffer.alloc(DEFAULT_INLINE_MAX + 1, 2);
+  await applyLayer(
+    root,
+    Readable.from([
+      await makeTar([
+        { name: 'small', body: small },
+        { name: 'big', body: big },
+      ]),
+    ]),
+    sink,
+  );
+  assert.equal(root.children!.get('small')!.inline, small);
+  assert.is(root.children!.get('big')!.inline, undefined);
+  assert.equal([...sink.objects.values()], [big]);
+});
+
+test('a big layer through a slow sink: backpressure holds and no listener piles up', async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    // 400 files of 64 KiB: several MiB of tar, far beyond every stream buffer on the way.
+    const entries: EntrySpec[] = Array.from({ length: 400 }, (_, i) => {
+      const body = Buffer.alloc(64 << 10);
+      body.writeUInt32LE(i); // distinct contents: 400 objects
+      return { name: `d/f${i}`, body };
+    });
+    const tarBuf = await makeTar(entries);
+    const slow = new MemorySink();
+    const write = slow.write.bind(slow);
+    slow.write = async (content, size) => {
+      await new Promise((r) => setTimeout(r, 1));
+      return write(content, size);
+    };
+    const chunks = Array.from({ length: Math.ceil(tarBuf.length / 16384) }, (_, i) =>
+      tarBuf.subarray(i * 16384, (i + 1) * 16384),
+    );
+    const root = newDir();
+    const stats = await applyLayer(root, Readable.from(chunks), slow, { inlineMax: 0 });
+    assert.is(stats.files, 400);
+    assert.is(slow.objects.size, 400);
+    await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    assert.equal(
+      warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
+      [],
+    );
+  } finally {
+    process.off('warning', onWarning);
+  }
 });
 
 test.run();

@@ -1,7 +1,9 @@
-// Shared by the layer and source tests: an in-memory ObjectSink and a tar builder.
+// Shared by the layer and source tests: an in-memory ObjectSink (held to the same conformance
+// suite as the real writer: test/store/suite-local.test.ts) and a tar builder.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
+import { DataLossError } from '../../../src/store/errors.js';
 import type { ObjectSink } from '../../../src/store/layer/types.js';
 
 export class MemorySink implements ObjectSink {
@@ -10,9 +12,12 @@ export class MemorySink implements ObjectSink {
     const chunks: Buffer[] = [];
     for await (const c of content) chunks.push(c as Buffer);
     const data = Buffer.concat(chunks);
+    if (data.length !== size) {
+      // Like the real writer: a size mismatch is data loss, and nothing is stored.
+      throw new DataLossError(`sink got ${data.length} bytes, told ${size}`, { op: 'write-object' });
+    }
     const digest = createHash('sha256').update(data).digest('hex');
     this.objects.set(digest, data);
-    if (data.length !== size) throw new Error(`sink got ${data.length} bytes, told ${size}`);
     return { digest, size: data.length };
   }
 }
