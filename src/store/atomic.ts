@@ -23,14 +23,16 @@ export function tempName(dir: string, prefix = 'tmp'): string {
  * Link `temp` to `dest` without replacing anything, then unlink `temp`. Returns false when
  * `dest` already existed (for content-addressed names: already present, which is success).
  */
-export async function linkNoReplace(temp: string, dest: string): Promise<boolean> {
+export async function linkNoReplace(temp: string, dest: string, parentMade = false): Promise<boolean> {
   let created = true;
   try {
     await fs.link(temp, dest);
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) {
+    // ENOENT is either the destination's directory (make it once, then retry) or the temp file
+    // itself (a bug or a concurrent cleanup): never loop on it.
+    if (isErrno(err, 'ENOENT') && !parentMade) {
       await fs.mkdir(dirname(dest), { recursive: true });
-      return linkNoReplace(temp, dest);
+      return linkNoReplace(temp, dest, true);
     }
     if (!isErrno(err, 'EEXIST')) throw err;
     created = false;
