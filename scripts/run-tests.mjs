@@ -67,13 +67,15 @@ for (const file of files) {
   const name = relative(root, file);
   const r = await runFile(file);
   const s = parseSummary(r.output);
-  const ok = r.code === 0 && s !== undefined;
+  // uvu can exit 0 with tests not passed (a throwing before-hook): count from the summary.
+  const notPassed = s ? s.total - s.passed - s.skipped : 0;
+  const ok = r.code === 0 && s !== undefined && notPassed === 0;
   if (s) {
     passed += s.passed;
     skipped += s.skipped;
-    failed += s.total - s.passed - s.skipped;
+    failed += notPassed;
   }
-  if (!ok && (!s || s.total - s.passed - s.skipped === 0)) failed += 1; // crashed outside a test
+  if (!ok && notPassed === 0) failed += 1; // crashed outside a test
   const tag = ok ? 'ok  ' : 'FAIL';
   process.stdout.write(`${tag} ${name} (${s ? `${s.passed}/${s.total}` : 'no summary'}, ${r.ms} ms)\n`);
   if (!ok || process.env.STRATA_TEST_VERBOSE) process.stdout.write(r.output.replace(/^/gm, '    ') + '\n');
