@@ -2,7 +2,10 @@
 // what strata needs) and the shapes that cross module boundaries. The importer, gc and fsck work
 // against these; the local disk store (store.ts) is the one implementation today.
 import type { Readable } from 'node:stream';
+import type { ImageSource } from './source/types.js';
 import type { TreeNode } from './tree-index.js';
+
+export type { ImageSource, LayerRef } from './source/types.js';
 
 /** Reads content objects (sha256 hex or "sha256:<hex>"). */
 export interface Provider {
@@ -27,28 +30,6 @@ export interface Ingester extends ObjectSink {
 export interface Manager {
   listObjects(): AsyncIterable<{ digest: string; path: string }>;
   deleteObject(digest: string): Promise<void>;
-}
-
-/** What the layer engineer's sources return (src/store/source/). */
-export interface LayerRef {
-  digest: string;
-  mediaType: string;
-  size: number;
-  diffId: string;
-  /** Decompressed and verified while read; errors with DataLossError on a mismatch. */
-  open(): Promise<Readable>;
-}
-
-export interface ImageSource {
-  description: string;
-  manifestDigest: string;
-  manifest: Buffer;
-  config: Buffer;
-  manifestJson: unknown;
-  configJson: unknown;
-  layers: LayerRef[];
-  names: string[];
-  close(): Promise<void>;
 }
 
 export type OpenSource = (spec: string) => Promise<ImageSource>;

@@ -1,12 +1,5 @@
-import type { Readable } from 'node:stream';
-
-export interface ObjectSink {
-  /** Store one regular file's content; resolves when the object exists in the store. */
-  write(
-    content: Readable,
-    size: number,
-  ): Promise<{ digest: string /* sha256 hex, no prefix */; size: number }>;
-}
+// The sink is the store's role interface; the layer applier only writes through it.
+export type { ObjectSink } from '../types.js';
 
 export interface ApplyLayerOptions {
   /** Files of at most this many bytes are kept inline in the tree instead of in the sink. */
