@@ -1,0 +1,214 @@
+// Start benchmark: median wall time of one short container (`/bin/sh -c /bin/true` in the busybox
+// test image) started in different ways, in one run on one machine:
+//
+//   runtime on a directory   `crun run` / `runc run` of the image unpacked by umoci: the floor
+//   runtime on strata bundle `crun run` / `runc run` of a bundle from `strata bundle`: what the
+//                            hooks + daemon add (FUSE root attached in the container), no Node
+//   strata run --rm          the CLI as users call it (node + main.js + yargs + bundle + runtime)
+//   strata run, lean entry   runMain() imported directly, without main.js and yargs: what a
+//                            fast path in main.ts would give
+//   node -e 0                what any Node CLI pays before its first line runs
+//   podman run --rm          private --root/--runroot, runc (crun fails on this host's cgroups)
+//
+// crun runs in a private mount namespace with a pure cgroup2 mount (ENVIRONMENT.md) in every row,
+// exactly as `strata run` runs it. The daemon is started once, before timing (warm).
+//
+//   npm run bench:start [-- --runs N]          (after npm run build)
+//   node --import tsx scripts/bench-start.ts [--runs N]   (the CLI rows then pay tsx's loader)
+//
+// Goals (issue 4): strata adds at most 15 ms to the runtime's own time on a directory, and is at
+// least 2x faster than podman run.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { writeBundle } from '../hooks/bundle.js';
+import { cliArgv, daemonArgv, hookExecutable } from '../hooks/paths.js';
+import { selectRuntime, runtimeCommand, type Runtime } from '../src/run/runtime.js';
+import { importImage } from '../src/store/import.js';
+import { openStore } from '../src/store/store.js';
+import { startDaemon } from '../test/integration/harness.js';
+import { busyboxImage } from '../test/fixtures/images.js';
+import { PrivatePodman } from '../test/fixtures/private-podman.js';
+import { run } from '../test/fixtures/run.js';
+import { benchDir, loadAverage, median } from './lib/bench-util.js';
+
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 20;
+if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positive integer');
+const WARMUP = 3;
+
+interface Row {
+  label: string;
+  argv: (i: number) => [string, string[]];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+function once(row: Row, i: number): number {
+  const [cmd, args] = row.argv(i);
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, {
+    env: row.env ?? process.env,
+    cwd: row.cwd,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0)
+    throw new Error(
+      `${row.label}: ${[cmd, ...args].join(' ')} failed (${r.status ?? r.signal}): ${r.stderr}`,
+    );
+  return ms;
+}
+
+function measure(row: Row): number {
+  let n = 0;
+  for (let i = 0; i < WARMUP; i++) once(row, n++);
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) times.push(once(row, n++));
+  return median(times);
+}
+
+function rt(runDir: string, name: 'crun' | 'runc'): Runtime {
+  return selectRuntime(runDir, name);
+}
+
+async function main(): Promise<void> {
+  const { dir, cleanup } = await benchDir('strata-bench-start-');
+  let stopDaemon: (() => Promise<unknown>) | undefined;
+  const podman = new PrivatePodman(join(dir, 'pm'));
+  try {
+    const img = await busyboxImage();
+    const store = await openStore(join(dir, 'store'));
+    await importImage(store, `oci:${img.ociLayout}:latest`, { name: 'busybox' });
+    const env = {
+      dir,
+      storeRoot: store.root,
+      socket: join(dir, 'run', 'strata.sock'),
+      logFile: join(dir, 'daemon.log'),
+    };
+    stopDaemon = (await startDaemon(env)).stop;
+    const runDir = join(dir, 'rundir');
+
+    // The same image unpacked to a directory, with the same command.
+    const dirBundle = join(dir, 'dir-bundle');
+    await run('cp', ['-a', img.umociBundle, dirBundle]);
+    const cfgPath = join(dirBundle, 'config.json');
+    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as {
+      process: { args: string[]; terminal: boolean };
+      linux?: { resources?: unknown };
+    };
+    cfg.process.args = ['/bin/sh', '-c', '/bin/true'];
+    cfg.process.terminal = false;
+    // umoci's devices rule makes crun load an eBPF filter, which needs CAP_SYS_RESOURCE (ENVIRONMENT.md);
+    // strata's configs carry no resources either.
+    delete cfg.linux?.resources;
+    writeFileSync(cfgPath, JSON.stringify(cfg));
+
+    const strataBundle = join(dir, 'strata-bundle');
+    await writeBundle({
+      storeRoot: store.root,
+      image: 'busybox',
+      dir: strataBundle,
+      socketPath: env.socket,
+      hookPath: hookExecutable(),
+      daemonArgv: daemonArgv({ storeRoot: store.root, socketPath: env.socket }),
+      run: { command: ['/bin/true'] },
+    });
+
+    const cliEnv = {
+      ...process.env,
+      STRATA_ROOT: store.root,
+      STRATA_SOCKET: env.socket,
+      STRATA_RUN_DIR: runDir,
+    };
+    const runtimeRow = (label: string, name: 'crun' | 'runc', bundle: string): Row => ({
+      label,
+      cwd: bundle,
+      argv: (i) => runtimeCommand(rt(runDir, name), ['run', '--bundle', bundle, `bench-${name}-${i}`]),
+    });
+    const cli = (args: string[]): [string, string[]] => {
+      const [cmd, ...rest] = cliArgv(args);
+      return [cmd, rest];
+    };
+    const runJs = (cliArgv([]).at(-1) as string).replace(/main\.(js|ts)$/, 'run.$1');
+    const lean = (runtime: string): [string, string[]] => {
+      const [node, ...pre] = cliArgv([]).slice(0, -1);
+      const script = `const m = await import(${JSON.stringify(runJs)}); process.exitCode = await m.runMain(['--rm', '--runtime', '${runtime}', 'busybox', '/bin/true']);`;
+      return [node, [...pre, '--input-type=module', '-e', script]];
+    };
+
+    await podman.init();
+    await podman.load(img.dockerArchive);
+    const pmArgs = [
+      '--root',
+      podman.root,
+      '--runroot',
+      podman.runroot,
+      '--storage-driver',
+      podman.driver,
+      '--runtime',
+      'runc',
+    ];
+    const pmEnv = { ...process.env, CONTAINERS_CONF: join(dir, 'pm', 'containers.conf') };
+
+    const rows: Row[] = [
+      runtimeRow('crun run, directory (umoci unpack)', 'crun', dirBundle),
+      runtimeRow('runc run, directory (umoci unpack)', 'runc', dirBundle),
+      runtimeRow('crun run, strata bundle (hooks + daemon)', 'crun', strataBundle),
+      runtimeRow('runc run, strata bundle (hooks + daemon)', 'runc', strataBundle),
+      {
+        label: 'strata run --rm (crun)',
+        env: cliEnv,
+        argv: () => cli(['run', '--rm', '--runtime', 'crun', 'busybox', '/bin/true']),
+      },
+      {
+        label: 'strata run --rm --runtime runc',
+        env: cliEnv,
+        argv: () => cli(['run', '--rm', '--runtime', 'runc', 'busybox', '/bin/true']),
+      },
+      { label: 'strata run --rm (crun), lean entry', env: cliEnv, argv: () => lean('crun') },
+      { label: 'node -e 0', argv: () => [process.execPath, ['-e', '0']] },
+      {
+        label: 'podman run --rm (runc)',
+        env: pmEnv,
+        argv: () => [
+          'podman',
+          [...pmArgs, 'run', '--rm', '--network', 'none', img.dockerRef, '/bin/sh', '-c', '/bin/true'],
+        ],
+      },
+    ];
+
+    const load = await loadAverage();
+    const results = new Map<string, number>();
+    for (const row of rows) {
+      results.set(row.label, measure(row));
+      process.stderr.write(`  ${row.label}: ${results.get(row.label)?.toFixed(1)} ms\n`);
+    }
+    const width = Math.max(...rows.map((r) => r.label.length));
+    process.stdout.write(
+      `\nstart time, median of ${RUNS} runs after ${WARMUP} warm-up (load before: ${load}; ${(cliArgv([]).at(-1) as string).endsWith('.ts') ? 'CLI from sources via tsx' : 'compiled CLI'})\n\n`,
+    );
+    for (const [label, ms] of results)
+      process.stdout.write(`  ${label.padEnd(width)}  ${ms.toFixed(1).padStart(7)} ms\n`);
+
+    const get = (l: string): number => results.get(l) as number;
+    const crunDir = get('crun run, directory (umoci unpack)');
+    const strata = get('strata run --rm (crun)');
+    const podmanMs = get('podman run --rm (runc)');
+    const added = strata - crunDir;
+    process.stdout.write(
+      `\n  hooks + daemon add ${(get('crun run, strata bundle (hooks + daemon)') - crunDir).toFixed(1)} ms (crun), ` +
+        `${(get('runc run, strata bundle (hooks + daemon)') - get('runc run, directory (umoci unpack)')).toFixed(1)} ms (runc)\n` +
+        `  goal: strata run adds <= 15 ms to crun on a directory: +${added.toFixed(1)} ms -> ${added <= 15 ? 'met' : 'NOT met'}` +
+        ` (lean entry: +${(get('strata run --rm (crun), lean entry') - crunDir).toFixed(1)} ms; node -e 0 alone: ${get('node -e 0').toFixed(1)} ms)\n` +
+        `  goal: >= 2x faster than podman run: ${(podmanMs / strata).toFixed(2)}x -> ${podmanMs / strata >= 2 ? 'met' : 'NOT met'}\n`,
+    );
+  } finally {
+    await stopDaemon?.();
+    await podman.destroy().catch(() => undefined);
+    await cleanup();
+  }
+}
+
+await main();

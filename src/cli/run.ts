@@ -1,0 +1,63 @@
+// strata run [OPTIONS] IMAGE [COMMAND...]: parsed by src/run/args.ts, not yargs (docker-style
+// options before IMAGE, the command after it untouched). runMain is the whole command and can
+// be called straight from main.ts's first line for a start path without yargs.
+import type { CommandModule } from 'yargs';
+
+import { resolveSocket } from '../daemon/paths.js';
+import { parseRunArgs, RUN_USAGE } from '../run/args.js';
+import { resolveRunDir } from '../run/paths.js';
+import { selectRuntime } from '../run/runtime.js';
+import { resolveRoot } from '../store/store.js';
+import { printError } from './output.js';
+import type { GlobalArgs } from './context.js';
+
+/** podman's code for "the container could not be run": container codes own the rest. */
+export const RUN_FAILED = 125;
+
+/** `strata run` with its arguments (after "run"); resolves with the exit code. */
+export async function runMain(argv: string[], globalRoot?: string): Promise<number> {
+  try {
+    const args = parseRunArgs(argv);
+    if (args.help) {
+      process.stdout.write(RUN_USAGE);
+      return 0;
+    }
+    const ctx = {
+      storeRoot: resolveRoot(args.root ?? globalRoot),
+      socketPath: resolveSocket(args.socket),
+      runDir: resolveRunDir(args.runDir),
+    };
+    const rt = selectRuntime(ctx.runDir, args.runtime);
+    const { ensureDaemon } = await import('../run/daemon.js');
+    await ensureDaemon(ctx.storeRoot, ctx.socketPath);
+    if (args.detach) {
+      const { runDetached } = await import('../run/detached.js');
+      const record = await runDetached(ctx, args, rt);
+      process.stdout.write(`${record.id}\n`);
+      return 0;
+    }
+    const { runForeground } = await import('../run/foreground.js');
+    return await runForeground(ctx, args, rt);
+  } catch (err) {
+    printError(err);
+    return RUN_FAILED;
+  }
+}
+
+/** The arguments after the `run` command word, as given (yargs would reparse the container's). */
+export function argsAfterCommand(raw: string[], command: string): string[] {
+  for (let i = 0; i < raw.length; i++) {
+    if (raw[i] === '--root') i++;
+    else if (raw[i] === command) return raw.slice(i + 1);
+  }
+  return [];
+}
+
+export const runCommand: CommandModule<GlobalArgs, GlobalArgs> = {
+  command: 'run',
+  describe: 'run a command in a new container from a stored image (strata run --help)',
+  builder: (y) => y.help(false).version(false).strict(false),
+  handler: async (argv) => {
+    process.exitCode = await runMain(argsAfterCommand(process.argv.slice(2), 'run'), argv.root);
+  },
+};

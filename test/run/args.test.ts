@@ -1,0 +1,47 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { parseRunArgs } from '../../src/run/args.js';
+
+test('options before IMAGE, the command after it untouched (its own -flags too)', () => {
+  const a = parseRunArgs([
+    '--rm',
+    '-it',
+    '-eA=1',
+    '-e',
+    'B',
+    '--name=x',
+    '-v',
+    '/h:/c:ro',
+    'busybox',
+    'ls',
+    '-l',
+    '--rm',
+  ]);
+  assert.is(a.image, 'busybox');
+  assert.equal(a.command, ['ls', '-l', '--rm']);
+  assert.ok(a.rm && a.interactive && a.tty);
+  assert.equal(a.env, ['A=1', 'B']);
+  assert.is(a.name, 'x');
+  assert.equal(a.volumes, ['/h:/c:ro']);
+});
+
+test('-- before or right after IMAGE is a separator', () => {
+  assert.equal(parseRunArgs(['--', 'img', 'true']).command, ['true']);
+  assert.equal(parseRunArgs(['img', '--', 'sh', '-c', 'x']).command, ['sh', '-c', 'x']);
+});
+
+test('bad input names the option', () => {
+  assert.throws(() => parseRunArgs(['--network', 'bridge', 'img']), /--network "bridge": use none or host/);
+  assert.throws(() => parseRunArgs(['--runtime', 'youki', 'img']), /strata runs crun or runc/);
+  assert.throws(() => parseRunArgs(['--bogus', 'img']), /unknown option --bogus/);
+  assert.throws(() => parseRunArgs(['-e']), /-e needs a value/);
+  assert.throws(() => parseRunArgs(['--rm']), /no image given/);
+  assert.throws(() => parseRunArgs(['-dt', 'img']), /-d with -t is not supported/);
+});
+
+test('--help needs no image', () => {
+  assert.ok(parseRunArgs(['--help']).help);
+});
+
+test.run();

@@ -1,0 +1,57 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import {
+  checkName,
+  lookupContainer,
+  newContainerId,
+  readRecord,
+  removeRecord,
+  reserveName,
+  updateRecord,
+  writeRecord,
+  type ContainerRecord,
+} from '../../src/run/record.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'strata-run-record-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+function record(name: string): ContainerRecord {
+  return {
+    id: newContainerId(),
+    name,
+    image: 'busybox',
+    imageDigest: `sha256:${'a'.repeat(64)}`,
+    runtime: 'runc',
+    command: ['true'],
+    created: new Date().toISOString(),
+    detached: false,
+    autoRemove: false,
+    stopSignal: 'SIGTERM',
+  };
+}
+
+test('a name is taken once; lookup by name, id and prefix; removal frees it', () => {
+  const r = record('web');
+  reserveName(dir, 'web', r.id);
+  writeRecord(dir, r);
+  assert.throws(() => reserveName(dir, 'web', newContainerId()), /"web" is already in use by container/);
+  assert.is(lookupContainer(dir, 'web'), r.id);
+  assert.is(lookupContainer(dir, r.id), r.id);
+  assert.is(lookupContainer(dir, r.id.slice(0, 6)), r.id);
+  assert.equal(readRecord(dir, r.id), r);
+  removeRecord(dir, r);
+  assert.throws(() => lookupContainer(dir, 'web'), /no container named or with id "web"/);
+  assert.not.ok(updateRecord(dir, { ...r, exitCode: 1 }), 'a removed record is not recreated');
+});
+
+test('names are checked', () => {
+  assert.throws(() => checkName('-x'), /is invalid/);
+  assert.throws(() => checkName('a/b'), /is invalid/);
+  assert.is(checkName('ok_name-1.2'), 'ok_name-1.2');
+});
+
+test.run();
