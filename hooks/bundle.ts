@@ -6,13 +6,13 @@ import { hostname as hostHostname } from 'node:os';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { IMAGE_ANNOTATION } from '../src/daemon/image-lease.js';
+import { IMAGE_ANNOTATION } from '../src/spec/annotations.js';
 import { buildRuntimeConfig, type ImageConfigInput } from '../src/spec/runtime-config.js';
 import type { Hook, RuntimeConfig } from '../src/spec/generated/runtime-config.js';
 import type { RunOptions } from '../src/spec/options.js';
 import { parseAndValidate } from '../src/spec/validate.js';
 import { blobPath } from '../src/store/layout.js';
-import { loadTreeIndex, resolveImage } from '../src/store/records.js';
+import { loadTreeIndex, resolveImageRecord } from '../src/store/records.js';
 import { hookArgs, HOOK_STAGES } from './hooks-d.js';
 import { readImageFile } from './image-file.js';
 
@@ -58,7 +58,7 @@ function resolvConf(network: RunOptions['network']): string {
 
 export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
   const dir = resolve(opts.dir);
-  const image = await resolveImage(opts.storeRoot, opts.image);
+  const image = await resolveImageRecord(opts.storeRoot, opts.image);
   const imageConfig = parseAndValidate<ImageConfigInput>(
     'oci-image-config',
     readFileSync(blobPath(opts.storeRoot, image.configDigest)),

@@ -4,7 +4,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { IMAGE_ANNOTATION } from '../src/daemon/image-lease.js';
+import { IMAGE_ANNOTATION } from '../src/spec/annotations.js';
 import type { HooksDConfig } from '../src/spec/generated/hooks-d.js';
 import { validate } from '../src/spec/validate.js';
 

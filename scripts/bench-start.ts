@@ -4,9 +4,8 @@
 //   runtime on a directory   `crun run` / `runc run` of the image unpacked by umoci: the floor
 //   runtime on strata bundle `crun run` / `runc run` of a bundle from `strata bundle`: what the
 //                            hooks + daemon add (FUSE root attached in the container), no Node
-//   strata run --rm          the CLI as users call it (node + main.js + yargs + bundle + runtime)
-//   strata run, lean entry   runMain() imported directly, without main.js and yargs: what a
-//                            fast path in main.ts would give
+//   strata run --rm          the CLI as users call it (node + main.js, whose `run` fast path skips
+//                            yargs, + bundle + runtime)
 //   node -e 0                what any Node CLI pays before its first line runs
 //   podman run --rm          private --root/--runroot, runc (crun fails on this host's cgroups)
 //
@@ -131,13 +130,6 @@ async function main(): Promise<void> {
       const [cmd, ...rest] = cliArgv(args);
       return [cmd, rest];
     };
-    const runJs = (cliArgv([]).at(-1) as string).replace(/main\.(js|ts)$/, 'run.$1');
-    const lean = (runtime: string): [string, string[]] => {
-      const [node, ...pre] = cliArgv([]).slice(0, -1);
-      const script = `const m = await import(${JSON.stringify(runJs)}); process.exitCode = await m.runMain(['--rm', '--runtime', '${runtime}', 'busybox', '/bin/true']);`;
-      return [node, [...pre, '--input-type=module', '-e', script]];
-    };
-
     await podman.init();
     await podman.load(img.dockerArchive);
     const pmArgs = [
@@ -167,7 +159,6 @@ async function main(): Promise<void> {
         env: cliEnv,
         argv: () => cli(['run', '--rm', '--runtime', 'runc', 'busybox', '/bin/true']),
       },
-      { label: 'strata run --rm (crun), lean entry', env: cliEnv, argv: () => lean('crun') },
       { label: 'node -e 0', argv: () => [process.execPath, ['-e', '0']] },
       {
         label: 'podman run --rm (runc)',
@@ -201,7 +192,7 @@ async function main(): Promise<void> {
       `\n  hooks + daemon add ${(get('crun run, strata bundle (hooks + daemon)') - crunDir).toFixed(1)} ms (crun), ` +
         `${(get('runc run, strata bundle (hooks + daemon)') - get('runc run, directory (umoci unpack)')).toFixed(1)} ms (runc)\n` +
         `  goal: strata run adds <= 15 ms to crun on a directory: +${added.toFixed(1)} ms -> ${added <= 15 ? 'met' : 'NOT met'}` +
-        ` (lean entry: +${(get('strata run --rm (crun), lean entry') - crunDir).toFixed(1)} ms; node -e 0 alone: ${get('node -e 0').toFixed(1)} ms)\n` +
+        ` (node -e 0 alone: ${get('node -e 0').toFixed(1)} ms)\n` +
         `  goal: >= 2x faster than podman run: ${(podmanMs / strata).toFixed(2)}x -> ${podmanMs / strata >= 2 ? 'met' : 'NOT met'}\n`,
     );
   } finally {

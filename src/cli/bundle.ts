@@ -1,12 +1,10 @@
 // strata bundle IMAGE DIR [run options] [-- CMD...]
-import { statSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 
 import { writeBundle } from '../../hooks/bundle.js';
 import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
 import { resolveSocket } from '../daemon/paths.js';
-import { parseMount, parseVolume, type MountOption } from '../spec/options.js';
-import { InvalidArgumentError } from '../store/errors.js';
+import { checkBindSources, parseMount, parseVolume } from '../spec/options.js';
 import { storeFor, type GlobalArgs } from './context.js';
 
 interface BundleArgs extends GlobalArgs {
@@ -25,18 +23,6 @@ interface BundleArgs extends GlobalArgs {
   'cap-drop'?: string[];
   entrypoint?: string;
   socket?: string;
-}
-
-function checkBindSources(mounts: MountOption[]): MountOption[] {
-  for (const m of mounts) {
-    if (m.type !== 'bind') continue;
-    try {
-      statSync(m.source);
-    } catch {
-      throw new InvalidArgumentError(`bind mount source ${m.source} does not exist`, { path: m.source });
-    }
-  }
-  return mounts;
 }
 
 export const bundleCommand: CommandModule<GlobalArgs, BundleArgs> = {

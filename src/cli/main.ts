@@ -1,36 +1,24 @@
 #!/usr/bin/env node
-// The strata CLI. Each command lives in its own file and is registered here with one line.
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { bundleCommand } from './bundle.js';
-import { daemonCommand } from './daemon.js';
-import { fsckCommand } from './fsck.js';
-import { hooksCommand } from './hooks.js';
-import { gcCommand } from './gc.js';
-import { imageCommand } from './image.js';
-import { mountCommand, umountCommand } from './mount.js';
+// The strata CLI. Each command lives in its own file, is registered in commands.ts with one row
+// and loaded only when it runs, so `strata --help` or `strata ps` does not pay for the importer
+// or the FUSE server. `strata run` skips yargs altogether: it has its own parser
+// (src/run/args.ts) and is the start path of every container.
+import { COMMANDS, lazy, runFastPath } from './commands.js';
 import { exitCodeFor, printError } from './output.js';
-import { psCommand } from './ps.js';
-import { rmCommand } from './rm.js';
-import { runCommand } from './run.js';
-import { stopCommand } from './stop.js';
 
 export async function main(args: string[]): Promise<void> {
-  await yargs(args)
+  const fast = runFastPath(args);
+  if (fast) {
+    const { runMain } = await import('./run.js');
+    process.exitCode = await runMain(fast.rest, fast.root);
+    return;
+  }
+  const { default: yargs } = await import('yargs');
+  let y = yargs(args)
     .scriptName('strata')
-    .option('root', { type: 'string', describe: 'store root (default: $STRATA_ROOT, then /var/lib/strata)' })
-    .command(imageCommand)
-    .command(gcCommand)
-    .command(fsckCommand)
-    .command(daemonCommand)
-    .command(bundleCommand)
-    .command(hooksCommand)
-    .command(mountCommand)
-    .command(umountCommand)
-    .command(runCommand)
-    .command(psCommand)
-    .command(stopCommand)
-    .command(rmCommand)
+    .option('root', { type: 'string', describe: 'store root (default: $STRATA_ROOT, then /var/lib/strata)' });
+  for (const entry of COMMANDS) y = y.command(lazy(entry));
+  await y
     .demandCommand(1)
     .strict()
     .fail((msg, err) => {
@@ -41,7 +29,7 @@ export async function main(args: string[]): Promise<void> {
     .parseAsync();
 }
 
-main(hideBin(process.argv)).catch((err: unknown) => {
+main(process.argv.slice(2)).catch((err: unknown) => {
   printError(err);
   process.exitCode = exitCodeFor(err);
 });

@@ -1,6 +1,8 @@
 // Output helpers for CLI entry points (the only code that prints): JSON, aligned tables, sizes,
 // a progress bar on a TTY (silent otherwise), and one-line errors with an exit code per kind.
-import cliProgress from 'cli-progress';
+import type CliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+
 import { StrataError, type ErrorKind } from '../store/errors.js';
 
 export function printJson(value: unknown): void {
@@ -41,6 +43,8 @@ export interface Progress {
 /** A bar on stderr when it is a TTY and --json is off; otherwise nothing at all. */
 export function progress(enabled = true): Progress {
   if (!enabled || !process.stderr.isTTY) return { update() {}, note() {}, stop() {} };
+  // Loaded only for a bar: every command imports this file, and cli-progress costs ~10 ms to load.
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof CliProgress;
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

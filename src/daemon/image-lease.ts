@@ -2,13 +2,14 @@
 // keeps that image from gc while the container runs.
 import { createHash } from 'node:crypto';
 
+import { IMAGE_ANNOTATION } from '../spec/annotations.js';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../store/errors.js';
 import { createLease, releaseLease } from '../store/leases.js';
-import { resolveImage, type ImageInfo } from '../store/records.js';
+import { resolveImageRecord, type ImageRecord } from '../store/records.js';
 import type { Logger } from './log.js';
 
-/** The annotation naming the image (a reference or a manifest digest) a bundle runs. */
-export const IMAGE_ANNOTATION = 'org.strata.image';
+// Still exported from here for the daemon's own modules; the definition is a leaf module.
+export { IMAGE_ANNOTATION };
 
 /** Lease ids are restricted ([A-Za-z0-9_.-]{1,128}); other container ids get a stable hash. */
 export function leaseIdFor(containerId: string): string {
@@ -16,10 +17,17 @@ export function leaseIdFor(containerId: string): string {
   return `c-${createHash('sha256').update(containerId).digest('hex').slice(0, 40)}`;
 }
 
-/** resolveImage, with errors that name the annotation and bundle and say how to fix them. */
-export async function resolveBundleImage(storeRoot: string, ref: string, bundle: string): Promise<ImageInfo> {
+/**
+ * resolveImageRecord (no names: the daemon needs none), with errors that name the annotation and
+ * bundle and say how to fix them.
+ */
+export async function resolveBundleImage(
+  storeRoot: string,
+  ref: string,
+  bundle: string,
+): Promise<ImageRecord> {
   try {
-    return await resolveImage(storeRoot, ref);
+    return await resolveImageRecord(storeRoot, ref);
   } catch (err) {
     const where = `annotation ${IMAGE_ANNOTATION}=${JSON.stringify(ref)} of bundle ${bundle}`;
     if (err instanceof NotFoundError) {

@@ -4,7 +4,7 @@
 import { writeBundle } from '../../hooks/bundle.js';
 import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
 import { STOP_SIGNAL_ANNOTATION } from '../spec/defaults.js';
-import { parseMount, parseVolume } from '../spec/options.js';
+import { checkBindSources, parseMount, parseVolume } from '../spec/options.js';
 import type { RunArgs } from './args.js';
 import { bundleDir } from './paths.js';
 import {
@@ -36,7 +36,7 @@ export async function createContainer(
 ): Promise<CreatedContainer> {
   const id = newContainerId();
   const name = args.name !== undefined ? checkName(args.name) : undefined;
-  const mounts = [...args.volumes.map(parseVolume), ...args.mounts.map(parseMount)];
+  const mounts = checkBindSources([...args.volumes.map(parseVolume), ...args.mounts.map(parseMount)]);
   if (name !== undefined) reserveName(ctx.runDir, name, id);
   const reserved = name ?? reserveGeneratedName(ctx.runDir, id);
   try {

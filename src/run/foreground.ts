@@ -1,14 +1,22 @@
 // `strata run` in the foreground: the runtime's own `run` (create, start, wait, delete in one
 // process) with our stdio, every catchable signal forwarded to it (runc and crun forward them on
 // to the container's init), and the container's exit status as ours: runc/crun already return
-// 128+N when init died of signal N, as podman does.
+// 128+N when init died of signal N, as podman does. A runtime that fails before the container's
+// process exists (a hook, a mount) is not the container exiting: that is a RuntimeFailedError,
+// which `strata run` reports with exit 125 as podman does.
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 
 import type { RunArgs } from './args.js';
 import { createContainer, type RunContext } from './create.js';
+import { pidFilePath } from './paths.js';
 import { removeRecord, updateRecord } from './record.js';
 import { runtimeCommand, runtimeKnows, type Runtime } from './runtime.js';
+import { FailedPreconditionError } from '../store/errors.js';
+
+/** The runtime exited before the container's process was started; its own message is on stderr. */
+export class RuntimeFailedError extends FailedPreconditionError {}
 
 /** SIGWINCH stays out: with a terminal the runtime is in the foreground process group and gets it
  * from the kernel itself. SIGUSR1 belongs to Node's inspector. */
@@ -47,7 +55,9 @@ export async function runForeground(ctx: RunContext, args: RunArgs, rt: Runtime)
     return exitStatus(null, early);
   }
 
-  const [cmd, cmdArgs] = runtimeCommand(rt, ['run', '--bundle', bundle, record.id]);
+  const pidFile = pidFilePath(ctx.runDir, record.id);
+  const [cmd, cmdArgs] = runtimeCommand(rt, ['run', '--bundle', bundle, '--pid-file', pidFile, record.id]);
+  let exitedWithCode = false;
   const code = await new Promise<number>((resolve, reject) => {
     const child = spawn(cmd, cmdArgs, {
       cwd: bundle,
@@ -70,10 +80,12 @@ export async function runForeground(ctx: RunContext, args: RunArgs, rt: Runtime)
     });
     child.once('exit', (c, s) => {
       done();
+      exitedWithCode = c !== null;
       resolve(exitStatus(c, s));
     });
   });
 
+  const started = existsSync(pidFile);
   // `run` deletes the container itself; a runtime killed hard may not have.
   if (runtimeKnows(rt, record.id)) {
     const [dcmd, dargs] = runtimeCommand(rt, ['delete', '--force', record.id]);
@@ -87,5 +99,12 @@ export async function runForeground(ctx: RunContext, args: RunArgs, rt: Runtime)
       exitCode: code,
       finishedAt: new Date().toISOString(),
     });
+  // A signal (ours, forwarded) keeps its 128+N: the user stopped it, the runtime did not fail.
+  if (code !== 0 && exitedWithCode && !started) {
+    throw new RuntimeFailedError(
+      `container ${record.name} did not start: ${rt.name} failed with exit code ${code} (its message is above)`,
+      { op: 'run' },
+    );
+  }
   return code;
 }

@@ -6,6 +6,7 @@
 //     containers/<id>/bundle/       config.json, empty rootfs/, hosts, hostname, resolv.conf
 //     containers/<id>/container.log stdout+stderr of a detached container
 //     containers/<id>/exit-code     written by a detached container's monitor when it ends
+//     containers/<id>/pid           the runtime's --pid-file: written once the container is created
 //     names/<name> -> <id>          symlink: a name is taken by creating it (atomic, EEXIST)
 //     runc/, crun/                  the runtimes' own state (--root), private to strata
 //
@@ -41,6 +42,12 @@ export function logPath(runDir: string, id: string): string {
 
 export function exitCodePath(runDir: string, id: string): string {
   return join(containerDir(runDir, id), 'exit-code');
+}
+
+/** Written by the runtime (--pid-file) only once the container exists: its absence after a failed
+ * `run` means the runtime failed before the container's process was started (a hook, a mount). */
+export function pidFilePath(runDir: string, id: string): string {
+  return join(containerDir(runDir, id), 'pid');
 }
 
 export function namesDir(runDir: string): string {

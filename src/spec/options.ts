@@ -1,12 +1,13 @@
 // The user's run options, normalized once: what `strata run`, the podman wrapper and the shim
 // hand to buildRuntimeConfig. -v and --mount strings are parsed here into one MountOption shape.
+import { statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { InvalidArgumentError } from '../store/errors.js';
 import type { Hooks } from './generated/runtime-config.js';
 
 export interface MountOption {
   type: 'bind' | 'tmpfs';
-  /** Host path of a bind mount (the caller checks that it exists); "tmpfs" for a tmpfs. */
+  /** Host path of a bind mount (checkBindSources checks that it exists); "tmpfs" for a tmpfs. */
   source: string;
   /** Absolute, normalized path inside the container. */
   destination: string;
@@ -153,4 +154,25 @@ export function parseMount(spec: string): MountOption {
     return m;
   }
   throw new InvalidArgumentError(`mount "${spec}": type "${type}" is not bind or tmpfs`, { op: 'mount' });
+}
+
+/**
+ * Every bind source must exist on the host. Checked before the container is made: otherwise the
+ * runtime fails in the middle of creating it, with a message about mounts rather than the option.
+ */
+export function checkBindSources(mounts: MountOption[]): MountOption[] {
+  for (const m of mounts) {
+    if (m.type !== 'bind') continue;
+    try {
+      statSync(m.source);
+    } catch (err) {
+      const why =
+        (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : (err as Error).message;
+      throw new InvalidArgumentError(`bind mount source ${m.source} (for ${m.destination}) ${why}`, {
+        op: 'mount',
+        path: m.source,
+      });
+    }
+  }
+  return mounts;
 }

@@ -1,43 +1,37 @@
-// ajv over the project's own schemas (schemas/*.schema.json). Every document that enters
-// strata from outside — image manifests and configs, runtime configs, hook state, daemon API
-// messages, store records read back from disk — goes through validate() before it is trusted.
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { InvalidArgumentError } from '../store/errors.js';
+// Validation against the project's own schemas (schemas/*.schema.json). Every document that
+// enters strata from outside — image manifests and configs, runtime configs, hook state, daemon
+// API messages, store records read back from disk — goes through validate() before it is trusted.
+// The validators are ajv standalone code generated at build time (scripts/gen-types.mjs), so no
+// schema is compiled and ajv itself is not loaded when a command runs: only its tiny runtime
+// helpers are.
+import type { ErrorObject } from 'ajv';
 
-function findSchemaDir(): string {
-  // Works both from src/spec (tsx) and dist/src/spec (compiled).
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, 'schemas');
-    try {
-      if (readdirSync(candidate).some((f) => f.endsWith('.schema.json'))) return candidate;
-    } catch {
-      // not here; go up
-    }
-    dir = dirname(dir);
-  }
-  throw new Error('schemas/ directory not found');
+import { InvalidArgumentError } from '../store/errors.js';
+import { validatorFactories } from './generated/validators.js';
+
+/** The shape of an ajv validation function, standalone or compiled. */
+interface ValidateFunction {
+  (data: unknown): boolean;
+  errors?: ErrorObject[] | null;
 }
 
-let ajv: Ajv | undefined;
-const compiled = new Map<string, ValidateFunction>();
+// The generated module is @ts-nocheck JavaScript; this is the one place its type is stated.
+const factories = validatorFactories as unknown as Record<string, (() => ValidateFunction) | undefined>;
+const made = new Map<string, ValidateFunction>();
 
-function instance(): Ajv {
-  if (ajv) return ajv;
-  ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
-  // ajv-formats is CommonJS: its default export arrives wrapped under ESM.
-  addFormatsModule.default(ajv);
-  const dir = findSchemaDir();
-  for (const file of readdirSync(dir).sort()) {
-    if (!file.endsWith('.schema.json')) continue;
-    const schema = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { $id?: string };
-    ajv.addSchema(schema, file.replace(/\.schema\.json$/, ''));
+function validatorFor(name: string): ValidateFunction {
+  let fn = made.get(name);
+  if (fn) return fn;
+  const factory = Object.hasOwn(factories, name) ? factories[name] : undefined;
+  if (!factory) {
+    throw new Error(
+      `no schema named ${name}` +
+        (name.includes('#') ? ' (sub-schemas are listed in SUB_SCHEMAS of scripts/gen-types.mjs)' : ''),
+    );
   }
-  return ajv;
+  fn = factory();
+  made.set(name, fn);
+  return fn;
 }
 
 function describe(errors: ErrorObject[] | null | undefined): string {
@@ -52,12 +46,7 @@ function describe(errors: ErrorObject[] | null | undefined): string {
  * document in the error ("manifest sha256:…", "config.json of bundle /x").
  */
 export function validate<T>(name: string, data: unknown, what: string = name): T {
-  let fn = compiled.get(name);
-  if (!fn) {
-    fn = instance().getSchema(name);
-    if (!fn) throw new Error(`no schema named ${name}`);
-    compiled.set(name, fn);
-  }
+  const fn = validatorFor(name);
   if (!fn(data))
     throw new InvalidArgumentError(`${what} is invalid: ${describe(fn.errors)}`, { op: 'validate' });
   return data as T;

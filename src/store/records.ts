@@ -85,8 +85,17 @@ export async function listImages(root: string): Promise<ImageInfo[]> {
   return out;
 }
 
-/** Resolve a name, name:tag, full digest or unique short digest to its image. */
-export async function resolveImage(root: string, ref: string): Promise<ImageInfo> {
+/** The names (refs) pointing at one image: reads every ref, so only commands that show names ask. */
+export async function imageNames(root: string, manifestDigest: string): Promise<string[]> {
+  return (await listRefs(root)).filter((r) => r.digest === manifestDigest).map((r) => r.name);
+}
+
+/**
+ * Resolve a name, name:tag, full digest or unique short digest to its image record. A full digest
+ * reads one record and a name one ref file (refs/<encoded name>) and one record; only a short
+ * digest lists images/. No other ref is read: this is on every container's start path.
+ */
+export async function resolveImageRecord(root: string, ref: string): Promise<ImageRecord> {
   const parsed = parseReference(ref);
   let digest: string | undefined;
   if (parsed.kind === 'digest') digest = parsed.digest;
@@ -99,30 +108,29 @@ export async function resolveImage(root: string, ref: string): Promise<ImageInfo
       if (matches.length > 1) {
         throw new InvalidArgumentError(
           `short digest ${parsed.shortDigest} is ambiguous (${matches.length} images)`,
-          {
-            op: 'resolve',
-            ref,
-          },
+          { op: 'resolve', ref },
         );
       }
       digest = matches[0];
     }
     if (!digest) throw new NotFoundError(`no image named ${JSON.stringify(ref)}`, { op: 'resolve', ref });
   }
-  const record = await readRecord(root, digest).catch((err: unknown) => {
+  const found = digest;
+  return readRecord(root, found).catch((err: unknown) => {
     if (err instanceof NotFoundError && parsed.kind === 'name' && parsed.name) {
       throw new NotFoundError(
-        `name ${parsed.name} points at missing image ${digest} (run strata fsck --repair)`,
-        {
-          op: 'resolve',
-          ref,
-          digest,
-        },
+        `name ${parsed.name} points at missing image ${found} (run strata fsck --repair)`,
+        { op: 'resolve', ref, digest: found },
       );
     }
     throw err;
   });
-  return { ...record, names: (await namesByDigest(root)).get(digest) ?? [] };
+}
+
+/** resolveImageRecord plus every name of the image (for inspect, tag and rm, which show them). */
+export async function resolveImage(root: string, ref: string): Promise<ImageInfo> {
+  const record = await resolveImageRecord(root, ref);
+  return { ...record, names: await imageNames(root, record.manifestDigest) };
 }
 
 /**

@@ -260,7 +260,39 @@ test('an unknown image or a bad option is a clear error (125) and leaves nothing
   const bad = await strata(['run', '--network', 'bridge', 'busybox']);
   assert.is(bad.code, 125);
   assert.match(bad.stderr, '--network "bridge": use none or host');
+  const volume = await strata(['run', '--rm', '-v', '/no/such/strata-source:/data', 'busybox', 'true']);
+  assert.is(volume.code, 125);
+  assert.is(volume.stderr, 'strata: bind mount source /no/such/strata-source (for /data) does not exist\n');
   await assertNothingLeft();
 });
+
+for (const runtime of ['crun', 'runc']) {
+  test(`${runtime}: a hook failing before the container starts is exit 125 with both messages`, async () => {
+    // A daemon serving another (empty) store: the createRuntime hook cannot prepare the image.
+    const other = await makeEnv([]);
+    const otherDaemon = await startDaemon(other);
+    try {
+      const [cmd, ...rest] = cliArgv(['run', '--rm', '--runtime', runtime, 'busybox', 'echo ran']);
+      const r = spawnSync(cmd, rest, { env: { ...cliEnv(), STRATA_SOCKET: other.socket }, encoding: 'utf8' });
+      assert.is(r.status, 125, r.stderr);
+      assert.is(r.stdout, '', 'the command never ran');
+      // runc passes the hook's own message on; crun 1.8 only says which hook failed.
+      assert.match(r.stderr, runtime === 'runc' ? 'is not in the store' : 'error executing hook');
+      assert.match(
+        r.stderr,
+        new RegExp(`strata: container \\S+ did not start: ${runtime} failed with exit code \\d+`),
+      );
+      assert.ok(
+        await eventually(async () => (await served(other)).length === 0),
+        'the other daemon serves nothing',
+      );
+      assert.equal(await leaseIds(other), [], 'no lease in the other store');
+    } finally {
+      assert.is(await otherDaemon.stop(), 0);
+      removeEnv(other);
+    }
+    await assertNothingLeft();
+  });
+}
 
 test.run();

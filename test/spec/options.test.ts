@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InvalidArgumentError } from '../../src/store/errors.js';
-import { parseMount, parseVolume } from '../../src/spec/options.js';
+import { checkBindSources, parseMount, parseVolume } from '../../src/spec/options.js';
 
 function invalid(fn: () => unknown, re: RegExp): void {
   try {
@@ -77,6 +77,15 @@ test('--mount errors name the spec and the field', () => {
   invalid(() => parseMount('type=volume,dst=/a'), /type "volume" is not bind or tmpfs/);
   invalid(() => parseMount('type=bind,src=/a,dst=/b,colour=red'), /unknown field "colour"/);
   invalid(() => parseMount('type=tmpfs,dst=/b,tmpfs-size=lots'), /bad field "tmpfs-size=lots"/);
+});
+
+test('checkBindSources passes existing sources and tmpfs, and names a missing source', () => {
+  const ok = [parseVolume('/tmp:/data'), parseVolume('/scratch'), parseMount('type=bind,src=/,dst=/host')];
+  assert.is(checkBindSources(ok), ok);
+  invalid(
+    () => checkBindSources([parseVolume('/tmp:/a'), parseVolume('/no/such/strata-src:/data:ro')]),
+    /^bind mount source \/no\/such\/strata-src \(for \/data\) does not exist$/,
+  );
 });
 
 test.run();
