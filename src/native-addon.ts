@@ -33,6 +33,10 @@ export interface NativeConstants {
   readonly RESOLVE_NO_SYMLINKS: number;
   readonly RESOLVE_BENEATH: number;
   readonly RESOLVE_IN_ROOT: number;
+  readonly MNT_FORCE: number;
+  readonly MNT_DETACH: number;
+  readonly MNT_EXPIRE: number;
+  readonly UMOUNT_NOFOLLOW: number;
   readonly O_RDONLY: number;
   readonly O_WRONLY: number;
   readonly O_RDWR: number;
@@ -83,6 +87,9 @@ export interface NativeAddon {
   /** FSCONFIG_CMD_CREATE off the JS thread: for filesystems (overlay) whose creation touches a
    * FUSE mount this very process serves, which a synchronous call would deadlock. */
   fsconfigCreateAsync(fd: number): Promise<void>;
+  /** umount2(2) on libuv's pool (a FUSE unmount may need this process's JS thread to answer);
+   * rejects with an errno error naming the path. flags: MNT_DETACH, MNT_FORCE, ... */
+  umount2(path: string, flags: number): Promise<void>;
   fsmount(fd: number, flags: number, attrFlags: number): number;
   moveMount(fromDirfd: number, fromPath: string, toDirfd: number, toPath: string, flags: number): void;
   openTree(dirfd: number, path: string, flags: number): number;
@@ -115,6 +122,9 @@ export interface NativeAddon {
   startReader(devFd: number, bufferSize: number, callback: ReaderCallback): number;
   /** Asks the reader to end; its callback then receives (null, 'stopped'). Unknown handles are ignored. */
   stopReader(handle: number): void;
+  /** startReader's contract, but requests are read on the JS thread when libuv's epoll reports the
+   * (non-blocking) device readable: one thread hand-over less per request. Stop with stopReader. */
+  startPollReader(devFd: number, bufferSize: number, callback: ReaderCallback): number;
 
   /** SO_PEERCRED of a connected unix socket: who connected (native/src/daemon.c). */
   getPeerCred(sockFd: number): PeerCred;

@@ -6,6 +6,7 @@
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -132,6 +133,57 @@ static napi_value js_fsconfig_create_async(napi_env env, napi_callback_info info
   return promise;
 }
 
+// umount2(path, flags) -> Promise<void>, on libuv's pool for the same reason: unmounting a FUSE
+// mount may wait for the server, which can be this very process's JS thread.
+struct umount_job {
+  char *path;
+  int flags;
+  int err;
+  napi_deferred deferred;
+  napi_async_work work;
+};
+
+static void umount_execute(napi_env env, void *data) {
+  struct umount_job *j = data;
+  j->err = umount2(j->path, j->flags) < 0 ? errno : 0;
+}
+
+static void umount_complete(napi_env env, napi_status status, void *data) {
+  struct umount_job *j = data;
+  if (j->err == 0) {
+    napi_resolve_deferred(env, j->deferred, make_undefined(env));
+  } else {
+    throw_errno(env, j->err, "umount2", j->path);
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_reject_deferred(env, j->deferred, err);
+  }
+  napi_delete_async_work(env, j->work);
+  free(j->path);
+  free(j);
+}
+
+static napi_value js_umount2(napi_env env, napi_callback_info info) {
+  napi_value argv[2], promise, name;
+  uint32_t flags;
+  if (!get_args(env, info, 2, argv) || !arg_uint32(env, argv[1], "flags", &flags)) return NULL;
+  struct umount_job *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    return NULL;
+  }
+  if (!arg_string(env, argv[0], "path", &j->path)) {
+    free(j);
+    return NULL;
+  }
+  j->flags = (int)flags;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "strata.umount2", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, umount_execute, umount_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
 static napi_value js_fsmount(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t fd;
@@ -230,6 +282,7 @@ void init_mount(napi_env env, napi_value exports, napi_value c) {
   register_fn(env, exports, "openTree", js_open_tree);
   register_fn(env, exports, "mountSetattr", js_mount_setattr);
   register_fn(env, exports, "openat2", js_openat2);
+  register_fn(env, exports, "umount2", js_umount2);
 
   set_const(env, c, "FSOPEN_CLOEXEC", FSOPEN_CLOEXEC);
   set_const(env, c, "FSMOUNT_CLOEXEC", FSMOUNT_CLOEXEC);
@@ -259,6 +312,10 @@ void init_mount(napi_env env, napi_value exports, napi_value c) {
   set_const(env, c, "RESOLVE_NO_SYMLINKS", RESOLVE_NO_SYMLINKS);
   set_const(env, c, "RESOLVE_BENEATH", RESOLVE_BENEATH);
   set_const(env, c, "RESOLVE_IN_ROOT", RESOLVE_IN_ROOT);
+  set_const(env, c, "MNT_FORCE", MNT_FORCE);
+  set_const(env, c, "MNT_DETACH", MNT_DETACH);
+  set_const(env, c, "MNT_EXPIRE", MNT_EXPIRE);
+  set_const(env, c, "UMOUNT_NOFOLLOW", UMOUNT_NOFOLLOW);
   set_const(env, c, "O_RDONLY", O_RDONLY);
   set_const(env, c, "O_WRONLY", O_WRONLY);
   set_const(env, c, "O_RDWR", O_RDWR);

@@ -50,6 +50,8 @@ struct item {
 // All readers not yet joined, across every environment (the main thread and any workers that
 // load the addon); each reader is only ever stopped and joined from its own environment.
 static struct reader *readers;
+static napi_value js_start_poll_reader(napi_env env, napi_callback_info info);
+static bool stop_poll_reader(napi_env env, uint32_t id);
 static uint32_t next_id = 1;
 static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -254,6 +256,7 @@ static napi_value js_stop_reader(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   uint32_t id;
   if (!get_args(env, info, 1, argv) || !arg_uint32(env, argv[0], "handle", &id)) return NULL;
+  if (stop_poll_reader(env, id)) return make_undefined(env);
   struct reader *r = find_reader(env, id);
   if (r != NULL) {
     uint64_t one = 1;
@@ -284,5 +287,191 @@ static void cleanup(void *arg) {
 void init_reader(napi_env env, napi_value exports, napi_value c) {
   register_fn(env, exports, "startReader", js_start_reader);
   register_fn(env, exports, "stopReader", js_stop_reader);
+  register_fn(env, exports, "startPollReader", js_start_poll_reader);
   napi_add_env_cleanup_hook(env, cleanup, env);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Poll readers: the same contract as startReader (callback(buffer) per request, then exactly one
+// callback(null, reason)), but the requests are read on the JS thread itself, when libuv's epoll
+// says the device is readable. The fd is non-blocking, so nothing ever blocks the loop (nor
+// occupies libuv's thread pool). Against a reader thread this saves one thread wakeup and one
+// hand-over per request: the kernel wakes the JS thread directly, which is what a metadata walk
+// (one request at a time, latency-bound) pays for.
+#include <uv.h>
+
+#define POLL_BATCH 64 // requests handled per wakeup before yielding to the rest of the loop
+
+struct poll_reader {
+  uint32_t id;
+  napi_env env;
+  int dev_fd;
+  size_t bufsize;
+  char *buf;
+  uv_poll_t poll;
+  napi_ref cb;
+  napi_async_context actx;
+  napi_async_cleanup_hook_handle cleanup;
+  const char *reason; // set once ending
+  bool call_js;       // false when the environment is being torn down
+  struct poll_reader *next;
+};
+
+static struct poll_reader *poll_readers;
+
+static void poll_closed(uv_handle_t *h) {
+  struct poll_reader *r = h->data;
+  napi_env env = r->env;
+  pthread_mutex_lock(&readers_lock);
+  for (struct poll_reader **p = &poll_readers; *p; p = &(*p)->next)
+    if (*p == r) {
+      *p = r->next;
+      break;
+    }
+  pthread_mutex_unlock(&readers_lock);
+  if (r->call_js) {
+    napi_handle_scope scope;
+    napi_open_handle_scope(env, &scope);
+    napi_value cb, undef, argv[2];
+    napi_get_reference_value(env, r->cb, &cb);
+    napi_get_global(env, &undef); // napi_make_callback wants an object receiver
+    napi_get_null(env, &argv[0]);
+    napi_create_string_utf8(env, r->reason, NAPI_AUTO_LENGTH, &argv[1]);
+    napi_make_callback(env, r->actx, undef, cb, 2, argv, NULL);
+    report_pending_exception(env);
+    napi_close_handle_scope(env, scope);
+  }
+  napi_delete_reference(env, r->cb);
+  napi_async_destroy(env, r->actx);
+  if (r->cleanup) napi_remove_async_cleanup_hook(r->cleanup);
+  free(r->buf);
+  free(r);
+}
+
+static void poll_end(struct poll_reader *r, const char *reason) {
+  if (r->reason) return;
+  r->reason = reason ? reason : "EIO";
+  uv_poll_stop(&r->poll);
+  uv_close((uv_handle_t *)&r->poll, poll_closed);
+}
+
+static void poll_readable(uv_poll_t *h, int status, int events) {
+  struct poll_reader *r = h->data;
+  if (r->reason) return;
+  napi_env env = r->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value cb, undef;
+  napi_get_reference_value(env, r->cb, &cb);
+  napi_get_global(env, &undef); // napi_make_callback wants an object receiver
+  for (int i = 0; i < POLL_BATCH && !r->reason; i++) {
+    ssize_t n = read(r->dev_fd, r->buf, r->bufsize);
+    if (n < 0) {
+      if (errno == EINTR || errno == ENOENT) continue; // ENOENT: interrupted meanwhile
+      if (errno != EAGAIN) poll_end(r, strerrorname_np(errno));
+      break;
+    }
+    if (n == 0) {
+      poll_end(r, "ENODEV");
+      break;
+    }
+    napi_value argv[1];
+    napi_create_buffer_copy(env, n, r->buf, NULL, &argv[0]);
+    napi_make_callback(env, r->actx, undef, cb, 1, argv, NULL);
+    report_pending_exception(env);
+  }
+  // libuv reports EPOLLERR as UV_EBADF and stops the handle; the reads above said why (ENODEV
+  // once the mount is gone), this is only the fallback.
+  if (status < 0 && !r->reason) poll_end(r, uv_err_name(status));
+  napi_close_handle_scope(env, scope);
+}
+
+static void free_unstarted(uv_handle_t *h) {
+  struct poll_reader *r = h->data;
+  free(r->buf);
+  free(r);
+}
+
+// Environment teardown (worker exit, process exit): close the handle without calling JS.
+static void poll_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
+  struct poll_reader *r = arg;
+  r->call_js = false;
+  if (r->reason == NULL) poll_end(r, "stopped");
+}
+
+// startPollReader(devFd, bufferSize, callback) -> handle (stop it with stopReader)
+static napi_value js_start_poll_reader(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t dev_fd;
+  uint32_t bufsize;
+  if (!get_args(env, info, 3, argv) || !arg_int32(env, argv[0], "devFd", &dev_fd) ||
+      !arg_uint32(env, argv[1], "bufferSize", &bufsize))
+    return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[2], &t);
+  if (t != napi_function) {
+    throw_type(env, "callback must be a function");
+    return NULL;
+  }
+  if (bufsize < MIN_BUFFER) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bufferSize must be at least 8192 (FUSE_MIN_READ_BUFFER)");
+    return NULL;
+  }
+  int fl = fcntl(dev_fd, F_GETFL);
+  if (fl < 0 || fcntl(dev_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    throw_errno(env, errno, "fcntl", NULL);
+    return NULL;
+  }
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  struct poll_reader *r = calloc(1, sizeof *r);
+  char *buf = malloc(bufsize);
+  if (r == NULL || buf == NULL) {
+    free(r);
+    free(buf);
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    return NULL;
+  }
+  r->env = env;
+  r->dev_fd = dev_fd;
+  r->bufsize = bufsize;
+  r->buf = buf;
+  r->call_js = true;
+  int err = uv_poll_init(loop, &r->poll, dev_fd);
+  if (err != 0) {
+    free(buf);
+    free(r);
+    throw_errno(env, -err, "uv_poll_init", NULL);
+    return NULL;
+  }
+  r->poll.data = r;
+  err = uv_poll_start(&r->poll, UV_READABLE, poll_readable);
+  if (err != 0) {
+    uv_close((uv_handle_t *)&r->poll, free_unstarted); // the handle lives in r: free it once closed
+    throw_errno(env, -err, "uv_poll_start", NULL);
+    return NULL;
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "strata.fusePollReader", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &r->actx);
+  napi_create_reference(env, argv[2], 1, &r->cb);
+  napi_add_async_cleanup_hook(env, poll_cleanup, r, &r->cleanup);
+  pthread_mutex_lock(&readers_lock);
+  r->id = next_id++;
+  r->next = poll_readers;
+  poll_readers = r;
+  pthread_mutex_unlock(&readers_lock);
+  return make_int(env, r->id);
+}
+
+// Called by stopReader for handles that are poll readers; true when it was one.
+static bool stop_poll_reader(napi_env env, uint32_t id) {
+  pthread_mutex_lock(&readers_lock);
+  struct poll_reader *r = poll_readers;
+  while (r && r->id != id) r = r->next;
+  if (r && r->env != env) r = NULL;
+  pthread_mutex_unlock(&readers_lock);
+  if (r == NULL) return false;
+  poll_end(r, "stopped");
+  return true;
 }

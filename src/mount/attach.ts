@@ -12,7 +12,15 @@ import { constants, native } from '../native-addon.js';
 import { FailedPreconditionError, isErrno } from '../store/errors.js';
 import type { ImageInfo } from '../store/records.js';
 import { mountAt } from './mountinfo.js';
-import { mountSource, prepareImage, releaseWhenEnded, serveImage, type ServeImageOptions } from './serve.js';
+import { setReadahead } from './fuse/readahead.js';
+import {
+  mountSource,
+  prepareImage,
+  READAHEAD_KIB,
+  releaseWhenEnded,
+  serveImage,
+  type ServeImageOptions,
+} from './serve.js';
 import type { FuseProtocol } from './fuse/protocol.js';
 import { FuseSession, type SessionEnd } from './session.js';
 import { nativeSyscalls, type Syscalls } from './syscalls.js';
@@ -72,6 +80,7 @@ export async function mountImage(opts: MountImageOptions): Promise<AttachedImage
   const devFd = await fusermount(dir, ['ro', `fsname=${mountSource(prepared.image)}`, `subtype=${SUBTYPE}`]);
   prepared.bindDevice(devFd);
   const session = new FuseSession(devFd, prepared.handler);
+  await setReadahead(dir, READAHEAD_KIB);
   const done = releaseWhenEnded(session, prepared);
   return attached(dir, 'fusermount3', prepared.image, prepared.handler, session, done);
 }
@@ -149,8 +158,9 @@ export function isStrataMount(dir: string): boolean {
 }
 
 /**
- * Lazily unmounts a strata mount at `dir` (umount2 MNT_DETACH via umount(8)). Asynchronous on
- * purpose: umount(8) may touch the mount point, which a server in this very process answers.
+ * Lazily unmounts a strata mount at `dir` (umount2 MNT_DETACH|UMOUNT_NOFOLLOW). Asynchronous on
+ * purpose: the syscall runs on libuv's pool because unmounting may touch the mount point, which a
+ * server in this very process answers.
  */
 export async function unmount(dir: string): Promise<void> {
   const mount = mountAt(dir);
@@ -158,22 +168,12 @@ export async function unmount(dir: string): Promise<void> {
     const what = mount ? `a ${mount.fsType} mount` : 'not a mount point';
     throw new FailedPreconditionError(`${dir} is not a strata mount (${what})`, { op: 'umount', path: dir });
   }
-  await new Promise<void>((res, rej) => {
-    const child = spawn('umount', ['--lazy', '--no-canonicalize', mount.mountPoint], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const stderr: Buffer[] = [];
-    child.stderr.on('data', (d: Buffer) => stderr.push(d));
-    child.on('error', (e) => rej(new Error(`umount: ${e.message}`)));
-    child.on('close', (code) =>
-      code === 0
-        ? res()
-        : rej(
-            new FailedPreconditionError(
-              `umount ${mount.mountPoint} failed: ${Buffer.concat(stderr).toString().trim() || `exit ${code}`}`,
-              { op: 'umount', path: dir },
-            ),
-          ),
+  try {
+    await native.umount2(mount.mountPoint, constants.MNT_DETACH | constants.UMOUNT_NOFOLLOW);
+  } catch (err) {
+    throw new FailedPreconditionError(
+      `umount ${mount.mountPoint} failed: ${err instanceof Error ? err.message : String(err)}`,
+      { op: 'umount', path: dir },
     );
-  });
+  }
 }

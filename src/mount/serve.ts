@@ -12,6 +12,7 @@ import { sharedFdCache, type FdCache } from './fs/fd-cache.js';
 import { createImageHandler } from './fs/image-handler.js';
 import type { PlaceholderSpec } from './fs/placeholders.js';
 import type { BackingCapability, FuseProtocol } from './fuse/protocol.js';
+import { setReadahead } from './fuse/readahead.js';
 import type { FuseSession, SessionEnd } from './session.js';
 
 export interface ServeImageOptions {
@@ -76,6 +77,10 @@ export async function prepareImage(opts: ServeImageOptions): Promise<PreparedIma
   };
 }
 
+/** Four READs' worth (max_pages = 256): a sequential read keeps about four 1 MiB READs in flight,
+ * so the server's object-file reads overlap (1 MiB measured ~25% slower, 128 KiB ~5x slower). */
+export const READAHEAD_KIB = 4096;
+
 /** The mount's source in mountinfo: `strata:<12 hex of the manifest digest>`. */
 export function mountSource(image: Pick<ImageInfo, 'manifestDigest'>): string {
   return `strata:${image.manifestDigest.replace(/^sha256:/, '').slice(0, 12)}`;
@@ -104,6 +109,7 @@ export async function serveImage(opts: ServeDetachedOptions): Promise<ServedImag
     fsname: opts.fsname ?? mountSource(prepared.image),
   });
   prepared.bindDevice(mount.devFd);
+  await setReadahead(`/proc/self/fd/${mount.mountFd}`, READAHEAD_KIB);
   const done = releaseWhenEnded(mount.session, prepared);
   return { ...mount, image: prepared.image, handler: prepared.handler, done };
 }

@@ -1,9 +1,11 @@
 // attach.ts: the automatic fusermount3 fallback when fsopen is not permitted, and mountinfo
 // parsing (escaped mount points, optional fields).
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { isStrataMount, mountImage } from '../../src/mount/attach.js';
+import { isStrataMount, mountImage, unmount } from '../../src/mount/attach.js';
+import { bdiName } from '../../src/mount/fuse/readahead.js';
+import { READAHEAD_KIB } from '../../src/mount/serve.js';
 import { mountAt, parseMountinfo } from '../../src/mount/mountinfo.js';
 import { RecordingSyscalls } from '../../src/mount/syscalls.js';
 import { busyboxImage } from '../fixtures/images.js';
@@ -31,6 +33,30 @@ test('auto falls back to fusermount3 when fsopen says EPERM, and mount-api alone
       assert.is((err as NodeJS.ErrnoException).code, 'EPERM');
     }
     assert.equal(store.mounts(), []);
+  } finally {
+    await store.cleanup();
+  }
+});
+
+test('both methods raise the readahead window; unmount (umount2 on the pool) ends the session', async () => {
+  const store = await tempStore({ busybox: await busyboxImage() });
+  try {
+    for (const method of ['mount-api', 'fusermount3'] as const) {
+      const dir = await store.mountPoint();
+      const mount = await mountImage({ storeRoot: store.root, ref: 'busybox', dir, method });
+      const bdi = `/sys/class/bdi/${bdiName((await stat(dir)).dev)}/read_ahead_kb`;
+      assert.is(Number(await readFile(bdi, 'utf8')), READAHEAD_KIB, method);
+      // This process serves the mount: a synchronous umount here would wait on itself.
+      await unmount(dir);
+      assert.equal(await mount.done, { reason: 'unmounted' }, method);
+      assert.not.ok(isStrataMount(dir));
+    }
+    try {
+      await unmount(store.dir);
+      assert.unreachable();
+    } catch (err) {
+      assert.match(String(err), /is not a strata mount/);
+    }
   } finally {
     await store.cleanup();
   }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { closeSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { test } from 'uvu';
@@ -26,6 +27,20 @@ test('async handlers: replies may complete out of order', async () => {
   assert.equal(texts, ['A', 'B', 'C', 'A', 'B']);
   closeSync(m.mountFd);
   assert.equal(await m.session.ended, { reason: 'unmounted' });
+});
+
+test('large replies (written on the pool) arrive intact; the end waits for them', async () => {
+  const big = randomBytes(3 * 1024 * 1024 + 123);
+  const fs = new MiniFuse({ big });
+  const fds = fdCount();
+  const m = await createDetachedMount({ handler: fs });
+  const root = `/proc/self/fd/${m.mountFd}`;
+  const copies = await Promise.all([readFile(`${root}/big`), readFile(`${root}/big`)]);
+  for (const c of copies) assert.ok(c.equals(big));
+  assert.ok(fs.seen(OP_READ) >= 2);
+  closeSync(m.mountFd);
+  assert.equal(await m.session.ended, { reason: 'unmounted' });
+  assert.is(fdCount(), fds);
 });
 
 test('a failing handler gets the caller EIO and a warning, and the session goes on', async () => {
@@ -78,12 +93,13 @@ test('a malformed reply is a warning, not a crash', async () => {
   closeSync(m.mountFd);
 });
 
-test('sessions end independently; every end leaves no thread or fd', async () => {
+test('sessions end independently; every end leaves no thread or fd (either reader)', async () => {
   const threads = threadCount();
   const fds = fdCount();
-  const a = await createDetachedMount({ handler: new MiniFuse({ x: 'a' }) });
+  const a = await createDetachedMount({ handler: new MiniFuse({ x: 'a' }), reader: 'thread' });
   const b = await createDetachedMount({ handler: new MiniFuse({ x: 'b' }) });
-  assert.is(threadCount(), threads + 2);
+  assert.is(threadCount(), threads + 1, "a's reader thread; b is polled on the JS thread");
+  assert.is(await readFile(`/proc/self/fd/${a.mountFd}/x`, 'utf8'), 'a');
   let ends = 0;
   a.session.on('end', () => ends++);
   closeSync(a.mountFd);

@@ -1,4 +1,15 @@
-import { closeSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -139,6 +150,31 @@ test('fsconfigCreateAsync creates off the JS thread', async () => {
     assert.is((err as NodeJS.ErrnoException).syscall, 'fsconfig');
   }
   closeSync(bad);
+});
+
+test('umount2 unmounts off the JS thread and reports errno errors with the path', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-umount2-'));
+  const mounted = () => readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${dir} `);
+  try {
+    const m = tmpfs();
+    native.moveMount(m, '', c.AT_FDCWD, dir, c.MOVE_MOUNT_F_EMPTY_PATH);
+    closeSync(m);
+    writeFileSync(join(dir, 'f'), 'x');
+    assert.ok(mounted());
+    await native.umount2(dir, c.MNT_DETACH | c.UMOUNT_NOFOLLOW);
+    assert.not.ok(mounted());
+    assert.equal(readdirSync(dir), []);
+    try {
+      await native.umount2(dir, 0); // no longer a mount point
+      assert.unreachable();
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      assert.equal([e.code, e.syscall, e.path], ['EINVAL', 'umount2', dir]);
+    }
+  } finally {
+    if (mounted()) await native.umount2(dir, c.MNT_DETACH);
+    rmSync(dir, { recursive: true });
+  }
 });
 
 test.run();

@@ -7,7 +7,11 @@ import { constants as c, native } from '../../src/native-addon.js';
 import { fdCount, MiniFuse, threadCount, waitFor } from './mini-fuse.js';
 
 /** A fuse mount served straight from the native reader, without the session layer. */
-function rawMount(onEnd: (why: string) => void, fs = new MiniFuse({ a: '1', b: '2' })) {
+function rawMount(
+  onEnd: (why: string) => void,
+  fs = new MiniFuse({ a: '1', b: '2' }),
+  start = native.startReader,
+) {
   const dev = openSync('/dev/fuse', c.O_RDWR | c.O_CLOEXEC);
   const ctx = native.fsopen('fuse', c.FSOPEN_CLOEXEC);
   native.fsconfigSetString(ctx, 'fd', String(dev));
@@ -17,7 +21,7 @@ function rawMount(onEnd: (why: string) => void, fs = new MiniFuse({ a: '1', b: '
   native.fsconfigCreate(ctx);
   const mnt = native.fsmount(ctx, c.FSMOUNT_CLOEXEC, 0);
   closeSync(ctx);
-  const handle = native.startReader(dev, 1 << 20, (req, why) => {
+  const handle = start(dev, 1 << 20, (req, why) => {
     if (req === null) return onEnd(why!);
     const reply = fs.handle(req);
     try {
@@ -86,6 +90,43 @@ test('rejects bad arguments before starting a thread', () => {
   );
   assert.throws(() => native.startReader(0, 1 << 20, 'x' as never), /callback must be a function/);
   assert.is(threadCount(), threads);
+});
+
+test('poll reader: requests are read on the JS thread (no thread started), ENODEV ends it', async () => {
+  const threads = threadCount();
+  const fds = fdCount();
+  let ended: string | undefined;
+  const m = rawMount((why) => (ended = why), new MiniFuse({ a: '1', b: '2' }), native.startPollReader);
+  assert.is(threadCount(), threads);
+  assert.equal((await readdir(`/proc/self/fd/${m.mnt}`)).sort(), ['a', 'b']);
+  assert.ok(m.fs.seen(26) === 1, 'INIT went through the poll reader');
+  closeSync(m.mnt);
+  assert.ok(await waitFor(() => ended !== undefined));
+  assert.is(ended, 'ENODEV');
+  native.stopReader(m.handle); // after the end: ignored
+  closeSync(m.dev);
+  assert.is(fdCount(), fds);
+});
+
+test('poll reader: stopReader ends it with "stopped", and an ended one lets the loop drain', async () => {
+  let ended: string | undefined;
+  const m = rawMount((why) => (ended = why), new MiniFuse({ a: '1' }), native.startPollReader);
+  await readdir(`/proc/self/fd/${m.mnt}`);
+  native.stopReader(m.handle);
+  native.stopReader(m.handle); // twice: ignored
+  assert.ok(await waitFor(() => ended !== undefined, 1000));
+  assert.is(ended, 'stopped');
+  closeSync(m.mnt);
+  closeSync(m.dev);
+});
+
+test('poll reader rejects bad arguments', () => {
+  assert.throws(() => native.startPollReader(0, 100, () => {}), /at least 8192/);
+  assert.throws(
+    () => native.startPollReader(9999, 1 << 20, () => {}),
+    (e: NodeJS.ErrnoException) => e.code === 'EBADF',
+  );
+  assert.throws(() => native.startPollReader(0, 1 << 20, 'x' as never), /callback must be a function/);
 });
 
 test.run();

@@ -9,6 +9,7 @@ import type { BackingCapability } from '../fuse/protocol.js';
 import type { InitInfo, RawFileSystem, RequestContext } from '../fuse/raw.js';
 import type { FuseAttr, FuseAttrOut, FuseEntryOut } from '../fuse/wire/attr.js';
 import { direntSize, direntplusSize, writeDirent, writeDirentplus } from '../fuse/wire/dir.js';
+import { allocReplyBody } from '../fuse/wire/header.js';
 import type { FuseLseekIn } from '../fuse/wire/lseek.js';
 import type { FuseOpenIn, FuseOpenOut, FuseReadIn, FuseReleaseIn } from '../fuse/wire/open.js';
 import type { FuseKstatfs } from '../fuse/wire/statfs.js';
@@ -24,25 +25,21 @@ export interface BridgeOptions {
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 
-function fuseAttr(a: NodeAttr): FuseAttr {
-  return {
-    ino: a.ino,
-    size: a.size,
-    blocks: Math.ceil(a.size / 512),
-    atime: a.mtimeSec,
-    mtime: a.mtimeSec,
-    ctime: a.mtimeSec,
-    atimensec: a.mtimeNsec,
-    mtimensec: a.mtimeNsec,
-    ctimensec: a.mtimeNsec,
-    mode: a.mode,
-    nlink: a.nlink,
-    uid: a.uid,
-    gid: a.gid,
-    rdev: a.rdev,
-    blksize: 4096,
-    flags: 0,
-  };
+function fuseAttr(a: NodeAttr, into?: FuseAttr): FuseAttr {
+  const f = into ?? ({} as FuseAttr);
+  f.ino = a.ino;
+  f.size = a.size;
+  f.blocks = Math.ceil(a.size / 512);
+  f.atime = f.mtime = f.ctime = a.mtimeSec;
+  f.atimensec = f.mtimensec = f.ctimensec = a.mtimeNsec;
+  f.mode = a.mode;
+  f.nlink = a.nlink;
+  f.uid = a.uid;
+  f.gid = a.gid;
+  f.rdev = a.rdev;
+  f.blksize = 4096;
+  f.flags = 0;
+  return f;
 }
 
 const NO_ENTRY: FuseEntryOut = {
@@ -109,16 +106,17 @@ export class FilesystemBridge implements RawFileSystem {
     return fn.bind(this.fs) as NonNullable<Filesystem[K]>;
   }
 
-  private entryOut(a: NodeAttr): FuseEntryOut {
-    return {
-      nodeid: a.ino,
-      generation: 0,
-      entry_valid: this.entryTimeout,
-      attr_valid: this.attrTimeout,
-      entry_valid_nsec: 0,
-      attr_valid_nsec: 0,
-      attr: fuseAttr(a),
-    };
+  /** `into`: a scratch record to fill in place (READDIRPLUS writes one per entry). */
+  private entryOut(a: NodeAttr, into?: FuseEntryOut): FuseEntryOut {
+    const e = into ?? ({} as FuseEntryOut);
+    e.nodeid = a.ino;
+    e.generation = 0;
+    e.entry_valid = this.entryTimeout;
+    e.attr_valid = this.attrTimeout;
+    e.entry_valid_nsec = 0;
+    e.attr_valid_nsec = 0;
+    e.attr = fuseAttr(a, e.attr);
+    return e;
   }
 
   private addLookup(ino: number): void {
@@ -126,7 +124,16 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   lookup(_ctx: RequestContext, parent: number, name: Buffer): FuseEntryOut {
-    const attr = this.cap('lookup')(parent, name);
+    let attr: NodeAttr;
+    try {
+      attr = this.cap('lookup')(parent, name);
+    } catch (error) {
+      // The tree never changes, so "no such name" is cached like any entry: node id 0 with an
+      // entry timeout is the protocol's negative entry (the caller still sees ENOENT).
+      if (error instanceof FuseError && error.errno === C.ENOENT)
+        return { ...NO_ENTRY, entry_valid: this.entryTimeout };
+      throw error;
+    }
     this.addLookup(attr.ino);
     return this.entryOut(attr);
   }
@@ -156,9 +163,10 @@ export class FilesystemBridge implements RawFileSystem {
     const opened = await this.cap('open')(nodeid, inp.flags);
     const backingId = opened.fd === undefined ? undefined : this.acquireBacking(nodeid, opened.fd);
     this.files.set(opened.fh, { ino: nodeid, backed: backingId !== undefined });
+    // NOFLUSH: close(2) needs no FLUSH round trip on a read-only file.
     if (backingId !== undefined)
-      return { fh: opened.fh, open_flags: C.FOPEN_PASSTHROUGH, backing_id: backingId };
-    return { fh: opened.fh, open_flags: C.FOPEN_KEEP_CACHE, backing_id: 0 };
+      return { fh: opened.fh, open_flags: C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH, backing_id: backingId };
+    return { fh: opened.fh, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
   }
 
   private acquireBacking(ino: number, fd: number): number | undefined {
@@ -223,7 +231,8 @@ export class FilesystemBridge implements RawFileSystem {
   private fillDir(nodeid: number, inp: FuseReadIn, plus: boolean): Buffer {
     const entries = this.cap('readdir')(nodeid, inp.offset);
     const getattr = plus ? this.cap('getattr') : undefined;
-    const out = Buffer.alloc(inp.size);
+    const out = allocReplyBody(inp.size);
+    const scratch = {} as FuseEntryOut;
     let at = 0;
     let pos = inp.offset;
     for (const e of entries) {
@@ -240,7 +249,7 @@ export class FilesystemBridge implements RawFileSystem {
         at += writeDirentplus(out, at, { entry_out: NO_ENTRY, dirent });
         continue;
       }
-      const entry = this.entryOut(getattr(e.ino));
+      const entry = this.entryOut(getattr(e.ino), scratch);
       at += writeDirentplus(out, at, { entry_out: entry, dirent });
       this.addLookup(e.ino);
     }

@@ -7,6 +7,7 @@ import { read } from 'node:fs';
 import { promisify } from 'node:util';
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
+import { allocReplyBody } from '../fuse/wire/header.js';
 import { objectPath } from '../../store/layout.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeIndex } from '../../store/tree-index.js';
 import type { DirEntryInfo, Filesystem, NodeAttr, OpenedFile, StatfsInfo } from './api.js';
@@ -155,7 +156,8 @@ export class ImageFilesystem implements Filesystem {
     if (!h || h.ino !== ino) throw new FuseError(C.EBADF);
     if ('inline' in h) return h.inline.subarray(Math.min(offset, h.inline.length), offset + size);
     const want = Math.max(0, Math.min(size, h.size - offset));
-    const buf = Buffer.allocUnsafe(want);
+    // Read straight into the reply: the header goes in front of it without copying the data.
+    const buf = allocReplyBody(want);
     let got = 0;
     while (got < want) {
       const { bytesRead } = await readAsync(h.lease.fd, buf, got, want - got, offset + got);

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import * as C from './constants.js';
 import { FuseError } from './errors.js';
 import { OPCODES, opcodeName } from './opcodes.js';
-import type { InitInfo, RawFileSystem, RequestContext } from './raw.js';
+import type { Awaitable, InitInfo, RawFileSystem, RequestContext } from './raw.js';
 import { decodeAccessIn, decodeGetattrIn, encodeAttrOut, encodeEntryOut } from './wire/attr.js';
 import { decodeBatchForgetIn, decodeForgetIn } from './wire/forget.js';
 import {
@@ -53,10 +53,29 @@ const WANTED_FLAGS =
   C.FUSE_READDIRPLUS_AUTO |
   C.FUSE_CACHE_SYMLINKS |
   C.FUSE_MAX_PAGES |
-  C.FUSE_INIT_EXT;
+  C.FUSE_INIT_EXT |
+  // OPENDIR answered ENOSYS once: the kernel stops sending OPENDIR/RELEASEDIR and caches every
+  // directory's entries (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR is its default then).
+  C.FUSE_NO_OPENDIR_SUPPORT;
 const PAGE_SIZE = 4096;
 
-type Handler = (ctx: RequestContext, body: Buffer, names: Buffer[]) => Promise<Buffer | undefined>;
+type Handler = (ctx: RequestContext, body: Buffer, names: Buffer[]) => Awaitable<Buffer | undefined>;
+
+/** Applies f now for a plain value, later for a promise: synchronous handlers stay synchronous. */
+function then<T, R>(v: Awaitable<T>, f: (v: T) => R): Awaitable<R> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
+/** The AbortController exists only if a handler asks for the signal or goes asynchronous: most
+ * requests are answered synchronously and never need one. */
+class Context implements RequestContext {
+  controller?: AbortController;
+  constructor(readonly header: FuseInHeader) {}
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
+}
 
 /**
  * Events: 'init' (InitInfo) once INIT is answered; 'destroy' () when the kernel sends DESTROY;
@@ -92,14 +111,11 @@ export class FuseProtocol extends EventEmitter {
     return this.inflight.size;
   }
 
-  /** The name session.ts calls. */
-  handle(req: Buffer): Promise<Buffer | null> {
-    return this.handleRequest(req);
-  }
-
-  async handleRequest(req: Buffer): Promise<Buffer | null> {
+  /** The name session.ts calls: a plain reply when the handler answered synchronously (the common
+   * case — no promise, no extra event-loop turn), a promise otherwise. Never throws or rejects. */
+  handle(req: Buffer): Buffer | null | Promise<Buffer | null> {
     try {
-      return await this.process(req);
+      return this.process(req);
     } catch (error) {
       // Only reachable through a bug in this file: still never take the session down.
       this.emit('warn', {
@@ -112,7 +128,11 @@ export class FuseProtocol extends EventEmitter {
     }
   }
 
-  private async process(req: Buffer): Promise<Buffer | null> {
+  async handleRequest(req: Buffer): Promise<Buffer | null> {
+    return this.handle(req);
+  }
+
+  private process(req: Buffer): Buffer | null | Promise<Buffer> {
     if (req.length < FUSE_IN_HEADER_SIZE) {
       // Without a whole header there may be no unique id to answer to.
       return req.length >= 16 ? encodeErrorReply(req.readBigUInt64LE(8), C.EIO) : null;
@@ -140,38 +160,53 @@ export class FuseProtocol extends EventEmitter {
     return this.dispatch(header, handler, body, split.names);
   }
 
-  private async dispatch(
+  private dispatch(
     header: FuseInHeader,
     handler: Handler,
     body: Buffer,
     names: Buffer[],
-  ): Promise<Buffer> {
-    const controller = new AbortController();
-    this.inflight.set(header.unique, controller);
+  ): Buffer | Promise<Buffer> {
+    const ctx = new Context(header);
+    let out: Awaitable<Buffer | undefined>;
+    try {
+      out = handler(ctx, body, names);
+    } catch (error) {
+      return this.failure(header, error);
+    }
+    if (!(out instanceof Promise)) return encodeReply(header.unique, out);
+    return this.pending(ctx, out);
+  }
+
+  /** An asynchronous handler: INTERRUPT can answer it EINTR before it settles. */
+  private async pending(ctx: Context, out: Promise<Buffer | undefined>): Promise<Buffer> {
+    const { unique } = ctx.header;
+    const controller = (ctx.controller ??= new AbortController());
+    this.inflight.set(unique, controller);
     const interrupted = new Promise<Buffer>((resolve) => {
-      controller.signal.addEventListener('abort', () => resolve(encodeErrorReply(header.unique, C.EINTR)), {
+      controller.signal.addEventListener('abort', () => resolve(encodeErrorReply(unique, C.EINTR)), {
         once: true,
       });
     });
-    const work = (async () => {
-      try {
-        return encodeReply(header.unique, await handler({ header, signal: controller.signal }, body, names));
-      } catch (error) {
-        if (error instanceof FuseError) return encodeErrorReply(header.unique, error.errno);
-        this.emit('warn', {
-          code: 'handler-failed',
-          opcode: opcodeName(header.opcode),
-          nodeid: header.nodeid,
-          error,
-        } satisfies FuseWarning);
-        return encodeErrorReply(header.unique, C.EIO);
-      }
-    })();
+    const work = out.then(
+      (body) => encodeReply(unique, body),
+      (error: unknown) => this.failure(ctx.header, error),
+    );
     try {
       return await Promise.race([work, interrupted]);
     } finally {
-      this.inflight.delete(header.unique);
+      this.inflight.delete(unique);
     }
+  }
+
+  private failure(header: FuseInHeader, error: unknown): Buffer {
+    if (error instanceof FuseError) return encodeErrorReply(header.unique, error.errno);
+    this.emit('warn', {
+      code: 'handler-failed',
+      opcode: opcodeName(header.opcode),
+      nodeid: header.nodeid,
+      error,
+    } satisfies FuseWarning);
+    return encodeErrorReply(header.unique, C.EIO);
   }
 
   private noReply(header: FuseInHeader, body: Buffer): void {
@@ -259,7 +294,7 @@ export class FuseProtocol extends EventEmitter {
       if (!fn) throw new FuseError(C.ENOSYS);
       return fn.bind(fs) as NonNullable<RawFileSystem[K]>;
     };
-    const errno = (e: number) => async (): Promise<Buffer> => {
+    const errno = (e: number) => (): never => {
       throw new FuseError(e);
     };
     const id = (ctx: RequestContext) => ctx.header.nodeid;
@@ -268,37 +303,46 @@ export class FuseProtocol extends EventEmitter {
       if (size < value.length) throw new FuseError(C.ERANGE);
       return value;
     };
+    const none = (): undefined => undefined;
     const list: [number, Handler][] = [
-      [C.FUSE_LOOKUP, async (c, _b, n) => encodeEntryOut(await need('lookup')(c, id(c), n[0]))],
-      [C.FUSE_GETATTR, async (c, b) => encodeAttrOut(await need('getattr')(c, id(c), decodeGetattrIn(b)))],
-      [C.FUSE_READLINK, async (c) => need('readlink')(c, id(c))],
-      [C.FUSE_OPEN, async (c, b) => encodeOpenOut(await need('open')(c, id(c), decodeOpenIn(b)))],
-      [C.FUSE_READ, async (c, b) => need('read')(c, id(c), decodeReadIn(b))],
-      [C.FUSE_RELEASE, async (c, b) => void (await fs.release?.(c, id(c), decodeReleaseIn(b)))],
-      [C.FUSE_FLUSH, async (c, b) => void (await fs.flush?.(c, id(c), decodeFlushIn(b)))],
-      [C.FUSE_OPENDIR, async (c, b) => encodeOpenOut(await need('opendir')(c, id(c), decodeOpenIn(b)))],
-      [C.FUSE_READDIR, async (c, b) => need('readdir')(c, id(c), decodeReadIn(b))],
-      [C.FUSE_READDIRPLUS, async (c, b) => need('readdirplus')(c, id(c), decodeReadIn(b))],
-      [C.FUSE_RELEASEDIR, async (c, b) => void (await fs.releasedir?.(c, id(c), decodeReleaseIn(b)))],
-      [C.FUSE_STATFS, async (c) => encodeStatfsOut(await need('statfs')(c, id(c)))],
-      [C.FUSE_ACCESS, async (c, b) => void (await need('access')(c, id(c), decodeAccessIn(b).mask))],
+      [C.FUSE_LOOKUP, (c, _b, n) => then(need('lookup')(c, id(c), n[0]), encodeEntryOut)],
+      [C.FUSE_GETATTR, (c, b) => then(need('getattr')(c, id(c), decodeGetattrIn(b)), encodeAttrOut)],
+      [C.FUSE_READLINK, (c) => need('readlink')(c, id(c))],
+      [C.FUSE_OPEN, (c, b) => then(need('open')(c, id(c), decodeOpenIn(b)), encodeOpenOut)],
+      [C.FUSE_READ, (c, b) => need('read')(c, id(c), decodeReadIn(b))],
+      [C.FUSE_RELEASE, (c, b) => then(fs.release?.(c, id(c), decodeReleaseIn(b)), none)],
+      [C.FUSE_FLUSH, (c, b) => then(fs.flush?.(c, id(c), decodeFlushIn(b)), none)],
+      [
+        C.FUSE_OPENDIR,
+        (c, b) => {
+          if (this.initInfo && this.initInfo.flags & C.FUSE_NO_OPENDIR_SUPPORT) throw new FuseError(C.ENOSYS);
+          return then(need('opendir')(c, id(c), decodeOpenIn(b)), encodeOpenOut);
+        },
+      ],
+      [C.FUSE_READDIR, (c, b) => need('readdir')(c, id(c), decodeReadIn(b))],
+      [C.FUSE_READDIRPLUS, (c, b) => need('readdirplus')(c, id(c), decodeReadIn(b))],
+      [C.FUSE_RELEASEDIR, (c, b) => then(fs.releasedir?.(c, id(c), decodeReleaseIn(b)), none)],
+      [C.FUSE_STATFS, (c) => then(need('statfs')(c, id(c)), encodeStatfsOut)],
+      [C.FUSE_ACCESS, (c, b) => then(need('access')(c, id(c), decodeAccessIn(b).mask), none)],
       [
         C.FUSE_LSEEK,
-        async (c, b) => encodeLseekOut({ offset: await need('lseek')(c, id(c), decodeLseekIn(b)) }),
+        (c, b) => then(need('lseek')(c, id(c), decodeLseekIn(b)), (offset) => encodeLseekOut({ offset })),
       ],
       [
         C.FUSE_GETXATTR,
-        async (c, b, n) => sized(await need('getxattr')(c, id(c), n[0].toString()), decodeGetxattrIn(b).size),
+        (c, b, n) =>
+          then(need('getxattr')(c, id(c), n[0].toString()), (v) => sized(v, decodeGetxattrIn(b).size)),
       ],
       [
         C.FUSE_LISTXATTR,
-        async (c, b) => sized(encodeXattrNames(await need('listxattr')(c, id(c))), decodeGetxattrIn(b).size),
+        (c, b) =>
+          then(need('listxattr')(c, id(c)), (v) => sized(encodeXattrNames(v), decodeGetxattrIn(b).size)),
       ],
-      [C.FUSE_DESTROY, async (c) => void this.destroy(c.header.unique)],
+      [C.FUSE_DESTROY, (c) => void this.destroy(c.header.unique)],
       // Nothing to sync on a read-only image; ENOSYS makes the kernel stop asking and succeed.
       [C.FUSE_FSYNC, errno(C.ENOSYS)],
       [C.FUSE_FSYNCDIR, errno(C.ENOSYS)],
-      [C.FUSE_SYNCFS, async () => undefined],
+      [C.FUSE_SYNCFS, none],
       // ENOSYS: the kernel falls back to its default poll mask, local locks, no bmap, GETATTR.
       [C.FUSE_POLL, errno(C.ENOSYS)],
       [C.FUSE_GETLK, errno(C.ENOSYS)],

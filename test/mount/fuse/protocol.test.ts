@@ -159,6 +159,30 @@ test('opcodes without a filesystem method answer ENOSYS; fsync and friends have 
   assert.is(errnoOf(await p.handleRequest(request(C.FUSE_SYNCFS, Buffer.alloc(8)))), 0);
 });
 
+test('with NO_OPENDIR_SUPPORT offered, OPENDIR answers ENOSYS so the kernel stops sending it', async () => {
+  const opendir = () => ({ fh: 0, open_flags: C.FOPEN_CACHE_DIR, backing_id: 0 });
+  const offered = new FuseProtocol({ opendir });
+  const init = reply(await offered.handleRequest(initRequest(45, ALL_7_45 | C.FUSE_NO_OPENDIR_SUPPORT)));
+  assert.ok(decodeInitOut(init.body).flags & C.FUSE_NO_OPENDIR_SUPPORT);
+  assert.is(errnoOf(await offered.handleRequest(request(C.FUSE_OPENDIR, Buffer.alloc(8)))), C.ENOSYS);
+  // An older kernel would fail every opendir on ENOSYS: it still gets real OPENDIR replies.
+  const older = await ready({ opendir });
+  assert.is(errnoOf(await older.handleRequest(request(C.FUSE_OPENDIR, Buffer.alloc(8)))), 0);
+});
+
+test('synchronous handlers are answered synchronously (no promise, no extra event-loop turn)', async () => {
+  const p = await ready({ readlink: () => Buffer.from('target') });
+  const out = p.handle(request(C.FUSE_READLINK));
+  assert.ok(Buffer.isBuffer(out));
+  assert.equal(reply(out as Buffer).body, Buffer.from('target'));
+  assert.ok(Buffer.isBuffer(p.handle(request(C.FUSE_READLINK, Buffer.alloc(0), { nodeid: 0 }))));
+  assert.is(p.inflightCount, 0);
+  const slow = await ready({ readlink: async () => Buffer.from('later') });
+  const pending = slow.handle(request(C.FUSE_READLINK));
+  assert.instance(pending, Promise);
+  assert.equal(reply((await pending)!).body, Buffer.from('later'));
+});
+
 test('FORGET, BATCH_FORGET and INTERRUPT get no reply', async () => {
   const forgot: [number, number][] = [];
   const p = await ready({ forget: (n, k) => void forgot.push([n, k]) });

@@ -27,7 +27,7 @@ export interface FuseAttr {
 }
 
 // Hot path (every LOOKUP, GETATTR and READDIRPLUS record): two u32 writes instead of a BigInt.
-function writeU64(buf: Buffer, v: number, at: number): void {
+export function writeU64(buf: Buffer, v: number, at: number): void {
   buf.writeUInt32LE(v % 0x100000000, at);
   buf.writeUInt32LE(Math.floor(v / 0x100000000), at + 4);
 }

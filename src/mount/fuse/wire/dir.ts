@@ -1,7 +1,7 @@
 // struct fuse_dirent and fuse_direntplus: READDIR / READDIRPLUS reply records, each padded to
 // 8 bytes (FUSE_DIRENT_ALIGN). `off` is the offset the kernel passes back to continue after this
 // entry.
-import { FUSE_ENTRY_OUT_SIZE, readEntryOut, writeEntryOut, type FuseEntryOut } from './attr.js';
+import { FUSE_ENTRY_OUT_SIZE, readEntryOut, writeEntryOut, writeU64, type FuseEntryOut } from './attr.js';
 
 export const FUSE_NAME_OFFSET = 24;
 export const FUSE_NAME_OFFSET_DIRENTPLUS = FUSE_ENTRY_OUT_SIZE + FUSE_NAME_OFFSET;
@@ -34,8 +34,8 @@ export function direntplusSize(nameLength: number): number {
 /** Write one record at `at` (the padding is zeroed); returns the bytes used. */
 export function writeDirent(buf: Buffer, at: number, d: FuseDirent): number {
   const size = direntSize(d.name.length);
-  buf.writeBigUInt64LE(BigInt(d.ino), at);
-  buf.writeBigUInt64LE(BigInt(d.off), at + 8);
+  writeU64(buf, d.ino, at);
+  writeU64(buf, d.off, at + 8);
   buf.writeUInt32LE(d.name.length, at + 16);
   buf.writeUInt32LE(d.type, at + 20);
   d.name.copy(buf, at + FUSE_NAME_OFFSET);

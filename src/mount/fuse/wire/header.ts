@@ -61,9 +61,51 @@ export function encodeOutHeader(h: FuseOutHeader, into?: Buffer): Buffer {
   return buf;
 }
 
+/** ArrayBuffers made by allocReplyBody: their first FUSE_OUT_HEADER_SIZE bytes are free. */
+const withHeadroom = new WeakSet<ArrayBufferLike>();
+/** Large reply buffers (READ data) are reused once written: allocating 1 MiB per READ keeps the
+ * garbage collector busy and the RSS high. A few suffice: replies are written as they finish. */
+export const POOLED_BODY_SIZE = 1 << 20;
+const POOL_MAX = 8;
+const pool: ArrayBufferLike[] = [];
+const pooled = new WeakSet<ArrayBufferLike>();
+
+/**
+ * A body buffer with room for the out header in front of it: encodeReply then writes the header
+ * in place and sends the same memory, instead of copying the body (1 MiB per READ). Any
+ * subarray that still starts at the body's first byte keeps that property. Bodies of more than
+ * 64 KiB come from a pool; recycleReply gives them back once the reply was written.
+ */
+export function allocReplyBody(size: number): Buffer {
+  if (size > 65536 && size <= POOLED_BODY_SIZE) {
+    let ab = pool.pop();
+    if (!ab) {
+      ab = Buffer.allocUnsafeSlow(FUSE_OUT_HEADER_SIZE + POOLED_BODY_SIZE).buffer;
+      withHeadroom.add(ab);
+      pooled.add(ab);
+    }
+    return Buffer.from(ab, FUSE_OUT_HEADER_SIZE, size);
+  }
+  const whole = Buffer.allocUnsafeSlow(FUSE_OUT_HEADER_SIZE + size);
+  withHeadroom.add(whole.buffer);
+  return whole.subarray(FUSE_OUT_HEADER_SIZE);
+}
+
+/** Returns a written reply's memory to the pool when it came from there; the caller must not
+ * touch `reply` afterwards. Other buffers are left to the garbage collector. */
+export function recycleReply(reply: Buffer): void {
+  if (pooled.has(reply.buffer) && pool.length < POOL_MAX && !pool.includes(reply.buffer))
+    pool.push(reply.buffer);
+}
+
 /** A complete reply: header followed by the body, ready for one write(2). */
 export function encodeReply(unique: bigint, body?: Buffer): Buffer {
   const len = FUSE_OUT_HEADER_SIZE + (body?.length ?? 0);
+  if (body && body.byteOffset === FUSE_OUT_HEADER_SIZE && withHeadroom.has(body.buffer)) {
+    const buf = Buffer.from(body.buffer, 0, len);
+    encodeOutHeader({ len, error: 0, unique }, buf);
+    return buf;
+  }
   const buf = Buffer.allocUnsafe(len);
   encodeOutHeader({ len, error: 0, unique }, buf);
   body?.copy(buf, FUSE_OUT_HEADER_SIZE);

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
+  allocReplyBody,
   decodeInHeader,
   decodeNames,
   decodeOutHeader,
@@ -9,6 +10,7 @@ import {
   encodeNames,
   encodeOutHeader,
   encodeReply,
+  recycleReply,
 } from '../../../../src/mount/fuse/wire/header.js';
 import { hex } from '../helpers.js';
 
@@ -40,6 +42,32 @@ test('fuse_out_header carries a negated errno and echoes unique', () => {
 
 test('encodeReply prefixes the body with a header of the total length', () => {
   assert.equal(encodeReply(7n, Buffer.from('ab')), hex(`12000000 00000000 0700000000000000 6162`));
+});
+
+test('a body from allocReplyBody gets its header in place: same memory, same bytes as a copy', () => {
+  for (const size of [10, 200_000]) {
+    const body = allocReplyBody(size).fill(7);
+    const short = body.subarray(0, size - 3); // a short read keeps the headroom
+    const out = encodeReply(42n, short);
+    assert.is(out.buffer, body.buffer);
+    assert.equal(out, encodeReply(42n, Buffer.from(short)));
+    assert.equal(decodeOutHeader(out), { len: 16 + size - 3, error: 0, unique: 42n });
+    // Not at the body's start: no headroom in front, so the body is copied.
+    assert.is.not(encodeReply(1n, body.subarray(1)).buffer, body.buffer);
+  }
+});
+
+test('large reply bodies are reused once recycled, small ones never', () => {
+  const big = allocReplyBody(1 << 20);
+  const out = encodeReply(1n, big);
+  recycleReply(out);
+  recycleReply(out); // twice is harmless: the memory is pooled once
+  const again = allocReplyBody(300_000);
+  assert.is(again.buffer, big.buffer);
+  assert.is.not(allocReplyBody(300_000).buffer, big.buffer);
+  const small = allocReplyBody(100);
+  recycleReply(encodeReply(2n, small));
+  assert.is.not(allocReplyBody(100).buffer, small.buffer);
 });
 
 test('names are NUL-terminated; an unterminated one is rejected', () => {
