@@ -3,6 +3,7 @@
 // (`strata umount DIR`, umount(8)) or it gets SIGINT/SIGTERM, and leaves nothing behind.
 import type { Argv, CommandModule } from 'yargs';
 import { mountImage, unmount, type MountMethod } from '../mount/attach.js';
+import { limitServerHeap } from '../mount/serve.js';
 import { storeFor, type GlobalArgs } from './context.js';
 import { shortDigest } from './output.js';
 
@@ -32,6 +33,7 @@ export const mountCommand: CommandModule<GlobalArgs, MountArgs> = {
       }),
   handler: async (argv) => {
     const store = await storeFor(argv);
+    limitServerHeap();
     const mount = await mountImage({
       storeRoot: store.root,
       ref: argv.image,

@@ -4,6 +4,7 @@
 // (`prepareImage`, e.g. the fusermount3 path) or serve it from a fresh detached mount
 // (`serveImage`, what the daemon and `strata mount` use). When the session ends the handler's
 // open files and idle object fds are released.
+import v8 from 'node:v8';
 import { native } from '../native-addon.js';
 import { resolveImage, loadTreeIndex, type ImageInfo } from '../store/records.js';
 import type { TreeIndex } from '../store/tree-index.js';
@@ -79,6 +80,16 @@ export async function prepareImage(opts: ServeImageOptions): Promise<PreparedIma
 
 /** Four READs' worth (max_pages = 256): a sequential read keeps about four 1 MiB READs in flight,
  * so the server's object-file reads overlap (1 MiB measured ~25% slower, 128 KiB ~5x slower). */
+/**
+ * Call once at the start of a process that serves mounts (the daemon, `strata mount`). V8's
+ * young generation grows to tens of MiB under the server's steady allocation of small request
+ * objects; capping the semi-space at 1 MiB keeps the server's RSS near Node's own floor at no
+ * measurable cost to request latency (measured with npm run bench:fs: 150 -> 76 MiB).
+ */
+export function limitServerHeap(): void {
+  v8.setFlagsFromString('--max-semi-space-size=1');
+}
+
 export const READAHEAD_KIB = 4096;
 
 /** The mount's source in mountinfo: `strata:<12 hex of the manifest digest>`. */
