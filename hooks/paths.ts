@@ -29,15 +29,20 @@ export function hookExecutable(): string {
 }
 
 /**
- * The argv that starts the CLI with `args`: node and the compiled main.js, or, when running from
- * sources (tests), node with tsx's loader and main.ts.
+ * The argv that runs a program of ours: node and the compiled `<rel>.js`, or, when running from
+ * sources (tests), node with tsx's loader and `<rel>.ts`. `rel` is relative to the repo root.
  */
-export function cliArgv(args: string[]): string[] {
-  const js = firstExisting(['../src/cli/main.js', '../../src/cli/main.js']);
+function nodeArgv(rel: string, args: string[]): string[] {
+  const js = firstExisting([`../${rel}.js`, `../../${rel}.js`]);
   if (js) return [process.execPath, js, ...args];
-  const ts = firstExisting(['../src/cli/main.ts']);
-  if (!ts) throw new NotFoundError('cannot find the strata CLI (src/cli/main.js)', { op: 'cli-path' });
+  const ts = firstExisting([`../${rel}.ts`]);
+  if (!ts) throw new NotFoundError(`cannot find ${rel}.js`, { op: 'cli-path' });
   return [process.execPath, '--import', import.meta.resolve('tsx'), ts, ...args];
+}
+
+/** The argv that starts the CLI with `args`. */
+export function cliArgv(args: string[]): string[] {
+  return nodeArgv('src/cli/main', args);
 }
 
 export interface DaemonLocation {
@@ -46,8 +51,30 @@ export interface DaemonLocation {
   logFile?: string;
 }
 
-/** What the createRuntime hook runs when no daemon answers. */
-export function daemonArgv(loc: DaemonLocation): string[] {
+/** How long a daemon the hook started stays without a container: long enough for back-to-back
+ * containers to share it, short enough that a runtime waiting for it (crun) is barely delayed. */
+export const ON_DEMAND_EXIT_IDLE_S = 2;
+
+/**
+ * What the createRuntime hook runs when no daemon answers: the daemon's own entry
+ * (src/daemon/main.ts) with --exit-idle. The daemon is born under the runtime's child subreaper
+ * (crun, runc, conmon), and crun waits for it: it must leave once it serves nothing.
+ */
+export function daemonArgv(loc: DaemonLocation, exitIdleSeconds = ON_DEMAND_EXIT_IDLE_S): string[] {
+  const extra = loc.logFile ? ['--log-file', loc.logFile] : [];
+  return nodeArgv('src/daemon/main', [
+    '--root',
+    loc.storeRoot,
+    '--socket',
+    loc.socketPath,
+    '--exit-idle',
+    String(exitIdleSeconds),
+    ...extra,
+  ]);
+}
+
+/** A long-lived `strata daemon` (no idle exit), as `strata run` starts it before the runtime. */
+export function serviceDaemonArgv(loc: DaemonLocation): string[] {
   const extra = loc.logFile ? ['--log-file', loc.logFile] : [];
   return cliArgv(['daemon', '--root', loc.storeRoot, '--socket', loc.socketPath, ...extra]);
 }

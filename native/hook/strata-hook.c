@@ -11,6 +11,9 @@
  * running and DAEMON-ARGV is given, createRuntime starts it (setsid, cwd /, stdio /dev/null) and
  * waits for its sd_notify READY=1 (or ERRNO= with a STATUS= reason) on an abstract datagram
  * socket passed as $NOTIFY_SOCKET. poststop with no daemon running succeeds: nothing is held.
+ * A daemon started this way is given --exit-idle and leaves once it serves nothing (it is born
+ * under the runtime's child subreaper, and crun waits for it); a hook that meets it leaving (its
+ * connection dropped unanswered, or its socket gone) asks again, starting a new one if need be.
  *
  * Wire protocol (one connection per call): the hook writes "STRATA-HOOK 1 STAGE\n" followed by
  * the state JSON, then shuts down its write side. The daemon answers with one message of text
@@ -49,6 +52,7 @@
 #define MAX_KIDS 64
 #define CONNECT_WAIT_MS 10000
 #define IO_TIMEOUT_S 30
+#define MAX_ATTEMPTS 5
 
 static const char *stage = "?";
 
@@ -163,32 +167,43 @@ static void start_daemon(char **argv) {
   close(ns);
 }
 
-/* -1 without dying when no daemon runs and none may be started (poststop: nothing to release). */
+/*
+ * -1 without dying when no daemon runs and none may be started (poststop: nothing to release).
+ * A daemon started on demand leaves once idle (--exit-idle), so the one we find, or the one that
+ * reported READY because another already served, may be gone a moment later: try again, starting
+ * a new one; the daemon's startup lock makes sure only one serves the socket.
+ */
 static int connect_daemon(char **daemon_argv, int optional) {
-  int fd = try_connect(socket_path());
-  if (fd >= 0) return fd;
-  if (optional && (errno == ENOENT || errno == ECONNREFUSED)) return -1;
-  if ((errno == ENOENT || errno == ECONNREFUSED) && daemon_argv && daemon_argv[0]) {
-    start_daemon(daemon_argv);
-    fd = try_connect(socket_path());
+  for (int attempt = 1;; attempt++) {
+    int fd = try_connect(socket_path());
     if (fd >= 0) return fd;
+    int gone = errno == ENOENT || errno == ECONNREFUSED;
+    if (optional && gone) return -1;
+    if (!gone || !daemon_argv || !daemon_argv[0] || attempt > MAX_ATTEMPTS)
+      die("cannot reach the strata daemon at %s: %s (is `strata daemon` running?)", socket_path(), strerror(errno));
+    start_daemon(daemon_argv);
   }
-  die("cannot reach the strata daemon at %s: %s (is `strata daemon` running?)", socket_path(), strerror(errno));
-  return -1;
 }
 
-static void write_all(int fd, const char *buf, size_t len) {
+/* 0, or -1 when the daemon dropped the connection (an idle daemon stopping as we connected). */
+static int write_all(int fd, const char *buf, size_t len) {
   while (len > 0) {
     ssize_t w = write(fd, buf, len);
     if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) return -1;
     if (w < 0) die("writing to the daemon: %s", strerror(errno));
     buf += w;
     len -= (size_t)w;
   }
+  return 0;
 }
 
-/* Receive the reply text (NUL-terminated) and at most one fd (or -1). */
-static void recv_reply(int sock, char *text, size_t cap, int *fd_out) {
+/*
+ * Receive the reply text (NUL-terminated) and at most one fd (or -1). Returns -1 when the daemon
+ * closed or reset the connection without a word: it did nothing for us (a daemon accepts a request
+ * or stops listening, never both), so asking again is safe.
+ */
+static int recv_reply(int sock, char *text, size_t cap, int *fd_out) {
   size_t n = 0;
   *fd_out = -1;
   for (;;) {
@@ -197,6 +212,7 @@ static void recv_reply(int sock, char *text, size_t cap, int *fd_out) {
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
     ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == ECONNRESET && n == 0) return -1;
     if (r < 0) die("reading the daemon's reply: %s", strerror(errno));
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && *fd_out < 0)
@@ -209,7 +225,7 @@ static void recv_reply(int sock, char *text, size_t cap, int *fd_out) {
     n += (size_t)r;
   }
   text[n] = 0;
-  if (n == 0) die("the daemon closed the connection without answering");
+  return n == 0 ? -1 : 0;
 }
 
 /* The value of "KEY value" in the reply, or NULL. Returns a pointer into a static copy. */
@@ -330,18 +346,23 @@ int main(int argc, char **argv) {
 
   size_t len;
   char *state = read_all(0, MAX_STATE, &len);
-  int sock = connect_daemon(is_runtime && argc > 2 ? argv + 2 : NULL, is_poststop);
-  if (sock < 0) return 0; /* poststop with no daemon: it holds nothing for this container */
   char head[64];
   int hl = snprintf(head, sizeof(head), "STRATA-HOOK 1 %s\n", stage);
-  write_all(sock, head, (size_t)hl);
-  write_all(sock, state, len);
-  shutdown(sock, SHUT_WR);
-
   static char reply[MAX_REPLY];
-  int fd;
-  recv_reply(sock, reply, sizeof(reply), &fd);
-  close(sock);
+  int fd = -1;
+  for (int attempt = 1;; attempt++) {
+    int sock = connect_daemon(is_runtime && argc > 2 ? argv + 2 : NULL, is_poststop);
+    if (sock < 0) return 0; /* poststop with no daemon: it holds nothing for this container */
+    int ok = write_all(sock, head, (size_t)hl) == 0 && write_all(sock, state, len) == 0;
+    shutdown(sock, SHUT_WR);
+    ok = ok && recv_reply(sock, reply, sizeof(reply), &fd) == 0;
+    close(sock);
+    if (ok) break;
+    if (fd >= 0) close(fd);
+    fd = -1;
+    if (attempt == MAX_ATTEMPTS) die("the daemon at %s closed the connection without answering", socket_path());
+    usleep(20000);
+  }
   if (strncmp(reply, "error ", 6) == 0) {
     reply[strcspn(reply, "\n")] = 0;
     die("%s", reply + 6);

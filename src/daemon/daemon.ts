@@ -1,7 +1,9 @@
 // `strata daemon`: one long-lived process serving every container's root. Startup is guarded by
 // a lock next to the socket so that two hooks starting a daemon at once end with one daemon (the
 // other reports READY and leaves); a socket file nobody answers on is stale and replaced.
-// Readiness goes to $NOTIFY_SOCKET (systemd Type=notify, or the createRuntime hook).
+// Readiness goes to $NOTIFY_SOCKET (systemd Type=notify, or the createRuntime hook). A daemon the
+// hook starts on demand is given exitIdleMs (idle.ts): it leaves once it has served nothing for
+// that long, removing its socket; the next hook finds no daemon and starts a fresh one.
 import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 
@@ -10,6 +12,7 @@ import { isErrno } from '../store/errors.js';
 import { openStore } from '../store/store.js';
 import type { DaemonStatus } from '../spec/generated/daemon-api.js';
 import { ContainerManager } from './containers.js';
+import { watchIdle, type IdleWatch } from './idle.js';
 import { openLog, type Logger } from './log.js';
 import { sdNotify } from './notify.js';
 import { ensureSocketDir, listenDaemon } from './server.js';
@@ -20,6 +23,8 @@ export interface DaemonOptions {
   logFile: string;
   /** Resolves when the daemon should stop; default: SIGTERM or SIGINT. */
   stopSignal?: Promise<string>;
+  /** Exit after this long with no container served and no request in flight. Default: never. */
+  exitIdleMs?: number;
 }
 
 function version(): string {
@@ -130,7 +135,23 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     );
     sdNotify({ READY: '1', MAINPID: String(process.pid), STATUS: `serving ${opts.socketPath}` });
 
-    const why = await (opts.stopSignal ?? signalled());
+    const stops = [opts.stopSignal ?? signalled()];
+    let idle: IdleWatch | undefined;
+    const idleMs = opts.exitIdleMs;
+    if (idleMs !== undefined) {
+      stops.push(
+        new Promise<string>((resolve) => {
+          idle = watchIdle({
+            idleMs,
+            busy: () => manager.size > 0 || server.connections > 0,
+            onIdle: () =>
+              resolve(`idle: no container served for ${idleMs / 1000} s; started on demand with --exit-idle`),
+          });
+        }),
+      );
+    }
+    const why = await Promise.race(stops);
+    idle?.stop();
     logger.log('info', `stopping (${why})`);
     await server.close();
     await manager.releaseAll(`the daemon is stopping (${why})`);

@@ -39,6 +39,8 @@ export function peerAllowed(cred: PeerCred, ownUid = process.getuid?.() ?? 0): b
 
 export interface DaemonServer {
   server: Server;
+  /** Client connections open right now (a hook or API request in flight). */
+  readonly connections: number;
   /** Stops accepting and drops every open connection. */
   close(): Promise<void>;
 }
@@ -70,6 +72,9 @@ export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonSer
   chmodSync(opts.socketPath, 0o600);
   return {
     server,
+    get connections() {
+      return open.size;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -1,11 +1,12 @@
 // The daemon must be up before the runtime starts: the createRuntime hook can start one too, but
 // then the daemon is born inside the runtime's world — crun is a child subreaper, so the daemon
 // becomes crun's child (and crun waits for it), and with the cgroup workaround it would live on
-// in crun's private mount namespace. Started from here it is our child, in its own session.
+// in crun's private mount namespace. Started from here it is our child, in its own session, and
+// long-lived (no --exit-idle): later runs reuse it.
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 
-import { daemonArgv } from '../../hooks/paths.js';
+import { serviceDaemonArgv } from '../../hooks/paths.js';
 import { UnavailableError } from '../store/errors.js';
 
 function answers(socketPath: string): Promise<boolean> {
@@ -22,7 +23,7 @@ function answers(socketPath: string): Promise<boolean> {
 /** Resolves once a daemon answers on socketPath, starting one (detached) when none does. */
 export async function ensureDaemon(storeRoot: string, socketPath: string, timeoutMs = 20_000): Promise<void> {
   if (await answers(socketPath)) return;
-  const [cmd, ...args] = daemonArgv({ storeRoot, socketPath });
+  const [cmd, ...args] = serviceDaemonArgv({ storeRoot, socketPath });
   const child = spawn(cmd, args, { detached: true, stdio: 'ignore' });
   let exited: string | undefined;
   child.once('exit', (code, signal) => (exited = `exit ${code ?? signal}`));

@@ -1,0 +1,48 @@
+// The entry the createRuntime hook runs when it finds no daemon (hooks/paths.ts daemonArgv):
+//
+//   node main.js --root STORE --socket PATH [--log-file FILE] [--exit-idle SECONDS]
+//
+// The same daemon as `strata daemon`, without the CLI's yargs (this start is on a container's
+// start path), plus --exit-idle: a daemon born under the runtime's subreaper must not outlive its
+// containers by more than that (idle.ts). Failures reach the hook through sd_notify.
+import { parseArgs } from 'node:util';
+
+import { resolveRoot } from '../store/store.js';
+import { runDaemon } from './daemon.js';
+import { parseExitIdle } from './idle.js';
+import { sdNotify } from './notify.js';
+import { resolveLogFile, resolveSocket } from './paths.js';
+
+async function main(argv: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        root: { type: 'string' },
+        socket: { type: 'string' },
+        'log-file': { type: 'string' },
+        'exit-idle': { type: 'string' },
+      },
+      strict: true,
+    }));
+    if (values['exit-idle'] !== undefined) parseExitIdle(values['exit-idle']);
+  } catch (err) {
+    // runDaemon reports its own failures; a bad argv never gets there, and the hook waiting for
+    // readiness would otherwise wait its full timeout.
+    const message = `strata daemon: ${(err as Error).message}`;
+    sdNotify({ STATUS: message, ERRNO: '22' });
+    throw err;
+  }
+  await runDaemon({
+    storeRoot: resolveRoot(values.root),
+    socketPath: resolveSocket(values.socket),
+    logFile: resolveLogFile(values['log-file']),
+    exitIdleMs: values['exit-idle'] === undefined ? undefined : parseExitIdle(values['exit-idle']),
+  });
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`strata daemon: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,174 @@
+// Real podman through hooks.d: `strata hooks install --dir D` and `podman --hooks-dir D run
+// --rootfs EMPTY --annotation org.strata.image=IMG`. The createContainer hook covers the empty
+// rootfs with the stored image inside the container's namespace: the output comes from the image,
+// the exit code propagates, and afterwards nothing is mounted, leased or served. podman needs
+// CONTAINERS_CONF with default_ulimits here (INTEGRATIONS.md), and runc (crun refuses the hybrid
+// cgroups).
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { installHooks } from '../../hooks/hooks-d.js';
+import { cliArgv, daemonArgv, hookExecutable } from '../../hooks/paths.js';
+import { unmountAll } from '../fixtures/mounts.js';
+import {
+  eventually,
+  hostMounts,
+  leaseIds,
+  makeEnv,
+  removeEnv,
+  served,
+  startDaemon,
+  type Daemon,
+  type Env,
+} from './harness.js';
+
+let env: Env;
+let daemon: Daemon;
+let mountsBefore: string[];
+let hooksDir: string;
+let emptyRoot: string;
+
+test.before(async () => {
+  env = await makeEnv(['busybox']);
+  daemon = await startDaemon(env);
+  mkdirSync(join(env.dir, 'podman'));
+  writeFileSync(
+    join(env.dir, 'podman', 'containers.conf'),
+    '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n',
+  );
+  emptyRoot = join(env.dir, 'empty-rootfs');
+  mkdirSync(emptyRoot);
+  hooksDir = join(env.dir, 'hooks.d');
+  const [cmd, ...args] = cliArgv([
+    '--root',
+    env.storeRoot,
+    'hooks',
+    'install',
+    '--dir',
+    hooksDir,
+    '--socket',
+    env.socket,
+  ]);
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  mountsBefore = hostMounts(env);
+});
+
+test.after(async () => {
+  try {
+    podmanSync(['system', 'reset', '--force']);
+    await unmountAll(join(env.dir, 'podman'));
+    assert.is(await daemon.stop(), 0, 'the daemon exits cleanly');
+  } finally {
+    removeEnv(env);
+  }
+});
+
+function podmanArgs(args: string[]): string[] {
+  const p = join(env.dir, 'podman');
+  return ['--root', join(p, 'root'), '--runroot', join(p, 'run'), ...args];
+}
+
+const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: join(env.dir, 'podman', 'containers.conf') });
+
+function podmanSync(args: string[]) {
+  return spawnSync('podman', podmanArgs(args), { encoding: 'utf8', env: podmanEnv() });
+}
+
+function podmanRun(
+  hooks: string,
+  extra: string[],
+  cmd: string[],
+): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  const args = podmanArgs([
+    '--hooks-dir',
+    hooks,
+    'run',
+    '--rm',
+    '--runtime',
+    'runc',
+    '--annotation',
+    'org.strata.image=busybox',
+    ...extra,
+    '--rootfs',
+    emptyRoot,
+    ...cmd,
+  ]);
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn('podman', args, { env: podmanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - started }));
+  });
+}
+
+async function assertNothingLeft(e: Env): Promise<void> {
+  if (existsSync(e.socket)) {
+    assert.ok(await eventually(async () => (await served(e)).length === 0), 'the daemon serves nothing');
+  }
+  assert.equal(await leaseIds(e), [], 'no lease');
+  assert.equal(hostMounts(env), mountsBefore, 'nothing mounted in the host namespace');
+  assert.is(podmanSync(['ps', '-aq']).stdout, '', 'podman keeps no container');
+}
+
+test('podman run --rootfs EMPTY: the stored image, its exit code, nothing left', async () => {
+  const r = await podmanRun(hooksDir, [], ['/bin/sh', '-c', 'cat /etc/passwd; exit 5']);
+  assert.is(r.code, 5, r.stderr);
+  // The test image's own user: only the stored image has it, the empty rootfs has no /etc/passwd.
+  assert.match(r.stdout, 'app:x:1000:1000:strata test user:/home/app:/bin/sh');
+  assert.not.ok(existsSync(join(emptyRoot, 'etc', 'passwd')));
+  console.log(`    podman run --rm (runc, hooks.d): ${r.ms} ms`);
+  await assertNothingLeft(env);
+  const log = readFileSync(env.logFile, 'utf8');
+  assert.match(log, /root handed to createContainer \(rootfs [^)]*empty-rootfs\)/);
+  assert.match(log, /released \(FUSE session ended: unmounted \(ENODEV\)/);
+});
+
+test('podman run --read-only: the image read-only, writes to /tmp tmpfs work', async () => {
+  const r = await podmanRun(
+    hooksDir,
+    ['--read-only'],
+    ['/bin/sh', '-c', 'touch /x 2>&1; echo t > /tmp/t && cat /tmp/t && head -1 /etc/passwd'],
+  );
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, 'Read-only file system');
+  assert.match(r.stdout, 't\nroot:x:0:0:root:/root:/bin/sh');
+  await assertNothingLeft(env);
+});
+
+test('no daemon running: the hook starts one under conmon, podman completes, the daemon leaves', async () => {
+  const e: Env = { ...env, socket: join(env.dir, 'auto', 'strata.sock'), logFile: join(env.dir, 'auto.log') };
+  const dir = join(env.dir, 'hooks-auto.d');
+  installHooks(dir, {
+    hookPath: hookExecutable(),
+    socketPath: e.socket,
+    daemonArgv: daemonArgv({ storeRoot: e.storeRoot, socketPath: e.socket, logFile: e.logFile }),
+  });
+  const r = await podmanRun(dir, [], ['/bin/sh', '-c', 'head -1 /etc/passwd; exit 3']);
+  assert.is(r.code, 3, r.stderr);
+  assert.is(r.stdout, 'root:x:0:0:root:/root:/bin/sh\n');
+  assert.ok(r.ms < 8000, `podman run took ${r.ms} ms`);
+  const pid = Number(/\(pid (\d+)\) serving/.exec(readFileSync(e.logFile, 'utf8'))?.[1]);
+  assert.ok(pid > 0, 'a daemon was started');
+  const gone = () => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  assert.ok(await eventually(gone, 6000), 'the on-demand daemon left once idle');
+  assert.not.ok(existsSync(e.socket));
+  assert.match(readFileSync(e.logFile, 'utf8'), 'stopping (idle');
+  await assertNothingLeft(e);
+});
+
+test.run();
