@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { createDetachedMount } from '../mount/detached.js';
 import { sharedFdCache } from '../mount/fs/fd-cache.js';
 import { createImageHandler } from '../mount/fs/image-handler.js';
+import { DeviceBacking } from '../mount/serve.js';
 import type { FuseProtocol } from '../mount/fuse/protocol.js';
 import { createDetachedOverlay } from '../mount/overlay.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
@@ -21,7 +22,6 @@ import {
   NotFoundError,
 } from '../store/errors.js';
 import { releaseLease } from '../store/leases.js';
-import { DeviceBacking } from './backing.js';
 import { IMAGE_ANNOTATION, leaseIdFor, resolveBundleImage, takeContainerLease } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
 import type { Logger } from './log.js';

@@ -7,6 +7,7 @@
 import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 
+import { limitServerHeap } from '../mount/serve.js';
 import { constants, native } from '../native-addon.js';
 import { isErrno } from '../store/errors.js';
 import { openStore } from '../store/store.js';
@@ -91,6 +92,7 @@ function signalled(): Promise<string> {
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let logger: Logger | undefined;
   let lockFd: number | 'running' | undefined;
+  limitServerHeap();
   try {
     logger = openLog(opts.logFile);
     const store = await openStore(opts.storeRoot);

@@ -40,7 +40,7 @@ export interface PreparedImage {
 }
 
 /** FUSE_DEV_IOC_BACKING_OPEN/CLOSE on a /dev/fuse fd that is known only once it is opened. */
-class DeviceBacking implements BackingCapability {
+export class DeviceBacking implements BackingCapability {
   devFd = -1;
   open(fd: number): number {
     // The bridge treats a throw as "no passthrough for this file" and serves reads itself.
