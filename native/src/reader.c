@@ -137,6 +137,31 @@ static void *reader_main(void *arg) {
   return NULL;
 }
 
+// The arguments both start functions take, (devFd, bufferSize, callback), checked; the device is
+// switched to O_NONBLOCK (see the top of this file). False after throwing.
+static bool reader_args(napi_env env, napi_callback_info info, napi_value argv[3], int32_t *dev_fd,
+                        uint32_t *bufsize) {
+  if (!get_args(env, info, 3, argv) || !arg_int32(env, argv[0], "devFd", dev_fd) ||
+      !arg_uint32(env, argv[1], "bufferSize", bufsize))
+    return false;
+  napi_valuetype t;
+  napi_typeof(env, argv[2], &t);
+  if (t != napi_function) {
+    throw_type(env, "callback must be a function");
+    return false;
+  }
+  if (*bufsize < MIN_BUFFER) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bufferSize must be at least 8192 (FUSE_MIN_READ_BUFFER)");
+    return false;
+  }
+  int fl = fcntl(*dev_fd, F_GETFL);
+  if (fl < 0 || fcntl(*dev_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    throw_errno(env, errno, "fcntl", NULL);
+    return false;
+  }
+  return true;
+}
+
 static void report_pending_exception(napi_env env) {
   bool pending;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
@@ -146,29 +171,47 @@ static void report_pending_exception(napi_env env) {
   }
 }
 
+// Hands one event to the reader's callback: callback(buffer) for a request (reason NULL), or
+// callback(null, reason) for the end. Thread readers call from a threadsafe function (actx NULL),
+// poll readers from a libuv callback, which needs napi_make_callback to run microtasks after.
+static void deliver(napi_env env, napi_async_context actx, napi_value cb, const char *reason, const void *data,
+                    size_t len) {
+  napi_value recv, argv[2];
+  if (actx)
+    napi_get_global(env, &recv); // napi_make_callback wants an object receiver
+  else
+    napi_get_undefined(env, &recv);
+  size_t argc = 1;
+  if (reason == NULL) {
+    napi_create_buffer_copy(env, len, data, NULL, &argv[0]);
+  } else {
+    napi_get_null(env, &argv[0]);
+    napi_create_string_utf8(env, reason, NAPI_AUTO_LENGTH, &argv[1]);
+    argc = 2;
+  }
+  if (actx)
+    napi_make_callback(env, actx, recv, cb, argc, argv, NULL);
+  else
+    napi_call_function(env, recv, cb, argc, argv, NULL);
+  report_pending_exception(env);
+}
+
 static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   struct item *it = data;
   if (env == NULL || cb == NULL) { // tearing down: nobody to tell
     free(it);
     return;
   }
-  napi_value undef, argv[2];
-  napi_get_undefined(env, &undef);
   if (it->end == 0) {
-    napi_create_buffer_copy(env, it->len, it->data, NULL, &argv[0]);
+    deliver(env, NULL, cb, NULL, it->data, it->len);
     free(it);
-    napi_call_function(env, undef, cb, 1, argv, NULL);
-    report_pending_exception(env);
     return;
   }
   struct reader *r = it->r;
   const char *reason = it->end == END_STOPPED ? "stopped" : strerrorname_np(it->end);
   free(it);
   join_reader(r);
-  napi_get_null(env, &argv[0]);
-  napi_create_string_utf8(env, reason ? reason : "EIO", NAPI_AUTO_LENGTH, &argv[1]);
-  napi_call_function(env, undef, cb, 2, argv, NULL);
-  report_pending_exception(env);
+  deliver(env, NULL, cb, reason ? reason : "EIO", NULL, 0);
 }
 
 static void finalize_tsfn(napi_env env, void *data, void *hint) {
@@ -182,24 +225,7 @@ static napi_value js_start_reader(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t dev_fd;
   uint32_t bufsize;
-  if (!get_args(env, info, 3, argv) || !arg_int32(env, argv[0], "devFd", &dev_fd) ||
-      !arg_uint32(env, argv[1], "bufferSize", &bufsize))
-    return NULL;
-  napi_valuetype t;
-  napi_typeof(env, argv[2], &t);
-  if (t != napi_function) {
-    throw_type(env, "callback must be a function");
-    return NULL;
-  }
-  if (bufsize < MIN_BUFFER) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bufferSize must be at least 8192 (FUSE_MIN_READ_BUFFER)");
-    return NULL;
-  }
-  int fl = fcntl(dev_fd, F_GETFL);
-  if (fl < 0 || fcntl(dev_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-    throw_errno(env, errno, "fcntl", NULL);
-    return NULL;
-  }
+  if (!reader_args(env, info, argv, &dev_fd, &bufsize)) return NULL;
   struct reader *r = calloc(1, sizeof *r);
   if (r == NULL) {
     throw_errno(env, ENOMEM, "malloc", NULL);
@@ -332,13 +358,9 @@ static void poll_closed(uv_handle_t *h) {
   if (r->call_js) {
     napi_handle_scope scope;
     napi_open_handle_scope(env, &scope);
-    napi_value cb, undef, argv[2];
+    napi_value cb;
     napi_get_reference_value(env, r->cb, &cb);
-    napi_get_global(env, &undef); // napi_make_callback wants an object receiver
-    napi_get_null(env, &argv[0]);
-    napi_create_string_utf8(env, r->reason, NAPI_AUTO_LENGTH, &argv[1]);
-    napi_make_callback(env, r->actx, undef, cb, 2, argv, NULL);
-    report_pending_exception(env);
+    deliver(env, r->actx, cb, r->reason, NULL, 0);
     napi_close_handle_scope(env, scope);
   }
   napi_delete_reference(env, r->cb);
@@ -361,9 +383,8 @@ static void poll_readable(uv_poll_t *h, int status, int events) {
   napi_env env = r->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value cb, undef;
+  napi_value cb;
   napi_get_reference_value(env, r->cb, &cb);
-  napi_get_global(env, &undef); // napi_make_callback wants an object receiver
   for (int i = 0; i < POLL_BATCH && !r->reason; i++) {
     ssize_t n = read(r->dev_fd, r->buf, r->bufsize);
     if (n < 0) {
@@ -375,10 +396,7 @@ static void poll_readable(uv_poll_t *h, int status, int events) {
       poll_end(r, "ENODEV");
       break;
     }
-    napi_value argv[1];
-    napi_create_buffer_copy(env, n, r->buf, NULL, &argv[0]);
-    napi_make_callback(env, r->actx, undef, cb, 1, argv, NULL);
-    report_pending_exception(env);
+    deliver(env, r->actx, cb, NULL, r->buf, n);
   }
   // libuv reports EPOLLERR as UV_EBADF and stops the handle; the reads above said why (ENODEV
   // once the mount is gone), this is only the fallback.
@@ -404,24 +422,7 @@ static napi_value js_start_poll_reader(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int32_t dev_fd;
   uint32_t bufsize;
-  if (!get_args(env, info, 3, argv) || !arg_int32(env, argv[0], "devFd", &dev_fd) ||
-      !arg_uint32(env, argv[1], "bufferSize", &bufsize))
-    return NULL;
-  napi_valuetype t;
-  napi_typeof(env, argv[2], &t);
-  if (t != napi_function) {
-    throw_type(env, "callback must be a function");
-    return NULL;
-  }
-  if (bufsize < MIN_BUFFER) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bufferSize must be at least 8192 (FUSE_MIN_READ_BUFFER)");
-    return NULL;
-  }
-  int fl = fcntl(dev_fd, F_GETFL);
-  if (fl < 0 || fcntl(dev_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-    throw_errno(env, errno, "fcntl", NULL);
-    return NULL;
-  }
+  if (!reader_args(env, info, argv, &dev_fd, &bufsize)) return NULL;
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
   struct poll_reader *r = calloc(1, sizeof *r);

@@ -61,28 +61,35 @@ bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *ar
   return true;
 }
 
-static bool expect_number(napi_env env, napi_value v, const char *name, double *out) {
+// Throws "NAME must be WHAT" as a TypeError unless v is of type `want`.
+static bool expect_type(napi_env env, napi_value v, napi_valuetype want, const char *name, const char *what) {
   napi_valuetype t;
   napi_typeof(env, v, &t);
-  if (t != napi_number) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s must be a number", name);
-    throw_type(env, msg);
-    return false;
-  }
+  if (t == want) return true;
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s must be %s", name, what);
+  throw_type(env, msg);
+  return false;
+}
+
+static bool expect_number(napi_env env, napi_value v, const char *name, double *out) {
+  if (!expect_type(env, v, napi_number, name, "a number")) return false;
   napi_get_value_double(env, v, out);
   return true;
+}
+
+// Throws "NAME must be WHAT" as a RangeError; always false.
+static bool throw_range(napi_env env, const char *name, const char *what) {
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s must be %s", name, what);
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+  return false;
 }
 
 bool arg_int32(napi_env env, napi_value v, const char *name, int32_t *out) {
   double d;
   if (!expect_number(env, v, name, &d)) return false;
-  if (d != (double)(int32_t)d) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s must be a 32-bit integer", name);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
-    return false;
-  }
+  if (d != (double)(int32_t)d) return throw_range(env, name, "a 32-bit integer");
   *out = (int32_t)d;
   return true;
 }
@@ -90,12 +97,8 @@ bool arg_int32(napi_env env, napi_value v, const char *name, int32_t *out) {
 bool arg_uint32(napi_env env, napi_value v, const char *name, uint32_t *out) {
   double d;
   if (!expect_number(env, v, name, &d)) return false;
-  if (d < 0 || d > 4294967295.0 || d != (double)(uint32_t)d) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s must be an unsigned 32-bit integer", name);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
-    return false;
-  }
+  if (d < 0 || d > 4294967295.0 || d != (double)(uint32_t)d)
+    return throw_range(env, name, "an unsigned 32-bit integer");
   *out = (uint32_t)d;
   return true;
 }
@@ -103,38 +106,20 @@ bool arg_uint32(napi_env env, napi_value v, const char *name, uint32_t *out) {
 bool arg_uint64(napi_env env, napi_value v, const char *name, uint64_t *out) {
   double d;
   if (!expect_number(env, v, name, &d)) return false;
-  if (d < 0 || d > 9007199254740991.0 || d != (double)(uint64_t)d) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s must be a non-negative safe integer", name);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
-    return false;
-  }
+  if (d < 0 || d > 9007199254740991.0 || d != (double)(uint64_t)d)
+    return throw_range(env, name, "a non-negative safe integer");
   *out = (uint64_t)d;
   return true;
 }
 
 bool arg_bool(napi_env env, napi_value v, const char *name, bool *out) {
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  if (t != napi_boolean) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s must be a boolean", name);
-    throw_type(env, msg);
-    return false;
-  }
+  if (!expect_type(env, v, napi_boolean, name, "a boolean")) return false;
   napi_get_value_bool(env, v, out);
   return true;
 }
 
 bool arg_string(napi_env env, napi_value v, const char *name, char **out) {
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  if (t != napi_string) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s must be a string", name);
-    throw_type(env, msg);
-    return false;
-  }
+  if (!expect_type(env, v, napi_string, name, "a string")) return false;
   size_t len;
   napi_get_value_string_utf8(env, v, NULL, 0, &len);
   char *s = malloc(len + 1);

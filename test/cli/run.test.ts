@@ -9,47 +9,29 @@ import * as assert from 'uvu/assert';
 
 import { cliArgv } from '../../hooks/paths.js';
 import {
-  eventually,
-  hostMounts,
+  assertNoLeaks,
+  closeDaemonEnv,
   leaseIds,
-  makeEnv,
-  removeEnv,
-  served,
-  startDaemon,
-  type Daemon,
+  openDaemonEnv,
+  runCollect,
+  servesNothing,
+  withDaemonEnv,
+  type DaemonEnv,
   type Env,
+  type RunResult,
 } from '../integration/harness.js';
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
+let d: DaemonEnv;
 let env: Env;
-let daemon: Daemon;
 let runDir: string;
-let mountsBefore: string[];
 
 function cliEnv(): NodeJS.ProcessEnv {
   return { ...process.env, STRATA_ROOT: env.storeRoot, STRATA_SOCKET: env.socket, STRATA_RUN_DIR: runDir };
 }
 
-function strata(args: string[], input?: string): Promise<Result> {
+function strata(args: string[], input?: string): Promise<RunResult> {
   const [cmd, ...rest] = cliArgv(args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, rest, {
-      env: cliEnv(),
-      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdin?.end(input);
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return runCollect(cmd, rest, { env: cliEnv(), input });
 }
 
 function dirEntries(dir: string): string[] {
@@ -70,23 +52,16 @@ async function assertNothingLeft(): Promise<void> {
   assert.equal(dirEntries(join(runDir, 'names')), [], 'no name held');
   assert.equal(runtimeIds('runc'), [], 'runc knows no container');
   assert.equal(runtimeIds('crun'), [], 'crun knows no container');
-  assert.ok(await eventually(async () => (await served(env)).length === 0), 'the daemon serves nothing');
-  assert.equal(await leaseIds(env), [], 'no lease');
-  assert.equal(hostMounts(env), mountsBefore, 'nothing mounted in the host namespace');
+  await assertNoLeaks(env, d.mountsBefore);
 }
 
 test.before(async () => {
-  env = await makeEnv(['busybox']);
+  d = await openDaemonEnv(['busybox']);
+  env = d.env;
   runDir = join(env.dir, 'rundir');
-  daemon = await startDaemon(env);
-  mountsBefore = hostMounts(env);
 });
 
-test.after(async () => {
-  const code = await daemon.stop();
-  removeEnv(env);
-  assert.is(code, 0, 'the daemon exits cleanly');
-});
+test.after(() => closeDaemonEnv(d));
 
 for (const runtime of ['crun', 'runc']) {
   test(`${runtime}: stdout, stderr and the exit code pass through; --rm leaves nothing`, async () => {
@@ -269,9 +244,7 @@ test('an unknown image or a bad option is a clear error (125) and leaves nothing
 for (const runtime of ['crun', 'runc']) {
   test(`${runtime}: a hook failing before the container starts is exit 125 with both messages`, async () => {
     // A daemon serving another (empty) store: the createRuntime hook cannot prepare the image.
-    const other = await makeEnv([]);
-    const otherDaemon = await startDaemon(other);
-    try {
+    await withDaemonEnv([], async ({ env: other }) => {
       const [cmd, ...rest] = cliArgv(['run', '--rm', '--runtime', runtime, 'busybox', 'echo ran']);
       const r = spawnSync(cmd, rest, { env: { ...cliEnv(), STRATA_SOCKET: other.socket }, encoding: 'utf8' });
       assert.is(r.status, 125, r.stderr);
@@ -282,15 +255,9 @@ for (const runtime of ['crun', 'runc']) {
         r.stderr,
         new RegExp(`strata: container \\S+ did not start: ${runtime} failed with exit code \\d+`),
       );
-      assert.ok(
-        await eventually(async () => (await served(other)).length === 0),
-        'the other daemon serves nothing',
-      );
+      assert.ok(await servesNothing(other), 'the other daemon serves nothing');
       assert.equal(await leaseIds(other), [], 'no lease in the other store');
-    } finally {
-      assert.is(await otherDaemon.stop(), 0);
-      removeEnv(other);
-    }
+    });
     await assertNothingLeft();
   });
 }

@@ -1,24 +1,21 @@
 // The CLI entry points: `strata bundle` (options and `-- CMD`), `strata hooks install`,
 // `strata daemon --help/--list`, end to end with runc.
-import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { cliArgv } from '../../hooks/paths.js';
 import type { RuntimeConfig } from '../../src/spec/generated/runtime-config.js';
-import { eventually, makeEnv, removeEnv, runContainer, served, startDaemon } from './harness.js';
-
-function strata(args: string[]) {
-  const [cmd, ...rest] = cliArgv(args);
-  return spawnSync(cmd, rest, { encoding: 'utf8' });
-}
+import {
+  installHooksCli,
+  runContainer,
+  servesNothing,
+  strataSync as strata,
+  withDaemonEnv,
+} from './harness.js';
 
 test('strata bundle + runc run; strata daemon --list; strata hooks install', async () => {
-  const env = await makeEnv(['busybox']);
-  const daemon = await startDaemon(env);
-  try {
+  await withDaemonEnv(['busybox'], async ({ env }) => {
     const dir = join(env.dir, 'b');
     const b = strata([
       '--root',
@@ -47,22 +44,13 @@ test('strata bundle + runc run; strata daemon --list; strata hooks install', asy
     const r = await runContainer('runc', dir, 'cli-1');
     assert.is(r.code, 4, r.stderr);
     assert.is(r.stdout, 'hi clibox 0\n');
-    assert.ok(await eventually(async () => (await served(env)).length === 0));
+    assert.ok(await servesNothing(env));
     const list = strata(['daemon', '--socket', env.socket, '--list']);
     assert.is(list.status, 0, list.stderr);
     assert.is(list.stdout.trim(), 'CONTAINER  IMAGE  STATE  SINCE  BUNDLE');
 
     const hooksDir = join(env.dir, 'hooks.d');
-    const h = strata([
-      '--root',
-      env.storeRoot,
-      'hooks',
-      'install',
-      '--dir',
-      hooksDir,
-      '--socket',
-      env.socket,
-    ]);
+    const h = installHooksCli(env, hooksDir);
     assert.is(h.status, 0, h.stderr);
     assert.equal(readdirSync(hooksDir).sort(), [
       'strata-create-container.json',
@@ -73,10 +61,7 @@ test('strata bundle + runc run; strata daemon --list; strata hooks install', asy
     const help = strata(['daemon', '--help']).stdout.replace(/\n */g, ''); // yargs wraps at 80 columns
     assert.match(help, 'Logs go to /var/log/strata/daemon.log');
     assert.match(help, '/run/strata/strata.sock');
-  } finally {
-    assert.is(await daemon.stop(), 0);
-    removeEnv(env);
-  }
+  });
 });
 
 test('strata daemon --list without a daemon says where it looked', () => {

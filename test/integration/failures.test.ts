@@ -9,39 +9,34 @@ import * as assert from 'uvu/assert';
 import { hookExecutable } from '../../hooks/paths.js';
 import { daemonRequest } from '../../src/daemon/client.js';
 import {
+  assertNoLeaks,
   bundle,
+  closeDaemonEnv,
   eventually,
   hostMounts,
+  isAlive,
   leaseIds,
-  makeEnv,
-  removeEnv,
+  openDaemonEnv,
+  otherDaemonEnv,
   runContainer,
   served,
-  startDaemon,
-  type Daemon,
+  servesNothing,
+  type DaemonEnv,
   type Env,
 } from './harness.js';
 
+let d: DaemonEnv;
 let env: Env;
-let daemon: Daemon;
-let mountsBefore: string[];
 
 test.before(async () => {
-  env = await makeEnv(['busybox']);
-  daemon = await startDaemon(env);
-  mountsBefore = hostMounts(env);
+  d = await openDaemonEnv(['busybox']);
+  env = d.env;
 });
 
-test.after(async () => {
-  const code = await daemon.stop();
-  removeEnv(env);
-  assert.is(code, 0, 'the daemon exits cleanly');
-});
+test.after(() => closeDaemonEnv(d));
 
 async function assertNothingLeft(e: Env, id: string): Promise<void> {
-  assert.ok(await eventually(async () => (await served(e)).length === 0), 'the daemon serves nothing');
-  assert.equal(await leaseIds(e), [], 'no lease');
-  assert.equal(hostMounts(env), mountsBefore, 'no host mount');
+  await assertNoLeaks(e, d.mountsBefore);
   const state = spawnSync('runc', ['state', id], { encoding: 'utf8' });
   assert.is.not(state.status, 0, `runc still knows ${id}: ${state.stdout}`);
 }
@@ -102,16 +97,12 @@ test('mount points the image lacks (dirs, a file bind) get placeholders', async 
 });
 
 test('no daemon and none startable: clear errors, nothing left', async () => {
-  const other: Env = {
-    ...env,
-    socket: join(env.dir, 'none', 'strata.sock'),
-    logFile: join(env.dir, 'none.log'),
-  };
+  const other = otherDaemonEnv(env, 'none');
   const dir = await bundle(other, 'busybox', sh('true'), { autostart: false });
   let r = await runContainer('runc', dir, 'no-daemon');
   assert.is.not(r.code, 0);
   assert.match(r.stderr, `cannot reach the strata daemon at ${other.socket}`);
-  assert.equal(hostMounts(env), mountsBefore);
+  assert.equal(hostMounts(env), d.mountsBefore);
 
   // A daemon argv whose program does not exist.
   const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
@@ -138,15 +129,11 @@ test('no daemon and none startable: clear errors, nothing left', async () => {
   assert.match(r.stderr, 'failed to start: strata daemon failed');
   assert.match(r.stderr, other.logFile);
   assert.ok(r.ms < 8000, `failed in ${r.ms} ms, not after the ready timeout`);
-  assert.equal(hostMounts(env), mountsBefore);
+  assert.equal(hostMounts(env), d.mountsBefore);
 });
 
 test('the createRuntime hook starts a daemon when none runs; it serves and stops cleanly', async () => {
-  const other: Env = {
-    ...env,
-    socket: join(env.dir, 'auto', 'strata.sock'),
-    logFile: join(env.dir, 'auto.log'),
-  };
+  const other = otherDaemonEnv(env, 'auto');
   const dir = await bundle(other, 'busybox', sh('echo auto'));
   const r = await runContainer('runc', dir, 'autostart');
   assert.is(r.code, 0, r.stderr);
@@ -162,14 +149,7 @@ test('the createRuntime hook starts a daemon when none runs; it serves and stops
     // already gone: its idle exit came first
   }
   assert.ok(
-    await eventually(() => {
-      try {
-        process.kill(status.status?.pid as number, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }),
+    await eventually(() => !isAlive(status.status?.pid as number)),
     'the started daemon exits on SIGTERM (or idle)',
   );
   assert.match(readFileSync(other.logFile, 'utf8'), 'info stopped');
@@ -197,7 +177,7 @@ test('a runtime that dies between createRuntime and createContainer leaks nothin
   );
   assert.equal(await leaseIds(env), ['orphan']);
   victim.kill('SIGKILL');
-  assert.ok(await eventually(async () => (await served(env)).length === 0), 'released once the runtime died');
+  assert.ok(await servesNothing(env), 'released once the runtime died');
   assert.equal(await leaseIds(env), []);
   assert.match(readFileSync(env.logFile, 'utf8'), 'container orphan: released (its init');
   // poststop afterwards (or for an id never seen) is fine: idempotent.

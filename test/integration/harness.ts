@@ -1,9 +1,10 @@
 // Shared by the bundle-based integration tests: a temp store with real images, a strata daemon
 // as a child process on a temp socket, bundles written by `writeBundle`, and real runc / crun.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as assert from 'uvu/assert';
 
 import { writeBundle } from '../../hooks/bundle.js';
 import { cliArgv, daemonArgv, hookExecutable } from '../../hooks/paths.js';
@@ -149,16 +150,28 @@ export function runContainer(runtime: Runtime, bundleDir: string, id: string): P
             `mount -t cgroup2 none /sys/fs/cgroup && exec crun run ${id}`,
           ],
         ];
+  return runCollect(cmd as string, args as string[], { cwd: bundleDir });
+}
+
+/** Runs cmd to its end, collecting stdout and stderr; `input` (when given) goes to its stdin,
+ * else stdin is /dev/null. */
+export function runCollect(
+  cmd: string,
+  args: string[],
+  opts: Omit<SpawnOptions, 'stdio'> & { input?: string } = {},
+): Promise<RunResult> {
+  const { input, ...spawnOpts } = opts;
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd as string, args as string[], {
-      cwd: bundleDir,
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = spawn(cmd, args, {
+      ...spawnOpts,
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdin?.end(input);
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - started }));
   });
@@ -191,4 +204,103 @@ export async function eventually(cond: () => Promise<boolean> | boolean, ms = 30
     if (Date.now() > until) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** env with its own socket and log file (under env.dir/NAME), for a daemon the hooks start. */
+export function otherDaemonEnv(env: Env, name: string): Env {
+  return { ...env, socket: join(env.dir, name, 'strata.sock'), logFile: join(env.dir, `${name}.log`) };
+}
+
+/** A temp store with `images` and a daemon serving it, plus the host mounts as they were then. */
+export interface DaemonEnv {
+  env: Env;
+  daemon: Daemon;
+  mountsBefore: string[];
+}
+
+export async function openDaemonEnv(images: ('busybox' | 'debian')[]): Promise<DaemonEnv> {
+  const env = await makeEnv(images);
+  try {
+    const daemon = await startDaemon(env);
+    return { env, daemon, mountsBefore: hostMounts(env) };
+  } catch (err) {
+    removeEnv(env);
+    throw err;
+  }
+}
+
+/** Stops the daemon, removes the temp dir, then asserts the daemon exited cleanly. */
+export async function closeDaemonEnv(d: DaemonEnv | undefined): Promise<void> {
+  if (d === undefined) return; // openDaemonEnv failed: it cleaned up itself
+  let code: number | string;
+  try {
+    code = await d.daemon.stop();
+  } finally {
+    removeEnv(d.env);
+  }
+  assert.is(code, 0, 'the daemon exits cleanly on SIGTERM');
+}
+
+/** Runs fn against a fresh DaemonEnv, closed afterwards whatever fn did. */
+export async function withDaemonEnv<T>(
+  images: ('busybox' | 'debian')[],
+  fn: (d: DaemonEnv) => Promise<T>,
+): Promise<T> {
+  const d = await openDaemonEnv(images);
+  try {
+    return await fn(d);
+  } finally {
+    await closeDaemonEnv(d);
+  }
+}
+
+/** Polls until the daemon on env.socket serves no container (3 s at most). */
+export async function servesNothing(env: Env): Promise<boolean> {
+  return eventually(async () => (await served(env)).length === 0);
+}
+
+/** Nothing of ours left behind: the daemon on env.socket serves nothing (unless `served` is
+ * false: no daemon there any more), no lease in env's store, the host mounts as before. */
+export async function assertNoLeaks(
+  env: Env,
+  mountsBefore: string[],
+  opts: { served?: boolean } = {},
+): Promise<void> {
+  if (opts.served !== false) assert.ok(await servesNothing(env), 'the daemon serves nothing');
+  assert.equal(await leaseIds(env), [], 'no lease');
+  assert.equal(hostMounts(env), mountsBefore, 'nothing mounted in the host namespace');
+}
+
+/** Asserts (polling) that the daemon's fds and threads are back to `before` at most. */
+export async function assertDaemonNotGrown(
+  daemon: Daemon,
+  before: { fds: number; threads: number },
+): Promise<void> {
+  assert.ok(
+    await eventually(() => {
+      const now = processCounts(daemon.pid);
+      return now.fds <= before.fds && now.threads <= before.threads;
+    }),
+    `daemon fds/threads grew: ${JSON.stringify(before)} -> ${JSON.stringify(processCounts(daemon.pid))}`,
+  );
+}
+
+/** The strata CLI (from sources), synchronously. */
+export function strataSync(args: string[]) {
+  const [cmd, ...rest] = cliArgv(args);
+  return spawnSync(cmd, rest, { encoding: 'utf8' });
+}
+
+/** `strata hooks install --dir DIR` for env's store and socket. */
+export function installHooksCli(env: Env, dir: string) {
+  return strataSync(['--root', env.storeRoot, 'hooks', 'install', '--dir', dir, '--socket', env.socket]);
 }

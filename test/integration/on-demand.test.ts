@@ -12,12 +12,15 @@ import * as assert from 'uvu/assert';
 import { writeBundle } from '../../hooks/bundle.js';
 import { daemonArgv, hookExecutable, ON_DEMAND_EXIT_IDLE_S } from '../../hooks/paths.js';
 import {
+  assertNoLeaks,
   bundle,
   eventually,
   hostMounts,
-  leaseIds,
+  isAlive,
   makeEnv,
+  otherDaemonEnv,
   removeEnv,
+  runCollect,
   runContainer,
   type Env,
   type Runtime,
@@ -33,15 +36,6 @@ test.before(async () => {
 
 test.after(() => removeEnv(env));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Pids of every daemon that logged its start in `logFile`. */
 function daemonPids(logFile: string): number[] {
   const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
@@ -51,22 +45,17 @@ function daemonPids(logFile: string): number[] {
 async function assertNothingLeft(e: Env): Promise<void> {
   const pids = daemonPids(e.logFile);
   assert.ok(pids.length > 0, 'a daemon was started on demand');
-  assert.ok(await eventually(() => pids.every((p) => !alive(p)), 5000), `daemons still running: ${pids}`);
+  assert.ok(await eventually(() => pids.every((p) => !isAlive(p)), 5000), `daemons still running: ${pids}`);
   assert.not.ok(existsSync(e.socket), 'the socket is removed');
-  assert.equal(await leaseIds(e), [], 'no lease');
-  assert.equal(hostMounts(env), mountsBefore, 'no host mount');
+  await assertNoLeaks(e, mountsBefore, { served: false });
   const log = readFileSync(e.logFile, 'utf8');
   assert.match(log, `stopping (idle: no container served for ${ON_DEMAND_EXIT_IDLE_S} s`);
   assert.not.match(log, / error /);
 }
 
-function fresh(name: string): Env {
-  return { ...env, socket: join(env.dir, name, 'strata.sock'), logFile: join(env.dir, `${name}.log`) };
-}
-
 for (const runtime of ['crun', 'runc'] as Runtime[]) {
   test(`${runtime} run with no daemon: starts one, completes, exit code, then the daemon leaves`, async () => {
-    const e = fresh(`auto-${runtime}`);
+    const e = otherDaemonEnv(env, `auto-${runtime}`);
     const dir = await bundle(e, 'busybox', {
       entrypoint: ['/bin/sh'],
       command: ['-c', 'head -1 /etc/passwd; exit 3'],
@@ -84,7 +73,7 @@ for (const runtime of ['crun', 'runc'] as Runtime[]) {
 }
 
 test('back to back: the second container arrives as the first daemon is about to leave', async () => {
-  const e = fresh('b2b');
+  const e = otherDaemonEnv(env, 'b2b');
   const dir = await bundle(e, 'busybox', { entrypoint: ['/bin/sh'], command: ['-c', 'echo ok'] });
   const first = await runContainer('runc', dir, 'b2b-1');
   assert.is(first.code, 0, first.stderr);
@@ -97,26 +86,12 @@ test('back to back: the second container arrives as the first daemon is about to
 });
 
 /** The hook executable, asynchronously (the state's pid is a live process of ours). */
-function hook(
-  stage: string,
-  state: string,
-  argv: string[],
-  socket: string,
-): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(hookExecutable(), [stage, ...argv], {
-      env: { STRATA_SOCKET: socket },
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code: code ?? -1, stderr }));
-    child.stdin.end(state);
-  });
+function hook(stage: string, state: string, argv: string[], socket: string) {
+  return runCollect(hookExecutable(), [stage, ...argv], { env: { STRATA_SOCKET: socket }, input: state });
 }
 
 test('hooks sweeping across the idle exit (0.3 s) always reach a daemon; one serves at a time', async () => {
-  const e = fresh('sweep');
+  const e = otherDaemonEnv(env, 'sweep');
   const dir = join(e.dir, 'sweep-bundle');
   await writeBundle({
     storeRoot: e.storeRoot,
@@ -152,10 +127,9 @@ test('hooks sweeping across the idle exit (0.3 s) always reach a daemon; one ser
   assert.not.match(log, 'another strata daemon holds');
   const pids = daemonPids(e.logFile);
   console.log(`    15 hook pairs across the idle boundary: ${pids.length} daemons started`);
-  assert.ok(await eventually(() => pids.every((p) => !alive(p)), 5000), 'every daemon left');
+  assert.ok(await eventually(() => pids.every((p) => !isAlive(p)), 5000), 'every daemon left');
   assert.not.ok(existsSync(e.socket));
-  assert.equal(await leaseIds(e), []);
-  assert.equal(hostMounts(env), mountsBefore);
+  await assertNoLeaks(e, mountsBefore, { served: false });
 });
 
 test.run();

@@ -4,36 +4,36 @@
 // the exit code propagates, and afterwards nothing is mounted, leased or served. podman needs
 // CONTAINERS_CONF with default_ulimits here (INTEGRATIONS.md), and runc (crun refuses the hybrid
 // cgroups).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { installHooks } from '../../hooks/hooks-d.js';
-import { cliArgv, daemonArgv, hookExecutable } from '../../hooks/paths.js';
+import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
 import { unmountAll } from '../fixtures/mounts.js';
 import {
+  assertNoLeaks,
+  closeDaemonEnv,
   eventually,
-  hostMounts,
-  leaseIds,
-  makeEnv,
-  removeEnv,
-  served,
-  startDaemon,
-  type Daemon,
+  installHooksCli,
+  isAlive,
+  openDaemonEnv,
+  otherDaemonEnv,
+  runCollect,
+  type DaemonEnv,
   type Env,
 } from './harness.js';
 
+let d: DaemonEnv;
 let env: Env;
-let daemon: Daemon;
-let mountsBefore: string[];
 let hooksDir: string;
 let emptyRoot: string;
 
 test.before(async () => {
-  env = await makeEnv(['busybox']);
-  daemon = await startDaemon(env);
+  d = await openDaemonEnv(['busybox']);
+  env = d.env;
   mkdirSync(join(env.dir, 'podman'));
   writeFileSync(
     join(env.dir, 'podman', 'containers.conf'),
@@ -42,28 +42,16 @@ test.before(async () => {
   emptyRoot = join(env.dir, 'empty-rootfs');
   mkdirSync(emptyRoot);
   hooksDir = join(env.dir, 'hooks.d');
-  const [cmd, ...args] = cliArgv([
-    '--root',
-    env.storeRoot,
-    'hooks',
-    'install',
-    '--dir',
-    hooksDir,
-    '--socket',
-    env.socket,
-  ]);
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  const r = installHooksCli(env, hooksDir);
   assert.is(r.status, 0, r.stderr);
-  mountsBefore = hostMounts(env);
 });
 
 test.after(async () => {
   try {
     podmanSync(['system', 'reset', '--force']);
     await unmountAll(join(env.dir, 'podman'));
-    assert.is(await daemon.stop(), 0, 'the daemon exits cleanly');
   } finally {
-    removeEnv(env);
+    await closeDaemonEnv(d);
   }
 });
 
@@ -78,11 +66,7 @@ function podmanSync(args: string[]) {
   return spawnSync('podman', podmanArgs(args), { encoding: 'utf8', env: podmanEnv() });
 }
 
-function podmanRun(
-  hooks: string,
-  extra: string[],
-  cmd: string[],
-): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+function podmanRun(hooks: string, extra: string[], cmd: string[]) {
   const args = podmanArgs([
     '--hooks-dir',
     hooks,
@@ -97,24 +81,11 @@ function podmanRun(
     emptyRoot,
     ...cmd,
   ]);
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn('podman', args, { env: podmanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - started }));
-  });
+  return runCollect('podman', args, { env: podmanEnv() });
 }
 
 async function assertNothingLeft(e: Env): Promise<void> {
-  if (existsSync(e.socket)) {
-    assert.ok(await eventually(async () => (await served(e)).length === 0), 'the daemon serves nothing');
-  }
-  assert.equal(await leaseIds(e), [], 'no lease');
-  assert.equal(hostMounts(env), mountsBefore, 'nothing mounted in the host namespace');
+  await assertNoLeaks(e, d.mountsBefore, { served: existsSync(e.socket) });
   assert.is(podmanSync(['ps', '-aq']).stdout, '', 'podman keeps no container');
 }
 
@@ -144,7 +115,7 @@ test('podman run --read-only: the image read-only, writes to /tmp tmpfs work', a
 });
 
 test('no daemon running: the hook starts one under conmon, podman completes, the daemon leaves', async () => {
-  const e: Env = { ...env, socket: join(env.dir, 'auto', 'strata.sock'), logFile: join(env.dir, 'auto.log') };
+  const e = otherDaemonEnv(env, 'auto');
   const dir = join(env.dir, 'hooks-auto.d');
   installHooks(dir, {
     hookPath: hookExecutable(),
@@ -157,15 +128,7 @@ test('no daemon running: the hook starts one under conmon, podman completes, the
   assert.ok(r.ms < 8000, `podman run took ${r.ms} ms`);
   const pid = Number(/\(pid (\d+)\) serving/.exec(readFileSync(e.logFile, 'utf8'))?.[1]);
   assert.ok(pid > 0, 'a daemon was started');
-  const gone = () => {
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  };
-  assert.ok(await eventually(gone, 6000), 'the on-demand daemon left once idle');
+  assert.ok(await eventually(() => !isAlive(pid), 6000), 'the on-demand daemon left once idle');
   assert.not.ok(existsSync(e.socket));
   assert.match(readFileSync(e.logFile, 'utf8'), 'stopping (idle');
   await assertNothingLeft(e);

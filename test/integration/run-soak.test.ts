@@ -1,7 +1,6 @@
 // 50 consecutive `strata run --rm` (the real CLI, one process per run, against a daemon on a temp
 // socket) leak nothing: the daemon's fds and threads, host mounts, leases, run-dir entries and
 // processes all stay where they were, and every run's output and exit code come through.
-import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test } from 'uvu';
@@ -9,20 +8,20 @@ import * as assert from 'uvu/assert';
 
 import { cliArgv } from '../../hooks/paths.js';
 import {
-  eventually,
+  assertDaemonNotGrown,
+  assertNoLeaks,
   hostMounts,
-  leaseIds,
-  makeEnv,
   processCounts,
-  removeEnv,
-  served,
-  startDaemon,
+  runCollect,
+  servesNothing,
+  withDaemonEnv,
   type Env,
 } from './harness.js';
 
 const RUNS = 50;
 
-function strataRun(
+/** `strata run --rm` of the busybox image; its stdout and stderr together in `out`. */
+async function strataRun(
   env: Env,
   runDir: string,
   script: string,
@@ -41,15 +40,8 @@ function strataRun(
     'busybox',
     script, // the test image's entrypoint is ["/bin/sh", "-c"]
   ]);
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, ms: Date.now() - started }));
-  });
+  const r = await runCollect(cmd, args);
+  return { code: r.code, out: r.stdout + r.stderr, ms: r.ms };
 }
 
 /** Every path under dir, relative. */
@@ -86,16 +78,14 @@ function childrenOf(pid: number): number[] {
 }
 
 test(`${RUNS} consecutive strata run --rm leak nothing`, async () => {
-  const env = await makeEnv(['busybox']);
-  const daemon = await startDaemon(env);
-  const runDir = join(env.dir, 'run-dir');
-  try {
+  await withDaemonEnv(['busybox'], async ({ env, daemon }) => {
+    const runDir = join(env.dir, 'run-dir');
     // Warm up: the daemon's object fd cache, libuv's pool and the run dir's layout start on first use.
     for (let i = 0; i < 3; i++) {
       const r = await strataRun(env, runDir, 'true');
       assert.is(r.code, 0, r.out);
     }
-    assert.ok(await eventually(async () => (await served(env)).length === 0));
+    assert.ok(await servesNothing(env));
     const before = processCounts(daemon.pid);
     const mounts = hostMounts(env);
     const entries = tree(runDir);
@@ -107,17 +97,9 @@ test(`${RUNS} consecutive strata run --rm leak nothing`, async () => {
       assert.is(r.out, `run-${i}\n`);
       times.push(r.ms);
     }
-    assert.ok(await eventually(async () => (await served(env)).length === 0), 'nothing served');
-    assert.equal(await leaseIds(env), [], 'no lease');
-    assert.equal(hostMounts(env), mounts, 'no host mount');
+    await assertNoLeaks(env, mounts);
     assert.equal(tree(runDir), entries, `run-dir entries (${relative(env.dir, runDir)})`);
-    assert.ok(
-      await eventually(() => {
-        const now = processCounts(daemon.pid);
-        return now.fds <= before.fds && now.threads <= before.threads;
-      }),
-      `daemon fds/threads grew: ${JSON.stringify(before)} -> ${JSON.stringify(processCounts(daemon.pid))}`,
-    );
+    await assertDaemonNotGrown(daemon, before);
     assert.equal(childrenOf(daemon.pid), [], 'the daemon has no child process');
     assert.equal(childrenOf(process.pid).sort(), children, 'no new child of ours');
     assert.ok(children.includes(daemon.pid));
@@ -127,10 +109,7 @@ test(`${RUNS} consecutive strata run --rm leak nothing`, async () => {
       `    strata run --rm (CLI from sources): median ${times[RUNS >> 1]} ms (min ${times[0]}, max ${times[RUNS - 1]}); ` +
         `daemon fds ${before.fds}, threads ${before.threads}`,
     );
-  } finally {
-    assert.is(await daemon.stop(), 0, 'the daemon exits cleanly');
-    removeEnv(env);
-  }
+  });
 });
 
 test.run();

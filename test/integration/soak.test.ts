@@ -6,16 +6,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import {
+  assertDaemonNotGrown,
+  assertNoLeaks,
   bundle,
-  eventually,
   hostMounts,
-  leaseIds,
-  makeEnv,
   processCounts,
-  removeEnv,
   runContainer,
-  served,
-  startDaemon,
+  servesNothing,
+  withDaemonEnv,
 } from './harness.js';
 
 const RUNS = 50;
@@ -23,9 +21,7 @@ const RUNS = 50;
 test(`${RUNS} consecutive runc runs (read-only and writable) leak nothing`, async () => {
   const ours = () => readdirSync(tmpdir()).filter((n) => n.startsWith('strata-it-')).length;
   const tmpBefore = ours();
-  const env = await makeEnv(['busybox']);
-  const daemon = await startDaemon(env);
-  try {
+  await withDaemonEnv(['busybox'], async ({ env, daemon }) => {
     const ro = await bundle(env, 'busybox', {
       entrypoint: ['/bin/sh'],
       command: ['-c', 'cat /etc/group >/dev/null'],
@@ -44,7 +40,7 @@ test(`${RUNS} consecutive runc runs (read-only and writable) leak nothing`, asyn
       const b = await runContainer('runc', rw, `warm-rw-${i}`);
       assert.is(b.code, 0, b.stderr);
     }
-    assert.ok(await eventually(async () => (await served(env)).length === 0));
+    assert.ok(await servesNothing(env));
     const before = processCounts(daemon.pid);
     const mounts = hostMounts(env);
     const times: number[] = [];
@@ -53,22 +49,11 @@ test(`${RUNS} consecutive runc runs (read-only and writable) leak nothing`, asyn
       assert.is(r.code, 0, `run ${i}: ${r.stderr}`);
       times.push(r.ms);
     }
-    assert.ok(await eventually(async () => (await served(env)).length === 0), 'nothing served');
-    assert.equal(await leaseIds(env), [], 'no lease');
-    assert.equal(hostMounts(env), mounts, 'no host mount');
-    assert.ok(
-      await eventually(() => {
-        const now = processCounts(daemon.pid);
-        return now.fds <= before.fds && now.threads <= before.threads;
-      }),
-      `daemon fds/threads grew: ${JSON.stringify(before)} -> ${JSON.stringify(processCounts(daemon.pid))}`,
-    );
+    await assertNoLeaks(env, mounts);
+    await assertDaemonNotGrown(daemon, before);
     times.sort((a, b) => a - b);
     console.log(`    runc run median ${times[RUNS >> 1]} ms (min ${times[0]}, max ${times[RUNS - 1]})`);
-  } finally {
-    assert.is(await daemon.stop(), 0, 'the daemon exits cleanly');
-    removeEnv(env);
-  }
+  });
   assert.is(ours(), tmpBefore, 'no temp dir left');
 });
 

@@ -6,37 +6,27 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import {
+  assertNoLeaks,
   bundle,
-  eventually,
-  hostMounts,
-  leaseIds,
-  makeEnv,
-  removeEnv,
+  closeDaemonEnv,
+  openDaemonEnv,
   runContainer,
-  served,
-  startDaemon,
-  type Daemon,
+  type DaemonEnv,
   type Env,
   type Runtime,
 } from './harness.js';
 
 export function runtimeSuite(runtime: Runtime): void {
+  let d: DaemonEnv;
   let env: Env;
-  let daemon: Daemon;
-  let mountsBefore: string[];
   let n = 0;
 
   test.before(async () => {
-    env = await makeEnv(['busybox', 'debian']);
-    daemon = await startDaemon(env);
-    mountsBefore = hostMounts(env);
+    d = await openDaemonEnv(['busybox', 'debian']);
+    env = d.env;
   });
 
-  test.after(async () => {
-    const code = await daemon.stop();
-    removeEnv(env);
-    assert.is(code, 0, 'the daemon exits cleanly on SIGTERM');
-  });
+  test.after(() => closeDaemonEnv(d));
 
   async function run(image: string, readOnly: boolean, script: string) {
     const id = `${runtime}-${image}-${++n}`;
@@ -49,9 +39,7 @@ export function runtimeSuite(runtime: Runtime): void {
     });
     const r = await runContainer(runtime, dir, id);
     // Afterwards: the container's namespace is gone, so is its mount; the daemon saw ENODEV.
-    assert.ok(await eventually(async () => (await served(env)).length === 0), 'the daemon serves nothing');
-    assert.equal(await leaseIds(env), [], 'no lease left');
-    assert.equal(hostMounts(env), mountsBefore, 'nothing mounted in the host namespace');
+    await assertNoLeaks(env, d.mountsBefore);
     const log = readFileSync(env.logFile, 'utf8');
     assert.match(log, `container ${id}: released (FUSE session ended: unmounted (ENODEV)`);
     return r;
