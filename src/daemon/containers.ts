@@ -33,7 +33,7 @@ export interface ContainerManagerOptions {
   logger: Logger;
   /** How long a prepared root waits for createContainer. Default 60 s. */
   prepareTimeoutMs?: number;
-  /** How long a release waits for the session to end by itself before aborting it. Default 2 s. */
+  /** How long a release waits for the session to end by itself before aborting it. Default 5 s. */
   releaseGraceMs?: number;
 }
 
@@ -88,7 +88,7 @@ export class ContainerManager {
     this.storeRoot = opts.storeRoot;
     this.logger = opts.logger;
     this.prepareTimeoutMs = opts.prepareTimeoutMs ?? 60_000;
-    this.releaseGraceMs = opts.releaseGraceMs ?? 2_000;
+    this.releaseGraceMs = opts.releaseGraceMs ?? 5_000;
     this.indexes = new IndexCache(opts.storeRoot);
   }
 
