@@ -1,275 +1,29 @@
-// The tree index: one image's merged filesystem tree in a compact binary file, built for the
-// FUSE server. Inode numbers are positions in the inode table (1 is the root, as FUSE_ROOT_ID),
-// so attributes are found in O(1); each directory's entries are sorted by name bytes for binary
-// search; names, symlink targets, xattrs and small file contents live in one byte pool.
-//
-// Format, version 1, all integers little-endian:
-//
-//   header (64 bytes)
-//     0  magic "STRATAIX"        8  u32 version (1)       12 u32 header size (64)
-//     16 u32 inode count         20 u32 dirent count       24 u32 xattr count
-//     28 u32 object count        32 u32 pool size          36 u32 inodes offset
-//     40 u32 dirents offset      44 u32 xattrs offset      48 u32 objects offset
-//     52 u32 pool offset         56 u32 flags (0)          60 u32 reserved (0)
-//   inodes   (64 bytes each; inode n at inodes offset + (n-1)*64)
-//     0 u32 mode (S_IFMT | permission bits)   4 u32 uid     8 u32 gid    12 u32 nlink
-//     16 u64 size                             24 i64 mtime seconds        32 u32 mtime ns
-//     36 u32 rdev (Linux new_encode_dev)      40 u32 a      44 u32 b     48 u32 c
-//     52 u32 first xattr                      56 u32 xattr count         60 u32 parent ino
-//       directory: a = first dirent, b = dirent count
-//       regular:   a = object index, or 0xffffffff with b = pool offset, c = length (inline)
-//       symlink:   b = pool offset, c = target length
-//   dirents  (12 bytes: u32 name offset, u32 name length, u32 ino), per directory sorted by name
-//   xattrs   (16 bytes: u32 name offset, u32 name length, u32 value offset, u32 value length)
-//   objects  (32 bytes each: raw sha256 of a content object), sorted
-//   pool     (bytes)
-//
-// The file is named by its own sha256 in the store, so corruption is caught by fsck; decode()
-// still checks every offset so a damaged index can never make a reader go out of bounds.
+// Reads the tree index format (see tree-index-format.ts): a read-only view whose every offset is
+// checked once at decode, so a damaged index can never make a reader go out of bounds.
 import { createHash } from 'node:crypto';
 import { DataLossError } from './errors.js';
+import {
+  DIRENT_SIZE,
+  HEADER_SIZE,
+  INLINE,
+  INODE_SIZE,
+  OBJECT_SIZE,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+  TREE_INDEX_MAGIC,
+  TREE_INDEX_VERSION,
+  XATTR_SIZE,
+} from './tree-index-format.js';
 
-export const TREE_INDEX_MAGIC = 'STRATAIX';
-export const TREE_INDEX_VERSION = 1;
-const HEADER_SIZE = 64;
-const INODE_SIZE = 64;
-const DIRENT_SIZE = 12;
-const XATTR_SIZE = 16;
-const OBJECT_SIZE = 32;
-const INLINE = 0xffffffff;
-
-export const S_IFMT = 0o170000;
-export const S_IFSOCK = 0o140000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000;
-export const S_IFDIR = 0o040000;
-export const S_IFCHR = 0o020000;
-export const S_IFIFO = 0o010000;
-
-export type NodeType = 'dir' | 'file' | 'symlink' | 'chardev' | 'blockdev' | 'fifo' | 'socket';
-
-const TYPE_BITS: Record<NodeType, number> = {
-  dir: S_IFDIR,
-  file: S_IFREG,
-  symlink: S_IFLNK,
-  chardev: S_IFCHR,
-  blockdev: S_IFBLK,
-  fifo: S_IFIFO,
-  socket: S_IFSOCK,
-};
-
-/**
- * A node of the in-memory tree that the importer builds. The same object referenced from two
- * directories is one inode (a hard link); directories cannot be hard-linked.
- */
-export interface TreeNode {
-  type: NodeType;
-  /** Permission bits including setuid/setgid/sticky (07777); the type bits come from `type`. */
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeSec: number;
-  mtimeNsec?: number;
-  xattrs?: Map<string, Buffer>;
-  /** dir */
-  children?: Map<string, TreeNode>;
-  /** file: size in bytes, and either the content object's sha256 hex or inline content. */
-  size?: number;
-  digest?: string;
-  inline?: Buffer;
-  /** symlink */
-  target?: string;
-  /** chardev / blockdev */
-  rdevMajor?: number;
-  rdevMinor?: number;
-}
-
-export function newDir(mode = 0o755, uid = 0, gid = 0, mtimeSec = 0): TreeNode {
-  return { type: 'dir', mode, uid, gid, mtimeSec, children: new Map() };
-}
-
-export function encodeDev(major: number, minor: number): number {
-  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
-}
-
-export function decodeDev(rdev: number): { major: number; minor: number } {
-  return { major: (rdev >>> 8) & 0xfff, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
-}
-
-class Pool {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  private interned = new Map<string, number>();
-
-  add(data: Buffer): number {
-    const key = data.length <= 256 ? data.toString('latin1') : undefined;
-    if (key !== undefined) {
-      const seen = this.interned.get(key);
-      if (seen !== undefined) return seen;
-    }
-    const off = this.size;
-    this.chunks.push(data);
-    this.size += data.length;
-    if (key !== undefined) this.interned.set(key, off);
-    return off;
-  }
-
-  get length(): number {
-    return this.size;
-  }
-
-  concat(): Buffer {
-    return Buffer.concat(this.chunks, this.size);
-  }
-}
-
-/** Serialize a tree. Inodes are numbered breadth-first with names in byte order: deterministic. */
-export function encodeTreeIndex(root: TreeNode): Buffer {
-  if (root.type !== 'dir') throw new TypeError('the root of a tree index must be a directory');
-  const order: TreeNode[] = [];
-  const inoOf = new Map<TreeNode, number>();
-  const parentOf = new Map<TreeNode, number>();
-  const links = new Map<TreeNode, number>();
-  const sortedChildren = new Map<TreeNode, [Buffer, TreeNode][]>();
-  const digests = new Set<string>();
-
-  const visit = (node: TreeNode, parentIno: number): void => {
-    links.set(node, (links.get(node) ?? 0) + 1);
-    if (inoOf.has(node)) {
-      if (node.type === 'dir') throw new TypeError('a directory cannot appear twice in a tree');
-      return;
-    }
-    order.push(node);
-    inoOf.set(node, order.length);
-    parentOf.set(node, parentIno);
-    if (node.type === 'file' && node.inline === undefined) {
-      if (!node.digest) throw new TypeError('a file node needs a digest or inline content');
-      digests.add(node.digest);
-    }
-  };
-  visit(root, 1);
-  for (let i = 0; i < order.length; i++) {
-    const node = order[i];
-    if (node.type !== 'dir') continue;
-    const kids = [...(node.children ?? new Map<string, TreeNode>())].map(
-      ([name, kid]) => [Buffer.from(name), kid] as [Buffer, TreeNode],
-    );
-    kids.sort((x, y) => Buffer.compare(x[0], y[0]));
-    sortedChildren.set(node, kids);
-    for (const [, kid] of kids) visit(kid, i + 1);
-  }
-
-  const objects = [...digests].sort();
-  const objectIndex = new Map(objects.map((d, i) => [d, i]));
-  const pool = new Pool();
-  const direntRecs: number[][] = [];
-  const xattrRecs: number[][] = [];
-  const inodes = Buffer.alloc(order.length * INODE_SIZE);
-
-  order.forEach((node, i) => {
-    const at = i * INODE_SIZE;
-    let a = 0;
-    let b = 0;
-    let c = 0;
-    let nlink = links.get(node) ?? 1;
-    let size = 0;
-    let rdev = 0;
-    switch (node.type) {
-      case 'dir': {
-        const kids = sortedChildren.get(node) ?? [];
-        a = direntRecs.length;
-        b = kids.length;
-        nlink = 2 + kids.filter(([, k]) => k.type === 'dir').length;
-        for (const [name, kid] of kids) direntRecs.push([pool.add(name), name.length, inoOf.get(kid)!]);
-        break;
-      }
-      case 'file':
-        if (node.inline !== undefined) {
-          a = INLINE;
-          b = pool.add(node.inline);
-          c = node.inline.length;
-          size = node.inline.length;
-        } else {
-          a = objectIndex.get(node.digest!)!;
-          size = node.size ?? 0;
-        }
-        break;
-      case 'symlink': {
-        const target = Buffer.from(node.target ?? '');
-        b = pool.add(target);
-        c = target.length;
-        size = target.length;
-        break;
-      }
-      case 'chardev':
-      case 'blockdev':
-        rdev = encodeDev(node.rdevMajor ?? 0, node.rdevMinor ?? 0);
-        break;
-      default:
-        break;
-    }
-    const xattrs = [...(node.xattrs ?? new Map<string, Buffer>())].sort((x, y) =>
-      Buffer.compare(Buffer.from(x[0]), Buffer.from(y[0])),
-    );
-    const firstXattr = xattrRecs.length;
-    for (const [name, value] of xattrs) {
-      const nameBuf = Buffer.from(name);
-      xattrRecs.push([pool.add(nameBuf), nameBuf.length, pool.add(value), value.length]);
-    }
-    inodes.writeUInt32LE((TYPE_BITS[node.type] | (node.mode & 0o7777)) >>> 0, at);
-    inodes.writeUInt32LE(node.uid >>> 0, at + 4);
-    inodes.writeUInt32LE(node.gid >>> 0, at + 8);
-    inodes.writeUInt32LE(nlink, at + 12);
-    inodes.writeBigUInt64LE(BigInt(size), at + 16);
-    inodes.writeBigInt64LE(BigInt(Math.trunc(node.mtimeSec)), at + 24);
-    inodes.writeUInt32LE(node.mtimeNsec ?? 0, at + 32);
-    inodes.writeUInt32LE(rdev, at + 36);
-    inodes.writeUInt32LE(a >>> 0, at + 40);
-    inodes.writeUInt32LE(b >>> 0, at + 44);
-    inodes.writeUInt32LE(c >>> 0, at + 48);
-    inodes.writeUInt32LE(firstXattr, at + 52);
-    inodes.writeUInt32LE(xattrs.length, at + 56);
-    inodes.writeUInt32LE(node.type === 'dir' ? parentOf.get(node)! : 0, at + 60);
-  });
-
-  const dirents = Buffer.alloc(direntRecs.length * DIRENT_SIZE);
-  direntRecs.forEach(([off, len, ino], i) => {
-    dirents.writeUInt32LE(off, i * DIRENT_SIZE);
-    dirents.writeUInt32LE(len, i * DIRENT_SIZE + 4);
-    dirents.writeUInt32LE(ino, i * DIRENT_SIZE + 8);
-  });
-  const xattrTable = Buffer.alloc(xattrRecs.length * XATTR_SIZE);
-  xattrRecs.forEach((rec, i) => rec.forEach((v, j) => xattrTable.writeUInt32LE(v, i * XATTR_SIZE + j * 4)));
-  const objectTable = Buffer.concat(objects.map((d) => Buffer.from(d, 'hex')));
-  const poolBuf = pool.concat();
-
-  const header = Buffer.alloc(HEADER_SIZE);
-  const inodesOff = HEADER_SIZE;
-  const direntsOff = inodesOff + inodes.length;
-  const xattrsOff = direntsOff + dirents.length;
-  const objectsOff = xattrsOff + xattrTable.length;
-  const poolOff = objectsOff + objectTable.length;
-  header.write(TREE_INDEX_MAGIC, 0, 'latin1');
-  const fields = [
-    TREE_INDEX_VERSION,
-    HEADER_SIZE,
-    order.length,
-    direntRecs.length,
-    xattrRecs.length,
-    objects.length,
-    poolBuf.length,
-    inodesOff,
-    direntsOff,
-    xattrsOff,
-    objectsOff,
-    poolOff,
-    0,
-    0,
-  ];
-  fields.forEach((v, i) => header.writeUInt32LE(v, 8 + i * 4));
-  return Buffer.concat([header, inodes, dirents, xattrTable, objectTable, poolBuf]);
-}
+// The importer, the FUSE server and the tests all take the format through this one module.
+export * from './tree-index-format.js';
+export { encodeTreeIndex, newDir, type TreeNode } from './tree-index-encode.js';
 
 export interface InodeAttr {
   ino: number;
