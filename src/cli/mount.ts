@@ -7,6 +7,10 @@ import { limitServerHeap } from '../mount/serve.js';
 import { storeFor, type GlobalArgs } from './context.js';
 import { shortDigest } from './output.js';
 
+// Before anything else allocates: the young generation can only be kept from growing, not
+// shrunk, so the earlier this runs the smaller the server stays (yargs' parsing alone grows it).
+limitServerHeap();
+
 interface MountArgs extends GlobalArgs {
   image: string;
   dir: string;
@@ -33,7 +37,6 @@ export const mountCommand: CommandModule<GlobalArgs, MountArgs> = {
       }),
   handler: async (argv) => {
     const store = await storeFor(argv);
-    limitServerHeap();
     const mount = await mountImage({
       storeRoot: store.root,
       ref: argv.image,
