@@ -111,6 +111,10 @@ export interface NativeAddon {
   /** flock(2); with LOCK_NB a held lock throws code 'EWOULDBLOCK'. */
   flock(fd: number, operation: number): void;
   syncfs(fd: number): void;
+  /** The file mapped read-only (MAP_PRIVATE) as a Buffer, unmapped when the Buffer is collected.
+   * Never write to it: a write is SIGSEGV, not an exception. The file must not be truncated while
+   * mapped (SIGBUS); store files are immutable. Errors are errno errors naming the path. */
+  mmapFile(path: string): Buffer;
 
   prctlSetChildSubreaper(on: boolean): void;
   pidfdOpen(pid: number): number;

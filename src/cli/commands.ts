@@ -109,3 +109,51 @@ export function runFastPath(args: string[]): { rest: string[]; root?: string } |
   }
   return undefined;
 }
+
+/** The options of `strata mount`, as yargs would have parsed them. */
+export interface MountFastArgs {
+  root?: string;
+  image: string;
+  dir: string;
+  passthrough: boolean;
+  method: 'auto' | 'mount-api' | 'fusermount3';
+}
+
+const MOUNT_METHODS = ['auto', 'mount-api', 'fusermount3'] as const;
+
+/**
+ * `strata mount IMAGE DIR` with only --root, --[no-]passthrough and --method, parsed without
+ * yargs (2-3 MiB the FUSE server would keep for its whole life). Anything else — --help, an
+ * unknown option, a bad value, a missing positional — returns undefined so yargs parses it and
+ * prints its usual message.
+ */
+export function mountFastPath(args: string[]): MountFastArgs | undefined {
+  let root: string | undefined;
+  let passthrough = true;
+  let method: MountFastArgs['method'] = 'auto';
+  let command = false;
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.indexOf('=');
+    const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    const value = (): string | undefined => inline ?? (i + 1 < args.length ? args[++i] : undefined);
+    if (flag === '--root') {
+      const v = value();
+      if (v === undefined || v.startsWith('-')) return undefined;
+      root = v;
+    } else if (flag === '--method') {
+      const v = value();
+      if (!MOUNT_METHODS.includes(v as MountFastArgs['method'])) return undefined;
+      method = v as MountFastArgs['method'];
+    } else if (a === '--passthrough' || a === '--passthrough=true') passthrough = true;
+    else if (a === '--no-passthrough' || a === '--passthrough=false') passthrough = false;
+    else if (a.startsWith('-')) return undefined;
+    else if (!command) {
+      if (a !== 'mount') return undefined;
+      command = true;
+    } else positional.push(a);
+  }
+  if (!command || positional.length !== 2) return undefined;
+  return { root, image: positional[0], dir: positional[1], passthrough, method };
+}

@@ -2,8 +2,9 @@
 // The strata CLI. Each command lives in its own file, is registered in commands.ts with one row
 // and loaded only when it runs, so `strata --help` or `strata ps` does not pay for the importer
 // or the FUSE server. `strata run` skips yargs altogether: it has its own parser
-// (src/run/args.ts) and is the start path of every container.
-import { COMMANDS, lazy, runFastPath } from './commands.js';
+// (src/run/args.ts) and is the start path of every container. So does a plain `strata mount`:
+// the FUSE server it becomes would keep yargs in memory for its whole life.
+import { COMMANDS, lazy, mountFastPath, runFastPath } from './commands.js';
 import { exitCodeFor, printError } from './output.js';
 
 export async function main(args: string[]): Promise<void> {
@@ -11,6 +12,12 @@ export async function main(args: string[]): Promise<void> {
   if (fast) {
     const { runMain } = await import('./run.js');
     process.exitCode = await runMain(fast.rest, fast.root);
+    return;
+  }
+  const mount = mountFastPath(args);
+  if (mount) {
+    const { mountMain } = await import('./mount.js');
+    await mountMain(mount);
     return;
   }
   const { default: yargs } = await import('yargs');

@@ -11,7 +11,7 @@ import { shortDigest } from './output.js';
 // shrunk, so the earlier this runs the smaller the server stays (yargs' parsing alone grows it).
 limitServerHeap();
 
-interface MountArgs extends GlobalArgs {
+export interface MountArgs extends GlobalArgs {
   image: string;
   dir: string;
   passthrough: boolean;
@@ -35,34 +35,37 @@ export const mountCommand: CommandModule<GlobalArgs, MountArgs> = {
         default: 'auto' as const,
         describe: 'how to mount; auto falls back to fusermount3 when fsopen is not permitted',
       }),
-  handler: async (argv) => {
-    const store = await storeFor(argv);
-    const mount = await mountImage({
-      storeRoot: store.root,
-      ref: argv.image,
-      dir: argv.dir,
-      passthrough: argv.passthrough,
-      method: argv.method,
-    });
-    mount.handler.on('warn', (w: { code: string; error?: unknown }) =>
-      process.stderr.write(`strata: warning: ${w.code}: ${String(w.error)}\n`),
-    );
-    const stop = () => void mount.stop();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    process.stdout.write(
-      `mounted ${shortDigest(mount.image.manifestDigest)} at ${mount.dir} ` +
-        `(${mount.method}, passthrough ${argv.passthrough ? 'on' : 'off'}, pid ${process.pid})\n`,
-    );
-    const end = await mount.done;
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    if (end.reason === 'error') {
-      process.stderr.write(`strata: the FUSE device failed: ${end.detail}\n`);
-      process.exitCode = 1;
-    }
-  },
+  handler: (argv) => mountMain(argv),
 };
+
+/** The whole `mount` command, for yargs' handler and for main.ts's start path without yargs. */
+export async function mountMain(argv: MountArgs): Promise<void> {
+  const store = await storeFor(argv);
+  const mount = await mountImage({
+    storeRoot: store.root,
+    ref: argv.image,
+    dir: argv.dir,
+    passthrough: argv.passthrough,
+    method: argv.method,
+  });
+  mount.handler.on('warn', (w: { code: string; error?: unknown }) =>
+    process.stderr.write(`strata: warning: ${w.code}: ${String(w.error)}\n`),
+  );
+  const stop = () => void mount.stop();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.stdout.write(
+    `mounted ${shortDigest(mount.image.manifestDigest)} at ${mount.dir} ` +
+      `(${mount.method}, passthrough ${argv.passthrough ? 'on' : 'off'}, pid ${process.pid})\n`,
+  );
+  const end = await mount.done;
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  if (end.reason === 'error') {
+    process.stderr.write(`strata: the FUSE device failed: ${end.detail}\n`);
+    process.exitCode = 1;
+  }
+}
 
 export const umountCommand: CommandModule<GlobalArgs, GlobalArgs & { dir: string }> = {
   command: 'umount <dir>',

@@ -7,11 +7,15 @@
 // containers by more than that (idle.ts). Failures reach the hook through sd_notify.
 import { parseArgs } from 'node:util';
 
+import { limitServerHeap } from '../mount/serve.js';
 import { resolveRoot } from '../store/store.js';
 import { runDaemon } from './daemon.js';
 import { parseExitIdle } from './idle.js';
 import { sdNotify } from './notify.js';
 import { resolveLogFile, resolveSocket } from './paths.js';
+
+// Before anything else allocates: the young generation can be kept from growing, not shrunk.
+limitServerHeap();
 
 async function main(argv: string[]): Promise<void> {
   let values;

@@ -11,6 +11,14 @@ import { imageRecordPath, ingestDir, treeIndexPath } from './layout.js';
 import { listRefs, parseReference, readRef } from './refs.js';
 import { TreeIndex } from './tree-index.js';
 
+// The FUSE server maps its tree index rather than reading it: inline file contents (up to 4 KiB
+// each, most of the index) then cost memory only once read. Without the addon (not built on
+// this machine) the index is read whole, as before.
+const mapFile: ((path: string) => Buffer) | undefined = await import('../native-addon.js').then(
+  (mod) => mod.native.mmapFile,
+  () => undefined,
+);
+
 export type { ImageRecord };
 
 /** A record plus the names (refs) that point at it. */
@@ -134,8 +142,10 @@ export async function resolveImage(root: string, ref: string): Promise<ImageInfo
 }
 
 /**
- * The image's tree index, for the FUSE server. One read and a bounds-checking decode; the
- * sha256 is checked only with `verify` (fsck checks it; hashing would double the load time).
+ * The image's tree index, for the FUSE server. A read-only mapping (a read without the addon)
+ * and a bounds-checking decode, which touches the inode, dirent and xattr tables but not the
+ * pool's file contents; the sha256 is checked only with `verify` (fsck checks it; hashing reads
+ * every page and would double the load time).
  */
 export function loadTreeIndex(
   root: string,
@@ -145,7 +155,7 @@ export function loadTreeIndex(
   const path = treeIndexPath(root, record.indexDigest);
   let buf: Buffer;
   try {
-    buf = readFileSync(path);
+    buf = mapFile ? mapFile(path) : readFileSync(path);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) {
       throw new NotFoundError(`tree index ${record.indexDigest} is missing (run strata fsck)`, {

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { COMMANDS, runFastPath } from '../../src/cli/commands.js';
+import { COMMANDS, mountFastPath, runFastPath } from '../../src/cli/commands.js';
 
 test('each row of the command table says what its module says (help lists them without loading)', async () => {
   for (const entry of COMMANDS) {
@@ -22,6 +22,29 @@ test('run skips yargs only when it is the command, after nothing but --root', ()
   assert.is(runFastPath(['--help', 'run']), undefined);
   assert.is(runFastPath(['--root']), undefined);
   assert.is(runFastPath([]), undefined);
+});
+
+test('mount skips yargs for its own options; anything else goes to yargs for its message', () => {
+  const plain = { root: undefined, image: 'debian', dir: '/mnt', passthrough: true, method: 'auto' };
+  assert.equal(mountFastPath(['mount', 'debian', '/mnt']), plain);
+  assert.equal(
+    mountFastPath(['--root', '/s', 'mount', '--no-passthrough', 'debian', '/mnt', '--method', 'fusermount3']),
+    { ...plain, root: '/s', passthrough: false, method: 'fusermount3' },
+  );
+  assert.equal(mountFastPath(['mount', 'debian', '/mnt', '--method=mount-api', '--root=/s']), {
+    ...plain,
+    root: '/s',
+    method: 'mount-api',
+  });
+  assert.equal(mountFastPath(['mount', '--passthrough', 'debian', '/mnt']), plain);
+  assert.is(mountFastPath(['mount', 'debian']), undefined);
+  assert.is(mountFastPath(['mount', 'debian', '/mnt', 'extra']), undefined);
+  assert.is(mountFastPath(['mount', 'debian', '/mnt', '--method', 'fuse']), undefined);
+  assert.is(mountFastPath(['mount', 'debian', '/mnt', '--method']), undefined);
+  assert.is(mountFastPath(['mount', '--help']), undefined);
+  assert.is(mountFastPath(['mount', 'debian', '/mnt', '--verbose']), undefined);
+  assert.is(mountFastPath(['umount', '/mnt']), undefined);
+  assert.is(mountFastPath(['image', 'mount', 'a']), undefined);
 });
 
 test.run();

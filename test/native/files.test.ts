@@ -1,4 +1,13 @@
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -47,6 +56,34 @@ test('syncfs flushes the filesystem of an fd; a bad fd is EBADF', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('mmapFile: the file as a read-only Buffer, valid after unlink; errors name the path', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-mmap-'));
+  try {
+    const path = join(dir, 'index');
+    const data = Buffer.alloc(3 * 4096 + 17);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    writeFileSync(path, data);
+    const buf = native.mmapFile(path);
+    assert.ok(Buffer.isBuffer(buf));
+    assert.ok(buf.equals(readFileSync(path)));
+    unlinkSync(path); // the mapping keeps the contents, as the FUSE server needs after gc
+    assert.ok(buf.equals(data));
+
+    const empty = join(dir, 'empty');
+    writeFileSync(empty, '');
+    assert.is(native.mmapFile(empty).length, 0);
+
+    const missing = join(dir, 'missing');
+    assert.throws(
+      () => native.mmapFile(missing),
+      (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.path === missing && e.message.includes(missing),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.not.ok(existsSync(dir));
 });
 
 test.run();
