@@ -148,4 +148,17 @@ test('unknown inode numbers throw RangeError', () => {
   assert.not.ok(idx.has(99));
 });
 
+test('names come before inline contents in the pool (a walk touches few pages of a mapped index)', () => {
+  const root = newDir();
+  const content = Buffer.from('CONTENT-'.repeat(64));
+  root.children!.set('a-file', { type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeSec: 0, inline: content });
+  const sub = newDir();
+  sub.children!.set('deeper-name', newDir()); // placed after a-file's content in plain visit order
+  root.children!.set('sub', sub);
+  const buf = encodeTreeIndex(root);
+  assert.ok(buf.indexOf('deeper-name') < buf.indexOf(content), 'every name precedes the contents');
+  const idx = TreeIndex.decode(buf);
+  assert.equal(idx.content(idx.lookup(1, 'a-file')), { kind: 'inline', data: content });
+});
+
 test.run();
