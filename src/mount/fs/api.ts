@@ -1,19 +1,10 @@
 // The filesystem side of the FUSE server, in nodes rather than wire structs: small capability
 // interfaces, each optional. bridge.ts adapts whatever subset a filesystem implements to the
 // protocol; a missing capability answers ENOSYS. Methods signal errnos by throwing FuseError.
+import type { InodeAttr } from '../../store/tree-index.js';
 
-export interface NodeAttr {
-  ino: number;
-  /** S_IFMT | permission bits */
-  mode: number;
-  uid: number;
-  gid: number;
-  nlink: number;
-  size: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  rdev: number;
-}
+/** A node's attributes are the tree index's inode attributes (placeholders use the same shape). */
+export type NodeAttr = InodeAttr;
 
 export interface DirEntryInfo {
   name: Buffer;
