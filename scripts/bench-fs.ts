@@ -20,7 +20,7 @@
 // the same cold cache, and strata's "x native" is relative to that pair. The rootfs file's own
 // speed is still shown in the native column.
 //
-//   npm run bench:fs [-- --runs N]          (after npm run build)
+//   npm run bench:fs [-- --runs N] [--strata-only]   (after npm run build)
 //   node --import tsx scripts/bench-fs.ts [--runs N]
 //
 // Every mount, server and temp dir is removed at the end, on failure and on Ctrl-C too.
@@ -39,6 +39,9 @@ import { dropCaches, WorkloadRunner, type WorkloadResult } from './lib/fs-worklo
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 2;
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positive integer');
+/** Only the two strata columns and their RSS, for iterating on the server (no goals: they need
+ * the other systems). */
+const STRATA_ONLY = process.argv.includes('--strata-only');
 const RANDOM_READS = 20_000;
 /** V8 flags for the server process, as a serving launcher should start Node: a 1 MiB young
  * generation instead of up to 16 MiB per semi-space (an allocation-heavy server otherwise grows
@@ -127,12 +130,19 @@ interface Results {
   entries: number;
   rssMiB?: number;
   hwmMiB?: number;
+  /** Of rssMiB: anonymous memory (heap, malloc, buffers) vs file-backed pages (the mapped tree
+   * index, the node binary: page cache, reclaimable and shared with the rest of the system). */
+  anonMiB?: number;
+  fileMiB?: number;
 }
 
-async function rss(pid: number): Promise<{ rss: number; hwm: number }> {
+async function rss(pid: number): Promise<{ rss: number; hwm: number; anon: number; file: number }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)![1]);
-  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+  const kb = (text: string, key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)![1]) / 1024;
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const anon = kb(rollup, 'Anonymous');
+  return { rss: kb(status, 'VmRSS'), hwm: kb(status, 'VmHWM'), anon, file: kb(rollup, 'Rss') - anon };
 }
 
 async function measure(sys: System, runner: WorkloadRunner): Promise<Results> {
@@ -179,12 +189,16 @@ async function measure(sys: System, runner: WorkloadRunner): Promise<Results> {
     entries: cold[0].entries,
     rssMiB: mem?.rss,
     hwmMiB: mem?.hwm,
+    anonMiB: mem?.anon,
+    fileMiB: mem?.file,
   };
 }
 
 function table(results: Map<string, Results>): string {
-  const overlay = results.get('overlayfs')!;
-  const native = results.get('native')!;
+  // Without the other systems (--strata-only), ratios are to the first strata column.
+  const first = [...results.values()][0];
+  const overlay = results.get('overlayfs') ?? first;
+  const native = results.get('native') ?? first;
   const names = [...results.keys()];
   const cell = (v: number, base: number) => `${(v / 1000).toFixed(2)} s (${(v / base).toFixed(2)}x)`;
   const rows: [string, (r: Results) => string][] = [
@@ -207,6 +221,10 @@ function table(results: Map<string, Results>): string {
     [
       'server RSS / peak',
       (r) => (r.rssMiB === undefined ? '-' : `${r.rssMiB.toFixed(0)} / ${r.hwmMiB!.toFixed(0)} MiB`),
+    ],
+    [
+      '  anonymous / file-backed',
+      (r) => (r.anonMiB === undefined ? '-' : `${r.anonMiB.toFixed(1)} / ${r.fileMiB!.toFixed(1)} MiB`),
     ],
   ];
   const grid = [
@@ -275,25 +293,28 @@ async function main(): Promise<void> {
       return p;
     };
     const lowers = [...img.layers].reverse().join(':');
+    if (!STRATA_ONLY)
+      systems.push(
+        fixedDir('native', img.rootfs),
+        commandMount('overlayfs', await mnt('overlayfs'), 'mount', [
+          '-t',
+          'overlay',
+          'overlay',
+          '-o',
+          `ro,lowerdir=${lowers}`,
+          join(work.dir, 'mnt', 'overlayfs'),
+        ]),
+        commandMount('fuse-overlayfs', await mnt('fuse-overlayfs'), 'fuse-overlayfs', [
+          '-o',
+          `lowerdir=${lowers}`,
+          join(work.dir, 'mnt', 'fuse-overlayfs'),
+        ]),
+        commandMount('squashfuse', await mnt('squashfuse'), 'squashfuse', [
+          img.squashfs,
+          join(work.dir, 'mnt', 'squashfuse'),
+        ]),
+      );
     systems.push(
-      fixedDir('native', img.rootfs),
-      commandMount('overlayfs', await mnt('overlayfs'), 'mount', [
-        '-t',
-        'overlay',
-        'overlay',
-        '-o',
-        `ro,lowerdir=${lowers}`,
-        join(work.dir, 'mnt', 'overlayfs'),
-      ]),
-      commandMount('fuse-overlayfs', await mnt('fuse-overlayfs'), 'fuse-overlayfs', [
-        '-o',
-        `lowerdir=${lowers}`,
-        join(work.dir, 'mnt', 'fuse-overlayfs'),
-      ]),
-      commandMount('squashfuse', await mnt('squashfuse'), 'squashfuse', [
-        img.squashfs,
-        join(work.dir, 'mnt', 'squashfuse'),
-      ]),
       strataMount('strata', storeRoot, await mnt('strata'), true, bigObject),
       strataMount('strata-nopt', storeRoot, await mnt('strata-nopt'), false, bigObject),
     );
@@ -313,8 +334,7 @@ async function main(): Promise<void> {
         `  "same file direct" reads strata's own object file from ext4 next to each strata run (taking\n` +
         `  turns at going first), with the same cold cache; strata's seq goals are relative to it\n\n` +
         table(results) +
-        '\n\ngoals:\n  ' +
-        goals(results, inodes).join('\n  ') +
+        (STRATA_ONLY ? '' : '\n\ngoals:\n  ' + goals(results, inodes).join('\n  ')) +
         `\n\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
     );
   } finally {

@@ -53,6 +53,9 @@ export interface NativeConstants {
   readonly LOCK_UN: number;
   readonly LOCK_NB: number;
   readonly CLD_EXITED: number;
+  readonly M_TRIM_THRESHOLD: number;
+  readonly M_MMAP_THRESHOLD: number;
+  readonly M_ARENA_MAX: number;
   readonly CLD_KILLED: number;
   readonly CLD_DUMPED: number;
 }
@@ -115,6 +118,11 @@ export interface NativeAddon {
    * Never write to it: a write is SIGSEGV, not an exception. The file must not be truncated while
    * mapped (SIGBUS); store files are immutable. Errors are errno errors naming the path. */
   mmapFile(path: string): Buffer;
+
+  /** mallopt(3) (glibc); false when the value is refused. */
+  mallopt(param: number, value: number): boolean;
+  /** malloc_trim(0): returns free malloc memory of every arena to the kernel; true if any was. */
+  mallocTrim(): boolean;
 
   prctlSetChildSubreaper(on: boolean): void;
   pidfdOpen(pid: number): number;

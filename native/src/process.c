@@ -1,6 +1,7 @@
 // Child-process plumbing for `strata run`: become a subreaper, and watch a child through a
 // pidfd (pollable, immune to pid reuse).
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -62,7 +63,33 @@ static napi_value js_waitid_pidfd(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// mallopt(3) for a long-running server: glibc gives each thread (libuv's pool runs fs calls) its
+// own arena, and after freeing an mmapped chunk raises its mmap threshold so that later large
+// buffers come from arenas, where freed memory stays resident. Returns false when refused.
+static napi_value js_mallopt(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t param, value;
+  if (!get_args(env, info, 2, argv) || !arg_int32(env, argv[0], "param", &param) ||
+      !arg_int32(env, argv[1], "value", &value))
+    return NULL;
+  napi_value out;
+  napi_get_boolean(env, mallopt(param, value) == 1, &out);
+  return out;
+}
+
+// malloc_trim(3): gives free arena memory back to the kernel (all arenas, not only the heap top).
+static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
+  napi_value out;
+  napi_get_boolean(env, malloc_trim(0) == 1, &out);
+  return out;
+}
+
 void init_process(napi_env env, napi_value exports, napi_value c) {
+  register_fn(env, exports, "mallopt", js_mallopt);
+  register_fn(env, exports, "mallocTrim", js_malloc_trim);
+  set_const(env, c, "M_TRIM_THRESHOLD", M_TRIM_THRESHOLD);
+  set_const(env, c, "M_MMAP_THRESHOLD", M_MMAP_THRESHOLD);
+  set_const(env, c, "M_ARENA_MAX", M_ARENA_MAX);
   register_fn(env, exports, "prctlSetChildSubreaper", js_prctl_set_child_subreaper);
   register_fn(env, exports, "pidfdOpen", js_pidfd_open);
   register_fn(env, exports, "waitidPidfd", js_waitid_pidfd);

@@ -14,6 +14,7 @@ import { createImageHandler } from './fs/image-handler.js';
 import type { PlaceholderSpec } from './fs/placeholders.js';
 import type { BackingCapability, FuseProtocol } from './fuse/protocol.js';
 import { setReadahead } from './fuse/readahead.js';
+import { releaseReplyPool } from './fuse/wire/header.js';
 import type { FuseSession, SessionEnd } from './session.js';
 
 export interface ServeImageOptions {
@@ -91,6 +92,29 @@ export async function prepareImage(opts: ServeImageOptions): Promise<PreparedIma
 export function limitServerHeap(): void {
   v8.setFlagsFromString('--max-semi-space-size=1');
   v8.setFlagsFromString('--semi-space-growth-factor=1');
+  tuneServerMalloc();
+  // Unref'd: it never keeps the process alive, and costs nothing measurable every few seconds.
+  setInterval(releaseServerMemory, MEMORY_RELEASE_MS).unref();
+}
+
+const MEMORY_RELEASE_MS = 5000;
+
+/**
+ * glibc malloc settings for a server whose fs calls run on libuv's pool threads. Each of those
+ * threads otherwise gets its own arena, and after a large buffer is freed glibc raises its mmap
+ * threshold, so later ones come from arenas where freed memory stays resident. Measured on the
+ * bench (all workloads, no passthrough): RSS 81-83 -> 76 MiB.
+ */
+export function tuneServerMalloc(): void {
+  native.mallopt(native.constants.M_ARENA_MAX, 2);
+  native.mallopt(native.constants.M_MMAP_THRESHOLD, 128 * 1024);
+}
+
+/** Gives memory freed after a burst of requests back to the kernel: the READ reply pool and free
+ * malloc memory in every arena (measured ~8 MiB after the bench's workloads). */
+export function releaseServerMemory(): void {
+  releaseReplyPool();
+  native.mallocTrim();
 }
 
 /** Four READs' worth (max_pages = 256): a sequential read keeps about four 1 MiB READs in flight,

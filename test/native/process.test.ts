@@ -60,4 +60,13 @@ test('waitidPidfd reports a signal death; pidfdOpen of no process is ESRCH', asy
   );
 });
 
+test('mallopt accepts the server tuning and refuses an out-of-range value; mallocTrim runs', () => {
+  assert.is(native.mallopt(native.constants.M_ARENA_MAX, 2), true);
+  assert.is(native.mallopt(native.constants.M_MMAP_THRESHOLD, 128 * 1024), true);
+  // glibc refuses a fastbin limit above its maximum (M_MXFAST is 1 in <malloc.h>).
+  assert.is(native.mallopt(1, 1 << 20), false);
+  assert.type(native.mallocTrim(), 'boolean');
+  assert.throws(() => (native.mallopt as (p: unknown, v: unknown) => boolean)('x', 1), /param/);
+});
+
 test.run();

@@ -11,6 +11,8 @@ import {
   encodeOutHeader,
   encodeReply,
   recycleReply,
+  releaseReplyPool,
+  replyPoolSize,
 } from '../../../../src/mount/fuse/wire/header.js';
 import { hex } from '../helpers.js';
 
@@ -68,6 +70,18 @@ test('large reply bodies are reused once recycled, small ones never', () => {
   const small = allocReplyBody(100);
   recycleReply(encodeReply(2n, small));
   assert.is.not(allocReplyBody(100).buffer, small.buffer);
+});
+
+test('releaseReplyPool drops pooled bodies, and later large replies still work', () => {
+  recycleReply(encodeReply(1n, allocReplyBody(1 << 20)));
+  assert.ok(replyPoolSize() > 0);
+  releaseReplyPool();
+  assert.is(replyPoolSize(), 0);
+  const body = allocReplyBody(200_000);
+  body.fill(7);
+  const out = encodeReply(3n, body);
+  assert.is(out.length, 16 + 200_000);
+  assert.is(out[16 + 199_999], 7);
 });
 
 test('names are NUL-terminated; an unterminated one is rejected', () => {
