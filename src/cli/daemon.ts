@@ -1,10 +1,11 @@
-// strata daemon [--socket PATH] [--log-file FILE] [--list | --status]
+// strata daemon [--socket PATH] [--log-file FILE] [--exit-idle SECONDS] [--list | --status]
 import type { Argv, CommandModule } from 'yargs';
 
 import { daemonRequest } from '../daemon/client.js';
 import { runDaemon } from '../daemon/daemon.js';
+import { parseExitIdle } from '../daemon/idle.js';
 import { DEFAULT_ROOT_LOG, DEFAULT_SOCKET, resolveLogFile, resolveSocket } from '../daemon/paths.js';
-import { UnavailableError } from '../store/errors.js';
+import { InvalidArgumentError, UnavailableError } from '../store/errors.js';
 import { resolveRoot } from '../store/store.js';
 import type { GlobalArgs } from './context.js';
 import { printJson, printTable, shortDigest } from './output.js';
@@ -12,6 +13,7 @@ import { printJson, printTable, shortDigest } from './output.js';
 interface DaemonArgs extends GlobalArgs {
   socket?: string;
   'log-file'?: string;
+  'exit-idle'?: string;
   list: boolean;
   status: boolean;
 }
@@ -28,6 +30,10 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
       .option('log-file', {
         type: 'string',
         describe: `log file (default: ${DEFAULT_ROOT_LOG} for root, else $XDG_STATE_HOME/strata/daemon.log)`,
+      })
+      .option('exit-idle', {
+        type: 'string',
+        describe: 'exit once no container has been served for this many seconds (as on-demand daemons do)',
       })
       .option('list', { type: 'boolean', default: false, describe: 'ask the running daemon what it serves' })
       .option('status', {
@@ -54,10 +60,17 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
       ]);
       return printTable(['CONTAINER', 'IMAGE', 'STATE', 'SINCE', 'BUNDLE'], rows);
     }
+    let exitIdleMs: number | undefined;
+    try {
+      exitIdleMs = argv['exit-idle'] === undefined ? undefined : parseExitIdle(argv['exit-idle']);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
     await runDaemon({
       socketPath,
       storeRoot: resolveRoot(argv.root),
       logFile: resolveLogFile(argv['log-file']),
+      exitIdleMs,
     });
   },
 };
