@@ -75,22 +75,31 @@ test('umount of an attached mount ends the session with nothing left (passthroug
   await assertNothingLeft(fds, threads, 'attached');
 });
 
+/** A process holding DIR/etc/os-release open until release(): a user who won't let go of a mount. */
+async function holdOpen(dir: string): Promise<{ release(): Promise<void> }> {
+  const child = spawn('sh', ['-c', 'exec 3<"$1/etc/os-release"; echo held; read x', 'sh', dir], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  await new Promise((r) => child.stdout.once('data', r));
+  return {
+    release: async () => {
+      child.stdin.end();
+      await new Promise((r) => child.once('close', r));
+    },
+  };
+}
+
 test('an open file keeps a lazily unmounted session alive until it is closed', async () => {
   const fds = fdCount();
   const threads = threadCount();
   const dir = await store.mountPoint();
   const mount = await mountImage({ storeRoot: store.root, ref: 'debian', dir });
-  // Holds /etc/os-release open until its stdin closes.
-  const holder = spawn('sh', ['-c', 'exec 3<"$1/etc/os-release"; echo held; read x', 'sh', dir], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  await new Promise((r) => holder.stdout.once('data', r));
+  const holder = await holdOpen(dir);
   await run('umount', ['--lazy', dir]);
   assert.equal(store.mounts(), [], 'gone from the namespace at once');
   assert.is(await within(mount.done, 300), 'timeout', 'the open file pins the session');
   assert.ok(mount.session.isOpen);
-  holder.stdin.end();
-  await new Promise((r) => holder.once('close', r));
+  await holder.release();
   assert.equal(await within(mount.done, 2000), { reason: 'unmounted' });
   await assertNothingLeft(fds, threads, 'lazy');
 });
@@ -100,14 +109,10 @@ test('stop() unmounts, and aborts the session when a reader does not let go', as
   const threads = threadCount();
   const dir = await store.mountPoint();
   const mount = await mountImage({ storeRoot: store.root, ref: 'debian', dir });
-  const holder = spawn('sh', ['-c', 'exec 3<"$1/etc/os-release"; echo held; read x', 'sh', dir], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  await new Promise((r) => holder.stdout.once('data', r));
+  const holder = await holdOpen(dir);
   assert.equal(await within(mount.stop(200), 2000), { reason: 'closed' });
   assert.equal(store.mounts(), []);
-  holder.stdin.end();
-  await new Promise((r) => holder.once('close', r));
+  await holder.release();
   await assertNothingLeft(fds, threads, 'stop');
 });
 
