@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { constants as c, native } from '../../src/native-addon.js';
 import { createDetachedMount, handOver } from '../../src/mount/detached.js';
 import { RecordingSyscalls } from '../../src/mount/syscalls.js';
-import { fdCount, MiniFuse, offThread, threadCount, waitFor } from '../native/mini-fuse.js';
+import { fdSnapshot, fdsLeftSince, MiniFuse, offThread, threadCount, waitFor } from '../native/mini-fuse.js';
 
 // Every access to our own mount is async or on a worker: the main thread is the one answering.
 interface Opened {
@@ -33,7 +33,7 @@ async function code(p: Promise<unknown>): Promise<string | undefined> {
 
 test('serves a detached mount, then ends with ENODEV leaving no thread or fd', async () => {
   const threadsBefore = threadCount();
-  const fdsBefore = fdCount();
+  const fdsBefore = fdSnapshot();
   const fs = new MiniFuse({ x: 'hello from fuse\n' });
   const m = await createDetachedMount({ handler: fs, fsname: 'strata-test' });
   assert.is(threadCount(), threadsBefore, 'no reader thread: the JS thread polls the device');
@@ -54,7 +54,7 @@ test('serves a detached mount, then ends with ENODEV leaving no thread or fd', a
   console.log(`    ENODEV ${Date.now() - started} ms after the last close`);
   assert.not.ok(m.session.isOpen);
   assert.ok(await waitFor(() => threadCount() === threadsBefore), 'reader thread gone');
-  assert.is(fdCount(), fdsBefore, 'no fd left');
+  assert.equal(fdsLeftSince(fdsBefore), [], 'no fd left');
 });
 
 test('the read-only superblock refuses writes', async () => {
@@ -66,19 +66,19 @@ test('the read-only superblock refuses writes', async () => {
 });
 
 test('close() ends the session from our side; the mount then answers ENOTCONN', async () => {
-  const fdsBefore = fdCount();
+  const fdsBefore = fdSnapshot();
   const threadsBefore = threadCount();
   const m = await createDetachedMount({ handler: new MiniFuse({ x: 'a' }) });
   assert.ok((await stat(`/proc/self/fd/${m.mountFd}`)).isDirectory()); // INIT answered
   assert.equal(await m.session.close(), { reason: 'closed' });
   assert.is(await code(readdir(`/proc/self/fd/${m.mountFd}`)), 'ENOTCONN');
   closeSync(m.mountFd);
-  assert.is(fdCount(), fdsBefore);
+  assert.equal(fdsLeftSince(fdsBefore), []);
   assert.ok(await waitFor(() => threadCount() === threadsBefore), 'reader thread gone');
 });
 
 test('handOver sends the mount fd and closes our copy; the receiver keeps it alive', async () => {
-  const fdsBefore = fdCount();
+  const fdsBefore = fdSnapshot();
   const m = await createDetachedMount({ handler: new MiniFuse({ x: 'shared' }) });
   const [a, b] = native.socketpair();
   handOver(m.mountFd, a);
@@ -90,7 +90,7 @@ test('handOver sends the mount fd and closes our copy; the receiver keeps it ali
   assert.equal(await m.session.ended, { reason: 'unmounted' });
   closeSync(a);
   closeSync(b);
-  assert.is(fdCount(), fdsBefore, 'our copy was closed by handOver');
+  assert.equal(fdsLeftSince(fdsBefore), [], 'our copy was closed by handOver');
   assert.throws(() => fstatSync(m.mountFd));
 });
 

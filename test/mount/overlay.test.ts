@@ -9,7 +9,7 @@ import { constants as c, native } from '../../src/native-addon.js';
 import { createDetachedMount } from '../../src/mount/detached.js';
 import { createDetachedOverlay } from '../../src/mount/overlay.js';
 import { RecordingSyscalls } from '../../src/mount/syscalls.js';
-import { fdCount, MiniFuse, threadCount, waitFor } from '../native/mini-fuse.js';
+import { fdSnapshot, fdsLeftSince, MiniFuse, threadCount, waitFor } from '../native/mini-fuse.js';
 
 function detachedTmpfs(): number {
   const fs = native.fsopen('tmpfs', c.FSOPEN_CLOEXEC);
@@ -20,7 +20,7 @@ function detachedTmpfs(): number {
 }
 
 test('overlay over a detached tmpfs: writes land in the upper layer, the lower is unchanged', async () => {
-  const fdsBefore = fdCount();
+  const fdsBefore = fdSnapshot();
   const lower = detachedTmpfs();
   writeFileSync(`/proc/self/fd/${lower}/a`, 'lower a');
   const ovl = await createDetachedOverlay(lower);
@@ -33,7 +33,7 @@ test('overlay over a detached tmpfs: writes land in the upper layer, the lower i
   assert.equal(readdirSync(`/proc/self/fd/${lower}`), ['a']);
   closeSync(ovl);
   closeSync(lower);
-  assert.is(fdCount(), fdsBefore, 'every intermediate fd closed');
+  assert.equal(fdsLeftSince(fdsBefore), [], 'every intermediate fd closed');
 });
 
 test('overlay with a given upper directory keeps the changes there', async () => {
@@ -56,7 +56,7 @@ test('overlay with a given upper directory keeps the changes there', async () =>
 
 test('overlay over the detached FUSE mount; closing both ends the FUSE session', async () => {
   const threadsBefore = threadCount();
-  const fdsBefore = fdCount();
+  const fdsBefore = fdSnapshot();
   const m = await createDetachedMount({ handler: new MiniFuse({ x: 'from the image' }) });
   const ovl = await createDetachedOverlay(m.mountFd);
   closeSync(m.mountFd); // the overlay holds its own reference to the lower mount
@@ -70,7 +70,7 @@ test('overlay over the detached FUSE mount; closing both ends the FUSE session',
   const end = await Promise.race([m.session.ended, new Promise((r) => setTimeout(() => r('timeout'), 2000))]);
   assert.equal(end, { reason: 'unmounted' });
   assert.ok(await waitFor(() => threadCount() === threadsBefore));
-  assert.is(fdCount(), fdsBefore);
+  assert.equal(fdsLeftSince(fdsBefore), []);
 });
 
 test('builds the verified sequence and closes every intermediate fd on failure', async () => {

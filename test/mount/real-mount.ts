@@ -8,7 +8,7 @@ import { readMountinfo } from '../../src/mount/mountinfo.js';
 import { openStore } from '../../src/store/store.js';
 import type { TestImage } from '../fixtures/images.js';
 
-export { fdCount, threadCount, waitFor } from '../native/mini-fuse.js';
+export { fdSnapshot, fdsLeftSince, threadCount, waitFor, type FdSnapshot } from '../native/mini-fuse.js';
 
 export interface TempStore {
   /** The temp dir holding the store and the mount points. */

@@ -12,7 +12,15 @@ import { serveImage } from '../../src/mount/serve.js';
 import type { SessionEnd } from '../../src/mount/session.js';
 import { debianImage } from '../fixtures/images.js';
 import { run } from '../fixtures/run.js';
-import { fdCount, tempStore, threadCount, waitFor, type TempStore } from './real-mount.js';
+import {
+  fdSnapshot,
+  fdsLeftSince,
+  type FdSnapshot,
+  tempStore,
+  threadCount,
+  waitFor,
+  type TempStore,
+} from './real-mount.js';
 
 let store: TempStore;
 
@@ -43,14 +51,17 @@ async function readThrough(root: string): Promise<void> {
   assert.match(stdout, /Debian GNU\/Linux 12/);
 }
 
-async function assertNothingLeft(fds: number, threads: number, what: string): Promise<void> {
+async function assertNothingLeft(fds: FdSnapshot, threads: number, what: string): Promise<void> {
   assert.ok(await waitFor(() => threadCount() === threads, 2000), `${what}: reader thread left`);
-  assert.ok(await waitFor(() => fdCount() === fds, 2000), `${what}: ${fdCount() - fds} fds left`);
+  assert.ok(
+    await waitFor(() => fdsLeftSince(fds).length === 0, 2000),
+    `${what}: fds left: ${fdsLeftSince(fds).join(', ')}`,
+  );
   assert.equal(store.mounts(), [], `${what}: strata mounts left`);
 }
 
 test('closing the last fd of a detached mount ends the session with nothing left', async () => {
-  const fds = fdCount();
+  const fds = fdSnapshot();
   const threads = threadCount();
   const served = await serveImage({ storeRoot: store.root, ref: 'debian', passthrough: false });
   assert.is(threadCount(), threads, 'no reader thread: the session polls on the JS thread');
@@ -64,7 +75,7 @@ test('closing the last fd of a detached mount ends the session with nothing left
 });
 
 test('umount of an attached mount ends the session with nothing left (passthrough on)', async () => {
-  const fds = fdCount();
+  const fds = fdSnapshot();
   const threads = threadCount();
   const dir = await store.mountPoint();
   const mount = await mountImage({ storeRoot: store.root, ref: 'debian', dir, passthrough: true });
@@ -90,7 +101,7 @@ async function holdOpen(dir: string): Promise<{ release(): Promise<void> }> {
 }
 
 test('an open file keeps a lazily unmounted session alive until it is closed', async () => {
-  const fds = fdCount();
+  const fds = fdSnapshot();
   const threads = threadCount();
   const dir = await store.mountPoint();
   const mount = await mountImage({ storeRoot: store.root, ref: 'debian', dir });
@@ -105,7 +116,7 @@ test('an open file keeps a lazily unmounted session alive until it is closed', a
 });
 
 test('stop() unmounts, and aborts the session when a reader does not let go', async () => {
-  const fds = fdCount();
+  const fds = fdSnapshot();
   const threads = threadCount();
   const dir = await store.mountPoint();
   const mount = await mountImage({ storeRoot: store.root, ref: 'debian', dir });

@@ -1,7 +1,7 @@
 // A tiny FUSE responder for tests of the native and mount layers: a root directory with a few
 // regular files, just enough of the protocol (INIT, LOOKUP, GETATTR, OPEN, READ, READDIR,
 // RELEASE...) to open and read through a real mount. The real protocol lives in src/mount/fuse/.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 export interface MiniFile {
@@ -193,8 +193,26 @@ function dirent(ino: number, off: number, name: string): Buffer {
 export function threadCount(): number {
   return readdirSync('/proc/self/task').length;
 }
-export function fdCount(): number {
-  return readdirSync('/proc/self/fd').length;
+/** The open fds and what each points at. Compare with fdsLeftSince, not by count: Node and
+ * libuv open and close fds of their own (workers, the inspector, lazily opened files) at times a
+ * test does not control, and a count then mistakes one of theirs closing for one of ours. */
+export type FdSnapshot = Map<number, string>;
+export function fdSnapshot(): FdSnapshot {
+  const fds: FdSnapshot = new Map();
+  for (const name of readdirSync('/proc/self/fd')) {
+    try {
+      fds.set(Number(name), readlinkSync(`/proc/self/fd/${name}`));
+    } catch {
+      // closed between the listing and the readlink (the listing's own directory fd among them)
+    }
+  }
+  return fds;
+}
+/** "fd -> target" for every fd open now that was not open, to the same target, in `before`. */
+export function fdsLeftSince(before: FdSnapshot): string[] {
+  return [...fdSnapshot()]
+    .filter(([fd, target]) => before.get(fd) !== target)
+    .map(([fd, target]) => `${fd} -> ${target}`);
 }
 export function mountinfoMentions(text: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8').includes(text);

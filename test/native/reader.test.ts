@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { constants as c, native } from '../../src/native-addon.js';
-import { fdCount, MiniFuse, threadCount, waitFor } from './mini-fuse.js';
+import { fdSnapshot, fdsLeftSince, MiniFuse, threadCount, waitFor } from './mini-fuse.js';
 
 /** A fuse mount served straight from the native reader, without the session layer. */
 function rawMount(
@@ -36,7 +36,7 @@ function rawMount(
 
 test('requests arrive as Buffers; ENODEV ends the reader, joined before the callback', async () => {
   const threads = threadCount();
-  const fds = fdCount();
+  const fds = fdSnapshot();
   let ended: string | undefined;
   let threadsAtEnd = -1;
   const m = rawMount((why) => {
@@ -52,7 +52,7 @@ test('requests arrive as Buffers; ENODEV ends the reader, joined before the call
   assert.ok(await waitFor(() => threadCount() === threads));
   native.stopReader(m.handle); // after the end: ignored
   closeSync(m.dev);
-  assert.is(fdCount(), fds);
+  assert.equal(fdsLeftSince(fds), []);
 });
 
 test('stopReader wakes a thread blocked waiting for requests', async () => {
@@ -94,7 +94,7 @@ test('rejects bad arguments before starting a thread', () => {
 
 test('poll reader: requests are read on the JS thread (no thread started), ENODEV ends it', async () => {
   const threads = threadCount();
-  const fds = fdCount();
+  const fds = fdSnapshot();
   let ended: string | undefined;
   const m = rawMount((why) => (ended = why), new MiniFuse({ a: '1', b: '2' }), native.startPollReader);
   assert.is(threadCount(), threads);
@@ -105,7 +105,7 @@ test('poll reader: requests are read on the JS thread (no thread started), ENODE
   assert.is(ended, 'ENODEV');
   native.stopReader(m.handle); // after the end: ignored
   closeSync(m.dev);
-  assert.is(fdCount(), fds);
+  assert.equal(fdsLeftSince(fds), []);
 });
 
 test('poll reader: stopReader ends it with "stopped", and an ended one lets the loop drain', async () => {

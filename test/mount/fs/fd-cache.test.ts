@@ -1,9 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FdCache } from '../../../src/mount/fs/fd-cache.js';
+import { fdSnapshot, fdsLeftSince } from '../../native/mini-fuse.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-fd-cache-'));
 const paths = Array.from({ length: 6 }, (_, i) => {
@@ -11,7 +12,6 @@ const paths = Array.from({ length: 6 }, (_, i) => {
   writeFileSync(p, `content ${i}`);
   return p;
 });
-const openFds = () => readdirSync('/proc/self/fd').length;
 
 test('one fd per path, shared by concurrent acquirers', async () => {
   const cache = new FdCache(2);
@@ -29,7 +29,7 @@ test('one fd per path, shared by concurrent acquirers', async () => {
 });
 
 test('the bound closes least recently released fds but never pinned ones', async () => {
-  const before = openFds();
+  const before = fdSnapshot();
   const cache = new FdCache(2);
   const pinned = await Promise.all(paths.slice(0, 4).map((p) => cache.acquire(p)));
   assert.is(cache.size, 4, 'pinned fds exceed the bound rather than being closed');
@@ -41,7 +41,7 @@ test('the bound closes least recently released fds but never pinned ones', async
   again.release();
   await cache.closeIdle();
   await new Promise((r) => setTimeout(r, 20));
-  assert.is(openFds(), before);
+  assert.equal(fdsLeftSince(before), []);
 });
 
 test('a path that cannot be opened rejects and is not cached', async () => {
