@@ -28,6 +28,12 @@ export interface BundleOptions {
   daemonArgv?: string[];
   /** Seconds per hook. Default 30. */
   hookTimeout?: number;
+  /**
+   * The daemon prepares the root itself and sees the runtime end (`strata run`): the bundle then
+   * carries only the createContainer hook, which attaches the root. Default: all three hooks, so
+   * a plain `crun run` of the bundle works on its own.
+   */
+  rootFromDaemon?: boolean;
 }
 
 export interface BundleResult {
@@ -81,12 +87,14 @@ export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
       ...opts.run,
       etcFiles: { ...etcFiles, ...opts.run.etcFiles },
       annotations: { ...opts.run.annotations, [IMAGE_ANNOTATION]: image.manifestDigest },
-      hooks: {
-        ...opts.run.hooks,
-        createRuntime: hook('createRuntime'),
-        createContainer: hook('createContainer'),
-        poststop: hook('poststop'),
-      },
+      hooks: opts.rootFromDaemon
+        ? { ...opts.run.hooks, createContainer: hook('createContainer') }
+        : {
+            ...opts.run.hooks,
+            createRuntime: hook('createRuntime'),
+            createContainer: hook('createContainer'),
+            poststop: hook('poststop'),
+          },
     },
     (path) => readImageFile(index, opts.storeRoot, path),
   );

@@ -22,6 +22,14 @@
       "type": "executable",
       "sources": ["hook/strata-hook.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "strata-cli",
+      "product_name": "strata",
+      "type": "executable",
+      "sources": ["front/strata.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "defines": ["STRATA_NODE=<!(node -p \"JSON.stringify(process.execPath)\")"]
     }
   ]
 }

@@ -5,14 +5,14 @@ import type { CommandModule } from 'yargs';
 
 import { resolveSocket } from '../daemon/paths.js';
 import { parseRunArgs, RUN_USAGE } from '../run/args.js';
+import { RUN_FAILED } from '../run/exit-codes.js';
 import { resolveRunDir } from '../run/paths.js';
 import { selectRuntime } from '../run/runtime.js';
 import { resolveRoot } from '../store/store.js';
 import { printError } from './output.js';
 import type { GlobalArgs } from './context.js';
 
-/** podman's code for "the container could not be run": container codes own the rest. */
-export const RUN_FAILED = 125;
+export { RUN_FAILED };
 
 /** `strata run` with its arguments (after "run"); resolves with the exit code. */
 export async function runMain(argv: string[], globalRoot?: string): Promise<number> {
@@ -27,17 +27,19 @@ export async function runMain(argv: string[], globalRoot?: string): Promise<numb
       socketPath: resolveSocket(args.socket),
       runDir: resolveRunDir(args.runDir),
     };
-    const rt = selectRuntime(ctx.runDir, args.runtime);
     const { ensureDaemon } = await import('../run/daemon.js');
     await ensureDaemon(ctx.storeRoot, ctx.socketPath);
     if (args.detach) {
+      const rt = selectRuntime(ctx.runDir, args.runtime);
       const { runDetached } = await import('../run/detached.js');
       const record = await runDetached(ctx, args, rt);
       process.stdout.write(`${record.id}\n`);
       return 0;
     }
-    const { runForeground } = await import('../run/foreground.js');
-    return await runForeground(ctx, args, rt);
+    const { runThroughDaemon } = await import('../run/client.js');
+    // The daemon parses the arguments again with our environment; a global --root goes along.
+    const forwarded = globalRoot && args.root === undefined ? ['--root', globalRoot, ...argv] : argv;
+    return await runThroughDaemon(ctx.socketPath, forwarded);
   } catch (err) {
     printError(err);
     return RUN_FAILED;

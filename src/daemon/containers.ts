@@ -15,6 +15,7 @@ import { createDetachedOverlay } from '../mount/overlay.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
 import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
 import type { ServedContainer } from '../spec/generated/daemon-api.js';
+import type { RuntimeConfig } from '../spec/generated/runtime-config.js';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -42,6 +43,16 @@ export interface AttachInfo {
   mountFd: number;
   rootfs: string;
   readonly: boolean;
+}
+
+interface PrepareRequest {
+  id: string;
+  bundle: string;
+  config: RuntimeConfig;
+  /** The container's init, from the hook state: its death before createContainer releases. */
+  pid?: number;
+  /** The hook state's annotations (podman passes the image annotation there). */
+  stateAnnotations?: Record<string, string>;
 }
 
 interface Served {
@@ -79,6 +90,11 @@ function isDirectory(path: string): boolean | undefined {
 export class ContainerManager {
   readonly indexes: IndexCache;
   private readonly served = new Map<string, Served>();
+  /** Roots being prepared ahead of their runtime (strata run). */
+  private readonly pending = new Map<string, Promise<void>>();
+  /** Why a root prepared ahead could not be given to its container, for `strata run`'s message
+   * (crun does not show a hook's stderr). Taken by takeFailure. */
+  private readonly failures = new Map<string, string>();
   private readonly storeRoot: string;
   private readonly logger: Logger;
   private readonly prepareTimeoutMs: number;
@@ -109,15 +125,48 @@ export class ContainerManager {
 
   /** createRuntime: resolve the image, take a lease, make and serve the mount. */
   async createRuntime(stateJson: string): Promise<void> {
-    const started = performance.now();
     const state = parseHookState(stateJson);
-    const { id, bundle } = state;
-    if (this.served.has(id)) {
+    await this.prepare({
+      id: state.id,
+      bundle: state.bundle,
+      config: loadBundleConfig(state.bundle),
+      pid: state.pid,
+      stateAnnotations: state.annotations,
+    });
+  }
+
+  /**
+   * `strata run`: prepare the root while the runtime starts (the bundle has no createRuntime
+   * hook); createContainer waits for it. The caller releases it when the runtime ends.
+   */
+  prepareAhead(id: string, bundle: string, config: RuntimeConfig): Promise<void> {
+    const prepared = this.prepare({ id, bundle, config });
+    this.pending.set(id, prepared);
+    void prepared.then(
+      () => this.pending.delete(id),
+      (err: unknown) => {
+        this.pending.delete(id);
+        this.failures.set(id, err instanceof Error ? err.message : String(err));
+      },
+    );
+    return prepared;
+  }
+
+  /** What went wrong with a root prepared ahead, once (undefined: nothing known). */
+  takeFailure(id: string): string | undefined {
+    const why = this.failures.get(id);
+    this.failures.delete(id);
+    return why;
+  }
+
+  private async prepare(req: PrepareRequest): Promise<void> {
+    const started = performance.now();
+    const { id, bundle, config } = req;
+    if (this.served.has(id) || this.pending.has(id)) {
       throw new AlreadyExistsError(`container ${id} already has a root served by this daemon`, {
         op: 'prepare',
       });
     }
-    const config = loadBundleConfig(bundle);
     if (!config.root?.path) {
       throw new InvalidArgumentError(`config.json of bundle ${bundle} has no root.path`, {
         op: 'prepare',
@@ -126,7 +175,7 @@ export class ContainerManager {
     }
     const rootfs = resolve(bundle, config.root.path);
     const readonly = config.root.readonly ?? false;
-    const ref = config.annotations?.[IMAGE_ANNOTATION] ?? state.annotations?.[IMAGE_ANNOTATION];
+    const ref = config.annotations?.[IMAGE_ANNOTATION] ?? req.stateAnnotations?.[IMAGE_ANNOTATION];
     if (!ref) {
       throw new FailedPreconditionError(
         `config.json of bundle ${bundle} has no ${IMAGE_ANNOTATION} annotation naming the image to run ` +
@@ -201,12 +250,13 @@ export class ContainerManager {
       void this.release(id, `FUSE session ended: ${end.reason} (${detail})`);
     });
     session.on('warn', (w: { message: string }) => this.logger.log('warn', `container ${id}: ${w.message}`));
-    // state.pid is the container's init as the host sees it here; if it dies before
+    // The hook state's pid is the container's init as the host sees it here; if it dies before
     // createContainer, nobody will ever attach (or close) our mount.
-    if (state.pid && state.pid > 1) {
+    const pid = req.pid;
+    if (pid && pid > 1) {
       served.watch = watchPid(
-        state.pid,
-        () => void this.release(id, `its init (pid ${state.pid}) died before createContainer`),
+        pid,
+        () => void this.release(id, `its init (pid ${pid}) died before createContainer`),
       );
     }
     served.timer = setTimeout(
@@ -222,8 +272,9 @@ export class ContainerManager {
   }
 
   /** createContainer: hand the prepared mount over. The caller sends mountFd and closes it. */
-  createContainer(stateJson: string): AttachInfo {
+  async createContainer(stateJson: string): Promise<AttachInfo> {
     const { id } = parseHookState(stateJson);
+    await this.pending.get(id); // a failed preparation fails this hook with its own error
     const s = this.served.get(id);
     if (!s || s.releasing) {
       throw new NotFoundError(

@@ -6,6 +6,7 @@
 // that long, removing its socket; the next hook finds no daemon and starts a fresh one.
 import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
+import { resolve } from 'node:path';
 
 import { limitServerHeap } from '../mount/serve.js';
 import { constants, native } from '../native-addon.js';
@@ -130,7 +131,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       containers: manager.size,
       cachedIndexes: manager.indexes.size,
     });
-    const server = await listenDaemon({ socketPath: opts.socketPath, manager, logger, status });
+    const server = await listenDaemon({
+      socketPath: resolve(opts.socketPath),
+      storeRoot: resolve(store.root),
+      manager,
+      logger,
+      status,
+    });
     logger.log(
       'info',
       `strata daemon ${version()} (pid ${process.pid}) serving store ${store.root} on ${opts.socketPath}`,

@@ -18,9 +18,9 @@
 //                  cwd=<dir>          the runtime's working directory
 //                  stdin=null|inherit /dev/null, or the front end's own stdin
 //                  pgrp=new|same      a process group of its own (no terminal), or ours
-//                  cgroupns=1         crun on a hybrid-cgroup host: in the child, before exec,
-//                                     unshare(CLONE_NEWNS), make / private (MS_REC), and mount
-//                                     cgroup2 on /sys/fs/cgroup (ENVIRONMENT.md)
+//                  mntns=<path>       in the child, before exec, enter this mount namespace
+//                                     (setns): crun on a hybrid-cgroup host runs in one with a
+//                                     pure cgroup2 mount (src/run/cgroup-ns.ts)
 //                  pidfile=<path>     where the runtime writes the container's pid (informative)
 //     "exit"     [code, message]: print message (if not empty) on stderr, exit with code
 //     "fallback" []: the daemon does not handle this invocation (e.g. --help, -d); the front end
@@ -130,7 +130,8 @@ export interface ExecInstruction {
   cwd: string;
   stdin: 'null' | 'inherit';
   pgrp: 'new' | 'same';
-  cgroupns: boolean;
+  /** A mount namespace to run the runtime in (a /proc/PID/ns/mnt path), or undefined. */
+  mntns?: string;
   pidFile: string;
 }
 
@@ -139,7 +140,7 @@ export function encodeExec(x: ExecInstruction): Buffer {
     `cwd=${x.cwd}`,
     `stdin=${x.stdin}`,
     `pgrp=${x.pgrp}`,
-    `cgroupns=${x.cgroupns ? 1 : 0}`,
+    ...(x.mntns ? [`mntns=${x.mntns}`] : []),
     `pidfile=${x.pidFile}`,
     '--',
     ...x.argv,
@@ -151,18 +152,18 @@ export function parseExec(msg: RunMessage): ExecInstruction {
   if (msg.verb !== 'exec' || sep < 0 || sep === msg.fields.length - 1) {
     throw new InvalidArgumentError('malformed exec message');
   }
-  const opts = new Map(
-    msg.fields.slice(0, sep).map((f) => {
-      const eq = f.indexOf('=');
-      return [f.slice(0, eq), f.slice(eq + 1)] as const;
-    }),
-  );
+  const opts = new Map<string, string>();
+  for (const f of msg.fields.slice(0, sep)) {
+    const eq = f.indexOf('=');
+    if (eq <= 0) throw new InvalidArgumentError(`malformed exec option ${JSON.stringify(f)}`);
+    opts.set(f.slice(0, eq), f.slice(eq + 1));
+  }
   return {
     argv: msg.fields.slice(sep + 1),
     cwd: opts.get('cwd') ?? '/',
     stdin: opts.get('stdin') === 'inherit' ? 'inherit' : 'null',
     pgrp: opts.get('pgrp') === 'same' ? 'same' : 'new',
-    cgroupns: opts.get('cgroupns') === '1',
+    mntns: opts.get('mntns') || undefined,
     pidFile: opts.get('pidfile') ?? '',
   };
 }

@@ -13,6 +13,10 @@ import { errorResponse, handleApiLine } from './api.js';
 import type { ContainerManager } from './containers.js';
 import { decodeHookRequest, encodeHookReply, isHookRequest } from './hook-protocol.js';
 import type { Logger } from './log.js';
+import { encodeExit, isRunRequest } from './run-protocol.js';
+import { RUN_FAILED } from '../run/exit-codes.js';
+import { serveRunConnection, type RunServiceOptions } from './run-service.js';
+import { CgroupNamespace } from '../run/cgroup-ns.js';
 
 const MAX_HOOK_REQUEST = (1 << 20) + 64;
 const MAX_API_LINE = 64 * 1024;
@@ -22,6 +26,8 @@ export interface DaemonServerOptions {
   manager: ContainerManager;
   logger: Logger;
   status: () => DaemonStatus;
+  /** The store this daemon serves (for `strata run` requests). */
+  storeRoot: string;
 }
 
 /**
@@ -57,10 +63,15 @@ export function ensureSocketDir(socketPath: string): void {
 export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonServer> {
   ensureSocketDir(opts.socketPath);
   const open = new Set<Socket>();
+  let cgroupNs: CgroupNamespace | undefined;
+  const runOpts: DaemonServerOptions & RunServiceOptions = {
+    ...opts,
+    cgroupNamespace: (unshare) => (cgroupNs ??= new CgroupNamespace(unshare)),
+  };
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     open.add(socket);
     socket.once('close', () => open.delete(socket));
-    serveConnection(socket, opts);
+    serveConnection(socket, runOpts);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -75,11 +86,15 @@ export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonSer
     get connections() {
       return open.size;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of open) s.destroy();
-      }),
+    close: async () => {
+      await Promise.all([
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          for (const s of open) s.destroy();
+        }),
+        cgroupNs?.stop(),
+      ]);
+    },
   };
 }
 
@@ -87,7 +102,7 @@ function refusal(cred: PeerCred): string {
   return `permission denied: only root may use the strata daemon (this client has uid ${cred.uid}, pid ${cred.pid})`;
 }
 
-function serveConnection(socket: Socket, opts: DaemonServerOptions): void {
+function serveConnection(socket: Socket, opts: DaemonServerOptions & RunServiceOptions): void {
   const fd = socketFd(socket);
   let cred: PeerCred;
   try {
@@ -102,7 +117,7 @@ function serveConnection(socket: Socket, opts: DaemonServerOptions): void {
   }
   const allowed = peerAllowed(cred);
   if (!allowed) opts.logger.log('warn', `refused a connection from uid ${cred.uid} (pid ${cred.pid})`);
-  let mode: 'unknown' | 'hook' | 'api' = 'unknown';
+  let mode: 'unknown' | 'hook' | 'api' | 'run' = 'unknown';
   let chunks: Buffer[] = [];
   let size = 0;
   let apiQueue = Promise.resolve();
@@ -136,7 +151,17 @@ function serveConnection(socket: Socket, opts: DaemonServerOptions): void {
     if (mode === 'unknown') {
       const head = Buffer.concat(chunks);
       if (head.length < 12 && !head.includes(0x0a)) return;
-      mode = isHookRequest(head) ? 'hook' : 'api';
+      mode = isHookRequest(head) ? 'hook' : isRunRequest(head) ? 'run' : 'api';
+      if (mode === 'run') {
+        socket.removeAllListeners('data');
+        socket.removeAllListeners('end');
+        if (!allowed) {
+          socket.end(encodeExit(RUN_FAILED, `strata: ${refusal(cred)}`));
+          return;
+        }
+        serveRunConnection(socket, head, cred.pid, opts);
+        return;
+      }
     }
     if (mode === 'api') apiLines();
     else if (size > MAX_HOOK_REQUEST) {
@@ -178,7 +203,7 @@ async function answerHook(
       await manager.createRuntime(req.stateJson);
       reply = encodeHookReply({ ok: true });
     } else if (req.stage === 'createContainer') {
-      const a = manager.createContainer(req.stateJson);
+      const a = await manager.createContainer(req.stateJson);
       sendFd = a.mountFd;
       reply = encodeHookReply({ ok: true, rootfs: a.rootfs, readonly: a.readonly });
     } else {

@@ -4,6 +4,7 @@
 import { writeBundle } from '../../hooks/bundle.js';
 import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
 import { STOP_SIGNAL_ANNOTATION } from '../spec/defaults.js';
+import type { RuntimeConfig } from '../spec/generated/runtime-config.js';
 import { checkBindSources, parseMount, parseVolume } from '../spec/options.js';
 import type { RunArgs } from './args.js';
 import { bundleDir } from './paths.js';
@@ -24,15 +25,26 @@ export interface RunContext {
   runDir: string;
 }
 
+export interface CreateOptions {
+  /** The process that waits for a foreground container (the front end); omitted for -d. */
+  ownerPid?: number;
+  /** The environment of the user's command, for `-e NAME` without a value. Default process.env. */
+  hostEnv?: Record<string, string | undefined>;
+  /** The daemon prepares the root and watches the runtime (hooks/bundle.ts rootFromDaemon). */
+  rootFromDaemon?: boolean;
+}
+
 export interface CreatedContainer {
   record: ContainerRecord;
   bundle: string;
+  config: RuntimeConfig;
 }
 
 export async function createContainer(
   ctx: RunContext,
   args: RunArgs,
   rt: Runtime,
+  opts: CreateOptions = {},
 ): Promise<CreatedContainer> {
   const id = newContainerId();
   const name = args.name !== undefined ? checkName(args.name) : undefined;
@@ -48,7 +60,9 @@ export async function createContainer(
       socketPath: ctx.socketPath,
       hookPath: hookExecutable(),
       daemonArgv: daemonArgv({ storeRoot: ctx.storeRoot, socketPath: ctx.socketPath }),
+      rootFromDaemon: opts.rootFromDaemon,
       run: {
+        hostEnv: opts.hostEnv,
         command: args.command.length ? args.command : undefined,
         entrypoint:
           args.entrypoint === undefined ? undefined : args.entrypoint === '' ? [] : [args.entrypoint],
@@ -76,10 +90,10 @@ export async function createContainer(
       detached: args.detach,
       autoRemove: args.rm,
       stopSignal: result.config.annotations?.[STOP_SIGNAL_ANNOTATION] ?? 'SIGTERM',
-      ...(args.detach ? {} : { ownerPid: process.pid }),
+      ...(opts.ownerPid !== undefined ? { ownerPid: opts.ownerPid } : {}),
     };
     writeRecord(ctx.runDir, record);
-    return { record, bundle };
+    return { record, bundle, config: result.config };
   } catch (err) {
     removeRecord(ctx.runDir, { id, name: reserved });
     throw err;

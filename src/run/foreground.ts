@@ -1,97 +1,91 @@
-// `strata run` in the foreground: the runtime's own `run` (create, start, wait, delete in one
-// process) with our stdio, every catchable signal forwarded to it (runc and crun forward them on
-// to the container's init), and the container's exit status as ours: runc/crun already return
-// 128+N when init died of signal N, as podman does. A runtime that fails before the container's
-// process exists (a hook, a mount) is not the container exiting: that is a RuntimeFailedError,
-// which `strata run` reports with exit 125 as podman does.
-import { spawn, spawnSync } from 'node:child_process';
+// `strata run` in the foreground, the daemon's half: create the container (bundle + record) and
+// say how to start its runtime; when the front end reports how the runtime ended, clean up and
+// decide strata's exit code. The runtime's own `run` (create, start, wait, delete in one process)
+// is started by the front end, so it has the user's terminal, process group and signals.
+// runc/crun already return 128+N when init died of signal N, as podman does. A runtime that fails
+// before the container's process exists (a hook, a mount) is not the container exiting: strata
+// then exits 125 with a message, as podman does.
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { constants } from 'node:os';
 
+import type { ExecInstruction, RuntimeEnd } from '../daemon/run-protocol.js';
 import type { RunArgs } from './args.js';
-import { createContainer, type RunContext } from './create.js';
+import { createContainer, type CreateOptions, type CreatedContainer, type RunContext } from './create.js';
+import { RUN_FAILED } from './exit-codes.js';
 import { pidFilePath } from './paths.js';
-import { removeRecord, updateRecord } from './record.js';
+import { removeRecord, updateRecord, type ContainerRecord } from './record.js';
 import { runtimeCommand, runtimeKnows, type Runtime } from './runtime.js';
-import { FailedPreconditionError } from '../store/errors.js';
 
-/** The runtime exited before the container's process was started; its own message is on stderr. */
-export class RuntimeFailedError extends FailedPreconditionError {}
-
-/** SIGWINCH stays out: with a terminal the runtime is in the foreground process group and gets it
- * from the kernel itself. SIGUSR1 belongs to Node's inspector. */
-export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
-  'SIGINT',
-  'SIGTERM',
-  'SIGHUP',
-  'SIGQUIT',
-  'SIGUSR2',
-  'SIGALRM',
-  'SIGPIPE',
-];
-
-export function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
-  if (code !== null) return code;
-  return 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
+export interface ForegroundStart extends CreatedContainer {
+  exec: ExecInstruction;
 }
 
-/** Runs the container to its end; resolves with the exit code strata should exit with. */
-export async function runForeground(ctx: RunContext, args: RunArgs, rt: Runtime): Promise<number> {
-  // Signals that arrive while the bundle is written end the run before anything starts.
-  let early: NodeJS.Signals | undefined;
-  const onEarly = (sig: NodeJS.Signals): void => {
-    early ??= sig;
-  };
-  for (const sig of FORWARDED_SIGNALS) process.on(sig, onEarly);
-  let created;
-  try {
-    created = await createContainer(ctx, args, rt);
-  } finally {
-    for (const sig of FORWARDED_SIGNALS) process.off(sig, onEarly);
-  }
-  const { record, bundle } = created;
-  if (early) {
-    removeRecord(ctx.runDir, record);
-    return exitStatus(null, early);
-  }
-
-  const pidFile = pidFilePath(ctx.runDir, record.id);
-  const [cmd, cmdArgs] = runtimeCommand(rt, ['run', '--bundle', bundle, '--pid-file', pidFile, record.id]);
-  let exitedWithCode = false;
-  const code = await new Promise<number>((resolve, reject) => {
-    const child = spawn(cmd, cmdArgs, {
-      cwd: bundle,
-      stdio: [args.interactive || args.tty ? 'inherit' : 'ignore', 'inherit', 'inherit'],
+export async function startForeground(
+  ctx: RunContext,
+  args: RunArgs,
+  rt: Runtime,
+  opts: CreateOptions & { mntns?: string },
+): Promise<ForegroundStart> {
+  const created = await createContainer(ctx, args, rt, { ...opts, rootFromDaemon: true });
+  const pidFile = pidFilePath(ctx.runDir, created.record.id);
+  return {
+    ...created,
+    exec: {
+      argv: [
+        rt.binary,
+        '--root',
+        rt.root,
+        'run',
+        '--bundle',
+        created.bundle,
+        '--pid-file',
+        pidFile,
+        created.record.id,
+      ],
+      cwd: created.bundle,
+      stdin: args.interactive || args.tty ? 'inherit' : 'null',
       // Without a terminal the runtime gets its own process group, so a ^C reaches the container
-      // once (through us) rather than twice. With one, the runtime must stay in the terminal's
-      // foreground group to read it; it switches the terminal to raw mode, so ^C is a byte.
-      detached: !args.tty,
-    });
-    const forward = (sig: NodeJS.Signals): void => {
-      child.kill(sig);
-    };
-    for (const sig of FORWARDED_SIGNALS) process.on(sig, forward);
-    const done = (): void => {
-      for (const sig of FORWARDED_SIGNALS) process.off(sig, forward);
-    };
-    child.once('error', (err) => {
-      done();
-      reject(err);
-    });
-    child.once('exit', (c, s) => {
-      done();
-      exitedWithCode = c !== null;
-      resolve(exitStatus(c, s));
-    });
-  });
+      // once (through the front end) rather than twice. With one, the runtime must stay in the
+      // terminal's foreground group to read it; it switches the terminal to raw mode, so ^C is a byte.
+      pgrp: args.tty ? 'same' : 'new',
+      mntns: opts.mntns,
+      pidFile,
+    },
+  };
+}
 
-  const started = existsSync(pidFile);
+/** The runtime's end as a process exit code: its code, or 128+N for a signal. */
+export function endCode(end: RuntimeEnd): number {
+  return end.kind === 'code' ? end.value : 128 + end.value;
+}
+
+function deleteLeftovers(rt: Runtime, id: string): Promise<void> {
   // `run` deletes the container itself; a runtime killed hard may not have.
-  if (runtimeKnows(rt, record.id)) {
-    const [dcmd, dargs] = runtimeCommand(rt, ['delete', '--force', record.id]);
-    spawnSync(dcmd, dargs, { stdio: 'ignore' });
-  }
-  if (record.autoRemove) removeRecord(ctx.runDir, record);
+  if (!runtimeKnows(rt, id)) return Promise.resolve();
+  const [cmd, args] = runtimeCommand(rt, ['delete', '--force', id]);
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: 'ignore' });
+    child.once('error', () => resolve());
+    child.once('exit', () => resolve());
+  });
+}
+
+/**
+ * After the runtime ended (`end`; undefined when the front end vanished and nobody saw the status):
+ * delete what the runtime left, update or remove the record. `why` is what strata itself knows
+ * went wrong (the root could not be prepared). Resolves with strata's exit code and message.
+ */
+export async function finishForeground(
+  ctx: RunContext,
+  rt: Runtime,
+  record: ContainerRecord,
+  end: RuntimeEnd | undefined,
+  why?: string,
+): Promise<{ code: number; message: string }> {
+  const started = existsSync(pidFilePath(ctx.runDir, record.id));
+  await deleteLeftovers(rt, record.id);
+  const code = end ? endCode(end) : RUN_FAILED;
+  if (record.autoRemove || end?.kind === 'early') removeRecord(ctx.runDir, record);
   else
     updateRecord(ctx.runDir, {
       ...record,
@@ -100,11 +94,12 @@ export async function runForeground(ctx: RunContext, args: RunArgs, rt: Runtime)
       finishedAt: new Date().toISOString(),
     });
   // A signal (ours, forwarded) keeps its 128+N: the user stopped it, the runtime did not fail.
-  if (code !== 0 && exitedWithCode && !started) {
-    throw new RuntimeFailedError(
-      `container ${record.name} did not start: ${rt.name} failed with exit code ${code} (its message is above)`,
-      { op: 'run' },
-    );
+  if (end?.kind === 'code' && code !== 0 && !started) {
+    const reason = why ? `: ${why}` : ' (its message is above)';
+    return {
+      code: RUN_FAILED,
+      message: `strata: container ${record.name} did not start: ${rt.name} failed with exit code ${code}${reason}`,
+    };
   }
-  return code;
+  return { code, message: '' };
 }

@@ -2,7 +2,7 @@
 // a temp socket serving a temp store with the busybox image (Entrypoint ["/bin/sh", "-c"], so the
 // command is one shell script; StopSignal SIGQUIT).
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,7 +11,6 @@ import { cliArgv } from '../../hooks/paths.js';
 import {
   assertNoLeaks,
   closeDaemonEnv,
-  leaseIds,
   openDaemonEnv,
   runCollect,
   servesNothing,
@@ -241,23 +240,38 @@ test('an unknown image or a bad option is a clear error (125) and leaves nothing
   await assertNothingLeft();
 });
 
+test('a daemon serving another store refuses the run: 125 with the reason, nothing ran', async () => {
+  await withDaemonEnv([], async ({ env: other }) => {
+    const [cmd, ...rest] = cliArgv(['run', '--rm', 'busybox', 'echo ran']);
+    const r = spawnSync(cmd, rest, { env: { ...cliEnv(), STRATA_SOCKET: other.socket }, encoding: 'utf8' });
+    assert.is(r.status, 125, r.stderr);
+    assert.is(r.stdout, '', 'the command never ran');
+    assert.match(r.stderr, `serves the store ${other.storeRoot}, not ${env.storeRoot}`);
+    assert.ok(await servesNothing(other), 'the other daemon serves nothing');
+  });
+  await assertNothingLeft();
+});
+
 for (const runtime of ['crun', 'runc']) {
-  test(`${runtime}: a hook failing before the container starts is exit 125 with both messages`, async () => {
-    // A daemon serving another (empty) store: the createRuntime hook cannot prepare the image.
-    await withDaemonEnv([], async ({ env: other }) => {
-      const [cmd, ...rest] = cliArgv(['run', '--rm', '--runtime', runtime, 'busybox', 'echo ran']);
-      const r = spawnSync(cmd, rest, { env: { ...cliEnv(), STRATA_SOCKET: other.socket }, encoding: 'utf8' });
-      assert.is(r.status, 125, r.stderr);
+  test(`${runtime}: a root that cannot be prepared is exit 125 with the daemon's reason`, async () => {
+    // The lease directory replaced by a file: the bundle is written, but the root's lease cannot
+    // be taken, so the createContainer hook fails inside the runtime.
+    const leases = join(env.storeRoot, 'leases');
+    renameSync(leases, `${leases}.moved`);
+    writeFileSync(leases, '');
+    try {
+      const r = await strata(['run', '--rm', '--runtime', runtime, 'busybox', 'echo ran']);
+      assert.is(r.code, 125, r.stderr);
       assert.is(r.stdout, '', 'the command never ran');
-      // runc passes the hook's own message on; crun 1.8 only says which hook failed.
-      assert.match(r.stderr, runtime === 'runc' ? 'is not in the store' : 'error executing hook');
       assert.match(
         r.stderr,
-        new RegExp(`strata: container \\S+ did not start: ${runtime} failed with exit code \\d+`),
+        new RegExp(`strata: container \\S+ did not start: ${runtime} failed with exit code \\d+: .*ENOTDIR`),
       );
-      assert.ok(await servesNothing(other), 'the other daemon serves nothing');
-      assert.equal(await leaseIds(other), [], 'no lease in the other store');
-    });
+    } finally {
+      rmSync(leases);
+      renameSync(`${leases}.moved`, leases);
+    }
+    assert.ok(await servesNothing(env), 'the daemon serves nothing');
     await assertNothingLeft();
   });
 }

@@ -37,7 +37,7 @@ test.before(async () => {
     containers: manager.size,
     cachedIndexes: manager.indexes.size,
   });
-  server = await listenDaemon({ socketPath: env.socket, manager, logger, status });
+  server = await listenDaemon({ socketPath: env.socket, storeRoot: env.storeRoot, manager, logger, status });
   bundleDir = join(env.dir, 'bundle');
   await writeBundle({
     storeRoot: env.storeRoot,

@@ -1,0 +1,186 @@
+// The daemon's side of `strata run` (protocol: run-protocol.ts). One connection is one foreground
+// container: the front end's request is parsed with the front end's own environment and cwd,
+// the bundle and record are written, the root is prepared while the front end starts the
+// runtime, and when the runtime has ended (reported by the front end, or seen through its pid if
+// the front end vanished) the container is cleaned up and strata's exit code sent back.
+import { resolve } from 'node:path';
+import type { Socket } from 'node:net';
+
+import { parseRunArgs, type RunArgs } from '../run/args.js';
+import { RUN_FAILED } from '../run/exit-codes.js';
+import { finishForeground, startForeground, type ForegroundStart } from '../run/foreground.js';
+import { resolveRunDir } from '../run/paths.js';
+import { selectRuntime, type Runtime } from '../run/runtime.js';
+import type { RunContext } from '../run/create.js';
+import type { CgroupNamespace } from '../run/cgroup-ns.js';
+import type { RuntimeName } from '../run/record.js';
+import { FailedPreconditionError, InvalidArgumentError, StrataError } from '../store/errors.js';
+import { resolveRoot } from '../store/store.js';
+import type { ContainerManager } from './containers.js';
+import type { Logger } from './log.js';
+import { resolveSocket } from './paths.js';
+import { watchPid } from './pid-watch.js';
+import {
+  decodeRunMessages,
+  encodeExec,
+  encodeExit,
+  encodeRunMessage,
+  parseExited,
+  parseRunRequest,
+  type RunMessage,
+  type RuntimeEnd,
+} from './run-protocol.js';
+
+export interface RunServiceOptions {
+  storeRoot: string;
+  socketPath: string;
+  manager: ContainerManager;
+  logger: Logger;
+  /** The namespace crun runs in on a hybrid-cgroup host (one per daemon, made on first use). */
+  cgroupNamespace: (unshare: string) => CgroupNamespace;
+}
+
+interface ActiveRun extends ForegroundStart {
+  ctx: RunContext;
+  rt: Runtime;
+  /** performance.now() marks for the log line that ends the run. */
+  t0: number;
+  created: number;
+  exited?: number;
+  runtimePid?: number;
+  finished?: Promise<void>;
+}
+
+function envMap(entries: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of entries) {
+    const eq = e.indexOf('=');
+    if (eq > 0) env[e.slice(0, eq)] = e.slice(eq + 1);
+  }
+  return env;
+}
+
+function errorText(err: unknown): string {
+  return `strata: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+/** Serves one front end connection whose first bytes (`head`) are a run message. */
+export function serveRunConnection(
+  socket: Socket,
+  head: Buffer,
+  peerPid: number,
+  opts: RunServiceOptions,
+): void {
+  const { manager, logger } = opts;
+  let buf = head;
+  let run: ActiveRun | undefined;
+  let queue = Promise.resolve();
+  let ended = false;
+
+  const reply = (data: Buffer, last = false): void => {
+    if (socket.destroyed) return;
+    if (last) socket.end(data);
+    else socket.write(data);
+  };
+  const fail = (err: unknown): void => {
+    if (!(err instanceof StrataError)) logger.log('error', `run (front end pid ${peerPid}): ${String(err)}`);
+    reply(encodeExit(RUN_FAILED, errorText(err)), true);
+    ended = true;
+  };
+
+  const finish = (end: RuntimeEnd | undefined): Promise<void> => {
+    if (!run) return Promise.resolve();
+    const r = run;
+    r.exited ??= performance.now();
+    r.finished ??= (async () => {
+      const id = r.record.id;
+      // A root never attached (the runtime failed first) is ours to release; an attached one goes
+      // with the container's mount namespace (ENODEV), which the manager sees by itself.
+      await manager.release(id, 'the runtime ended before createContainer');
+      const result = await finishForeground(r.ctx, r.rt, r.record, end, manager.takeFailure(id));
+      const ms = (t: number | undefined): string => ((t ?? 0) - r.t0).toFixed(1);
+      logger.log(
+        'info',
+        `container ${id}: foreground run ended (${end ? `${end.kind} ${end.value}` : 'front end gone'}; ` +
+          `exit ${result.code}; ms since request: created ${ms(r.created)}, runtime ended ${ms(r.exited)}, ` +
+          `cleaned up ${ms(performance.now())})`,
+      );
+      reply(encodeExit(result.code, result.message), true);
+    })().catch((err: unknown) => fail(err));
+    return r.finished;
+  };
+
+  const start = async (msg: RunMessage): Promise<void> => {
+    const t0 = performance.now();
+    const req = parseRunRequest(msg);
+    const env = envMap(req.env);
+    const args: RunArgs = parseRunArgs(req.argv);
+    const socketPath = resolve(req.cwd, resolveSocket(args.socket, env));
+    if (args.help || args.detach || socketPath !== opts.socketPath) {
+      // The Node CLI prints the usage, runs -d with its monitor, or talks to the other daemon.
+      reply(encodeRunMessage('fallback', []), true);
+      ended = true;
+      return;
+    }
+    const storeRoot = resolve(req.cwd, resolveRoot(args.root, env));
+    if (storeRoot !== opts.storeRoot) {
+      throw new FailedPreconditionError(
+        `the daemon on ${opts.socketPath} serves the store ${opts.storeRoot}, not ${storeRoot}: ` +
+          'give this store its own daemon socket (--socket or STRATA_SOCKET)',
+      );
+    }
+    const ctx: RunContext = {
+      storeRoot,
+      socketPath,
+      runDir: resolve(req.cwd, resolveRunDir(args.runDir, env)),
+    };
+    const rt = selectRuntime(ctx.runDir, args.runtime ?? (env.STRATA_RUNTIME as RuntimeName | undefined));
+    const mntns = rt.unshare ? await opts.cgroupNamespace(rt.unshare).path() : undefined;
+    const started = await startForeground(ctx, args, rt, { ownerPid: peerPid, hostEnv: env, mntns });
+    run = { ...started, ctx, rt, t0, created: performance.now() };
+    // Prepared while the front end forks the runtime; the createContainer hook waits for it.
+    manager.prepareAhead(started.record.id, started.bundle, started.config).catch(() => undefined);
+    reply(encodeExec(started.exec));
+  };
+
+  const handle = async (msg: RunMessage): Promise<void> => {
+    if (ended) return;
+    if (!run) {
+      if (msg.verb !== 'run')
+        throw new InvalidArgumentError(`expected a run request first, got "${msg.verb}"`);
+      await start(msg);
+    } else if (msg.verb === 'started') {
+      const pid = Number(msg.fields[0]);
+      if (Number.isInteger(pid) && pid > 1) run.runtimePid = pid;
+    } else if (msg.verb === 'exited') {
+      await finish(parseExited(msg));
+    } else throw new InvalidArgumentError(`unexpected "${msg.verb}" message during a run`);
+  };
+
+  const take = (): void => {
+    let messages: RunMessage[];
+    try {
+      ({ messages, rest: buf } = decodeRunMessages(buf));
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    for (const msg of messages) queue = queue.then(() => handle(msg)).catch((err: unknown) => fail(err));
+  };
+
+  socket.on('data', (data: Buffer) => {
+    buf = Buffer.concat([buf, data]);
+    take();
+  });
+  socket.on('close', () => {
+    void queue.then(() => {
+      if (!run || run.finished) return;
+      // The front end is gone before reporting. Its runtime may still run the container: wait for
+      // that process to end, then clean up as for a runtime whose status nobody saw.
+      const r = run;
+      if (r.runtimePid) watchPid(r.runtimePid, () => void finish(undefined));
+      else void finish(undefined);
+    });
+  });
+  take();
+}
