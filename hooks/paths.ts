@@ -10,22 +10,25 @@ function firstExisting(rels: string[]): string | undefined {
   return rels.map((rel) => fileURLToPath(new URL(rel, import.meta.url))).find((p) => existsSync(p));
 }
 
-/** native/build/Release/strata-hook, built by `npm install` (node-gyp target strata-hook). */
-export function hookExecutable(): string {
+function nativeExecutable(name: string): string {
   // From hooks/ (tsx) or dist/hooks/ (compiled).
-  const path = firstExisting([
-    '../native/build/Release/strata-hook',
-    '../../native/build/Release/strata-hook',
-  ]);
+  const path = firstExisting([`../native/build/Release/${name}`, `../../native/build/Release/${name}`]);
   if (!path) {
-    throw new NotFoundError(
-      'the hook executable native/build/Release/strata-hook is not built; run `npm install`',
-      {
-        op: 'hook-path',
-      },
-    );
+    throw new NotFoundError(`the executable native/build/Release/${name} is not built; run \`npm install\``, {
+      op: 'native-path',
+    });
   }
   return path;
+}
+
+/** native/build/Release/strata-hook, built by `npm install` (node-gyp target strata-hook). */
+export function hookExecutable(): string {
+  return nativeExecutable('strata-hook');
+}
+
+/** native/build/Release/strata: the native front end of the CLI (native/front/strata.c). */
+export function frontExecutable(): string {
+  return nativeExecutable('strata');
 }
 
 /**

@@ -23,3 +23,14 @@ fi
 
 npm ci --no-audit --no-fund
 npm run build
+
+# `strata` on PATH is the native front end (native/front/strata.c): `strata run` talks to the warm
+# daemon without paying Node's start; every other command it hands to dist/src/cli/main.js.
+front="$PWD/native/build/Release/strata"
+link=/usr/local/bin/strata
+if [ -x "$front" ] && { [ ! -e "$link" ] || [ -L "$link" ]; }; then
+  ln -sfn "$front" "$link"
+  echo "setup: $link -> $front"
+elif [ -e "$link" ] && [ ! -L "$link" ]; then
+  echo "setup: $link exists and is not ours; leaving it (the front end is $front)"
+fi

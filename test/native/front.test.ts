@@ -19,19 +19,13 @@ import {
   type ExecInstruction,
   type RunMessage,
 } from '../../src/daemon/run-protocol.js';
+import { frontExecutable } from '../../hooks/paths.js';
 import { RUN_USAGE } from '../../src/run/args.js';
 import { CgroupNamespace } from '../../src/run/cgroup-ns.js';
 import { findExecutable } from '../../src/run/runtime.js';
 import { fdSnapshot, fdsLeftSince, waitFor, type FdSnapshot } from './mini-fuse.js';
 
 const repo = new URL('../../', import.meta.url).pathname;
-
-function frontExecutable(): string {
-  const path = join(repo, 'native/build/Release/strata');
-  if (!existsSync(path))
-    throw new Error(`${path} is missing: run npm install (node-gyp rebuild --directory native)`);
-  return path;
-}
 
 /** One accepted connection: the messages the front end sent, in order, and a way to answer. */
 class Conn {
