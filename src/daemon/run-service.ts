@@ -13,8 +13,10 @@ import { resolveRunDir } from '../run/paths.js';
 import { selectRuntime, type Runtime } from '../run/runtime.js';
 import type { RunContext } from '../run/create.js';
 import type { CgroupNamespace } from '../run/cgroup-ns.js';
+import { commandProblem } from '../run/command-check.js';
 import type { RuntimeName } from '../run/record.js';
 import { FailedPreconditionError, InvalidArgumentError, StrataError } from '../store/errors.js';
+import { resolveImageRecord } from '../store/records.js';
 import { resolveRoot } from '../store/store.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
@@ -94,10 +96,22 @@ export function serveRunConnection(
     r.exited ??= performance.now();
     r.finished ??= (async () => {
       const id = r.record.id;
-      // A root never attached (the runtime failed first) is ours to release; an attached one goes
-      // with the container's mount namespace (ENODEV), which the manager sees by itself.
-      await manager.release(id, 'the runtime ended before createContainer');
-      const result = await finishForeground(r.ctx, r.rt, r.record, end, manager.takeFailure(id));
+      // A root never attached (the runtime failed first) is released now; an attached one has
+      // normally gone with the container's mount namespace already (ENODEV), and this waits for
+      // that at most the release grace time before aborting its session.
+      await manager.release(id, 'the runtime ended');
+      let result = await finishForeground(r.ctx, r.rt, r.record, end, manager.takeFailure(id));
+      if (result.code === RUN_FAILED && end?.kind === 'code') {
+        // Not started: podman's 127/126 when the image has no such command.
+        const image = await resolveImageRecord(opts.storeRoot, r.record.imageDigest);
+        const problem = commandProblem(manager.indexes.get(image.indexDigest), r.config);
+        if (problem) {
+          result = {
+            code: problem.code,
+            message: `strata: container ${r.record.name} did not start: ${problem.message}`,
+          };
+        }
+      }
       const ms = (t: number | undefined): string => ((t ?? 0) - r.t0).toFixed(1);
       logger.log(
         'info',

@@ -240,6 +240,36 @@ test('an unknown image or a bad option is a clear error (125) and leaves nothing
   await assertNothingLeft();
 });
 
+test('a command the image lacks is 127, one without execute permission 126, as podman says', async () => {
+  for (const runtime of ['crun', 'runc']) {
+    const missing = await strata([
+      'run',
+      '--rm',
+      '--runtime',
+      runtime,
+      '--entrypoint',
+      '',
+      'busybox',
+      'nosuch',
+    ]);
+    assert.is(missing.code, 127, missing.stderr);
+    assert.match(missing.stderr, 'executable file "nosuch" not found in the image\'s $PATH');
+    const plain = await strata([
+      'run',
+      '--rm',
+      '--runtime',
+      runtime,
+      '--entrypoint',
+      '',
+      'busybox',
+      '/etc/passwd',
+    ]);
+    assert.is(plain.code, 126, plain.stderr);
+    assert.match(plain.stderr, '/etc/passwd in the image is not an executable file');
+  }
+  await assertNothingLeft();
+});
+
 test('a daemon serving another store refuses the run: 125 with the reason, nothing ran', async () => {
   await withDaemonEnv([], async ({ env: other }) => {
     const [cmd, ...rest] = cliArgv(['run', '--rm', 'busybox', 'echo ran']);
