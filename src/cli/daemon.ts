@@ -29,7 +29,7 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
       })
       .option('log-file', {
         type: 'string',
-        describe: `log file (default: ${DEFAULT_ROOT_LOG} for root, else $XDG_STATE_HOME/strata/daemon.log)`,
+        describe: `log file (default: $STRATA_LOG_FILE, then ${DEFAULT_ROOT_LOG} for root, else $XDG_STATE_HOME/strata/daemon.log)`,
       })
       .option('exit-idle', {
         type: 'string',

@@ -11,9 +11,10 @@ export function resolveSocket(explicit?: string, env: NodeJS.ProcessEnv = proces
   return explicit || env.STRATA_SOCKET || DEFAULT_SOCKET;
 }
 
-/** --log-file > /var/log/strata/daemon.log for root > $XDG_STATE_HOME/strata/daemon.log. */
+/** --log-file > $STRATA_LOG_FILE > /var/log/strata/daemon.log for root > $XDG_STATE_HOME/strata/daemon.log. */
 export function resolveLogFile(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
   if (explicit) return explicit;
+  if (env.STRATA_LOG_FILE) return env.STRATA_LOG_FILE;
   if (process.getuid?.() === 0) return DEFAULT_ROOT_LOG;
   const state = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
   return join(state, 'strata', 'daemon.log');

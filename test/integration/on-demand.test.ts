@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { writeBundle } from '../../hooks/bundle.js';
-import { daemonArgv, hookExecutable, ON_DEMAND_EXIT_IDLE_S } from '../../hooks/paths.js';
+import { daemonArgv, frontExecutable, hookExecutable, ON_DEMAND_EXIT_IDLE_S } from '../../hooks/paths.js';
 import {
   assertNoLeaks,
   bundle,
@@ -71,6 +71,30 @@ for (const runtime of ['crun', 'runc'] as Runtime[]) {
     assert.ok(await eventually(() => spawnSync(runtime, ['state', `auto-${runtime}`]).status !== 0));
   });
 }
+
+test('strata run with no daemon: the Node CLI starts a long-lived one; the next run takes the fast path', async () => {
+  const e = otherDaemonEnv(env, 'front');
+  const runEnv = {
+    ...process.env,
+    STRATA_ROOT: e.storeRoot,
+    STRATA_SOCKET: e.socket,
+    STRATA_RUN_DIR: join(e.dir, 'front-run'),
+    STRATA_LOG_FILE: e.logFile,
+  };
+  const front = frontExecutable();
+  const first = await runCollect(front, ['run', '--rm', 'busybox', 'echo first'], { env: runEnv });
+  assert.equal([first.code, first.stdout, first.stderr], [0, 'first\n', '']);
+  const [pid] = daemonPids(e.logFile);
+  assert.ok(pid && isAlive(pid), 'a daemon was started and outlives the run');
+  const second = await runCollect(front, ['run', '--rm', 'busybox', 'echo second; exit 4'], { env: runEnv });
+  assert.equal([second.code, second.stdout], [4, 'second\n']);
+  assert.equal(daemonPids(e.logFile), [pid], 'the second run used the same daemon');
+  assert.match(readFileSync(e.logFile, 'utf8'), 'foreground run ended (code 4; exit 4');
+  process.kill(pid, 'SIGTERM');
+  assert.ok(await eventually(() => !isAlive(pid), 5000), 'the daemon stops on SIGTERM');
+  assert.not.ok(existsSync(e.socket), 'the socket is removed');
+  await assertNoLeaks(e, mountsBefore, { served: false });
+});
 
 test('back to back: the second container arrives as the first daemon is about to leave', async () => {
   const e = otherDaemonEnv(env, 'b2b');
