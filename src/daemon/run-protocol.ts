@@ -41,9 +41,12 @@ export interface RunMessage {
   fields: string[];
 }
 
-/** Is this the start of a run message (as opposed to a hook request or a JSON API line)? */
+/** Does this start like a run protocol message (as opposed to a hook request or a JSON API
+ * line)? Any verb counts, so a front end that starts with the wrong one gets a run protocol
+ * answer rather than a JSON one. */
 export function isRunRequest(data: Buffer): boolean {
-  return data.subarray(0, 4).toString('latin1') === 'run ';
+  const m = /^([a-z]+) /.exec(data.subarray(0, 16).toString('latin1'));
+  return m !== null && VERBS.includes(m[1] as RunVerb);
 }
 
 export function encodeRunMessage(verb: RunVerb, fields: string[]): Buffer {
@@ -118,8 +121,8 @@ export function parseRunRequest(msg: RunMessage): RunRequest {
         'restart the daemon after an upgrade',
     );
   }
-  const n = Number(argc);
-  if (!cwd?.startsWith('/') || !Number.isInteger(n) || n < 0 || n > rest.length) {
+  const n = /^\d{1,7}$/.test(argc ?? '') ? Number(argc) : -1;
+  if (!cwd?.startsWith('/') || n < 0 || n > rest.length) {
     throw new InvalidArgumentError('malformed run request: bad cwd or argument count');
   }
   return { cwd, argv: rest.slice(0, n), env: rest.slice(n) };

@@ -49,6 +49,8 @@ interface ActiveRun extends ForegroundStart {
   t0: number;
   created: number;
   exited?: number;
+  /** The root being prepared ahead: released only once it is ready (or failed). */
+  prepared: Promise<void>;
   runtimePid?: number;
   finished?: Promise<void>;
 }
@@ -78,9 +80,14 @@ export function serveRunConnection(
   let run: ActiveRun | undefined;
   let queue = Promise.resolve();
   let ended = false;
+  let gone = false;
 
   const reply = (data: Buffer, last = false): void => {
     if (socket.destroyed) return;
+    if (gone) {
+      socket.destroy(); // nobody reads it any more
+      return;
+    }
     if (last) socket.end(data);
     else socket.write(data);
   };
@@ -96,6 +103,7 @@ export function serveRunConnection(
     r.exited ??= performance.now();
     r.finished ??= (async () => {
       const id = r.record.id;
+      await r.prepared.catch(() => undefined);
       // A root never attached (the runtime failed first) is released now; an attached one has
       // normally gone with the container's mount namespace already (ENODEV), and this waits for
       // that at most the release grace time before aborting its session.
@@ -151,9 +159,10 @@ export function serveRunConnection(
     const rt = selectRuntime(ctx.runDir, args.runtime ?? (env.STRATA_RUNTIME as RuntimeName | undefined));
     const mntns = rt.unshare ? await opts.cgroupNamespace(rt.unshare).path() : undefined;
     const started = await startForeground(ctx, args, rt, { ownerPid: peerPid, hostEnv: env, mntns });
-    run = { ...started, ctx, rt, t0, created: performance.now() };
     // Prepared while the front end forks the runtime; the createContainer hook waits for it.
-    manager.prepareAhead(started.record.id, started.bundle, started.config).catch(() => undefined);
+    const prepared = manager.prepareAhead(started.record.id, started.bundle, started.config);
+    prepared.catch(() => undefined); // its error is the hook's and the final message's
+    run = { ...started, ctx, rt, t0, created: performance.now(), prepared };
     reply(encodeExec(started.exec));
   };
 
@@ -186,7 +195,11 @@ export function serveRunConnection(
     buf = Buffer.concat([buf, data]);
     take();
   });
-  socket.on('close', () => {
+  // The front end never half-closes during a run: an end of its stream (the server allows half
+  // open connections) means it is gone, as a close does.
+  const frontEndGone = (): void => {
+    if (gone) return;
+    gone = true;
     void queue.then(() => {
       if (!run || run.finished) return;
       // The front end is gone before reporting. Its runtime may still run the container: wait for
@@ -195,6 +208,8 @@ export function serveRunConnection(
       if (r.runtimePid) watchPid(r.runtimePid, () => void finish(undefined));
       else void finish(undefined);
     });
-  });
+  };
+  socket.on('end', frontEndGone);
+  socket.on('close', frontEndGone);
   take();
 }

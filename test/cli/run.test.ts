@@ -2,14 +2,14 @@
 // a temp socket serving a temp store with the busybox image (Entrypoint ["/bin/sh", "-c"], so the
 // command is one shell script; StopSignal SIGQUIT).
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { cliArgv } from '../../hooks/paths.js';
 import {
-  assertNoLeaks,
+  assertRunsLeftNothing,
   closeDaemonEnv,
   openDaemonEnv,
   runCollect,
@@ -33,25 +33,8 @@ function strata(args: string[], input?: string): Promise<RunResult> {
   return runCollect(cmd, rest, { env: cliEnv(), input });
 }
 
-function dirEntries(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-function runtimeIds(runtime: string): string[] {
-  const r = spawnSync(runtime, ['--root', join(runDir, runtime), 'list', '-q'], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean);
-}
-
 async function assertNothingLeft(): Promise<void> {
-  assert.equal(dirEntries(join(runDir, 'containers')), [], 'no container record or bundle');
-  assert.equal(dirEntries(join(runDir, 'names')), [], 'no name held');
-  assert.equal(runtimeIds('runc'), [], 'runc knows no container');
-  assert.equal(runtimeIds('crun'), [], 'crun knows no container');
-  await assertNoLeaks(env, d.mountsBefore);
+  await assertRunsLeftNothing(d, runDir);
 }
 
 test.before(async () => {
@@ -242,28 +225,12 @@ test('an unknown image or a bad option is a clear error (125) and leaves nothing
 
 test('a command the image lacks is 127, one without execute permission 126, as podman says', async () => {
   for (const runtime of ['crun', 'runc']) {
-    const missing = await strata([
-      'run',
-      '--rm',
-      '--runtime',
-      runtime,
-      '--entrypoint',
-      '',
-      'busybox',
-      'nosuch',
-    ]);
+    const command = (cmd: string) =>
+      strata(['run', '--rm', '--runtime', runtime, '--entrypoint', '', 'busybox', cmd]);
+    const missing = await command('nosuch');
     assert.is(missing.code, 127, missing.stderr);
     assert.match(missing.stderr, 'executable file "nosuch" not found in the image\'s $PATH');
-    const plain = await strata([
-      'run',
-      '--rm',
-      '--runtime',
-      runtime,
-      '--entrypoint',
-      '',
-      'busybox',
-      '/etc/passwd',
-    ]);
+    const plain = await command('/etc/passwd');
     assert.is(plain.code, 126, plain.stderr);
     assert.match(plain.stderr, '/etc/passwd in the image is not an executable file');
   }

@@ -304,3 +304,25 @@ export function strataSync(args: string[]) {
 export function installHooksCli(env: Env, dir: string) {
   return strataSync(['--root', env.storeRoot, 'hooks', 'install', '--dir', dir, '--socket', env.socket]);
 }
+
+export function dirEntries(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function runtimeIds(runtime: string, runDir: string): string[] {
+  const r = spawnSync(runtime, ['--root', join(runDir, runtime), 'list', '-q'], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+/** After `strata run`s in runDir: no record, name or runtime state left, and assertNoLeaks. */
+export async function assertRunsLeftNothing(d: DaemonEnv, runDir: string): Promise<void> {
+  assert.equal(dirEntries(join(runDir, 'containers')), [], 'no container record or bundle');
+  assert.equal(dirEntries(join(runDir, 'names')), [], 'no name held');
+  assert.equal(runtimeIds('runc', runDir), [], 'runc knows no container');
+  assert.equal(runtimeIds('crun', runDir), [], 'crun knows no container');
+  await assertNoLeaks(d.env, d.mountsBefore);
+}
