@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 // Generates, from every schemas/<name>.schema.json:
 //   src/spec/generated/<name>.ts       its TypeScript types (json-schema-to-typescript)
-//   src/spec/generated/validators.ts   ajv standalone validation code for each of them, so
+//   src/spec/generated/validators/<name>.cts
+//                                      ajv standalone validation code for each of them, so
 //                                      validate() compiles no schema at run time (compiling the
 //                                      runtime-config schema alone took ~70 ms per CLI command)
+//   src/spec/generated/validators.ts   which file holds which schema's validator
 // The generated files are committed; test/spec/validate.test.ts fails when they are stale.
 // `--check` exits 1 instead of writing when a file would change.
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import standaloneModule from 'ajv/dist/standalone/index.js';
 import { compileFromFile } from 'json-schema-to-typescript';
-import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -49,40 +51,48 @@ const ajv = new Ajv({
   allErrors: true,
   strict: true,
   allowUnionTypes: true,
-  code: { source: true, esm: true },
+  code: { source: true },
 });
 // ajv-formats is CommonJS: its default export arrives wrapped under ESM.
 addFormatsModule.default(ajv);
 for (const name of names) {
   ajv.addSchema(JSON.parse(readFileSync(join(schemaDir, `${name}.schema.json`), 'utf8')), name);
 }
-// One self-contained module per schema, each wrapped in a factory: V8 only pre-parses a function
-// body until it is called, and a module's top level (ajv emits every schema as an object literal
-// there) would otherwise run for all schemas on every command, which costs ~7 ms.
+// One CommonJS module per schema, loaded (with require, so validate() stays synchronous) only when
+// that schema is first used: a process that validates one kind of document — the FUSE server
+// reads image records — neither parses nor keeps the code of the others (all of them in one
+// module cost the server ~1 MiB of RSS). .cts, so that tsc emits .cjs next to the ESM build and
+// tsx maps the .cjs name back to it when running from source.
 // Sub-schemas validated on their own (validate('daemon-api#/definitions/request', ...)): the
 // daemon API's two message kinds. Each entry is one more self-contained validator.
 const SUB_SCHEMAS = ['daemon-api#/definitions/request', 'daemon-api#/definitions/response'];
-const HEAD = /^"use strict";export const validate = (\w+);export default \1;/;
-const factories = [...names, ...SUB_SCHEMAS].map((name) => {
+const validatorDir = join(outDir, 'validators');
+mkdirSync(validatorDir, { recursive: true });
+const files = [...names, ...SUB_SCHEMAS].map((name) => {
   const code = standaloneModule.default(ajv, ajv.getSchema(name));
-  const head = HEAD.exec(code);
-  if (!head) throw new Error(`unexpected ajv standalone code for ${name}: ${code.slice(0, 120)}`);
-  return `  '${name}': () => {\n${code.slice(head[0].length)}\nreturn ${head[1]};\n  },`;
+  if (!code.startsWith('"use strict";module.exports = '))
+    throw new Error(`unexpected ajv standalone code for ${name}: ${code.slice(0, 120)}`);
+  const file = name.replace(/#\/definitions\//, '.');
+  emit(
+    join(validatorDir, `${file}.cts`),
+    [
+      `// Generated from schemas/${name.split('#')[0]}.schema.json by scripts/gen-types.mjs (ajv standalone code). Do not edit.`,
+      '// @ts-nocheck',
+      code,
+      '',
+    ].join('\n'),
+  );
+  return `  '${name}': '${file}.cjs',`;
 });
 emit(
   join(outDir, 'validators.ts'),
   [
-    '// Generated from schemas/*.schema.json by scripts/gen-types.mjs (ajv standalone code). Do not edit.',
-    '// @ts-nocheck',
-    "import { createRequire } from 'node:module';",
-    // ajv's "esm" output still loads its runtime helpers (ucs2length, ajv-formats' format
-    // functions) with require().
-    'const require = createRequire(import.meta.url);',
+    '// Generated from schemas/*.schema.json by scripts/gen-types.mjs. Do not edit.',
     '',
-    '/** schemas/<name>.schema.json (and a few sub-schemas, <name>#/definitions/<d>) -> a function making',
-    ' * its validator (call once, keep the result). */',
-    'export const validatorFactories = {',
-    ...factories,
+    '/** schemas/<name>.schema.json (and a few sub-schemas, <name>#/definitions/<d>) -> the module in',
+    ' * ./validators/ whose export is its validator. */',
+    'export const validatorModules: Record<string, string> = {',
+    ...files,
     '};',
     '',
   ].join('\n'),

@@ -149,6 +149,7 @@ export class FuseSession extends EventEmitter {
     } catch (err) {
       this.writeFailed(reply, err);
     }
+    recycleReply(reply);
   }
 
   private writeFailed(reply: Buffer, err: unknown): void {

@@ -3,11 +3,12 @@
 // API messages, store records read back from disk — goes through validate() before it is trusted.
 // The validators are ajv standalone code generated at build time (scripts/gen-types.mjs), so no
 // schema is compiled and ajv itself is not loaded when a command runs: only its tiny runtime
-// helpers are.
+// helpers are. Each schema's validator is its own CommonJS module, required on first use.
 import type { ErrorObject } from 'ajv';
+import { createRequire } from 'node:module';
 
 import { InvalidArgumentError } from '../store/errors.js';
-import { validatorFactories } from './generated/validators.js';
+import { validatorModules } from './generated/validators.js';
 
 /** The shape of an ajv validation function, standalone or compiled. */
 interface ValidateFunction {
@@ -15,21 +16,21 @@ interface ValidateFunction {
   errors?: ErrorObject[] | null;
 }
 
-// The generated module is @ts-nocheck JavaScript; this is the one place its type is stated.
-const factories = validatorFactories as unknown as Record<string, (() => ValidateFunction) | undefined>;
+const require = createRequire(import.meta.url);
 const made = new Map<string, ValidateFunction>();
 
 function validatorFor(name: string): ValidateFunction {
   let fn = made.get(name);
   if (fn) return fn;
-  const factory = Object.hasOwn(factories, name) ? factories[name] : undefined;
-  if (!factory) {
+  const file = Object.hasOwn(validatorModules, name) ? validatorModules[name] : undefined;
+  if (!file) {
     throw new Error(
       `no schema named ${name}` +
         (name.includes('#') ? ' (sub-schemas are listed in SUB_SCHEMAS of scripts/gen-types.mjs)' : ''),
     );
   }
-  fn = factory();
+  // The generated modules are @ts-nocheck JavaScript; this is the one place their type is stated.
+  fn = require(`./generated/validators/${file}`) as ValidateFunction;
   made.set(name, fn);
   return fn;
 }

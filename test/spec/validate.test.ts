@@ -7,7 +7,7 @@ import addFormatsModule from 'ajv-formats';
 import { InvalidArgumentError } from '../../src/store/errors.js';
 import { parseAndValidate, validate } from '../../src/spec/validate.js';
 import type { Lease } from '../../src/spec/generated/lease.js';
-import { validatorFactories } from '../../src/spec/generated/validators.js';
+import { validatorModules } from '../../src/spec/generated/validators.js';
 
 test('a valid document comes back typed', () => {
   const lease = validate<Lease>('lease', {
@@ -70,7 +70,7 @@ test('the precompiled validators give the messages ajv compiling the schemas wou
     { ok: true },
     { ok: false, error: { code: 1 } },
   ];
-  for (const name of [...names, ...Object.keys(validatorFactories).filter((n) => n.includes('#'))]) {
+  for (const name of [...names, ...Object.keys(validatorModules).filter((n) => n.includes('#'))]) {
     const fn = ajv.getSchema(name);
     assert.ok(fn, name);
     for (const doc of docs) {

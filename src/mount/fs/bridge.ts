@@ -6,14 +6,14 @@
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
 import type { BackingCapability } from '../fuse/protocol.js';
-import type { InitInfo, RawFileSystem, RequestContext } from '../fuse/raw.js';
+import type { Awaitable, InitInfo, RawFileSystem, RequestContext } from '../fuse/raw.js';
 import type { FuseAttr, FuseAttrOut, FuseEntryOut } from '../fuse/wire/attr.js';
 import { direntSize, direntplusSize, writeDirent, writeDirentplus } from '../fuse/wire/dir.js';
 import { allocReplyBody } from '../fuse/wire/header.js';
 import type { FuseLseekIn } from '../fuse/wire/lseek.js';
 import type { FuseOpenIn, FuseOpenOut, FuseReadIn, FuseReleaseIn } from '../fuse/wire/open.js';
 import type { FuseKstatfs } from '../fuse/wire/statfs.js';
-import type { Filesystem, NodeAttr } from './api.js';
+import type { Filesystem, NodeAttr, OpenedFile } from './api.js';
 
 export interface BridgeOptions {
   /** Seconds the kernel may cache names and attributes (default 86400: the image never changes). */
@@ -100,10 +100,11 @@ export class FilesystemBridge implements RawFileSystem {
     this.fs.destroy?.();
   }
 
-  private cap<K extends keyof Filesystem>(k: K): NonNullable<Filesystem[K]> {
-    const fn = this.fs[k];
-    if (!fn) throw new FuseError(C.ENOSYS);
-    return fn.bind(this.fs) as NonNullable<Filesystem[K]>;
+  /** The filesystem, once it is known to have method k (ENOSYS otherwise). Called as a method
+   * rather than through a bound copy: binding made a function per request. */
+  private cap<K extends keyof Filesystem>(k: K): Filesystem & Required<Pick<Filesystem, K>> {
+    if (!this.fs[k]) throw new FuseError(C.ENOSYS);
+    return this.fs as Filesystem & Required<Pick<Filesystem, K>>;
   }
 
   /** `into`: a scratch record to fill in place (READDIRPLUS writes one per entry). */
@@ -126,7 +127,7 @@ export class FilesystemBridge implements RawFileSystem {
   lookup(_ctx: RequestContext, parent: number, name: Buffer): FuseEntryOut {
     let attr: NodeAttr;
     try {
-      attr = this.cap('lookup')(parent, name);
+      attr = this.cap('lookup').lookup(parent, name);
     } catch (error) {
       // The tree never changes, so "no such name" is cached like any entry: node id 0 with an
       // entry timeout is the protocol's negative entry (the caller still sees ENOENT).
@@ -150,17 +151,27 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   getattr(_ctx: RequestContext, nodeid: number): FuseAttrOut {
-    return { attr_valid: this.attrTimeout, attr_valid_nsec: 0, attr: fuseAttr(this.cap('getattr')(nodeid)) };
+    return {
+      attr_valid: this.attrTimeout,
+      attr_valid_nsec: 0,
+      attr: fuseAttr(this.cap('getattr').getattr(nodeid)),
+    };
   }
 
   readlink(_ctx: RequestContext, nodeid: number): Buffer {
-    return this.cap('readlink')(nodeid);
+    return this.cap('readlink').readlink(nodeid);
   }
 
-  async open(_ctx: RequestContext, nodeid: number, inp: FuseOpenIn): Promise<FuseOpenOut> {
+  open(_ctx: RequestContext, nodeid: number, inp: FuseOpenIn): Awaitable<FuseOpenOut> {
     if ((inp.flags & C.O_ACCMODE) !== C.O_RDONLY || inp.flags & C.O_TRUNC) throw new FuseError(C.EROFS);
-    if ((this.cap('getattr')(nodeid).mode & S_IFMT) === S_IFDIR) throw new FuseError(C.EISDIR);
-    const opened = await this.cap('open')(nodeid, inp.flags);
+    if ((this.cap('getattr').getattr(nodeid).mode & S_IFMT) === S_IFDIR) throw new FuseError(C.EISDIR);
+    const opened = this.cap('open').open(nodeid, inp.flags);
+    return opened instanceof Promise
+      ? opened.then((o) => this.opened(nodeid, o))
+      : this.opened(nodeid, opened);
+  }
+
+  private opened(nodeid: number, opened: OpenedFile): FuseOpenOut {
     const backingId = opened.fd === undefined ? undefined : this.acquireBacking(nodeid, opened.fd);
     this.files.set(opened.fh, { ino: nodeid, backed: backingId !== undefined });
     // NOFLUSH: close(2) needs no FLUSH round trip on a read-only file.
@@ -194,8 +205,8 @@ export class FilesystemBridge implements RawFileSystem {
     }
   }
 
-  read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Promise<Buffer> {
-    return this.cap('read')(nodeid, inp.fh, inp.offset, inp.size, ctx.signal);
+  read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Awaitable<Buffer> {
+    return this.cap('read').read(nodeid, inp.fh, inp.offset, inp.size, ctx);
   }
 
   release(_ctx: RequestContext, nodeid: number, inp: FuseReleaseIn): void {
@@ -214,7 +225,7 @@ export class FilesystemBridge implements RawFileSystem {
   flush(): void {}
 
   opendir(_ctx: RequestContext, nodeid: number): FuseOpenOut {
-    if ((this.cap('getattr')(nodeid).mode & S_IFMT) !== S_IFDIR) throw new FuseError(C.ENOTDIR);
+    if ((this.cap('getattr').getattr(nodeid).mode & S_IFMT) !== S_IFDIR) throw new FuseError(C.ENOTDIR);
     return { fh: 0, open_flags: C.FOPEN_CACHE_DIR | C.FOPEN_KEEP_CACHE, backing_id: 0 };
   }
 
@@ -229,8 +240,8 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   private fillDir(nodeid: number, inp: FuseReadIn, plus: boolean): Buffer {
-    const entries = this.cap('readdir')(nodeid, inp.offset);
-    const getattr = plus ? this.cap('getattr') : undefined;
+    const entries = this.cap('readdir').readdir(nodeid, inp.offset);
+    const attrs = plus ? this.cap('getattr') : undefined;
     const out = allocReplyBody(inp.size);
     const scratch = {} as FuseEntryOut;
     let at = 0;
@@ -240,7 +251,7 @@ export class FilesystemBridge implements RawFileSystem {
       if (at + need > out.length) break;
       pos++;
       const dirent = { ino: e.ino, off: pos, type: (e.mode & S_IFMT) >>> 12, name: e.name };
-      if (!getattr) {
+      if (!attrs) {
         at += writeDirent(out, at, dirent);
         continue;
       }
@@ -249,7 +260,7 @@ export class FilesystemBridge implements RawFileSystem {
         at += writeDirentplus(out, at, { entry_out: NO_ENTRY, dirent });
         continue;
       }
-      const entry = this.entryOut(getattr(e.ino), scratch);
+      const entry = this.entryOut(attrs.getattr(e.ino), scratch);
       at += writeDirentplus(out, at, { entry_out: entry, dirent });
       this.addLookup(e.ino);
     }
@@ -257,7 +268,7 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   statfs(): FuseKstatfs {
-    const s = this.cap('statfs')();
+    const s = this.cap('statfs').statfs();
     return {
       blocks: s.blocks,
       bfree: 0,
@@ -271,21 +282,21 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   getxattr(_ctx: RequestContext, nodeid: number, name: string): Buffer {
-    const value = this.cap('getxattr')(nodeid, name);
+    const value = this.cap('getxattr').getxattr(nodeid, name);
     if (value === undefined) throw new FuseError(C.ENODATA);
     return value;
   }
 
   listxattr(_ctx: RequestContext, nodeid: number): string[] {
-    return this.cap('listxattr')(nodeid);
+    return this.cap('listxattr').listxattr(nodeid);
   }
 
   access(_ctx: RequestContext, nodeid: number, mask: number): void {
-    this.cap('getattr')(nodeid); // ENOENT for a stale node
+    this.cap('getattr').getattr(nodeid); // ENOENT for a stale node
     if (mask & C.W_OK) throw new FuseError(C.EROFS);
   }
 
   lseek(_ctx: RequestContext, nodeid: number, inp: FuseLseekIn): number {
-    return this.cap('lseek')(nodeid, inp.fh, inp.offset, inp.whence);
+    return this.cap('lseek').lseek(nodeid, inp.fh, inp.offset, inp.whence);
   }
 }

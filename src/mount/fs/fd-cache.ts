@@ -34,6 +34,14 @@ export class FdCache {
     return this.entries.size;
   }
 
+  /** A lease without waiting when the fd is already open (a hot file), else undefined. */
+  tryAcquire(path: string): FdLease | undefined {
+    const entry = this.entries.get(path);
+    if (!entry || entry.fd < 0) return undefined;
+    entry.refs++;
+    return this.lease(path, entry);
+  }
+
   async acquire(path: string): Promise<FdLease> {
     let entry = this.entries.get(path);
     if (!entry) {
@@ -56,10 +64,13 @@ export class FdCache {
       throw error;
     }
     entry.fd = fd;
-    const held = entry;
+    return this.lease(path, entry);
+  }
+
+  private lease(path: string, held: Entry): FdLease {
     let released = false;
     return {
-      fd,
+      fd: held.fd,
       release: () => {
         if (released) return;
         released = true;

@@ -13,6 +13,7 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeIndex } from '../../store/t
 import type { DirEntryInfo, Filesystem, NodeAttr, OpenedFile, StatfsInfo } from './api.js';
 import { FdCache, sharedFdCache, type FdLease } from './fd-cache.js';
 import { buildPlaceholders, type PlaceholderSpec, type PlaceholderTree } from './placeholders.js';
+import { sharedReadSlots } from './read-slots.js';
 
 const readAsync = promisify(read);
 
@@ -126,7 +127,7 @@ export class ImageFilesystem implements Filesystem {
     }
   }
 
-  async open(ino: number): Promise<OpenedFile> {
+  open(ino: number): OpenedFile | Promise<OpenedFile> {
     const mode = this.mode(ino);
     if ((mode & S_IFMT) !== S_IFREG) throw new FuseError((mode & S_IFMT) === S_IFDIR ? C.EISDIR : C.EINVAL);
     const fh = this.nextFh++;
@@ -140,31 +141,50 @@ export class ImageFilesystem implements Filesystem {
       return { fh };
     }
     const path = objectPath(this.storeRoot, content.digest);
-    let lease: FdLease;
-    try {
-      lease = await this.fdCache.acquire(path);
-    } catch (error) {
-      // A missing or unreadable object is store damage, not a property of the file.
-      throw new FuseError(C.EIO, `cannot open object ${content.digest} for inode ${ino}: ${String(error)}`);
-    }
+    const cached = this.fdCache.tryAcquire(path);
+    if (cached) return this.opened(ino, fh, cached);
+    return this.fdCache.acquire(path).then(
+      (lease) => this.opened(ino, fh, lease),
+      (error: unknown) => {
+        // A missing or unreadable object is store damage, not a property of the file.
+        throw new FuseError(C.EIO, `cannot open object ${content.digest} for inode ${ino}: ${String(error)}`);
+      },
+    );
+  }
+
+  private opened(ino: number, fh: number, lease: FdLease): OpenedFile {
     this.handles.set(fh, { ino, lease, size: this.index.attr(ino).size });
     return { fh, fd: lease.fd };
   }
 
-  async read(ino: number, fh: number, offset: number, size: number): Promise<Buffer> {
+  read(ino: number, fh: number, offset: number, size: number): Buffer | Promise<Buffer> {
     const h = this.handles.get(fh);
     if (!h || h.ino !== ino) throw new FuseError(C.EBADF);
     if ('inline' in h) return h.inline.subarray(Math.min(offset, h.inline.length), offset + size);
+    return this.readObject(h, offset, size);
+  }
+
+  private async readObject(
+    h: { lease: FdLease; size: number },
+    offset: number,
+    size: number,
+  ): Promise<Buffer> {
     const want = Math.max(0, Math.min(size, h.size - offset));
-    // Read straight into the reply: the header goes in front of it without copying the data.
-    const buf = allocReplyBody(want);
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await readAsync(h.lease.fd, buf, got, want - got, offset + got);
-      if (bytesRead === 0) break; // object shorter than the index says: return what exists
-      got += bytesRead;
+    const wait = sharedReadSlots.acquire();
+    if (wait) await wait;
+    try {
+      // Read straight into the reply: the header goes in front of it without copying the data.
+      const buf = allocReplyBody(want);
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await readAsync(h.lease.fd, buf, got, want - got, offset + got);
+        if (bytesRead === 0) break; // object shorter than the index says: return what exists
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      sharedReadSlots.release();
     }
-    return buf.subarray(0, got);
   }
 
   release(_ino: number, fh: number): void {

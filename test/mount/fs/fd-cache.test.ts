@@ -44,6 +44,25 @@ test('the bound closes least recently released fds but never pinned ones', async
   assert.equal(fdsLeftSince(before), []);
 });
 
+test('tryAcquire: a lease at once for an open fd, nothing for an unknown or still opening path', async () => {
+  const cache = new FdCache(2);
+  assert.is(cache.tryAcquire(paths[0]), undefined);
+  const opening = cache.acquire(paths[0]);
+  assert.is(cache.tryAcquire(paths[0]), undefined, 'the open has not finished');
+  const first = await opening;
+  const again = cache.tryAcquire(paths[0])!;
+  assert.is(again.fd, first.fd);
+  first.release();
+  assert.is(cache.pinned, 1, 'the second lease still pins the fd');
+  // Pinned fds survive going over the bound.
+  const others = await Promise.all(paths.slice(1, 4).map((p) => cache.acquire(p)));
+  for (const l of others) l.release();
+  assert.is(readFileSync(again.fd, 'utf8'), 'content 0');
+  again.release();
+  assert.is(cache.size, 2);
+  await cache.closeIdle();
+});
+
 test('a path that cannot be opened rejects and is not cached', async () => {
   const cache = new FdCache(2);
   await cache.acquire(join(dir, 'missing')).then(

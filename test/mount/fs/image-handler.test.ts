@@ -231,6 +231,33 @@ test('read: inline files, object files across 64 KiB boundaries, at and past EOF
   );
 });
 
+test('OPEN and READ of an inline file, and OPEN of an object whose fd is cached, answer without a promise', async () => {
+  const p = await mount();
+  const passwd = index.resolve('/etc/passwd');
+  const openReq = (ino: number) =>
+    p.handle(request(C.FUSE_OPEN, encodeOpenIn({ flags: 0, open_flags: 0 }), { nodeid: ino }));
+  const inline = openReq(passwd);
+  assert.instance(inline, Buffer);
+  const fh = decodeOpenOut(reply(inline as Buffer).body).fh;
+  const data = p.handle(request(C.FUSE_READ, readIn(fh, 0, 4096), { nodeid: passwd }));
+  assert.instance(data, Buffer);
+  assert.equal(reply(data as Buffer).body, Buffer.from('root:x:0:0\n'));
+  await release(p, passwd, fh);
+
+  const small = index.resolve('/bin/small');
+  const first = await open(p, small); // the object's fd is opened (and cached) here
+  const second = openReq(small);
+  assert.instance(second, Buffer);
+  const fh2 = decodeOpenOut(reply(second as Buffer).body).fh;
+  // Object reads still go to the pool and come back as a promise.
+  const objectRead = p.handle(request(C.FUSE_READ, readIn(fh2, 0, 4096), { nodeid: small }));
+  assert.instance(objectRead, Promise);
+  assert.equal(reply(await objectRead).body, SMALL);
+  await release(p, small, first.fh);
+  await release(p, small, fh2);
+  assert.is(cache.pinned, 0);
+});
+
 test('open refuses writing, truncating and directories', async () => {
   const p = await mount();
   const big = index.resolve('/bin/big');

@@ -63,9 +63,14 @@ export function encodeOutHeader(h: FuseOutHeader, into?: Buffer): Buffer {
 
 /** ArrayBuffers made by allocReplyBody: their first FUSE_OUT_HEADER_SIZE bytes are free. */
 const withHeadroom = new WeakSet<ArrayBufferLike>();
-/** Large reply buffers (READ data) are reused once written: allocating 1 MiB per READ keeps the
+/** Reply buffers for READ data are reused once written: allocating 1 MiB per READ keeps the
  * garbage collector busy and the RSS high. A few suffice: replies are written as they finish. */
 export const POOLED_BODY_SIZE = 1 << 20;
+/** Bodies above this size are pooled too (every READ of an object file: inline files are at most
+ * 4 KiB): allocated one by one, the small ones piled up in malloc's heap until the garbage
+ * collector freed them (bench-fs without passthrough, after reading every file: ~6 MiB). Only the
+ * pages a reply touches become resident, so a small READ in a 1 MiB buffer costs what it uses. */
+const POOLED_MIN = 4096;
 /** 4 measured worse: more READs are in flight than readahead suggests, and the misses allocated
  * 1 MiB each (bench peak RSS 139 MiB, seq read 1.7x slower). The pool is dropped when idle. */
 const POOL_MAX = 8;
@@ -76,10 +81,10 @@ const pooled = new WeakSet<ArrayBufferLike>();
  * A body buffer with room for the out header in front of it: encodeReply then writes the header
  * in place and sends the same memory, instead of copying the body (1 MiB per READ). Any
  * subarray that still starts at the body's first byte keeps that property. Bodies of more than
- * 64 KiB come from a pool; recycleReply gives them back once the reply was written.
+ * 4 KiB come from a pool; recycleReply gives them back once the reply was written.
  */
 export function allocReplyBody(size: number): Buffer {
-  if (size > 65536 && size <= POOLED_BODY_SIZE) {
+  if (size > POOLED_MIN && size <= POOLED_BODY_SIZE) {
     let ab = pool.pop();
     if (!ab) {
       ab = Buffer.allocUnsafeSlow(FUSE_OUT_HEADER_SIZE + POOLED_BODY_SIZE).buffer;

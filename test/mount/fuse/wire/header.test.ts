@@ -70,6 +70,10 @@ test('large reply bodies are reused once recycled, small ones never', () => {
   const small = allocReplyBody(100);
   recycleReply(encodeReply(2n, small));
   assert.is.not(allocReplyBody(100).buffer, small.buffer);
+  // Every READ of an object file (more than 4 KiB: smaller files are inline) is pooled too.
+  const mid = allocReplyBody(5000);
+  recycleReply(encodeReply(3n, mid));
+  assert.is(allocReplyBody(8192).buffer, mid.buffer);
 });
 
 test('releaseReplyPool drops pooled bodies, and later large replies still work', () => {
