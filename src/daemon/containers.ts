@@ -296,16 +296,24 @@ export class ContainerManager {
 
   /** poststop: release whatever is left; unknown ids are fine (already released, or never ours). */
   async poststop(stateJson: string): Promise<void> {
-    const { id } = parseHookState(stateJson);
+    await this.containerEnded(parseHookState(stateJson).id, 'poststop');
+  }
+
+  /**
+   * The container `id` has ended (poststop, or its runtime exited): release what is left. A root
+   * still held by the container's mount namespace is released in the background: that namespace
+   * is being torn down, its ENODEV follows within milliseconds and releases everything, and
+   * waiting for it would only delay the runtime (or strata run) — the release still aborts the
+   * session if it has not ended within the grace time. Anything else is released before this
+   * resolves.
+   */
+  async containerEnded(id: string, why: string): Promise<void> {
     const s = this.served.get(id);
     if (s?.state === 'attached' && s.session.isOpen) {
-      // The container's mount namespace is being torn down; its ENODEV follows within
-      // milliseconds and releases everything. Waiting for it would only delay the runtime's
-      // exit; the release still aborts the session if it has not ended within the grace time.
-      void this.release(id, 'poststop');
+      void this.release(id, why);
       return;
     }
-    await this.release(id, 'poststop');
+    await this.release(id, why);
   }
 
   /**

@@ -104,10 +104,7 @@ export function serveRunConnection(
     r.finished ??= (async () => {
       const id = r.record.id;
       await r.prepared.catch(() => undefined);
-      // A root never attached (the runtime failed first) is released now; an attached one has
-      // normally gone with the container's mount namespace already (ENODEV), and this waits for
-      // that at most the release grace time before aborting its session.
-      await manager.release(id, 'the runtime ended');
+      await manager.containerEnded(id, 'its runtime ended');
       let result = await finishForeground(r.ctx, r.rt, r.record, end, manager.takeFailure(id));
       if (result.code === RUN_FAILED && end?.kind === 'code') {
         // Not started: podman's 127/126 when the image has no such command.
