@@ -22,6 +22,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
 } from '../store/errors.js';
+import { treeIndexPath } from '../store/layout.js';
 import { releaseLease } from '../store/leases.js';
 import { IMAGE_ANNOTATION, leaseIdFor, resolveBundleImage, takeContainerLease } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
@@ -203,7 +204,14 @@ export class ContainerManager {
       const index = this.indexes.get(image.indexDigest);
       const placeholders = placeholdersFor(config.mounts, isDirectory);
       const backing = new DeviceBacking();
-      handler = createImageHandler({ index, storeRoot: this.storeRoot, placeholders, backing });
+      handler = createImageHandler({
+        index,
+        // Inline contents are read from the index file, not touched through its mapping.
+        indexPath: treeIndexPath(this.storeRoot, image.indexDigest),
+        storeRoot: this.storeRoot,
+        placeholders,
+        backing,
+      });
       // The source names the container in mountinfo (where a mount shows up if it ever leaks).
       const fsname = `strata-ctr:${id.replace(/[^A-Za-z0-9_.+-]/g, '_')}`;
       const m = await createDetachedMount({ handler, fsname, subtype: 'strata' });

@@ -4,7 +4,6 @@
 // fusermount3 helper mounts instead and passes the /dev/fuse fd back over a unix socket named by
 // $_FUSE_COMMFD — libfuse's fuse_mount_fusermount protocol. Either way the session ends when
 // the mount goes (umount, or `stop`), and then nothing is left: no mount, no fd, no thread.
-import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 
@@ -121,6 +120,8 @@ export function attachDetached(mountFd: number, dir: string, syscalls: Syscalls 
  * group_id itself, and allow_other/default_permissions always.
  */
 export async function fusermount(dir: string, options: string[]): Promise<number> {
+  // Loaded here: only the fallback needs child_process, and the server's heap pays for it.
+  const { spawn } = await import('node:child_process');
   const [ours, theirs] = native.socketpair();
   try {
     const opts = [...options, 'allow_other', 'default_permissions'].join(',');

@@ -7,6 +7,7 @@
 import v8 from 'node:v8';
 import { native } from '../native-addon.js';
 import { resolveImage, loadTreeIndex, type ImageInfo } from '../store/records.js';
+import { treeIndexPath } from '../store/layout.js';
 import type { TreeIndex } from '../store/tree-index.js';
 import { createDetachedMount, type DetachedMount, type DetachedMountOptions } from './detached.js';
 import { sharedFdCache, type FdCache } from './fs/fd-cache.js';
@@ -14,7 +15,7 @@ import { createImageHandler } from './fs/image-handler.js';
 import type { PlaceholderSpec } from './fs/placeholders.js';
 import type { BackingCapability, FuseProtocol } from './fuse/protocol.js';
 import { setReadahead } from './fuse/readahead.js';
-import { releaseReplyPool } from './fuse/wire/header.js';
+import { releaseIdleReplyPool } from './fuse/wire/header.js';
 import type { FuseSession, SessionEnd } from './session.js';
 
 export interface ServeImageOptions {
@@ -61,6 +62,7 @@ export async function prepareImage(opts: ServeImageOptions): Promise<PreparedIma
   const handler = createImageHandler({
     index,
     storeRoot: opts.storeRoot,
+    indexPath: treeIndexPath(opts.storeRoot, image.indexDigest),
     placeholders: opts.placeholders,
     backing,
     fdCache,
@@ -117,17 +119,17 @@ export function tuneServerMalloc(): void {
   native.mallopt(native.constants.M_MMAP_THRESHOLD, 128 * 1024);
 }
 
-/** Gives memory freed after a burst of requests back to the kernel: the READ reply pool and free
- * malloc memory in every arena (measured ~8 MiB after the bench's workloads). */
+/** Gives memory freed after a burst of requests back to the kernel: the READ reply pool once READs
+ * stopped, and free malloc memory in every arena (measured ~8 MiB after the bench's workloads). */
 export function releaseServerMemory(): void {
-  releaseReplyPool();
+  releaseIdleReplyPool();
   native.mallocTrim();
 }
 
-/** Two READs' worth (max_pages = 256): a sequential read keeps 1 MiB READs in flight, so the
- * server's object-file reads overlap (1 MiB measured ~25% slower, 128 KiB ~5x slower). 4 MiB
- * was no faster in bench-fs without passthrough (cold seq read ~0.3 s either way) and held more
- * 1 MiB reply buffers at once: worst RSS sample 69-71 MiB with 2 MiB, 73 MiB with 4. */
+/** A sequential read keeps several READs in flight, so the server's object-file reads overlap
+ * (1 MiB measured ~25% slower, 128 KiB ~5x slower; measured with 1 MiB READs, now 256 KiB: see
+ * fs/image-handler.ts). 4 MiB was no faster in bench-fs without passthrough (cold seq read
+ * ~0.3 s either way) and held more reply buffers at once. */
 export const READAHEAD_KIB = 2048;
 
 /** The mount's source in mountinfo: `strata:<12 hex of the manifest digest>`. */

@@ -4,11 +4,11 @@
 // the 16-byte headers it needs to answer EIO when the handler fails; the protocol itself lives
 // behind the handler (src/mount/fuse/protocol.ts).
 import { EventEmitter } from 'node:events';
-import { closeSync, write, writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 
 import { isErrno } from '../store/errors.js';
 import { native } from '../native-addon.js';
-import { recycleReply } from './fuse/wire/header.js';
+import { encodeErrorReply, readUnique, recycleReply, type FuseUnique } from './fuse/wire/header.js';
 
 export interface FuseRequestHandler {
   /** One request in, one reply out (null: no reply, e.g. FORGET). */
@@ -27,7 +27,7 @@ export interface SessionEnd {
 export interface SessionWarning {
   code: 'handler-failed' | 'reply-failed';
   message: string;
-  unique?: bigint;
+  unique?: FuseUnique;
   cause?: unknown;
 }
 
@@ -46,9 +46,6 @@ const FUSE_BATCH_FORGET = 42;
 const IN_HEADER_SIZE = 40;
 const EIO = 5;
 export const DEFAULT_BUFFER_SIZE = 1024 * 1024 + 4096;
-/** Replies at least this large (READ data) are written on libuv's pool: copying 1 MiB into the
- * kernel takes a few hundred microseconds that the JS thread spends better answering others. */
-const ASYNC_WRITE_MIN = 64 * 1024;
 
 /**
  * Events: 'end' (SessionEnd) exactly once, after the reader thread was joined and the device fd
@@ -62,9 +59,6 @@ export class FuseSession extends EventEmitter {
   private readonly reader: number;
   private open = true;
   private closing = false;
-  /** Replies being written on the pool: the device is closed only once they are done. */
-  private writing = 0;
-  private pendingEnd?: SessionEnd;
   private resolveEnded!: (end: SessionEnd) => void;
 
   /** Takes ownership of devFd: the session closes it when it ends. */
@@ -114,7 +108,7 @@ export class FuseSession extends EventEmitter {
 
   /** A handler failure must not leave the caller in the kernel waiting forever: answer EIO. */
   private failed(req: Buffer, err: unknown): void {
-    const unique = req.length >= IN_HEADER_SIZE ? req.readBigUInt64LE(8) : undefined;
+    const unique = req.length >= IN_HEADER_SIZE ? readUnique(req, 8) : undefined;
     this.emit('warn', {
       code: 'handler-failed',
       message: `FUSE handler failed: ${err instanceof Error ? err.message : String(err)}`,
@@ -124,24 +118,21 @@ export class FuseSession extends EventEmitter {
     if (unique === undefined) return;
     const opcode = req.readUInt32LE(4);
     if (opcode === FUSE_FORGET || opcode === FUSE_BATCH_FORGET) return;
-    const out = Buffer.alloc(16);
-    out.writeUInt32LE(16, 0);
-    out.writeInt32LE(-EIO, 4);
-    out.writeBigUInt64LE(unique, 8);
-    this.write(out);
+    this.write(encodeErrorReply(unique, EIO));
   }
 
+  /**
+   * Every reply is written here, synchronously. READ data (1 MiB) used to be written on libuv's
+   * pool: the reply then waited there behind object-file reads while the next READs took fresh
+   * buffers, and bench-fs without passthrough held 8 reply buffers at once. Written at once, a
+   * buffer is back in the pool before the next read starts, so no more exist than reads in
+   * flight (fs/read-slots.ts); sequential and read-every-file times did not change measurably.
+   */
   private write(reply: Buffer | null): void {
     // A reply that arrives after the end has nowhere to go (and the fd number may be reused).
-    if (reply === null || !this.open) return;
-    if (reply.length >= ASYNC_WRITE_MIN) {
-      this.writing++;
-      write(this.devFd, reply, (err) => {
-        this.writing--;
-        if (err) this.writeFailed(reply, err);
-        recycleReply(reply);
-        if (this.writing === 0 && this.pendingEnd) this.closeDevice(this.pendingEnd);
-      });
+    if (reply === null) return;
+    if (!this.open) {
+      recycleReply(reply);
       return;
     }
     try {
@@ -159,7 +150,7 @@ export class FuseSession extends EventEmitter {
     this.emit('warn', {
       code: 'reply-failed',
       message: `writing a FUSE reply failed: ${err instanceof Error ? err.message : String(err)}`,
-      unique: reply.length >= 16 ? reply.readBigUInt64LE(8) : undefined,
+      unique: reply.length >= 16 ? readUnique(reply, 8) : undefined,
       cause: err,
     } satisfies SessionWarning);
   }
@@ -173,12 +164,6 @@ export class FuseSession extends EventEmitter {
         : why === 'stopped'
           ? { reason: 'closed' }
           : { reason: 'error', detail: why };
-    if (this.writing > 0) this.pendingEnd = end;
-    else this.closeDevice(end);
-  }
-
-  private closeDevice(end: SessionEnd): void {
-    this.pendingEnd = undefined;
     closeSync(this.devFd);
     this.resolveEnded(end);
     this.emit('end', end);

@@ -1,8 +1,8 @@
 // Atomic file primitives shared by the writer, records, refs and leases: every write goes to a
 // temp file under ingest/, is fsynced, and is then moved into place, either without replacing
 // (link + unlink; EEXIST means the same content is already there) or replacing (rename).
-import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { isErrno } from './errors.js';
 
@@ -15,7 +15,13 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+// node:crypto on first use: the FUSE server imports this module but never makes a temp name,
+// and crypto costs it a few hundred KiB of heap.
+const require = createRequire(import.meta.url);
+let randomBytes: typeof import('node:crypto').randomBytes | undefined;
+
 export function tempName(dir: string, prefix = 'tmp'): string {
+  randomBytes ??= (require('node:crypto') as typeof import('node:crypto')).randomBytes;
   return join(dir, `${prefix}-${process.pid}-${randomBytes(6).toString('hex')}`);
 }
 

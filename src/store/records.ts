@@ -1,6 +1,5 @@
 // Image records (images/<manifest hex>.json), resolving user references to them, and loading
 // an image's tree index. A record is written only after everything it points at is durable.
-import { createHash } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ImageRecord } from '../spec/generated/image-record.js';
@@ -166,7 +165,7 @@ export function loadTreeIndex(
     }
     throw err;
   }
-  if (opts.verify && `sha256:${createHash('sha256').update(buf).digest('hex')}` !== record.indexDigest) {
+  if (opts.verify && TreeIndex.digest(buf) !== record.indexDigest) {
     throw new DataLossError(`tree index ${path} does not match its digest`, { op: 'load-index', path });
   }
   try {

@@ -1,6 +1,6 @@
 // Reads the tree index format (see tree-index-format.ts): a read-only view whose every offset is
 // checked once at decode, so a damaged index can never make a reader go out of bounds.
-import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { DataLossError } from './errors.js';
 import {
   DIRENT_SIZE,
@@ -24,6 +24,13 @@ import {
 // The importer, the FUSE server and the tests all take the format through this one module.
 export * from './tree-index-format.js';
 export { encodeTreeIndex, newDir, type TreeNode } from './tree-index-encode.js';
+
+/** node:crypto on first use: the FUSE server reads indexes without hashing them, and loading the
+ * module (with OpenSSL's initialisation) costs it about half a MiB. */
+const loadCrypto = (() => {
+  let crypto: typeof import('node:crypto') | undefined;
+  return () => (crypto ??= createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto'));
+})();
 
 export interface InodeAttr {
   ino: number;
@@ -103,7 +110,7 @@ export class TreeIndex {
 
   /** sha256 of an encoded index, as "sha256:<hex>": the name it is stored under. */
   static digest(buf: Buffer): string {
-    return 'sha256:' + createHash('sha256').update(buf).digest('hex');
+    return 'sha256:' + loadCrypto().createHash('sha256').update(buf).digest('hex');
   }
 
   private validate(): void {

@@ -4,7 +4,6 @@
 // files, opened through the shared fd cache; small files are inline in the index. Instances share
 // nothing but that cache, so any number of images and mounts can be served at once.
 import { read } from 'node:fs';
-import { promisify } from 'node:util';
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
 import { allocReplyBody } from '../fuse/wire/header.js';
@@ -12,14 +11,16 @@ import { objectPath } from '../../store/layout.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeIndex } from '../../store/tree-index.js';
 import type { DirEntryInfo, Filesystem, NodeAttr, OpenedFile, StatfsInfo } from './api.js';
 import { FdCache, sharedFdCache, type FdLease } from './fd-cache.js';
+import { InlineReader } from './inline-reader.js';
 import { buildPlaceholders, type PlaceholderSpec, type PlaceholderTree } from './placeholders.js';
 import { sharedReadSlots } from './read-slots.js';
-
-const readAsync = promisify(read);
 
 export interface ImageFilesystemOptions {
   index: TreeIndex;
   storeRoot: string;
+  /** The file `index` was loaded from: inline contents are then read from it (inline-reader.ts)
+   * instead of through the index's mapping. */
+  indexPath?: string;
   placeholders?: PlaceholderSpec[];
   fdCache?: FdCache;
 }
@@ -35,6 +36,7 @@ export class ImageFilesystem implements Filesystem {
   private readonly extra: PlaceholderTree;
   private readonly fdCache: FdCache;
   private readonly handles = new Map<number, Handle>();
+  private readonly inline?: InlineReader;
   private nextFh = 1;
   private totalBlocks?: number;
 
@@ -43,6 +45,7 @@ export class ImageFilesystem implements Filesystem {
     this.storeRoot = options.storeRoot;
     this.fdCache = options.fdCache ?? sharedFdCache;
     this.extra = buildPlaceholders(this.index, options.placeholders ?? []);
+    this.inline = options.indexPath === undefined ? undefined : new InlineReader(options.indexPath);
   }
 
   get openHandleCount(): number {
@@ -160,31 +163,52 @@ export class ImageFilesystem implements Filesystem {
   read(ino: number, fh: number, offset: number, size: number): Buffer | Promise<Buffer> {
     const h = this.handles.get(fh);
     if (!h || h.ino !== ino) throw new FuseError(C.EBADF);
-    if ('inline' in h) return h.inline.subarray(Math.min(offset, h.inline.length), offset + size);
+    if ('inline' in h) {
+      if (this.inline) return this.inline.read(h.inline, offset, size);
+      return h.inline.subarray(Math.min(offset, h.inline.length), offset + size);
+    }
     return this.readObject(h, offset, size);
   }
 
-  private async readObject(
-    h: { lease: FdLease; size: number },
-    offset: number,
-    size: number,
-  ): Promise<Buffer> {
+  /**
+   * Reads straight into a reply body (the header goes in front of it without copying the data),
+   * with plain fs.read callbacks: an async function around a promisified read made a promise, a
+   * closure and a result object per READ on top of what a callback costs.
+   */
+  private readObject(h: { lease: FdLease; size: number }, offset: number, size: number): Promise<Buffer> {
     const want = Math.max(0, Math.min(size, h.size - offset));
-    const wait = sharedReadSlots.acquire();
-    if (wait) await wait;
-    try {
-      // Read straight into the reply: the header goes in front of it without copying the data.
-      const buf = allocReplyBody(want);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await readAsync(h.lease.fd, buf, got, want - got, offset + got);
-        if (bytesRead === 0) break; // object shorter than the index says: return what exists
-        got += bytesRead;
-      }
-      return buf.subarray(0, got);
-    } finally {
-      sharedReadSlots.release();
-    }
+    const fd = h.lease.fd;
+    return new Promise((resolve, reject) => {
+      const start = () => {
+        const buf = allocReplyBody(want);
+        let got = 0;
+        const step = (error: NodeJS.ErrnoException | null, bytesRead: number) => {
+          if (error) {
+            sharedReadSlots.release();
+            reject(error);
+            return;
+          }
+          got += bytesRead;
+          // bytesRead 0: the object is shorter than the index says; return what exists.
+          if (bytesRead > 0 && got < want) {
+            read(fd, buf, got, want - got, offset + got, step);
+            return;
+          }
+          sharedReadSlots.release();
+          resolve(got === want ? buf : buf.subarray(0, got));
+        };
+        try {
+          if (want === 0) step(null, 0);
+          else read(fd, buf, 0, want, offset, step);
+        } catch (error) {
+          // fs.read throws, rather than calling back, for arguments it rejects.
+          step(error as NodeJS.ErrnoException, 0);
+        }
+      };
+      const wait = sharedReadSlots.acquire();
+      if (wait) void wait.then(start);
+      else start();
+    });
   }
 
   release(_ino: number, fh: number): void {
@@ -229,5 +253,6 @@ export class ImageFilesystem implements Filesystem {
 
   destroy(): void {
     for (const fh of [...this.handles.keys()]) this.release(0, fh);
+    this.inline?.close();
   }
 }

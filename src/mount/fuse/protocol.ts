@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import * as C from './constants.js';
 import { FuseError } from './errors.js';
+import { InflightRequests, RequestRecord } from './inflight.js';
 import { OPCODES, opcodeName } from './opcodes.js';
 import type { Awaitable, InitInfo, RawFileSystem, RequestContext } from './raw.js';
 import { decodeAccessIn, decodeGetattrIn, encodeAttrOut, encodeEntryOut } from './wire/attr.js';
@@ -16,7 +17,9 @@ import {
   decodeNames,
   encodeErrorReply,
   encodeReply,
+  readUnique,
   type FuseInHeader,
+  type FuseUnique,
 } from './wire/header.js';
 import { decodeInitIn, encodeInitOut, FUSE_COMPAT_INIT_OUT_SIZE } from './wire/init.js';
 import { decodeInterruptIn } from './wire/interrupt.js';
@@ -58,23 +61,14 @@ const WANTED_FLAGS =
   // directory's entries (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR is its default then).
   C.FUSE_NO_OPENDIR_SUPPORT;
 const PAGE_SIZE = 4096;
+/** Shared by every request without names; handlers only read it. */
+const NO_NAMES: Buffer[] = [];
 
 type Handler = (ctx: RequestContext, body: Buffer, names: Buffer[]) => Awaitable<Buffer | undefined>;
 
 /** Applies f now for a plain value, later for a promise: synchronous handlers stay synchronous. */
 function then<T, R>(v: Awaitable<T>, f: (v: T) => R): Awaitable<R> {
   return v instanceof Promise ? v.then(f) : f(v);
-}
-
-/** The AbortController exists only if a handler asks for the signal or goes asynchronous: most
- * requests are answered synchronously and never need one. */
-class Context implements RequestContext {
-  controller?: AbortController;
-  constructor(readonly header: FuseInHeader) {}
-  get signal(): AbortSignal {
-    this.controller ??= new AbortController();
-    return this.controller.signal;
-  }
 }
 
 /**
@@ -87,8 +81,8 @@ export class FuseProtocol extends EventEmitter {
   private readonly maxPages: number;
   private initInfo?: InitInfo;
   private destroyed = false;
-  /** In-flight requests by unique id, so INTERRUPT can abort them. */
-  private readonly inflight = new Map<bigint, AbortController>();
+  /** Requests answered asynchronously, so INTERRUPT can answer them EINTR. */
+  private readonly inflight = new InflightRequests();
   private readonly handlers: Map<number, Handler>;
 
   constructor(fs: RawFileSystem, options: FuseProtocolOptions = {}) {
@@ -124,7 +118,7 @@ export class FuseProtocol extends EventEmitter {
         nodeid: 0,
         error,
       } satisfies FuseWarning);
-      return req.length >= 16 ? encodeErrorReply(req.readBigUInt64LE(8), C.EIO) : null;
+      return req.length >= 16 ? encodeErrorReply(readUnique(req, 8), C.EIO) : null;
     }
   }
 
@@ -135,7 +129,7 @@ export class FuseProtocol extends EventEmitter {
   private process(req: Buffer): Buffer | null | Promise<Buffer> {
     if (req.length < FUSE_IN_HEADER_SIZE) {
       // Without a whole header there may be no unique id to answer to.
-      return req.length >= 16 ? encodeErrorReply(req.readBigUInt64LE(8), C.EIO) : null;
+      return req.length >= 16 ? encodeErrorReply(readUnique(req, 8), C.EIO) : null;
     }
     const header = decodeInHeader(req);
     const row = OPCODES.get(header.opcode);
@@ -143,11 +137,15 @@ export class FuseProtocol extends EventEmitter {
       return row?.noReply ? null : encodeErrorReply(header.unique, C.EIO);
     }
     if (!row) return encodeErrorReply(header.unique, C.ENOSYS);
-    const payload = req.subarray(FUSE_IN_HEADER_SIZE, header.len);
-    const split = decodeNames(payload.subarray(row.inSize), row.names);
-    if (payload.length < row.inSize || !split)
-      return row.noReply ? null : encodeErrorReply(header.unique, C.EIO);
-    const body = payload;
+    const body = req.subarray(FUSE_IN_HEADER_SIZE, header.len);
+    // Most requests carry no names: no split (an array, an object and a view per request) for them.
+    const names =
+      body.length < row.inSize
+        ? undefined
+        : row.names === 0
+          ? NO_NAMES
+          : decodeNames(body.subarray(row.inSize), row.names)?.names;
+    if (!names) return row.noReply ? null : encodeErrorReply(header.unique, C.EIO);
     if (header.opcode === C.FUSE_INIT) return this.init(header, body);
     if (row.noReply) {
       this.noReply(header, body);
@@ -157,7 +155,7 @@ export class FuseProtocol extends EventEmitter {
     if (row.mutating) return encodeErrorReply(header.unique, C.EROFS);
     const handler = this.handlers.get(header.opcode);
     if (!handler) return encodeErrorReply(header.unique, C.ENOSYS);
-    return this.dispatch(header, handler, body, split.names);
+    return this.dispatch(header, handler, body, names);
   }
 
   private dispatch(
@@ -166,39 +164,21 @@ export class FuseProtocol extends EventEmitter {
     body: Buffer,
     names: Buffer[],
   ): Buffer | Promise<Buffer> {
-    const ctx = new Context(header);
+    const record = new RequestRecord(header);
     let out: Awaitable<Buffer | undefined>;
     try {
-      out = handler(ctx, body, names);
+      out = handler(record, body, names);
     } catch (error) {
-      return this.failure(header, error);
+      return this.failure(record, error);
     }
     if (!(out instanceof Promise)) return encodeReply(header.unique, out);
-    return this.pending(ctx, out);
+    return this.inflight.track(record, out, this.fail);
   }
 
-  /** An asynchronous handler: INTERRUPT can answer it EINTR before it settles. */
-  private async pending(ctx: Context, out: Promise<Buffer | undefined>): Promise<Buffer> {
-    const { unique } = ctx.header;
-    const controller = (ctx.controller ??= new AbortController());
-    this.inflight.set(unique, controller);
-    const interrupted = new Promise<Buffer>((resolve) => {
-      controller.signal.addEventListener('abort', () => resolve(encodeErrorReply(unique, C.EINTR)), {
-        once: true,
-      });
-    });
-    const work = out.then(
-      (body) => encodeReply(unique, body),
-      (error: unknown) => this.failure(ctx.header, error),
-    );
-    try {
-      return await Promise.race([work, interrupted]);
-    } finally {
-      this.inflight.delete(unique);
-    }
-  }
+  /** failure() as a value made once, for InflightRequests.track. */
+  private readonly fail = (record: RequestRecord, error: unknown): Buffer => this.failure(record, error);
 
-  private failure(header: FuseInHeader, error: unknown): Buffer {
+  private failure({ header }: RequestContext, error: unknown): Buffer {
     if (error instanceof FuseError) return encodeErrorReply(header.unique, error.errno);
     this.emit('warn', {
       code: 'handler-failed',
@@ -219,7 +199,7 @@ export class FuseProtocol extends EventEmitter {
         break;
       case C.FUSE_INTERRUPT:
         // Unknown or finished requests are ignored: the kernel gives up on them by itself.
-        this.inflight.get(decodeInterruptIn(body).unique)?.abort();
+        this.inflight.interrupt(decodeInterruptIn(body).unique);
         break;
       default:
         break;
@@ -280,8 +260,8 @@ export class FuseProtocol extends EventEmitter {
     };
   }
 
-  private destroy(self: bigint): void {
-    for (const [unique, controller] of this.inflight) if (unique !== self) controller.abort();
+  private destroy(self: FuseUnique): void {
+    this.inflight.interruptAll(self);
     this.fs.destroy?.();
     this.destroyed = true;
     this.emit('destroy');

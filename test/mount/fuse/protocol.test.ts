@@ -8,6 +8,7 @@ import type { RawFileSystem, RequestContext } from '../../../src/mount/fuse/raw.
 import { decodeInitOut, encodeInitIn } from '../../../src/mount/fuse/wire/init.js';
 import { encodeInterruptIn } from '../../../src/mount/fuse/wire/interrupt.js';
 import { encodeReadIn } from '../../../src/mount/fuse/wire/open.js';
+import { allocReplyBody, releaseReplyPool, replyPoolSize } from '../../../src/mount/fuse/wire/header.js';
 import { encodeGetxattrIn } from '../../../src/mount/fuse/wire/xattr.js';
 import { errnoOf, name, reply, request } from './helpers.js';
 
@@ -234,6 +235,101 @@ test('INTERRUPT of an in-flight READ answers it EINTR and the late result is dro
   assert.ok(sawAbort);
   finish(Buffer.from('late'));
   await new Promise((r2) => setImmediate(r2));
+  assert.is(p.inflightCount, 0);
+});
+
+function readRequest(unique: bigint): Buffer {
+  return request(
+    C.FUSE_READ,
+    encodeReadIn({ fh: 1, offset: 0, size: 10, read_flags: 0, lock_owner: 0n, flags: 0 }),
+    { unique },
+  );
+}
+
+test('INTERRUPT after the reply changes nothing; one before it wins over the late result', async () => {
+  const finish: ((b: Buffer) => void)[] = [];
+  const signals: AbortSignal[] = [];
+  const p = await ready({
+    read: () => new Promise<Buffer>((resolve) => finish.push(resolve)),
+    readlink: (ctx) => {
+      signals.push(ctx.signal);
+      return Buffer.from('sync');
+    },
+  });
+  // Answered: an INTERRUPT for it is ignored and no second reply is made.
+  const done = p.handleRequest(readRequest(600n));
+  finish[0](Buffer.from('data'));
+  assert.equal(reply(await done).body, Buffer.from('data'));
+  assert.is(p.inflightCount, 0);
+  assert.is(await p.handleRequest(request(C.FUSE_INTERRUPT, encodeInterruptIn({ unique: 600n }))), null);
+  // A synchronous answer is never tracked, so its signal is never aborted either.
+  assert.equal(
+    reply(await p.handleRequest(request(C.FUSE_READLINK, Buffer.alloc(0), { unique: 601n }))).body,
+    Buffer.from('sync'),
+  );
+  assert.is(await p.handleRequest(request(C.FUSE_INTERRUPT, encodeInterruptIn({ unique: 601n }))), null);
+  assert.not.ok(signals[0].aborted);
+  // Interrupted first: EINTR at once; the pooled body of the late result goes back to the pool.
+  const pending = p.handleRequest(readRequest(602n));
+  assert.is(await p.handleRequest(request(C.FUSE_INTERRUPT, encodeInterruptIn({ unique: 602n }))), null);
+  assert.is(errnoOf(await pending), C.EINTR);
+  releaseReplyPool();
+  const late = allocReplyBody(100_000);
+  finish[1](late);
+  await new Promise((r) => setImmediate(r));
+  assert.is(replyPoolSize(), 1);
+  assert.is(allocReplyBody(100_000).buffer, late.buffer);
+  assert.is(p.inflightCount, 0);
+});
+
+test('a handler that reads the signal after its request was interrupted finds it aborted', async () => {
+  let ctxSeen!: RequestContext;
+  let finish!: () => void;
+  const p = await ready({
+    read: (ctx) => {
+      ctxSeen = ctx;
+      return new Promise<Buffer>((resolve) => (finish = () => resolve(Buffer.alloc(0))));
+    },
+  });
+  const pending = p.handleRequest(readRequest(700n));
+  assert.is(await p.handleRequest(request(C.FUSE_INTERRUPT, encodeInterruptIn({ unique: 700n }))), null);
+  assert.ok(ctxSeen.signal.aborted);
+  assert.is(errnoOf(await pending), C.EINTR);
+  finish();
+});
+
+test('unique ids above 2^32 and 2^53 are echoed exactly and can be interrupted', async () => {
+  const finish: (() => void)[] = [];
+  const p = await ready({
+    read: () => new Promise<Buffer>((resolve) => finish.push(() => resolve(Buffer.from('x')))),
+  });
+  for (const unique of [2n ** 32n + 7n, 2n ** 53n - 1n, 2n ** 53n + 1n, 2n ** 64n - 2n]) {
+    const ok = p.handleRequest(readRequest(unique));
+    finish.shift()!();
+    assert.is(reply(await ok).header.unique, unique);
+    const cut = p.handleRequest(readRequest(unique + 1n));
+    assert.is(p.inflightCount, 1);
+    assert.is(
+      await p.handleRequest(request(C.FUSE_INTERRUPT, encodeInterruptIn({ unique: unique + 1n }))),
+      null,
+    );
+    const r = reply(await cut);
+    assert.is(r.header.error, -C.EINTR);
+    assert.is(r.header.unique, unique + 1n);
+    finish.shift()!();
+  }
+  assert.is(errnoOf(await p.handleRequest(request(9999, Buffer.alloc(0), { unique: 2n ** 63n }))), C.ENOSYS);
+  await new Promise((r) => setImmediate(r));
+  assert.is(p.inflightCount, 0);
+});
+
+test('DESTROY answers every other request in flight EINTR', async () => {
+  const p = await ready({ read: () => new Promise<Buffer>(() => undefined), destroy: () => undefined });
+  const a = p.handleRequest(readRequest(800n));
+  const b = p.handleRequest(readRequest(801n));
+  assert.is(errnoOf(await p.handleRequest(request(C.FUSE_DESTROY))), 0);
+  assert.is(errnoOf(await a), C.EINTR);
+  assert.is(errnoOf(await b), C.EINTR);
   assert.is(p.inflightCount, 0);
 });
 

@@ -2,6 +2,8 @@
 // fuse_release_in (RELEASE, RELEASEDIR), fuse_flush_in and fuse_fsync_in. File handles are our
 // own small integers, so they are numbers here although the wire field is 64 bits.
 
+import { readU64, readUnique, writeUnique, type FuseUnique } from './header.js';
+
 export const FUSE_OPEN_IN_SIZE = 8;
 export const FUSE_OPEN_OUT_SIZE = 16;
 export const FUSE_READ_IN_SIZE = 40;
@@ -53,17 +55,18 @@ export interface FuseReadIn {
   offset: number;
   size: number;
   read_flags: number;
-  lock_owner: bigint;
+  /** Any 64-bit value: a Number unless it needs a BigInt (see FuseUnique). */
+  lock_owner: FuseUnique;
   flags: number;
 }
 
 export function decodeReadIn(buf: Buffer): FuseReadIn {
   return {
-    fh: Number(buf.readBigUInt64LE(0)),
-    offset: Number(buf.readBigUInt64LE(8)),
+    fh: readU64(buf, 0),
+    offset: readU64(buf, 8),
     size: buf.readUInt32LE(16),
     read_flags: buf.readUInt32LE(20),
-    lock_owner: buf.readBigUInt64LE(24),
+    lock_owner: readUnique(buf, 24),
     flags: buf.readUInt32LE(32),
   };
 }
@@ -74,7 +77,7 @@ export function encodeReadIn(v: FuseReadIn): Buffer {
   buf.writeBigUInt64LE(BigInt(v.offset), 8);
   buf.writeUInt32LE(v.size, 16);
   buf.writeUInt32LE(v.read_flags, 20);
-  buf.writeBigUInt64LE(v.lock_owner, 24);
+  writeUnique(buf, 24, v.lock_owner);
   buf.writeUInt32LE(v.flags, 32);
   return buf;
 }
@@ -83,15 +86,16 @@ export interface FuseReleaseIn {
   fh: number;
   flags: number;
   release_flags: number;
-  lock_owner: bigint;
+  /** Any 64-bit value: a Number unless it needs a BigInt (see FuseUnique). */
+  lock_owner: FuseUnique;
 }
 
 export function decodeReleaseIn(buf: Buffer): FuseReleaseIn {
   return {
-    fh: Number(buf.readBigUInt64LE(0)),
+    fh: readU64(buf, 0),
     flags: buf.readUInt32LE(8),
     release_flags: buf.readUInt32LE(12),
-    lock_owner: buf.readBigUInt64LE(16),
+    lock_owner: readUnique(buf, 16),
   };
 }
 
@@ -100,23 +104,24 @@ export function encodeReleaseIn(v: FuseReleaseIn): Buffer {
   buf.writeBigUInt64LE(BigInt(v.fh), 0);
   buf.writeUInt32LE(v.flags, 8);
   buf.writeUInt32LE(v.release_flags, 12);
-  buf.writeBigUInt64LE(v.lock_owner, 16);
+  writeUnique(buf, 16, v.lock_owner);
   return buf;
 }
 
 export interface FuseFlushIn {
   fh: number;
-  lock_owner: bigint;
+  /** Any 64-bit value: a Number unless it needs a BigInt (see FuseUnique). */
+  lock_owner: FuseUnique;
 }
 
 export function decodeFlushIn(buf: Buffer): FuseFlushIn {
-  return { fh: Number(buf.readBigUInt64LE(0)), lock_owner: buf.readBigUInt64LE(16) };
+  return { fh: readU64(buf, 0), lock_owner: readUnique(buf, 16) };
 }
 
 export function encodeFlushIn(v: FuseFlushIn): Buffer {
   const buf = Buffer.alloc(FUSE_FLUSH_IN_SIZE);
   buf.writeBigUInt64LE(BigInt(v.fh), 0);
-  buf.writeBigUInt64LE(v.lock_owner, 16);
+  writeUnique(buf, 16, v.lock_owner);
   return buf;
 }
 

@@ -11,8 +11,11 @@ import {
   encodeOutHeader,
   encodeReply,
   recycleReply,
+  readUnique,
+  releaseIdleReplyPool,
   releaseReplyPool,
   replyPoolSize,
+  writeUnique,
 } from '../../../../src/mount/fuse/wire/header.js';
 import { hex } from '../helpers.js';
 
@@ -59,7 +62,8 @@ test('a body from allocReplyBody gets its header in place: same memory, same byt
   }
 });
 
-test('large reply bodies are reused once recycled, small ones never', () => {
+test('reply bodies up to 1 MiB are reused once recycled, larger ones never', () => {
+  releaseReplyPool();
   const big = allocReplyBody(1 << 20);
   const out = encodeReply(1n, big);
   recycleReply(out);
@@ -67,13 +71,14 @@ test('large reply bodies are reused once recycled, small ones never', () => {
   const again = allocReplyBody(300_000);
   assert.is(again.buffer, big.buffer);
   assert.is.not(allocReplyBody(300_000).buffer, big.buffer);
+  // Small bodies too (READDIR, a random 4 KiB read): one ArrayBuffer each piled up in malloc's heap.
   const small = allocReplyBody(100);
   recycleReply(encodeReply(2n, small));
-  assert.is.not(allocReplyBody(100).buffer, small.buffer);
-  // Every READ of an object file (more than 4 KiB: smaller files are inline) is pooled too.
-  const mid = allocReplyBody(5000);
-  recycleReply(encodeReply(3n, mid));
-  assert.is(allocReplyBody(8192).buffer, mid.buffer);
+  assert.is(allocReplyBody(4096).buffer, small.buffer);
+  const huge = allocReplyBody((1 << 20) + 1);
+  recycleReply(encodeReply(3n, huge));
+  assert.is.not(allocReplyBody(100).buffer, huge.buffer);
+  assert.is(replyPoolSize(), 0);
 });
 
 test('releaseReplyPool drops pooled bodies, and later large replies still work', () => {
@@ -86,6 +91,35 @@ test('releaseReplyPool drops pooled bodies, and later large replies still work',
   const out = encodeReply(3n, body);
   assert.is(out.length, 16 + 200_000);
   assert.is(out[16 + 199_999], 7);
+});
+
+test('unique ids are Numbers while exact and BigInts above 2^53, written back bit for bit', () => {
+  const buf = Buffer.alloc(8);
+  for (const [bits, want] of [
+    [7n, 7],
+    [2n ** 32n + 5n, 2 ** 32 + 5],
+    [2n ** 53n - 1n, 2 ** 53 - 1],
+    [2n ** 53n, 2n ** 53n],
+    [2n ** 64n - 1n, 2n ** 64n - 1n],
+  ] as const) {
+    buf.writeBigUInt64LE(bits, 0);
+    assert.is(readUnique(buf, 0), want);
+    const out = Buffer.alloc(8);
+    writeUnique(out, 0, want);
+    assert.equal(out, buf);
+    assert.is(decodeOutHeader(encodeErrorReply(want, 2)).unique, bits);
+    assert.is(decodeOutHeader(encodeReply(want, Buffer.from('x'))).unique, bits);
+  }
+});
+
+test('releaseIdleReplyPool keeps the pool while READs use it and drops it once they stopped', () => {
+  releaseReplyPool();
+  recycleReply(encodeReply(1, allocReplyBody(1 << 20)));
+  assert.is(replyPoolSize(), 1);
+  assert.is(releaseIdleReplyPool(), false); // a body was taken since the last look
+  assert.is(replyPoolSize(), 1);
+  assert.is(releaseIdleReplyPool(), true);
+  assert.is(replyPoolSize(), 0);
 });
 
 test('names are NUL-terminated; an unterminated one is rejected', () => {
