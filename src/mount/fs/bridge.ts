@@ -14,6 +14,8 @@ import type { FuseLseekIn } from '../fuse/wire/lseek.js';
 import type { FuseOpenIn, FuseOpenOut, FuseReadIn, FuseReleaseIn } from '../fuse/wire/open.js';
 import type { FuseKstatfs } from '../fuse/wire/statfs.js';
 import type { Filesystem, NodeAttr, OpenedFile } from './api.js';
+import { FileTable } from './file-table.js';
+import { LookupCounts } from './lookup-counts.js';
 
 export interface BridgeOptions {
   /** Seconds the kernel may cache names and attributes (default 86400: the image never changes). */
@@ -62,9 +64,9 @@ export class FilesystemBridge implements RawFileSystem {
   private readonly attrTimeout: number;
   private readonly backing?: BackingCapability;
   private passthrough = false;
-  private readonly lookups = new Map<number, number>();
+  private readonly lookups = new LookupCounts();
   /** Open files by fh -> ino, and the passthrough backing id per inode with its open count. */
-  private readonly files = new Map<number, { ino: number; backed: boolean }>();
+  private readonly files = new FileTable<{ ino: number; backed: boolean }>();
   private readonly backings = new Map<number, { id: number; refs: number }>();
 
   constructor(fs: Filesystem, options: BridgeOptions = {}) {
@@ -76,7 +78,7 @@ export class FilesystemBridge implements RawFileSystem {
 
   /** How many lookups the kernel holds on a node id (0 when forgotten or never seen). */
   lookupCount(nodeid: number): number {
-    return this.lookups.get(nodeid) ?? 0;
+    return this.lookups.get(nodeid);
   }
 
   get openFileCount(): number {
@@ -92,7 +94,7 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   destroy(): void {
-    for (const [fh, { ino }] of this.files) this.fs.release?.(ino, fh);
+    for (const [fh, { ino }] of this.files.entries()) this.fs.release?.(ino, fh);
     for (const { id } of this.backings.values()) this.closeBacking(id);
     this.files.clear();
     this.backings.clear();
@@ -121,7 +123,7 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   private addLookup(ino: number): void {
-    this.lookups.set(ino, (this.lookups.get(ino) ?? 0) + 1);
+    this.lookups.add(ino);
   }
 
   lookup(_ctx: RequestContext, parent: number, name: Buffer): FuseEntryOut {
@@ -140,14 +142,8 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   forget(nodeid: number, nlookup: number): void {
-    const have = this.lookups.get(nodeid);
-    if (have === undefined) return; // unknown node: harmless
-    if (have > nlookup) {
-      this.lookups.set(nodeid, have - nlookup);
-      return;
-    }
-    this.lookups.delete(nodeid);
-    this.fs.forget?.(nodeid);
+    // An unknown node is harmless: nothing to forget.
+    if (this.lookups.forget(nodeid, nlookup)) this.fs.forget?.(nodeid);
   }
 
   getattr(_ctx: RequestContext, nodeid: number): FuseAttrOut {
@@ -210,8 +206,7 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   release(_ctx: RequestContext, nodeid: number, inp: FuseReleaseIn): void {
-    const file = this.files.get(inp.fh);
-    this.files.delete(inp.fh);
+    const file = this.files.take(inp.fh);
     if (file?.backed) {
       const b = this.backings.get(file.ino);
       if (b && --b.refs === 0) {

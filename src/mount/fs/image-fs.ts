@@ -29,15 +29,21 @@ type Handle = { ino: number; inline: Buffer } | { ino: number; lease: FdLease; s
 
 const DOT = Buffer.from('.');
 const DOTDOT = Buffer.from('..');
+const EMPTY = Buffer.alloc(0);
 
 export class ImageFilesystem implements Filesystem {
   readonly index: TreeIndex;
   readonly storeRoot: string;
   private readonly extra: PlaceholderTree;
   private readonly fdCache: FdCache;
-  private readonly handles = new Map<number, Handle>();
+  /** Open handles by fh. File handles are reused once released, so this array only grows to the
+   * most files ever open at once: a Map by ever-growing fh reallocated its table as files opened
+   * and closed, and those tables outlived scavenges into the old generation (bench-fs, reading
+   * every file without passthrough). */
+  private readonly handles: (Handle | undefined)[] = [undefined];
+  private readonly freeFhs: number[] = [];
+  private handleCount = 0;
   private readonly inline?: InlineReader;
-  private nextFh = 1;
   private totalBlocks?: number;
 
   constructor(options: ImageFilesystemOptions) {
@@ -49,7 +55,15 @@ export class ImageFilesystem implements Filesystem {
   }
 
   get openHandleCount(): number {
-    return this.handles.size;
+    return this.handleCount;
+  }
+
+  /** 0 is never a handle: the kernel passes fh 0 for requests that have none. */
+  private addHandle(h: Handle): number {
+    const fh = this.freeFhs.pop() ?? this.handles.push(undefined) - 1;
+    this.handles[fh] = h;
+    this.handleCount++;
+    return fh;
   }
 
   private known(ino: number): boolean {
@@ -133,21 +147,14 @@ export class ImageFilesystem implements Filesystem {
   open(ino: number): OpenedFile | Promise<OpenedFile> {
     const mode = this.mode(ino);
     if ((mode & S_IFMT) !== S_IFREG) throw new FuseError((mode & S_IFMT) === S_IFDIR ? C.EISDIR : C.EINVAL);
-    const fh = this.nextFh++;
-    if (this.extra.nodes.has(ino)) {
-      this.handles.set(fh, { ino, inline: Buffer.alloc(0) });
-      return { fh };
-    }
+    if (this.extra.nodes.has(ino)) return { fh: this.addHandle({ ino, inline: EMPTY }) };
     const content = this.index.content(ino);
-    if (content.kind === 'inline') {
-      this.handles.set(fh, { ino, inline: content.data });
-      return { fh };
-    }
+    if (content.kind === 'inline') return { fh: this.addHandle({ ino, inline: content.data }) };
     const path = objectPath(this.storeRoot, content.digest);
     const cached = this.fdCache.tryAcquire(path);
-    if (cached) return this.opened(ino, fh, cached);
+    if (cached) return this.opened(ino, cached);
     return this.fdCache.acquire(path).then(
-      (lease) => this.opened(ino, fh, lease),
+      (lease) => this.opened(ino, lease),
       (error: unknown) => {
         // A missing or unreadable object is store damage, not a property of the file.
         throw new FuseError(C.EIO, `cannot open object ${content.digest} for inode ${ino}: ${String(error)}`);
@@ -155,13 +162,13 @@ export class ImageFilesystem implements Filesystem {
     );
   }
 
-  private opened(ino: number, fh: number, lease: FdLease): OpenedFile {
-    this.handles.set(fh, { ino, lease, size: this.index.attr(ino).size });
+  private opened(ino: number, lease: FdLease): OpenedFile {
+    const fh = this.addHandle({ ino, lease, size: this.index.attr(ino).size });
     return { fh, fd: lease.fd };
   }
 
   read(ino: number, fh: number, offset: number, size: number): Buffer | Promise<Buffer> {
-    const h = this.handles.get(fh);
+    const h = Number.isInteger(fh) && fh > 0 ? this.handles[fh] : undefined;
     if (!h || h.ino !== ino) throw new FuseError(C.EBADF);
     if ('inline' in h) {
       if (this.inline) return this.inline.read(h.inline, offset, size);
@@ -212,9 +219,12 @@ export class ImageFilesystem implements Filesystem {
   }
 
   release(_ino: number, fh: number): void {
-    const h = this.handles.get(fh);
-    this.handles.delete(fh);
-    if (h && 'lease' in h) h.lease.release();
+    const h = Number.isInteger(fh) && fh > 0 ? this.handles[fh] : undefined;
+    if (!h) return;
+    this.handles[fh] = undefined;
+    this.handleCount--;
+    this.freeFhs.push(fh);
+    if ('lease' in h) h.lease.release();
   }
 
   getxattr(ino: number, name: string): Buffer | undefined {
@@ -252,7 +262,7 @@ export class ImageFilesystem implements Filesystem {
   }
 
   destroy(): void {
-    for (const fh of [...this.handles.keys()]) this.release(0, fh);
+    for (let fh = 1; fh < this.handles.length; fh++) this.release(0, fh);
     this.inline?.close();
   }
 }
