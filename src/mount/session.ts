@@ -15,8 +15,10 @@ export interface FuseRequestHandler {
   handle(req: Buffer): Promise<Buffer | null> | Buffer | null;
 }
 
-/** unmounted: the last reference to the mount went (ENODEV). closed: close() was called.
- * error: the device failed otherwise (`detail` names the errno code). */
+/** unmounted: the last reference to the mount went (ENODEV; or ECONNABORTED, which a read can
+ * return instead when the kernel aborts the connection itself as the superblock goes — seen
+ * intermittently after a lazy unmount). closed: close() was called. error: the device failed
+ * otherwise (`detail` names the errno code). */
 export type SessionEndReason = 'unmounted' | 'closed' | 'error';
 
 export interface SessionEnd {
@@ -144,9 +146,9 @@ export class FuseSession extends EventEmitter {
   }
 
   private writeFailed(reply: Buffer, err: unknown): void {
-    // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone and the
-    // reader will report it. Anything else is a malformed reply.
-    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENODEV')) return;
+    // ENOENT: the request was interrupted and is gone; ENODEV, ECONNABORTED: the mount is gone
+    // and the reader will report it. Anything else is a malformed reply.
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENODEV') || isErrno(err, 'ECONNABORTED')) return;
     this.emit('warn', {
       code: 'reply-failed',
       message: `writing a FUSE reply failed: ${err instanceof Error ? err.message : String(err)}`,
@@ -159,7 +161,7 @@ export class FuseSession extends EventEmitter {
     if (!this.open) return;
     this.open = false;
     const end: SessionEnd =
-      why === 'ENODEV'
+      why === 'ENODEV' || why === 'ECONNABORTED'
         ? { reason: 'unmounted' }
         : why === 'stopped'
           ? { reason: 'closed' }
