@@ -13,6 +13,7 @@ import type { RunOptions } from '../src/spec/options.js';
 import { parseAndValidate } from '../src/spec/validate.js';
 import { blobPath } from '../src/store/layout.js';
 import { loadTreeIndex, resolveImageRecord } from '../src/store/records.js';
+import type { TreeIndex } from '../src/store/tree-index.js';
 import { hookArgs, HOOK_STAGES } from './hooks-d.js';
 import { readImageFile } from './image-file.js';
 
@@ -34,12 +35,15 @@ export interface BundleOptions {
    * a plain `crun run` of the bundle works on its own.
    */
   rootFromDaemon?: boolean;
+  /** Tree indexes already mapped (the daemon's cache); default: map the image's index here. */
+  indexes?: { get(indexDigest: string): TreeIndex };
 }
 
 export interface BundleResult {
   dir: string;
   config: RuntimeConfig;
   manifestDigest: string;
+  indexDigest: string;
 }
 
 function writeAtomic(path: string, data: string): void {
@@ -70,7 +74,7 @@ export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
     readFileSync(blobPath(opts.storeRoot, image.configDigest)),
     `config ${image.configDigest} of image ${opts.image}`,
   );
-  const index = loadTreeIndex(opts.storeRoot, image);
+  const index = opts.indexes?.get(image.indexDigest) ?? loadTreeIndex(opts.storeRoot, image);
 
   const env = [`STRATA_SOCKET=${opts.socketPath}`];
   const hook = (stage: (typeof HOOK_STAGES)[number]): Hook[] => [
@@ -105,5 +109,5 @@ export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
   if (!opts.run.etcFiles?.hostname) writeAtomic(etcFiles.hostname, `${name}\n`);
   if (!opts.run.etcFiles?.resolvConf) writeAtomic(etcFiles.resolvConf, resolvConf(opts.run.network));
   writeAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-  return { dir, config, manifestDigest: image.manifestDigest };
+  return { dir, config, manifestDigest: image.manifestDigest, indexDigest: image.indexDigest };
 }

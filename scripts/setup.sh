@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# build-essential: node-gyp compiles native/ (the addon, strata-hook and the strata front end).
 packages=(
-  crun runc podman skopeo umoci buildah busybox-static debootstrap
+  build-essential crun runc podman skopeo umoci buildah busybox-static debootstrap
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
 )

@@ -16,7 +16,6 @@ import type { CgroupNamespace } from '../run/cgroup-ns.js';
 import { commandProblem } from '../run/command-check.js';
 import type { RuntimeName } from '../run/record.js';
 import { FailedPreconditionError, InvalidArgumentError, StrataError } from '../store/errors.js';
-import { resolveImageRecord } from '../store/records.js';
 import { resolveRoot } from '../store/store.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
@@ -105,18 +104,10 @@ export function serveRunConnection(
       const id = r.record.id;
       await r.prepared.catch(() => undefined);
       await manager.containerEnded(id, 'its runtime ended');
-      let result = await finishForeground(r.ctx, r.rt, r.record, end, manager.takeFailure(id));
-      if (result.code === RUN_FAILED && end?.kind === 'code') {
-        // Not started: podman's 127/126 when the image has no such command.
-        const image = await resolveImageRecord(opts.storeRoot, r.record.imageDigest);
-        const problem = commandProblem(manager.indexes.get(image.indexDigest), r.config);
-        if (problem) {
-          result = {
-            code: problem.code,
-            message: `strata: container ${r.record.name} did not start: ${problem.message}`,
-          };
-        }
-      }
+      const result = await finishForeground(r.ctx, r.rt, r.record, end, {
+        why: manager.takeFailure(id),
+        commandProblem: () => commandProblem(manager.indexes.get(r.indexDigest), r.config),
+      });
       const ms = (t: number | undefined): string => ((t ?? 0) - r.t0).toFixed(1);
       logger.log(
         'info',
@@ -155,7 +146,12 @@ export function serveRunConnection(
     };
     const rt = selectRuntime(ctx.runDir, args.runtime ?? (env.STRATA_RUNTIME as RuntimeName | undefined));
     const mntns = rt.unshare ? await opts.cgroupNamespace(rt.unshare).path() : undefined;
-    const started = await startForeground(ctx, args, rt, { ownerPid: peerPid, hostEnv: env, mntns });
+    const started = await startForeground(ctx, args, rt, {
+      ownerPid: peerPid,
+      hostEnv: env,
+      mntns,
+      indexes: manager.indexes,
+    });
     // Prepared while the front end forks the runtime; the createContainer hook waits for it.
     const prepared = manager.prepareAhead(started.record.id, started.bundle, started.config);
     prepared.catch(() => undefined); // its error is the hook's and the final message's

@@ -9,7 +9,6 @@
 // holder reads its stdin, a pipe from the daemon: when the daemon dies, however it dies, the
 // holder sees EOF and leaves, and the namespace goes with it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 
 import { FailedPreconditionError } from '../store/errors.js';
 
@@ -24,7 +23,7 @@ export class CgroupNamespace {
   /** The path of the namespace (/proc/PID/ns/mnt), starting its holder on first use. */
   path(): Promise<string> {
     const h = this.holder;
-    if (this.ready && h && h.exitCode === null && h.signalCode === null && existsSync(`/proc/${h.pid}`)) {
+    if (this.ready && h && h.exitCode === null && h.signalCode === null) {
       return this.ready;
     }
     this.ready = this.start();

@@ -1,7 +1,7 @@
 // Creating a container for `strata run`: a fresh id, its name reserved, the bundle written by the
 // same writer as `strata bundle` (hooks + org.strata.image annotation), and the record. Any
 // failure removes what was made, so a bad image or option leaves no record and no name behind.
-import { writeBundle } from '../../hooks/bundle.js';
+import { writeBundle, type BundleOptions } from '../../hooks/bundle.js';
 import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
 import { STOP_SIGNAL_ANNOTATION } from '../spec/defaults.js';
 import type { RuntimeConfig } from '../spec/generated/runtime-config.js';
@@ -32,12 +32,16 @@ export interface CreateOptions {
   hostEnv?: Record<string, string | undefined>;
   /** The daemon prepares the root and watches the runtime (hooks/bundle.ts rootFromDaemon). */
   rootFromDaemon?: boolean;
+  /** The daemon's cache of mapped tree indexes (hooks/bundle.ts indexes). */
+  indexes?: BundleOptions['indexes'];
 }
 
 export interface CreatedContainer {
   record: ContainerRecord;
   bundle: string;
   config: RuntimeConfig;
+  /** The image's tree index, for what the daemon later asks of the image. */
+  indexDigest: string;
 }
 
 export async function createContainer(
@@ -61,6 +65,7 @@ export async function createContainer(
       hookPath: hookExecutable(),
       daemonArgv: daemonArgv({ storeRoot: ctx.storeRoot, socketPath: ctx.socketPath }),
       rootFromDaemon: opts.rootFromDaemon,
+      indexes: opts.indexes,
       run: {
         hostEnv: opts.hostEnv,
         command: args.command.length ? args.command : undefined,
@@ -93,7 +98,7 @@ export async function createContainer(
       ...(opts.ownerPid !== undefined ? { ownerPid: opts.ownerPid } : {}),
     };
     writeRecord(ctx.runDir, record);
-    return { record, bundle, config: result.config };
+    return { record, bundle, config: result.config, indexDigest: result.indexDigest };
   } catch (err) {
     removeRecord(ctx.runDir, { id, name: reserved });
     throw err;

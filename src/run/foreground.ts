@@ -11,10 +11,11 @@ import { existsSync } from 'node:fs';
 import type { ExecInstruction, RuntimeEnd } from '../daemon/run-protocol.js';
 import type { RunArgs } from './args.js';
 import { createContainer, type CreateOptions, type CreatedContainer, type RunContext } from './create.js';
+import type { CommandProblem } from './command-check.js';
 import { RUN_FAILED } from './exit-codes.js';
 import { pidFilePath } from './paths.js';
 import { removeRecord, updateRecord, type ContainerRecord } from './record.js';
-import { runtimeCommand, runtimeKnows, type Runtime } from './runtime.js';
+import { runtimeArgv, runtimeCommand, runtimeKnows, type Runtime } from './runtime.js';
 
 export interface ForegroundStart extends CreatedContainer {
   exec: ExecInstruction;
@@ -31,17 +32,7 @@ export async function startForeground(
   return {
     ...created,
     exec: {
-      argv: [
-        rt.binary,
-        '--root',
-        rt.root,
-        'run',
-        '--bundle',
-        created.bundle,
-        '--pid-file',
-        pidFile,
-        created.record.id,
-      ],
+      argv: runtimeArgv(rt, ['run', '--bundle', created.bundle, '--pid-file', pidFile, created.record.id]),
       cwd: created.bundle,
       stdin: args.interactive || args.tty ? 'inherit' : 'null',
       // Without a terminal the runtime gets its own process group, so a ^C reaches the container
@@ -70,36 +61,54 @@ function deleteLeftovers(rt: Runtime, id: string): Promise<void> {
   });
 }
 
+/** What strata itself knows about a container that did not start. */
+export interface StartFailure {
+  /** What went wrong on strata's side (the root could not be prepared). */
+  why?: string;
+  /** The container's command judged from the image (127/126), asked only when it did not start. */
+  commandProblem?: () => CommandProblem | undefined;
+}
+
 /**
  * After the runtime ended (`end`; undefined when the front end vanished and nobody saw the status):
- * delete what the runtime left, update or remove the record. `why` is what strata itself knows
- * went wrong (the root could not be prepared). Resolves with strata's exit code and message.
+ * delete what the runtime left, update or remove the record. Resolves with strata's exit code and
+ * message: the container's own, or for one that never started podman's 127/126 when the image
+ * lacks its command, else 125 with the reason.
  */
 export async function finishForeground(
   ctx: RunContext,
   rt: Runtime,
   record: ContainerRecord,
   end: RuntimeEnd | undefined,
-  why?: string,
+  failure: StartFailure = {},
 ): Promise<{ code: number; message: string }> {
   const started = existsSync(pidFilePath(ctx.runDir, record.id));
   await deleteLeftovers(rt, record.id);
-  const code = end ? endCode(end) : RUN_FAILED;
+  const result = exitFor(record, rt, end, started, failure);
   if (record.autoRemove || end?.kind === 'early') removeRecord(ctx.runDir, record);
   else
     updateRecord(ctx.runDir, {
       ...record,
       ownerPid: undefined,
-      exitCode: code,
+      exitCode: result.code,
       finishedAt: new Date().toISOString(),
     });
+  return result;
+}
+
+function exitFor(
+  record: ContainerRecord,
+  rt: Runtime,
+  end: RuntimeEnd | undefined,
+  started: boolean,
+  failure: StartFailure,
+): { code: number; message: string } {
+  const code = end ? endCode(end) : RUN_FAILED;
   // A signal (ours, forwarded) keeps its 128+N: the user stopped it, the runtime did not fail.
-  if (end?.kind === 'code' && code !== 0 && !started) {
-    const reason = why ? `: ${why}` : ' (its message is above)';
-    return {
-      code: RUN_FAILED,
-      message: `strata: container ${record.name} did not start: ${rt.name} failed with exit code ${code}${reason}`,
-    };
-  }
-  return { code, message: '' };
+  if (end?.kind !== 'code' || code === 0 || started) return { code, message: '' };
+  const notStarted = `strata: container ${record.name} did not start`;
+  const problem = failure.commandProblem?.();
+  if (problem) return { code: problem.code, message: `${notStarted}: ${problem.message}` };
+  const reason = failure.why ? `: ${failure.why}` : ' (its message is above)';
+  return { code: RUN_FAILED, message: `${notStarted}: ${rt.name} failed with exit code ${code}${reason}` };
 }

@@ -115,9 +115,14 @@ export function runtimeFor(runDir: string, name: RuntimeName): Runtime {
   return selectRuntime(runDir, name);
 }
 
-/** [command, args] that run `rt` with `args` (after its global --root). */
+/** The runtime's own argv for `args` (after its global --root), with no namespace wrapper. */
+export function runtimeArgv(rt: Runtime, args: string[]): string[] {
+  return [rt.binary, '--root', rt.root, ...args];
+}
+
+/** [command, args] that run `rt` with `args`, in a cgroup2 namespace of its own when it needs one. */
 export function runtimeCommand(rt: Runtime, args: string[]): [string, string[]] {
-  const argv = [rt.binary, '--root', rt.root, ...args];
+  const argv = runtimeArgv(rt, args);
   if (!rt.unshare) return [argv[0], argv.slice(1)];
   // unshare execs sh in the new namespace (no fork), sh execs crun: the pid strata sees is crun's,
   // so signals sent to it reach crun, which forwards them to the container.
