@@ -1,4 +1,4 @@
-// podman's hooks.d entries for strata (format in INTEGRATIONS.md). The hook executable takes its
+// podman's hooks.d entries for strata (format: docs/architecture.md#host-facts). The hook binary takes its
 // stage as argv[1], so each stage gets its own file; all three trigger on the org.strata.image
 // annotation, so only containers that name a strata image run them.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 // Where the hook executable and the strata CLI live, as absolute paths: hooks run with no PATH
-// and only the env their entry declares (INTEGRATIONS.md), and the createRuntime hook starts the
+// and only the env their entry declares (docs/architecture.md#host-facts); the createRuntime hook starts the
 // daemon from an argv it is given.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

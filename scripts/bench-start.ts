@@ -12,7 +12,7 @@
 //   node -e 0                what any Node CLI pays before its first line runs
 //   podman run --rm          private --root/--runroot, runc (crun fails on this host's cgroups)
 //
-// crun needs a mount namespace with a pure cgroup2 mount on this host (ENVIRONMENT.md). The plain
+// crun needs a mount namespace with a pure cgroup2 mount here (docs/architecture.md#host-facts). The plain
 // rows make one per run (unshare + mount, as a user would); strata keeps one alive and enters it
 // (src/run/cgroup-ns.ts), so a row of crun entering such a namespace (nsenter) shows that floor
 // too. The daemon is started once, before timing (warm).
@@ -108,7 +108,7 @@ async function main(): Promise<void> {
     };
     cfg.process.args = ['/bin/sh', '-c', '/bin/true'];
     cfg.process.terminal = false;
-    // umoci's devices rule makes crun load an eBPF filter, which needs CAP_SYS_RESOURCE (ENVIRONMENT.md);
+    // umoci's devices rule: crun's eBPF filter needs CAP_SYS_RESOURCE (docs/architecture.md#host-facts);
     // strata's configs carry no resources either.
     delete cfg.linux?.resources;
     writeFileSync(cfgPath, JSON.stringify(cfg));

@@ -20,7 +20,7 @@
  * lines and, for createContainer, the mount fd as SCM_RIGHTS:
  *   ok\n  [rootfs ABS-PATH\n]  [readonly 1\n]          or      error MESSAGE\n
  *
- * The attach sequence is the one verified in DESIGN.md: O_PATH handles to the runtime's mounts
+ * The attach sequence is the one of docs/architecture.md#kernel-facts: O_PATH handles to the runtime's mounts
  * under the rootfs, the new mount moved over the rootfs, then each of them moved onto a target
  * resolved strictly inside the new mount (RESOLVE_IN_ROOT), so an image's symlinks cannot
  * redirect /proc or /dev outside the container.

@@ -1,5 +1,5 @@
 // Which placeholder entries a container's rootfs needs: every mount destination of its config
-// must exist in the image for the hook to move the runtime's mount onto it (DESIGN.md: ENOENT
+// must exist in the image for the hook to move a mount onto it (docs/architecture.md#kernel-facts: ENOENT
 // otherwise). Bind mounts of files (/etc/hosts, /etc/resolv.conf, ...) need files, everything
 // else directories. The FUSE tree adds what the image lacks (src/mount/fs/placeholders.ts).
 import type { PlaceholderSpec } from '../mount/fs/placeholders.js';

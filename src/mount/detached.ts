@@ -1,7 +1,7 @@
 // A FUSE mount made with the new mount API and never attached anywhere: the caller gets a mount
 // fd to hand over (SCM_RIGHTS) to whoever attaches it, e.g. the createContainer hook. The mount
 // lives exactly as long as some reference to it; when the last one goes, the session reads
-// ENODEV and ends. See DESIGN.md, "FUSE through the new mount API".
+// ENODEV and ends. See docs/architecture.md#kernel-facts.
 import { closeSync } from 'node:fs';
 
 import { constants, native } from '../native-addon.js';

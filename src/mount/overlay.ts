@@ -1,5 +1,5 @@
 // A detached, writable overlay over a detached lower mount (normally the FUSE image mount), for
-// containers that want a writable rootfs. DESIGN.md's verified sequence: upper and work on one
+// containers that want a writable rootfs. As in docs/architecture.md#kernel-facts: upper and work on one
 // fresh detached tmpfs (or in given directories on one filesystem), "lowerdir+" by fd (legacy
 // "lowerdir" with an fd is EINVAL), then fsmount. The overlay holds its own references, so every
 // intermediate fd is closed here; the caller still owns lowerMountFd.

@@ -1,4 +1,4 @@
-// crun 1.8 refuses this host's hybrid cgroup layout (ENVIRONMENT.md); it works in a mount
+// crun 1.8 refuses this host's hybrid cgroup layout (docs/architecture.md#host-facts); it works in a mount
 // namespace whose /sys/fs/cgroup is a pure cgroup2 mount. Making that namespace for every
 // container (unshare + mount) costs 3 to 10 ms — mounting cgroup2 waits for the cgroups of
 // containers that just ended to go offline. The daemon instead keeps one such namespace alive,

@@ -1,5 +1,5 @@
 // The OCI runtime strata drives: which one, and the argv for each of its subcommands. crun 1.8
-// refuses a v1+v2 hybrid cgroup layout (ENVIRONMENT.md); on such a host every crun call runs in a
+// refuses a v1+v2 hybrid cgroup layout (docs/architecture.md#host-facts); there every crun call runs in a
 // private mount namespace with a pure cgroup2 mount on /sys/fs/cgroup, which is the unified
 // hierarchy the host already has — crun then sees a cgroup v2 system and works. runc needs nothing.
 import { accessSync, constants, existsSync, statfsSync } from 'node:fs';

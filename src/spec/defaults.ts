@@ -1,6 +1,6 @@
 // What a container gets when the user asks for nothing: podman 4.3.1's defaults, as captured
 // from the config.json that `podman run` hands to its runtime on this machine (Debian 12), minus
-// what breaks crun here or belongs to podman alone. See DESIGN.md and ENVIRONMENT.md.
+// what breaks crun here or belongs to podman alone. See docs/architecture.md#host-facts.
 import { readFileSync } from 'node:fs';
 import type { Mount, Rlimit } from './generated/runtime-config.js';
 

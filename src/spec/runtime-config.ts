@@ -218,7 +218,7 @@ export function buildRuntimeConfig(
     linux: {
       // No cgroup namespace (podman's default on this cgroup v1+v2 hybrid host) and no
       // linux.resources: a devices rule makes crun load an eBPF filter, which needs
-      // CAP_SYS_RESOURCE for RLIMIT_MEMLOCK and fails here (ENVIRONMENT.md).
+      // CAP_SYS_RESOURCE for RLIMIT_MEMLOCK and fails here (docs/architecture.md#host-facts).
       namespaces,
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],

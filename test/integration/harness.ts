@@ -134,7 +134,7 @@ export interface RunResult {
 }
 
 /** `runc run ID` in the bundle, or crun in a private mount namespace with a pure cgroup2 mount
- * (crun 1.8 refuses this host's hybrid layout: ENVIRONMENT.md). */
+ * (crun 1.8 refuses this host's hybrid layout: docs/architecture.md#host-facts). */
 export function runContainer(runtime: Runtime, bundleDir: string, id: string): Promise<RunResult> {
   const [cmd, args] =
     runtime === 'runc'

@@ -2,7 +2,7 @@
 // --rootfs EMPTY --annotation org.strata.image=IMG`. The createContainer hook covers the empty
 // rootfs with the stored image inside the container's namespace: the output comes from the image,
 // the exit code propagates, and afterwards nothing is mounted, leased or served. podman needs
-// CONTAINERS_CONF with default_ulimits here (INTEGRATIONS.md), and runc (crun refuses the hybrid
+// CONTAINERS_CONF with default_ulimits (docs/architecture.md#host-facts), and runc (crun refuses the hybrid
 // cgroups).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
