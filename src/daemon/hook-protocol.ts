@@ -3,7 +3,7 @@
 // "STRATA-HOOK 1 <stage>\n" and the OCI state JSON, then half-closes; the daemon answers with
 // "ok\n" plus optional "key value" lines (and, for createContainer, the mount fd as
 // SCM_RIGHTS), or a single "error <message>\n" line.
-import { InvalidArgumentError } from '../store/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export const HOOK_STAGES = ['createRuntime', 'createContainer', 'poststop'] as const;
 export type HookStage = (typeof HOOK_STAGES)[number];

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../store/errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { createLease, releaseLease } from '../store/leases.js';
 import { resolveImageRecord, type ImageRecord } from '../store/records.js';
 import type { Logger } from './log.js';

@@ -1,4 +1,4 @@
-// The entry the createRuntime hook runs when it finds no daemon (hooks/paths.ts daemonArgv):
+// The entry the createRuntime hook runs when it finds no daemon (src/executables.ts daemonArgv):
 //
 //   node main.js --root STORE --socket PATH [--log-file FILE] [--exit-idle SECONDS]
 //

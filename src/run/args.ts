@@ -1,7 +1,7 @@
 // `strata run` argument parsing, docker-style and without yargs: options come before IMAGE,
 // everything after IMAGE is the command, short flags cluster (-it, -dit, -eK=V). Pure, so the CLI
 // start path costs no parser setup and the tests need no process.
-import { InvalidArgumentError } from '../store/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import type { RuntimeName } from './record.js';
 
 export interface RunArgs {

@@ -1,10 +1,10 @@
 // Creating a container for `strata run`: a fresh id, its name reserved, the bundle written by the
 // same writer as `strata bundle` (hooks + org.strata.image annotation), and the record. Any
 // failure removes what was made, so a bad image or option leaves no record and no name behind.
-import { writeBundle, type BundleOptions } from '../../hooks/bundle.js';
-import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
+import { writeBundle, type BundleOptions } from '../spec/bundle.js';
+import { daemonArgv, hookExecutable } from '../executables.js';
 import { STOP_SIGNAL_ANNOTATION } from '../spec/defaults.js';
-import type { RuntimeConfig } from '../spec/generated/runtime-config.js';
+import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
 import { checkBindSources, parseMount, parseVolume } from '../spec/options.js';
 import type { RunArgs } from './args.js';
 import { bundleDir } from './paths.js';
@@ -30,9 +30,9 @@ export interface CreateOptions {
   ownerPid?: number;
   /** The environment of the user's command, for `-e NAME` without a value. Default process.env. */
   hostEnv?: Record<string, string | undefined>;
-  /** The daemon prepares the root and watches the runtime (hooks/bundle.ts rootFromDaemon). */
+  /** The daemon prepares the root and watches the runtime (src/spec/bundle.ts rootFromDaemon). */
   rootFromDaemon?: boolean;
-  /** The daemon's cache of mapped tree indexes (hooks/bundle.ts indexes). */
+  /** The daemon's cache of mapped tree indexes (src/spec/bundle.ts indexes). */
   indexes?: BundleOptions['indexes'];
 }
 

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { UnavailableError } from '../store/errors.js';
+import { UnavailableError } from '../errors.js';
 import type { RunArgs } from './args.js';
 import { createContainer, type RunContext } from './create.js';
 import { containerDir, exitCodePath, logPath, namePath } from './paths.js';

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-import type { ExecInstruction, RuntimeEnd } from '../daemon/run-protocol.js';
+import type { ExecInstruction, RuntimeEnd } from './protocol.js';
 import type { RunArgs } from './args.js';
 import { createContainer, type CreateOptions, type CreatedContainer, type RunContext } from './create.js';
 import type { CommandProblem } from './command-check.js';

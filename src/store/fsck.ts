@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { DataLossError, NotFoundError } from './errors.js';
+import { DataLossError, NotFoundError } from '../errors.js';
 import { blobPath, imageRecordPath, SHA256_HEX, treeIndexPath } from './layout.js';
 import { listLeaseEntries } from './leases.js';
 import { withStoreLock, type LockOptions } from './lock.js';

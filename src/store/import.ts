@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, pipeline, type Readable } from 'node:stream';
 import { writeFileAtomic } from './atomic.js';
-import { DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from './errors.js';
+import { DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { blobPath, refsLockPath, treeIndexPath } from './layout.js';
 import { lockFile, lockStore } from './lock.js';
 import { loadTreeIndex, readRecord, writeRecord, type ImageRecord } from './records.js';

@@ -13,7 +13,7 @@
 // Compressed layer blobs are not kept: their content lives on as objects, and keeping the
 // tarballs as well would double the store's size for no reader.
 import { join } from 'node:path';
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 

@@ -2,10 +2,10 @@
 // an image's tree index. A record is written only after everything it points at is durable.
 import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ImageRecord } from '../spec/generated/image-record.js';
-import { parseAndValidate, validate } from '../spec/validate.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
+import { parseAndValidate, validate } from '../schema/validate.js';
 import { writeFileAtomic } from './atomic.js';
-import { DataLossError, InvalidArgumentError, isErrno, NotFoundError } from './errors.js';
+import { DataLossError, InvalidArgumentError, isErrno, NotFoundError } from '../errors.js';
 import { imageRecordPath, ingestDir, treeIndexPath } from './layout.js';
 import { listRefs, parseReference, readRef } from './refs.js';
 import { TreeIndex } from './tree-index.js';

@@ -1,7 +1,7 @@
 // Reads the tree index format (see tree-index-format.ts): a read-only view whose every offset is
 // checked once at decode, so a damaged index can never make a reader go out of bounds.
 import { createRequire } from 'node:module';
-import { DataLossError } from './errors.js';
+import { DataLossError } from '../errors.js';
 import {
   DIRENT_SIZE,
   HEADER_SIZE,

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { commandProblem } from '../../src/run/command-check.js';
-import type { RuntimeConfig } from '../../src/spec/generated/runtime-config.js';
+import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
 import { encodeTreeIndex, newDir, TreeIndex, type TreeNode } from '../../src/store/tree-index.js';
 
 function file(mode: number): TreeNode {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataLossError, FailedPreconditionError } from '../../src/store/errors.js';
+import { DataLossError, FailedPreconditionError } from '../../src/errors.js';
 import { importImage } from '../../src/store/import.js';
 import { blobPath } from '../../src/store/layout.js';
 import { loadTreeIndex, resolveImage } from '../../src/store/records.js';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataLossError } from '../../src/store/errors.js';
+import { DataLossError } from '../../src/errors.js';
 import {
   S_IFDIR,
   S_IFLNK,

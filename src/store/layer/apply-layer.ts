@@ -5,7 +5,7 @@
 // must be dropped by the caller.
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { InvalidArgumentError, StrataError } from '../errors.js';
+import { InvalidArgumentError, StrataError } from '../../errors.js';
 import { newDir, type TreeNode } from '../tree-index.js';
 import type { RawHeader } from '../source/tar-index.js';
 import { entryComponents } from './entry-path.js';

@@ -1,5 +1,5 @@
 // Verified reads of small blobs (manifests, configs) and layer refs, shared by both formats.
-import { DataLossError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { DataLossError, InvalidArgumentError, NotFoundError } from '../../errors.js';
 import type { ArchiveReader } from './archive-reader.js';
 import { readSmall } from './archive-reader.js';
 import { checkDigest, digestOf, hasherFor } from './digest.js';

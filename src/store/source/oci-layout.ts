@@ -1,11 +1,11 @@
 // An image from an OCI image layout (a directory, or the same tree inside an oci-archive tar):
 // oci-layout -> index.json -> (nested indexes, by platform) -> manifest -> config + layers.
-import { InvalidArgumentError, NotFoundError } from '../errors.js';
-import { parseAndValidate } from '../../spec/validate.js';
-import type { OciImageIndex, Descriptor } from '../../spec/generated/oci-image-index.js';
-import type { OciImageManifest } from '../../spec/generated/oci-image-manifest.js';
-import type { OciImageLayout } from '../../spec/generated/oci-image-layout.js';
-import type { OciImageConfig } from '../../spec/generated/oci-image-config.js';
+import { InvalidArgumentError, NotFoundError } from '../../errors.js';
+import { parseAndValidate } from '../../schema/validate.js';
+import type { OciImageIndex, Descriptor } from '../../schema/generated/oci-image-index.js';
+import type { OciImageManifest } from '../../schema/generated/oci-image-manifest.js';
+import type { OciImageLayout } from '../../schema/generated/oci-image-layout.js';
+import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
 import { readSmall, type ArchiveReader } from './archive-reader.js';
 import { MAX_JSON_BLOB, blobPath, layerRef, missingBlob, readVerifiedBlob } from './blobs.js';
 import { checkDigest } from './digest.js';

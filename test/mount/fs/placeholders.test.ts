@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildPlaceholders } from '../../../src/mount/fs/placeholders.js';
-import { InvalidArgumentError } from '../../../src/store/errors.js';
+import { InvalidArgumentError } from '../../../src/errors.js';
 import { TreeIndex, encodeTreeIndex, newDir } from '../../../src/store/tree-index.js';
 
 function index(): TreeIndex {

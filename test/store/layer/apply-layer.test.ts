@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InvalidArgumentError } from '../../../src/store/errors.js';
+import { InvalidArgumentError } from '../../../src/errors.js';
 import { DEFAULT_INLINE_MAX, applyLayer } from '../../../src/store/layer/apply-layer.js';
 import {
   S_IFCHR,

@@ -3,12 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  DataLossError,
-  InvalidArgumentError,
-  NotFoundError,
-  StrataError,
-} from '../../../src/store/errors.js';
+import { DataLossError, InvalidArgumentError, NotFoundError, StrataError } from '../../../src/errors.js';
 import { applyLayer } from '../../../src/store/layer/apply-layer.js';
 import { openSource } from '../../../src/store/source/index.js';
 import type { ImageSource } from '../../../src/store/source/types.js';

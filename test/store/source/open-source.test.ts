@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NotFoundError } from '../../../src/store/errors.js';
+import { NotFoundError } from '../../../src/errors.js';
 import { applyLayer } from '../../../src/store/layer/apply-layer.js';
 import { openSource, parseSpec } from '../../../src/store/source/index.js';
 import { TreeIndex, encodeTreeIndex, newDir } from '../../../src/store/tree-index.js';

@@ -6,16 +6,16 @@ import { hostname as hostHostname } from 'node:os';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { IMAGE_ANNOTATION } from '../src/spec/annotations.js';
-import { buildRuntimeConfig, type ImageConfigInput } from '../src/spec/runtime-config.js';
-import type { Hook, RuntimeConfig } from '../src/spec/generated/runtime-config.js';
-import type { RunOptions } from '../src/spec/options.js';
-import { parseAndValidate } from '../src/spec/validate.js';
-import { blobPath } from '../src/store/layout.js';
-import { loadTreeIndex, resolveImageRecord } from '../src/store/records.js';
-import type { TreeIndex } from '../src/store/tree-index.js';
+import { IMAGE_ANNOTATION } from './annotations.js';
+import { buildRuntimeConfig, type ImageConfigInput } from './runtime-config.js';
+import type { Hook, RuntimeConfig } from '../schema/generated/runtime-config.js';
+import type { RunOptions } from './options.js';
+import { parseAndValidate } from '../schema/validate.js';
+import { blobPath } from '../store/layout.js';
+import { loadTreeIndex, resolveImageRecord } from '../store/records.js';
+import type { TreeIndex } from '../store/tree-index.js';
 import { hookArgs, HOOK_STAGES } from './hooks-d.js';
-import { readImageFile } from './image-file.js';
+import { readImageFile } from '../store/image-file.js';
 
 export interface BundleOptions {
   storeRoot: string;

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { readImageFile, resolveInImage } from '../../hooks/image-file.js';
+import { readImageFile, resolveInImage } from '../../src/store/image-file.js';
 import { encodeTreeIndex, newDir, TreeIndex, type TreeNode } from '../../src/store/tree-index.js';
 
 function file(text: string): TreeNode {

@@ -4,9 +4,9 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { IMAGE_ANNOTATION } from '../src/spec/annotations.js';
-import type { HooksDConfig } from '../src/spec/generated/hooks-d.js';
-import { validate } from '../src/spec/validate.js';
+import { IMAGE_ANNOTATION } from './annotations.js';
+import type { HooksDConfig } from '../schema/generated/hooks-d.js';
+import { validate } from '../schema/validate.js';
 
 export const HOOK_STAGES = ['createRuntime', 'createContainer', 'poststop'] as const;
 /** Debian's podman reads only this directory unless given --hooks-dir. */
