@@ -33,7 +33,7 @@ export function lockStore(root: string, mode: LockMode, opts: LockOptions = {}):
 }
 
 export async function lockFile(path: string, mode: LockMode, opts: LockOptions = {}): Promise<Lock> {
-  const native = await nativeFs();
+  const native = nativeFs();
   const attempt: TryLock = native.flock
     ? () => tryNative(path, mode, native.flock!)
     : () => tryFlockCommand(path, mode);

@@ -4,6 +4,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ImageRecord } from '../schema/generated/image-record.js';
 import { parseAndValidate, validate } from '../schema/validate.js';
+import { native, nativeBuilt } from '../native-addon.js';
 import { writeFileAtomic } from './atomic.js';
 import { DataLossError, InvalidArgumentError, isErrno, NotFoundError } from '../errors.js';
 import { imageRecordPath, ingestDir, treeIndexPath } from './layout.js';
@@ -13,10 +14,7 @@ import { TreeIndex } from './tree-index.js';
 // The FUSE server maps its tree index rather than reading it: inline file contents (up to 4 KiB
 // each, most of the index) then cost memory only once read. Without the addon (not built on
 // this machine) the index is read whole, as before.
-const mapFile: ((path: string) => Buffer) | undefined = await import('../native-addon.js').then(
-  (mod) => mod.native.mmapFile,
-  () => undefined,
-);
+const mapFile: ((path: string) => Buffer) | undefined = nativeBuilt ? native.mmapFile : undefined;
 
 export type { ImageRecord };
 
