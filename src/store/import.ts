@@ -254,32 +254,12 @@ function counting(src: Readable, report: (bytes: number) => void): Readable {
   });
 }
 
-// The source and layer modules belong to another engineer; they are loaded by name so this
-// module builds before they land. Variable specifiers keep tsc from resolving them.
-async function loadExport<T>(candidates: string[], name: string): Promise<T> {
-  for (const spec of candidates) {
-    try {
-      const mod = (await import(spec)) as Record<string, unknown>;
-      if (typeof mod[name] === 'function') return mod[name] as T;
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
-    }
-  }
-  throw new FailedPreconditionError(`${name} is not available (looked in ${candidates.join(', ')})`, {
-    op: 'import',
-  });
+// Loaded on first import, not with this module: `strata image ls` and the daemon import this file
+// but never parse a tar stream.
+async function defaultOpenSource(): Promise<OpenSource> {
+  return (await import('./source/open-source.js')).openSource;
 }
 
-function defaultOpenSource(): Promise<OpenSource> {
-  return loadExport<OpenSource>(
-    ['./source/index.js', './source/open-source.js', './source/open.js'],
-    'openSource',
-  );
-}
-
-function defaultApplyLayer(): Promise<ApplyLayer> {
-  return loadExport<ApplyLayer>(
-    ['./layer/index.js', './layer/apply-layer.js', './layer/apply.js'],
-    'applyLayer',
-  );
+async function defaultApplyLayer(): Promise<ApplyLayer> {
+  return (await import('./layer/apply-layer.js')).applyLayer;
 }
