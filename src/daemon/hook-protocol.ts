@@ -4,9 +4,7 @@
 // "ok\n" plus optional "key value" lines (and, for createContainer, the mount fd as
 // SCM_RIGHTS), or a single "error <message>\n" line.
 import { InvalidArgumentError } from '../errors.js';
-
-export const HOOK_STAGES = ['createRuntime', 'createContainer', 'poststop'] as const;
-export type HookStage = (typeof HOOK_STAGES)[number];
+import { HOOK_STAGES, type HookStage } from '../spec/hook-injection.js';
 
 export interface HookRequest {
   stage: HookStage;
