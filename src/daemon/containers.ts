@@ -24,7 +24,8 @@ import {
 } from '../errors.js';
 import { treeIndexPath } from '../store/layout.js';
 import { releaseLease } from '../store/leases.js';
-import { IMAGE_ANNOTATION, leaseIdFor, resolveBundleImage, takeContainerLease } from './image-lease.js';
+import { IMAGE_ANNOTATION } from '../spec/annotations.js';
+import { leaseIdFor, resolveBundleImage, takeContainerLease } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
 import type { Logger } from './log.js';
 import { placeholdersFor } from './mount-points.js';

@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 
 import { objectPath } from './layout.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeIndex } from './tree-index.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree-index-format.js';
+import type { TreeIndex } from './tree-index.js';
 
 const MAX_SYMLINKS = 40;
 

@@ -11,11 +11,14 @@ import { writeFileAtomic } from './atomic.js';
 import { DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { blobPath, refsLockPath, treeIndexPath } from './layout.js';
 import { lockFile, lockStore } from './lock.js';
-import { loadTreeIndex, readRecord, writeRecord, type ImageRecord } from './records.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
+import { loadTreeIndex, readRecord, writeRecord } from './records.js';
 import { normalizeName, setRef } from './refs.js';
 import type { Store } from './store.js';
-import { encodeTreeIndex, newDir, TreeIndex, type TreeNode } from './tree-index.js';
-import type { ApplyLayer, ImageSource, OpenSource } from './types.js';
+import { encodeTreeIndex, newDir, type TreeNode } from './tree-index-encode.js';
+import { TreeIndex } from './tree-index.js';
+import type { ImageSource } from './source/types.js';
+import type { ApplyLayer, OpenSource } from './types.js';
 import { ObjectWriter, type SyncMode } from './writer.js';
 
 export type ImportProgress =

@@ -11,8 +11,6 @@ import { ingestDir, leasePath, sha256Hex } from './layout.js';
 import { withStoreLock } from './lock.js';
 import { readRecord } from './records.js';
 
-export type { Lease };
-
 export async function createLease(
   root: string,
   id: string,

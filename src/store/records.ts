@@ -16,8 +16,6 @@ import { TreeIndex } from './tree-index.js';
 // this machine) the index is read whole, as before.
 const mapFile: ((path: string) => Buffer) | undefined = nativeBuilt ? native.mmapFile : undefined;
 
-export type { ImageRecord };
-
 /** A record plus the names (refs) that point at it. */
 export interface ImageInfo extends ImageRecord {
   names: string[];

@@ -21,10 +21,6 @@ import {
   XATTR_SIZE,
 } from './tree-index-format.js';
 
-// The importer, the FUSE server and the tests all take the format through this one module.
-export * from './tree-index-format.js';
-export { encodeTreeIndex, newDir, type TreeNode } from './tree-index-encode.js';
-
 /** node:crypto on first use: the FUSE server reads indexes without hashing them, and loading the
  * module (with OpenSSL's initialisation) costs it about half a MiB. */
 const loadCrypto = (() => {

@@ -6,11 +6,12 @@
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { InvalidArgumentError, StrataError } from '../../errors.js';
-import { newDir, type TreeNode } from '../tree-index.js';
+import { newDir, type TreeNode } from '../tree-index-encode.js';
 import type { RawHeader } from '../source/tar-index.js';
 import { entryComponents } from './entry-path.js';
 import { RawTap, lastPaxRecords, parsePaxTime } from './raw-pax.js';
-import type { ApplyLayerOptions, LayerStats, ObjectSink } from './types.js';
+import type { ObjectSink } from '../types.js';
+import type { ApplyLayerOptions, LayerStats } from './types.js';
 
 /**
  * Files up to one filesystem block are kept inline in the tree index. As an object such a file

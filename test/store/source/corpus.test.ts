@@ -7,7 +7,7 @@ import { DataLossError, InvalidArgumentError, NotFoundError, StrataError } from 
 import { applyLayer } from '../../../src/store/layer/apply-layer.js';
 import { openSource } from '../../../src/store/source/index.js';
 import type { ImageSource } from '../../../src/store/source/types.js';
-import { newDir } from '../../../src/store/tree-index.js';
+import { newDir } from '../../../src/store/tree-index-encode.js';
 import { MemorySink } from '../layer/helpers.js';
 
 const corpus = (name: string) => fileURLToPath(new URL(`../../fixtures/corpus/${name}.tar`, import.meta.url));
