@@ -44,7 +44,9 @@ export interface CreatedContainer {
   indexDigest: string;
 }
 
-export async function createContainer(
+/** Writes a new container of `strata run`: its name reserved, its bundle and its record. The
+ * runtime's own create step (and the daemon's createContainer hook) come later. */
+export async function writeContainer(
   ctx: RunContext,
   args: RunArgs,
   rt: Runtime,

@@ -75,9 +75,9 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
     });
   }
   const manifestDigest = source.manifestDigest;
-  checkDigest(source.manifest, manifestDigest, 'manifest');
+  verifyContent(source.manifest, manifestDigest, 'manifest');
   const configDigest = configDigestOf(source);
-  checkDigest(source.config, configDigest, 'config');
+  verifyContent(source.config, configDigest, 'config');
 
   const present = await completeRecord(store, manifestDigest);
   if (present) {
@@ -202,7 +202,7 @@ function sha256(data: Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
 }
 
-function checkDigest(data: Buffer, digest: string, what: string): void {
+function verifyContent(data: Buffer, digest: string, what: string): void {
   if (sha256(data) !== digest) {
     throw new DataLossError(`${what} ${digest} does not match its content`, { op: 'import', digest });
   }

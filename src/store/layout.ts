@@ -29,6 +29,7 @@ export function objectPath(root: string, digest: string): string {
   return join(root, 'objects', hex.slice(0, 2), hex.slice(2));
 }
 
+/** A manifest or config kept in the store (not a path inside an OCI layout: that is layoutBlobPath). */
 export function blobPath(root: string, digest: string): string {
   return join(root, 'blobs', 'sha256', sha256Hex(digest));
 }

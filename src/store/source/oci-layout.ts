@@ -7,7 +7,7 @@ import type { OciImageManifest } from '../../schema/generated/oci-image-manifest
 import type { OciImageLayout } from '../../schema/generated/oci-image-layout.js';
 import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
 import { readSmall, type ArchiveReader } from './archive-reader.js';
-import { MAX_JSON_BLOB, blobPath, layerRef, missingBlob, readVerifiedBlob } from './blobs.js';
+import { MAX_JSON_BLOB, layoutBlobPath, layerRef, missingBlob, readVerifiedBlob } from './blobs.js';
 import { checkDigest } from './digest.js';
 import {
   REF_NAME_ANNOTATION,
@@ -173,8 +173,9 @@ export async function openOciImage(
     checkDigest(l.digest, `layer ${i} of manifest ${desc.digest}`);
     checkDigest(diffIds[i], `diff_id ${i} of config ${json.config.digest}`);
     const compression = layerCompression(l.mediaType, l.digest);
-    if ((await reader.size(blobPath(l.digest))) === undefined) throw missingBlob(reader, l.digest, 'layer');
-    layers.push(layerRef(reader, blobPath(l.digest), { ...l, diffId: diffIds[i], compression }));
+    if ((await reader.size(layoutBlobPath(l.digest))) === undefined)
+      throw missingBlob(reader, l.digest, 'layer');
+    layers.push(layerRef(reader, layoutBlobPath(l.digest), { ...l, diffId: diffIds[i], compression }));
   }
   const names = index.manifests
     .filter((d) => d.digest === top.digest)
