@@ -54,7 +54,7 @@ export async function writeContainer(
 ): Promise<CreatedContainer> {
   const id = newContainerId();
   const name = args.name !== undefined ? checkName(args.name) : undefined;
-  const mounts = checkBindSources([...args.volumes.map(parseVolume), ...args.mounts.map(parseMount)]);
+  const mounts = checkBindSources([...args.volumes.map(parseVolume), ...args.mountSpecs.map(parseMount)]);
   if (name !== undefined) reserveName(ctx.runDir, name, id);
   const reserved = name ?? reserveGeneratedName(ctx.runDir, id);
   try {
@@ -68,23 +68,7 @@ export async function writeContainer(
       daemonArgv: daemonArgv({ storeRoot: ctx.storeRoot, socketPath: ctx.socketPath }),
       rootFromDaemon: opts.rootFromDaemon,
       indexes: opts.indexes,
-      run: {
-        hostEnv: opts.hostEnv,
-        command: args.command.length ? args.command : undefined,
-        entrypoint:
-          args.entrypoint === undefined ? undefined : args.entrypoint === '' ? [] : [args.entrypoint],
-        env: args.env,
-        workdir: args.workdir,
-        user: args.user,
-        hostname: args.hostname,
-        containerId: id,
-        readOnly: args.readOnly,
-        mounts,
-        network: args.network,
-        capAdd: args.capAdd,
-        capDrop: args.capDrop,
-        tty: args.tty,
-      },
+      run: { ...args, hostEnv: opts.hostEnv, containerId: id, mounts },
     });
     const record: ContainerRecord = {
       id,
