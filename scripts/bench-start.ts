@@ -26,8 +26,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { writeBundle } from '../hooks/bundle.js';
-import { cliArgv, daemonArgv, frontExecutable, hookExecutable } from '../hooks/paths.js';
+import { writeBundle } from '../src/spec/bundle.js';
+import { cliArgv, daemonArgv, frontExecutable, hookExecutable } from '../src/executables.js';
 import { CgroupNamespace } from '../src/run/cgroup-ns.js';
 import { findExecutable } from '../src/run/runtime.js';
 import { selectRuntime, runtimeCommand, type Runtime } from '../src/run/runtime.js';

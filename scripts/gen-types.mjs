@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // Generates, from every schemas/<name>.schema.json:
-//   src/spec/generated/<name>.ts       its TypeScript types (json-schema-to-typescript)
-//   src/spec/generated/validators/<name>.cts
+//   src/schema/generated/<name>.ts       its TypeScript types (json-schema-to-typescript)
+//   src/schema/generated/validators/<name>.cts
 //                                      ajv standalone validation code for each of them, so
 //                                      validate() compiles no schema at run time (compiling the
 //                                      runtime-config schema alone took ~70 ms per CLI command)
-//   src/spec/generated/validators.ts   which file holds which schema's validator
-// The generated files are committed; test/spec/validate.test.ts fails when they are stale.
+//   src/schema/generated/validators.ts   which file holds which schema's validator
+// The generated files are committed; test/schema/validate.test.ts fails when they are stale.
 // `--check` exits 1 instead of writing when a file would change.
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const schemaDir = join(root, 'schemas');
-const outDir = join(root, 'src/spec/generated');
+const outDir = join(root, 'src/schema/generated');
 const check = process.argv.includes('--check');
 let stale = 0;
 

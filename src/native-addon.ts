@@ -151,13 +151,30 @@ const candidates = ['../native/build/Release/strata.node', '../../native/build/R
   (rel) => new URL(rel, import.meta.url).pathname,
 );
 
-function load(): NativeAddon {
+function load(): NativeAddon | undefined {
   const path = candidates.find((p) => existsSync(p));
-  if (path === undefined) {
-    throw new Error(`the native addon is not built (looked for ${candidates[0]}); run \`npm install\``);
-  }
-  return require(path) as NativeAddon;
+  // check-layers: computed (the compiled addon, not a module of src/)
+  return path === undefined ? undefined : (require(path) as NativeAddon);
 }
 
-export const native: NativeAddon = load();
-export const constants: NativeConstants = native.constants;
+const loaded = load();
+
+/**
+ * false where `npm install` has not built native/. Only the store asks: it has command-line
+ * fallbacks (flock(1), `sync -f`, reading an index whole) so that images can still be imported.
+ */
+export const nativeBuilt: boolean = loaded !== undefined;
+
+/** Stands in for the addon when it is not built: any use throws, saying how to build it. */
+function notBuilt<T extends object>(): T {
+  return new Proxy({} as T, {
+    get() {
+      throw new Error(`the native addon is not built (looked for ${candidates[0]}); run \`npm install\``);
+    },
+  });
+}
+
+// Every module reaches the addon through these two static exports: one way, visible to tsc and
+// to scripts/check-layers.mjs.
+export const native: NativeAddon = loaded ?? notBuilt<NativeAddon>();
+export const constants: NativeConstants = loaded?.constants ?? notBuilt<NativeConstants>();

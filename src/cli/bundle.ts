@@ -1,8 +1,8 @@
 // strata bundle IMAGE DIR [run options] [-- CMD...]
 import type { Argv, CommandModule } from 'yargs';
 
-import { writeBundle } from '../../hooks/bundle.js';
-import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
+import { writeBundle } from '../spec/bundle.js';
+import { daemonArgv, hookExecutable } from '../executables.js';
 import { resolveSocket } from '../daemon/paths.js';
 import { checkBindSources, parseMount, parseVolume } from '../spec/options.js';
 import { storeFor, type GlobalArgs } from './context.js';

@@ -5,7 +5,7 @@ import { daemonRequest } from '../daemon/client.js';
 import { runDaemon } from '../daemon/daemon.js';
 import { parseExitIdle } from '../daemon/idle.js';
 import { DEFAULT_ROOT_LOG, DEFAULT_SOCKET, resolveLogFile, resolveSocket } from '../daemon/paths.js';
-import { InvalidArgumentError, UnavailableError } from '../store/errors.js';
+import { InvalidArgumentError, UnavailableError } from '../errors.js';
 import { resolveRoot } from '../store/store.js';
 import type { GlobalArgs } from './context.js';
 import { printJson, printTable, shortDigest } from './output.js';

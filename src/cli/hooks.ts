@@ -1,8 +1,8 @@
 // strata hooks install [--dir D] [--socket PATH]
 import type { Argv, CommandModule } from 'yargs';
 
-import { DEFAULT_HOOKS_DIR, installHooks } from '../../hooks/hooks-d.js';
-import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
+import { DEFAULT_HOOKS_DIR, installHooks } from '../spec/hooks-d.js';
+import { daemonArgv, hookExecutable } from '../executables.js';
 import { resolveSocket } from '../daemon/paths.js';
 import { resolveRoot } from '../store/store.js';
 import type { GlobalArgs } from './context.js';

@@ -26,6 +26,9 @@ export async function main(args: string[]): Promise<void> {
     .option('root', { type: 'string', describe: 'store root (default: $STRATA_ROOT, then /var/lib/strata)' });
   for (const entry of COMMANDS) y = y.command(lazy(entry));
   await y
+    // yargs' ESM build wraps help text at a fixed width by characters, not words (`conta\niner`):
+    // unwrapped, each line stays whole and the terminal folds it.
+    .wrap(null)
     .demandCommand(1)
     .strict()
     .fail((msg, err) => {

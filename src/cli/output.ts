@@ -3,7 +3,7 @@
 import type CliProgress from 'cli-progress';
 import { createRequire } from 'node:module';
 
-import { StrataError, type ErrorKind } from '../store/errors.js';
+import { StrataError, type ErrorKind } from '../errors.js';
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');

@@ -12,8 +12,6 @@ import { resolveRoot } from '../store/store.js';
 import { printError } from './output.js';
 import type { GlobalArgs } from './context.js';
 
-export { RUN_FAILED };
-
 /** `strata run` with its arguments (after "run"); resolves with the exit code. */
 export async function runMain(argv: string[], globalRoot?: string): Promise<number> {
   try {

@@ -1,8 +1,8 @@
 // The daemon's JSON API (schemas/daemon-api.schema.json): one request object per line, one
 // response per line. The only place where daemon-side errors become wire errors.
-import type { DaemonRequest, DaemonResponse, DaemonStatus } from '../spec/generated/daemon-api.js';
-import { parseAndValidate } from '../spec/validate.js';
-import { StrataError } from '../store/errors.js';
+import type { DaemonRequest, DaemonResponse, DaemonStatus } from '../schema/generated/daemon-api.js';
+import { parseAndValidate } from '../schema/validate.js';
+import { StrataError } from '../errors.js';
 import type { ContainerManager } from './containers.js';
 
 export const API_SCHEMA_REQUEST = 'daemon-api#/definitions/request';

@@ -1,9 +1,9 @@
 // A JSON API client for the daemon socket: one request, one validated response.
 import { connect } from 'node:net';
 
-import type { DaemonRequest, DaemonResponse } from '../spec/generated/daemon-api.js';
-import { parseAndValidate } from '../spec/validate.js';
-import { UnavailableError } from '../store/errors.js';
+import type { DaemonRequest, DaemonResponse } from '../schema/generated/daemon-api.js';
+import { parseAndValidate } from '../schema/validate.js';
+import { UnavailableError } from '../errors.js';
 import { API_SCHEMA_RESPONSE } from './api.js';
 
 export function daemonRequest(

@@ -14,17 +14,18 @@ import type { FuseProtocol } from '../mount/fuse/protocol.js';
 import { createDetachedOverlay } from '../mount/overlay.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
 import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
-import type { ServedContainer } from '../spec/generated/daemon-api.js';
-import type { RuntimeConfig } from '../spec/generated/runtime-config.js';
+import type { ServedContainer } from '../schema/generated/daemon-api.js';
+import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
-} from '../store/errors.js';
+} from '../errors.js';
 import { treeIndexPath } from '../store/layout.js';
 import { releaseLease } from '../store/leases.js';
-import { IMAGE_ANNOTATION, leaseIdFor, resolveBundleImage, takeContainerLease } from './image-lease.js';
+import { IMAGE_ANNOTATION } from '../spec/annotations.js';
+import { leaseIdFor, resolveBundleImage, takeContainerLease } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
 import type { Logger } from './log.js';
 import { placeholdersFor } from './mount-points.js';

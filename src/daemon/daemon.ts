@@ -10,9 +10,9 @@ import { resolve } from 'node:path';
 
 import { limitServerHeap } from '../mount/serve.js';
 import { constants, native } from '../native-addon.js';
-import { isErrno } from '../store/errors.js';
+import { isErrno } from '../errors.js';
 import { openStore } from '../store/store.js';
-import type { DaemonStatus } from '../spec/generated/daemon-api.js';
+import type { DaemonStatus } from '../schema/generated/daemon-api.js';
 import { ContainerManager } from './containers.js';
 import { watchIdle, type IdleWatch } from './idle.js';
 import { openLog, type Logger } from './log.js';

@@ -3,10 +3,8 @@
 // "STRATA-HOOK 1 <stage>\n" and the OCI state JSON, then half-closes; the daemon answers with
 // "ok\n" plus optional "key value" lines (and, for createContainer, the mount fd as
 // SCM_RIGHTS), or a single "error <message>\n" line.
-import { InvalidArgumentError } from '../store/errors.js';
-
-export const HOOK_STAGES = ['createRuntime', 'createContainer', 'poststop'] as const;
-export type HookStage = (typeof HOOK_STAGES)[number];
+import { InvalidArgumentError } from '../errors.js';
+import { HOOK_STAGES, type HookStage } from '../spec/hook-injection.js';
 
 export interface HookRequest {
   stage: HookStage;

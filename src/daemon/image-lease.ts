@@ -3,13 +3,11 @@
 import { createHash } from 'node:crypto';
 
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../store/errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { createLease, releaseLease } from '../store/leases.js';
-import { resolveImageRecord, type ImageRecord } from '../store/records.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
+import { resolveImageRecord } from '../store/records.js';
 import type { Logger } from './log.js';
-
-// Still exported from here for the daemon's own modules; the definition is a leaf module.
-export { IMAGE_ANNOTATION };
 
 /** Lease ids are restricted ([A-Za-z0-9_.-]{1,128}); other container ids get a stable hash. */
 export function leaseIdFor(containerId: string): string {

@@ -1,21 +1,18 @@
-// The entry the createRuntime hook runs when it finds no daemon (hooks/paths.ts daemonArgv):
+// The entry the createRuntime hook runs when it finds no daemon (src/executables.ts daemonArgv):
 //
 //   node main.js --root STORE --socket PATH [--log-file FILE] [--exit-idle SECONDS]
 //
 // The same daemon as `strata daemon`, without the CLI's yargs (this start is on a container's
 // start path), plus --exit-idle: a daemon born under the runtime's subreaper must not outlive its
-// containers by more than that (idle.ts). Failures reach the hook through sd_notify.
+// containers by more than that (idle.ts). Failures reach the hook through sd_notify. runDaemon
+// limits the server's heap itself, once, as for `strata daemon`.
 import { parseArgs } from 'node:util';
 
-import { limitServerHeap } from '../mount/serve.js';
 import { resolveRoot } from '../store/store.js';
 import { runDaemon } from './daemon.js';
 import { parseExitIdle } from './idle.js';
 import { sdNotify } from './notify.js';
 import { resolveLogFile, resolveSocket } from './paths.js';
-
-// Before anything else allocates: the young generation can be kept from growing, not shrunk.
-limitServerHeap();
 
 async function main(argv: string[]): Promise<void> {
   let values;

@@ -3,7 +3,7 @@
 // otherwise). Bind mounts of files (/etc/hosts, /etc/resolv.conf, ...) need files, everything
 // else directories. The FUSE tree adds what the image lacks (src/mount/fs/placeholders.ts).
 import type { PlaceholderSpec } from '../mount/fs/placeholders.js';
-import type { Mount } from '../spec/generated/runtime-config.js';
+import type { Mount } from '../schema/generated/runtime-config.js';
 
 /** Whether a bind mount's source is a directory; undefined when it cannot be told. */
 export type IsDirectory = (hostPath: string) => boolean | undefined;

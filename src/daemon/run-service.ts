@@ -1,4 +1,4 @@
-// The daemon's side of `strata run` (protocol: run-protocol.ts). One connection is one foreground
+// The daemon's side of `strata run` (protocol: src/run/protocol.ts). One connection is one foreground
 // container: the front end's request is parsed with the front end's own environment and cwd,
 // the bundle and record are written, the root is prepared while the front end starts the
 // runtime, and when the runtime has ended (reported by the front end, or seen through its pid if
@@ -15,7 +15,7 @@ import type { RunContext } from '../run/create.js';
 import type { CgroupNamespace } from '../run/cgroup-ns.js';
 import { commandProblem } from '../run/command-check.js';
 import type { RuntimeName } from '../run/record.js';
-import { FailedPreconditionError, InvalidArgumentError, StrataError } from '../store/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, StrataError } from '../errors.js';
 import { resolveRoot } from '../store/store.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
@@ -30,7 +30,7 @@ import {
   parseRunRequest,
   type RunMessage,
   type RuntimeEnd,
-} from './run-protocol.js';
+} from '../run/protocol.js';
 
 export interface RunServiceOptions {
   storeRoot: string;

@@ -7,13 +7,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 
 import { native, type PeerCred } from '../native-addon.js';
-import type { DaemonResponse, DaemonStatus } from '../spec/generated/daemon-api.js';
-import { StrataError } from '../store/errors.js';
+import type { DaemonResponse, DaemonStatus } from '../schema/generated/daemon-api.js';
+import { StrataError } from '../errors.js';
 import { errorResponse, handleApiLine } from './api.js';
 import type { ContainerManager } from './containers.js';
 import { decodeHookRequest, encodeHookReply, isHookRequest } from './hook-protocol.js';
 import type { Logger } from './log.js';
-import { encodeExit, isRunRequest } from './run-protocol.js';
+import { encodeExit, isRunRequest } from '../run/protocol.js';
 import { RUN_FAILED } from '../run/exit-codes.js';
 import { serveRunConnection, type RunServiceOptions } from './run-service.js';
 import { CgroupNamespace } from '../run/cgroup-ns.js';

@@ -8,7 +8,7 @@ import { closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { constants, native } from '../native-addon.js';
-import { FailedPreconditionError, isErrno } from '../store/errors.js';
+import { FailedPreconditionError, isErrno } from '../errors.js';
 import type { ImageInfo } from '../store/records.js';
 import { mountAt } from './mountinfo.js';
 import { setReadahead } from './fuse/readahead.js';

@@ -6,7 +6,7 @@
 import { basename, dirname, join } from 'node:path';
 
 import { constants } from '../native-addon.js';
-import { InvalidArgumentError } from '../store/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { nativeSyscalls, type Syscalls } from './syscalls.js';
 
 export interface OverlayOptions {

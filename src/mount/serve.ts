@@ -127,8 +127,8 @@ export function releaseServerMemory(): void {
 }
 
 /** A sequential read keeps several READs in flight, so the server's object-file reads overlap
- * (1 MiB measured ~25% slower, 128 KiB ~5x slower; measured with 1 MiB READs, now 256 KiB: see
- * fs/image-handler.ts). 4 MiB was no faster in bench-fs without passthrough (cold seq read
+ * (1 MiB measured ~25% slower, 128 KiB ~5x slower; measured with 1 MiB READs, the size
+ * fs/image-handler.ts asks for). 4 MiB was no faster in bench-fs without passthrough (cold seq read
  * ~0.3 s either way) and held more reply buffers at once. */
 export const READAHEAD_KIB = 2048;
 

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { closeSync, writeSync } from 'node:fs';
 
-import { isErrno } from '../store/errors.js';
+import { isErrno } from '../errors.js';
 import { native } from '../native-addon.js';
 import { encodeErrorReply, readUnique, recycleReply, type FuseUnique } from './fuse/wire/header.js';
 

@@ -1,12 +1,17 @@
 // `strata run` argument parsing, docker-style and without yargs: options come before IMAGE,
 // everything after IMAGE is the command, short flags cluster (-it, -dit, -eK=V). Pure, so the CLI
 // start path costs no parser setup and the tests need no process.
-import { InvalidArgumentError } from '../store/errors.js';
+import { InvalidArgumentError } from '../errors.js';
+import type { RunOptions } from '../spec/options.js';
 import type { RuntimeName } from './record.js';
 
-export interface RunArgs {
+/**
+ * `strata run`'s command line. It is a RunOptions (src/spec/options.ts), the one shape of a
+ * container's options, normalised here once and handed on as it is; the other fields are what
+ * the run command itself does.
+ */
+export interface RunArgs extends Omit<RunOptions, 'mounts'> {
   image: string;
-  command: string[];
   rm: boolean;
   detach: boolean;
   interactive: boolean;
@@ -14,17 +19,13 @@ export interface RunArgs {
   name?: string;
   runtime?: RuntimeName;
   env: string[];
-  workdir?: string;
-  user?: string;
-  hostname?: string;
   readOnly: boolean;
+  /** -v and --mount as given: parsed, and their host paths checked, as the container is written. */
   volumes: string[];
-  mounts: string[];
+  mountSpecs: string[];
   capAdd: string[];
   capDrop: string[];
   network: 'none' | 'host';
-  /** undefined: the image's; "" clears it. */
-  entrypoint?: string;
   /** Global options, accepted here too so `strata run --root X` works. */
   root?: string;
   socket?: string;
@@ -125,7 +126,7 @@ function setValue(out: RunArgs, key: Value, value: string, opt: string): void {
       out.volumes.push(value);
       return;
     case 'mount':
-      out.mounts.push(value);
+      out.mountSpecs.push(value);
       return;
     case 'capAdd':
       out.capAdd.push(value);
@@ -141,6 +142,10 @@ function setValue(out: RunArgs, key: Value, value: string, opt: string): void {
       if (value !== 'none' && value !== 'host') bad(`${opt} "${value}": use none or host`);
       out.network = value;
       return;
+    case 'entrypoint':
+      // "" clears the image's entrypoint.
+      out.entrypoint = value === '' ? [] : [value];
+      return;
     default:
       out[key] = value;
   }
@@ -149,7 +154,6 @@ function setValue(out: RunArgs, key: Value, value: string, opt: string): void {
 export function parseRunArgs(argv: string[]): RunArgs {
   const out: RunArgs = {
     image: '',
-    command: [],
     rm: false,
     detach: false,
     interactive: false,
@@ -157,7 +161,7 @@ export function parseRunArgs(argv: string[]): RunArgs {
     env: [],
     readOnly: false,
     volumes: [],
-    mounts: [],
+    mountSpecs: [],
     capAdd: [],
     capDrop: [],
     network: 'none',
@@ -210,9 +214,11 @@ export function parseRunArgs(argv: string[]): RunArgs {
   if (out.help) return out;
   if (i >= argv.length) bad('no image given');
   out.image = argv[i];
-  out.command = argv.slice(i + 1);
+  const command = argv.slice(i + 1);
   // `strata run IMG -- CMD` as `strata bundle` takes it: the separator is not part of the command.
-  if (out.command[0] === '--') out.command.shift();
+  if (command[0] === '--') command.shift();
+  // None: the image's Cmd.
+  if (command.length > 0) out.command = command;
   if (out.detach && out.tty)
     bad('-d with -t is not supported: a detached container has no terminal to attach');
   if (out.detach && out.interactive) bad('-d with -i is not supported: nothing would read stdin');

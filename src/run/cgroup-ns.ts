@@ -10,7 +10,7 @@
 // holder sees EOF and leaves, and the namespace goes with it.
 import { spawn, type ChildProcess } from 'node:child_process';
 
-import { FailedPreconditionError } from '../store/errors.js';
+import { FailedPreconditionError } from '../errors.js';
 
 const HOLDER_SCRIPT = 'mount -t cgroup2 none /sys/fs/cgroup && echo ready && read _';
 

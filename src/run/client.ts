@@ -1,4 +1,4 @@
-// The Node front end of `strata run` (protocol: src/daemon/run-protocol.ts), for when the native
+// The Node front end of `strata run` (protocol: src/run/protocol.ts), for when the native
 // one (native/front/strata.c) is not what the user called, or handed over to us because no daemon
 // was running. Same mechanism as the native one: send the request, start the runtime the daemon
 // describes with our stdio, forward signals, report how it ended, exit as the daemon says.
@@ -16,8 +16,8 @@ import {
   type ExecInstruction,
   type RunMessage,
   type RuntimeEnd,
-} from '../daemon/run-protocol.js';
-import { FailedPreconditionError, UnavailableError } from '../store/errors.js';
+} from './protocol.js';
+import { FailedPreconditionError, UnavailableError } from '../errors.js';
 import { findExecutable } from './runtime.js';
 
 /** SIGWINCH stays out: with a terminal the runtime is in the foreground process group and gets it

@@ -4,9 +4,10 @@
 // before the container started, so a wrong guess can never stop a container from running.
 import { posix } from 'node:path';
 
-import { resolveInImage } from '../../hooks/image-file.js';
-import type { RuntimeConfig } from '../spec/generated/runtime-config.js';
-import { S_IFMT, S_IFREG, type TreeIndex } from '../store/tree-index.js';
+import { resolveInImage } from '../store/image-file.js';
+import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
+import { S_IFMT, S_IFREG } from '../store/tree-index-format.js';
+import type { TreeIndex } from '../store/tree-index.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 

@@ -1,10 +1,10 @@
 // Creating a container for `strata run`: a fresh id, its name reserved, the bundle written by the
 // same writer as `strata bundle` (hooks + org.strata.image annotation), and the record. Any
 // failure removes what was made, so a bad image or option leaves no record and no name behind.
-import { writeBundle, type BundleOptions } from '../../hooks/bundle.js';
-import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
+import { writeBundle, type BundleOptions } from '../spec/bundle.js';
+import { daemonArgv, hookExecutable } from '../executables.js';
 import { STOP_SIGNAL_ANNOTATION } from '../spec/defaults.js';
-import type { RuntimeConfig } from '../spec/generated/runtime-config.js';
+import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
 import { checkBindSources, parseMount, parseVolume } from '../spec/options.js';
 import type { RunArgs } from './args.js';
 import { bundleDir } from './paths.js';
@@ -30,9 +30,9 @@ export interface CreateOptions {
   ownerPid?: number;
   /** The environment of the user's command, for `-e NAME` without a value. Default process.env. */
   hostEnv?: Record<string, string | undefined>;
-  /** The daemon prepares the root and watches the runtime (hooks/bundle.ts rootFromDaemon). */
+  /** The daemon prepares the root and watches the runtime (src/spec/bundle.ts rootFromDaemon). */
   rootFromDaemon?: boolean;
-  /** The daemon's cache of mapped tree indexes (hooks/bundle.ts indexes). */
+  /** The daemon's cache of mapped tree indexes (src/spec/bundle.ts indexes). */
   indexes?: BundleOptions['indexes'];
 }
 
@@ -44,7 +44,9 @@ export interface CreatedContainer {
   indexDigest: string;
 }
 
-export async function createContainer(
+/** Writes a new container of `strata run`: its name reserved, its bundle and its record. The
+ * runtime's own create step (and the daemon's createContainer hook) come later. */
+export async function writeContainer(
   ctx: RunContext,
   args: RunArgs,
   rt: Runtime,
@@ -52,7 +54,7 @@ export async function createContainer(
 ): Promise<CreatedContainer> {
   const id = newContainerId();
   const name = args.name !== undefined ? checkName(args.name) : undefined;
-  const mounts = checkBindSources([...args.volumes.map(parseVolume), ...args.mounts.map(parseMount)]);
+  const mounts = checkBindSources([...args.volumes.map(parseVolume), ...args.mountSpecs.map(parseMount)]);
   if (name !== undefined) reserveName(ctx.runDir, name, id);
   const reserved = name ?? reserveGeneratedName(ctx.runDir, id);
   try {
@@ -66,23 +68,7 @@ export async function createContainer(
       daemonArgv: daemonArgv({ storeRoot: ctx.storeRoot, socketPath: ctx.socketPath }),
       rootFromDaemon: opts.rootFromDaemon,
       indexes: opts.indexes,
-      run: {
-        hostEnv: opts.hostEnv,
-        command: args.command.length ? args.command : undefined,
-        entrypoint:
-          args.entrypoint === undefined ? undefined : args.entrypoint === '' ? [] : [args.entrypoint],
-        env: args.env,
-        workdir: args.workdir,
-        user: args.user,
-        hostname: args.hostname,
-        containerId: id,
-        readOnly: args.readOnly,
-        mounts,
-        network: args.network,
-        capAdd: args.capAdd,
-        capDrop: args.capDrop,
-        tty: args.tty,
-      },
+      run: { ...args, hostEnv: opts.hostEnv, containerId: id, mounts },
     });
     const record: ContainerRecord = {
       id,

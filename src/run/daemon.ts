@@ -6,8 +6,8 @@
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 
-import { serviceDaemonArgv } from '../../hooks/paths.js';
-import { UnavailableError } from '../store/errors.js';
+import { serviceDaemonArgv } from '../executables.js';
+import { UnavailableError } from '../errors.js';
 
 function answers(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {

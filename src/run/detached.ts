@@ -7,9 +7,9 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { UnavailableError } from '../store/errors.js';
+import { UnavailableError } from '../errors.js';
 import type { RunArgs } from './args.js';
-import { createContainer, type RunContext } from './create.js';
+import { writeContainer, type RunContext } from './create.js';
 import { containerDir, exitCodePath, logPath, namePath } from './paths.js';
 import { removeRecord, type ContainerRecord } from './record.js';
 import { runtimeCommand, type Runtime } from './runtime.js';
@@ -47,7 +47,7 @@ function lastLines(path: string, n = 10): string {
 
 /** Starts the container in the background; resolves with its record once it runs (or ran). */
 export async function runDetached(ctx: RunContext, args: RunArgs, rt: Runtime): Promise<ContainerRecord> {
-  const { record, bundle } = await createContainer(ctx, args, rt);
+  const { record, bundle } = await writeContainer(ctx, args, rt);
   const dir = containerDir(ctx.runDir, record.id);
   const pidFile = join(dir, 'init.pid');
   const log = openSync(logPath(ctx.runDir, record.id), 'a', 0o600);

@@ -8,9 +8,9 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-import type { ExecInstruction, RuntimeEnd } from '../daemon/run-protocol.js';
+import type { ExecInstruction, RuntimeEnd } from './protocol.js';
 import type { RunArgs } from './args.js';
-import { createContainer, type CreateOptions, type CreatedContainer, type RunContext } from './create.js';
+import { writeContainer, type CreateOptions, type CreatedContainer, type RunContext } from './create.js';
 import type { CommandProblem } from './command-check.js';
 import { RUN_FAILED } from './exit-codes.js';
 import { pidFilePath } from './paths.js';
@@ -27,7 +27,7 @@ export async function startForeground(
   rt: Runtime,
   opts: CreateOptions & { mntns?: string },
 ): Promise<ForegroundStart> {
-  const created = await createContainer(ctx, args, rt, { ...opts, rootFromDaemon: true });
+  const created = await writeContainer(ctx, args, rt, { ...opts, rootFromDaemon: true });
   const pidFile = pidFilePath(ctx.runDir, created.record.id);
   return {
     ...created,

@@ -20,7 +20,7 @@ import {
   InvalidArgumentError,
   isErrno,
   NotFoundError,
-} from '../store/errors.js';
+} from '../errors.js';
 import { containerDir, containersDir, namePath, namesDir, statePath } from './paths.js';
 
 export type RuntimeName = 'crun' | 'runc';

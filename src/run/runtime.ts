@@ -5,7 +5,7 @@
 import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { FailedPreconditionError } from '../store/errors.js';
+import { FailedPreconditionError } from '../errors.js';
 import type { RuntimeName } from './record.js';
 import { runtimeRoot } from './paths.js';
 

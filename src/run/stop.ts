@@ -3,7 +3,7 @@
 // process that ran it (`strata run` or the detached monitor) deletes it and records the exit.
 import { spawnSync } from 'node:child_process';
 
-import { FailedPreconditionError } from '../store/errors.js';
+import { FailedPreconditionError } from '../errors.js';
 import { lookupContainer, readRecord, removeRecord, type ContainerRecord } from './record.js';
 import { runtimeCommand, runtimeFor, runtimeKnows, type Runtime } from './runtime.js';
 import { inspectContainer } from './status.js';

@@ -2,10 +2,10 @@
 // stdin. Both are validated here, at the boundary, with errors that name the bundle.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError, NotFoundError, isErrno } from '../store/errors.js';
-import type { HookState } from './generated/hook-state.js';
-import type { RuntimeConfig } from './generated/runtime-config.js';
-import { parseAndValidate } from './validate.js';
+import { InvalidArgumentError, NotFoundError, isErrno } from '../errors.js';
+import type { HookState } from '../schema/generated/hook-state.js';
+import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
+import { parseAndValidate } from '../schema/validate.js';
 
 /** Load and validate a config.json file; errors read "config.json of bundle <dir>: …". */
 export function validateRuntimeConfigFile(path: string): RuntimeConfig {

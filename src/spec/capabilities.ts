@@ -1,8 +1,8 @@
 // --cap-add / --cap-drop over podman's default set, with podman's rules: names with or without
 // CAP_, any case, "ALL"; drop ALL empties the set before adding; a non-root process gets only
 // the explicitly added capabilities as effective/permitted/ambient (the rest stay in bounding).
-import { InvalidArgumentError } from '../store/errors.js';
-import type { Capabilities } from './generated/runtime-config.js';
+import { InvalidArgumentError } from '../errors.js';
+import type { Capabilities } from '../schema/generated/runtime-config.js';
 import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES } from './defaults.js';
 
 function normalize(name: string, flag: string): string {

@@ -2,7 +2,7 @@
 // from the config.json that `podman run` hands to its runtime on this machine (Debian 12), minus
 // what breaks crun here or belongs to podman alone. See docs/architecture.md#host-facts.
 import { readFileSync } from 'node:fs';
-import type { Mount, Rlimit } from './generated/runtime-config.js';
+import type { Mount, Rlimit } from '../schema/generated/runtime-config.js';
 
 /** The runtime-spec version strata writes (Debian's specs-go, which podman 4.3 also writes). */
 export const OCI_VERSION = '1.0.2-dev';

@@ -2,8 +2,8 @@
 // hand to buildRuntimeConfig. -v and --mount strings are parsed here into one MountOption shape.
 import { statSync } from 'node:fs';
 import { posix } from 'node:path';
-import { InvalidArgumentError } from '../store/errors.js';
-import type { Hooks } from './generated/runtime-config.js';
+import { InvalidArgumentError } from '../errors.js';
+import type { Hooks } from '../schema/generated/runtime-config.js';
 
 export interface MountOption {
   type: 'bind' | 'tmpfs';

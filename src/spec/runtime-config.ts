@@ -3,8 +3,8 @@
 // the host's hostname and /proc/self/limits when the options do not supply them.
 import { hostname as hostHostname, constants } from 'node:os';
 import { posix } from 'node:path';
-import { InvalidArgumentError } from '../store/errors.js';
-import type { Mount, Namespace, RuntimeConfig } from './generated/runtime-config.js';
+import { InvalidArgumentError } from '../errors.js';
+import type { Mount, Namespace, RuntimeConfig } from '../schema/generated/runtime-config.js';
 import { buildCapabilities } from './capabilities.js';
 import {
   CONTAINER_ENV_VALUE,
@@ -19,7 +19,7 @@ import {
 } from './defaults.js';
 import { containerPath, type MountOption, type RunOptions } from './options.js';
 import { resolveUser, type ImageFileLookup } from './user.js';
-import { validate } from './validate.js';
+import { validate } from '../schema/validate.js';
 
 /** The fields of an OCI image config's `config` that shape a container (docker writes null for empty lists). */
 export interface ImageExecConfig {

@@ -2,7 +2,7 @@
 // /etc/passwd and /etc/group, with the semantics of runc's libcontainer/user.GetExecUser (which
 // umoci, docker and podman all use): numeric ids need no entry, names must exist, supplementary
 // groups come from /etc/group membership only when no group was given explicitly.
-import { InvalidArgumentError } from '../store/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export interface PasswdEntry {
   name: string;

@@ -4,7 +4,7 @@
 import { constants, promises as fs } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { isErrno } from './errors.js';
+import { isErrno } from '../errors.js';
 
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);

@@ -7,7 +7,7 @@
 // rather than sweep objects it can no longer prove unused (fsck --repair resolves that).
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { DataLossError, NotFoundError } from './errors.js';
+import { DataLossError, NotFoundError } from '../errors.js';
 import { imageRecordPath } from './layout.js';
 import { listLeaseEntries } from './leases.js';
 import { withStoreLock, type LockOptions } from './lock.js';

@@ -8,14 +8,17 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, pipeline, type Readable } from 'node:stream';
 import { writeFileAtomic } from './atomic.js';
-import { DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from './errors.js';
+import { DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { blobPath, refsLockPath, treeIndexPath } from './layout.js';
 import { lockFile, lockStore } from './lock.js';
-import { loadTreeIndex, readRecord, writeRecord, type ImageRecord } from './records.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
+import { loadTreeIndex, readRecord, writeRecord } from './records.js';
 import { normalizeName, setRef } from './refs.js';
 import type { Store } from './store.js';
-import { encodeTreeIndex, newDir, TreeIndex, type TreeNode } from './tree-index.js';
-import type { ApplyLayer, ImageSource, OpenSource } from './types.js';
+import { encodeTreeIndex, newDir, type TreeNode } from './tree-index-encode.js';
+import { TreeIndex } from './tree-index.js';
+import type { ImageSource } from './source/types.js';
+import type { ApplyLayer, OpenSource } from './types.js';
 import { ObjectWriter, type SyncMode } from './writer.js';
 
 export type ImportProgress =
@@ -72,9 +75,9 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
     });
   }
   const manifestDigest = source.manifestDigest;
-  checkDigest(source.manifest, manifestDigest, 'manifest');
+  verifyContent(source.manifest, manifestDigest, 'manifest');
   const configDigest = configDigestOf(source);
-  checkDigest(source.config, configDigest, 'config');
+  verifyContent(source.config, configDigest, 'config');
 
   const present = await completeRecord(store, manifestDigest);
   if (present) {
@@ -199,7 +202,7 @@ function sha256(data: Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
 }
 
-function checkDigest(data: Buffer, digest: string, what: string): void {
+function verifyContent(data: Buffer, digest: string, what: string): void {
   if (sha256(data) !== digest) {
     throw new DataLossError(`${what} ${digest} does not match its content`, { op: 'import', digest });
   }
@@ -254,32 +257,12 @@ function counting(src: Readable, report: (bytes: number) => void): Readable {
   });
 }
 
-// The source and layer modules belong to another engineer; they are loaded by name so this
-// module builds before they land. Variable specifiers keep tsc from resolving them.
-async function loadExport<T>(candidates: string[], name: string): Promise<T> {
-  for (const spec of candidates) {
-    try {
-      const mod = (await import(spec)) as Record<string, unknown>;
-      if (typeof mod[name] === 'function') return mod[name] as T;
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
-    }
-  }
-  throw new FailedPreconditionError(`${name} is not available (looked in ${candidates.join(', ')})`, {
-    op: 'import',
-  });
+// Loaded on first import, not with this module: `strata image ls` and the daemon import this file
+// but never parse a tar stream.
+async function defaultOpenSource(): Promise<OpenSource> {
+  return (await import('./source/open-source.js')).openSource;
 }
 
-function defaultOpenSource(): Promise<OpenSource> {
-  return loadExport<OpenSource>(
-    ['./source/index.js', './source/open-source.js', './source/open.js'],
-    'openSource',
-  );
-}
-
-function defaultApplyLayer(): Promise<ApplyLayer> {
-  return loadExport<ApplyLayer>(
-    ['./layer/index.js', './layer/apply-layer.js', './layer/apply.js'],
-    'applyLayer',
-  );
+async function defaultApplyLayer(): Promise<ApplyLayer> {
+  return (await import('./layer/apply-layer.js')).applyLayer;
 }

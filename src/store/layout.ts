@@ -13,7 +13,7 @@
 // Compressed layer blobs are not kept: their content lives on as objects, and keeping the
 // tarballs as well would double the store's size for no reader.
 import { join } from 'node:path';
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -29,6 +29,7 @@ export function objectPath(root: string, digest: string): string {
   return join(root, 'objects', hex.slice(0, 2), hex.slice(2));
 }
 
+/** A manifest or config kept in the store (not a path inside an OCI layout: that is layoutBlobPath). */
 export function blobPath(root: string, digest: string): string {
   return join(root, 'blobs', 'sha256', sha256Hex(digest));
 }

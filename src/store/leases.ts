@@ -3,15 +3,13 @@
 // sweep the image between the check and the write.
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import type { Lease } from '../spec/generated/lease.js';
-import { parseAndValidate, validate } from '../spec/validate.js';
+import type { Lease } from '../schema/generated/lease.js';
+import { parseAndValidate, validate } from '../schema/validate.js';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
-import { AlreadyExistsError, isErrno, NotFoundError } from './errors.js';
+import { AlreadyExistsError, isErrno, NotFoundError } from '../errors.js';
 import { ingestDir, leasePath, sha256Hex } from './layout.js';
 import { withStoreLock } from './lock.js';
 import { readRecord } from './records.js';
-
-export type { Lease };
 
 export async function createLease(
   root: string,

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants, promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isErrno, UnavailableError } from './errors.js';
+import { isErrno, UnavailableError } from '../errors.js';
 import { lockPath } from './layout.js';
 import { LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, nativeFs } from './native.js';
 
@@ -33,7 +33,7 @@ export function lockStore(root: string, mode: LockMode, opts: LockOptions = {}):
 }
 
 export async function lockFile(path: string, mode: LockMode, opts: LockOptions = {}): Promise<Lock> {
-  const native = await nativeFs();
+  const native = nativeFs();
   const attempt: TryLock = native.flock
     ? () => tryNative(path, mode, native.flock!)
     : () => tryFlockCommand(path, mode);

@@ -1,7 +1,7 @@
-// The kernel calls Node lacks (flock, syncfs) come from the native addon (src/native-addon.ts,
-// owned by the native engineer). It may not be built on every machine, so it is loaded lazily and
-// its absence is not an error: lock.ts and writer.ts fall back to util-linux flock(1) and
-// coreutils `sync -f` (which calls syncfs) when it is missing.
+// The kernel calls Node lacks (flock, syncfs), from the native addon (src/native-addon.ts). It may
+// not be built on every machine, and its absence is not an error here: lock.ts and writer.ts fall
+// back to util-linux flock(1) and coreutils `sync -f` (which calls syncfs) when it is missing.
+import { native, nativeBuilt } from '../native-addon.js';
 
 export interface NativeFs {
   flock?(fd: number, op: number): void;
@@ -13,26 +13,19 @@ export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;
 
-let loaded: Promise<NativeFs> | undefined;
-
-export function nativeFs(): Promise<NativeFs> {
-  // A variable specifier keeps tsc from requiring the module to exist at build time.
-  const spec = '../native-addon.js';
-  loaded ??= import(spec).then(
-    (mod: { native?: NativeFs }) => mod.native ?? {},
-    () => ({}),
-  );
-  return loaded;
+/** The addon's flock and syncfs, or nothing when it is not built. */
+export function nativeFs(): NativeFs {
+  return nativeBuilt ? native : {};
 }
 
 /** syncfs(2) on the filesystem holding `path`: the addon when built, else `sync -f PATH`. */
 export async function syncFilesystem(path: string): Promise<void> {
-  const native = await nativeFs();
-  if (native.syncfs) {
+  const fsCalls = nativeFs();
+  if (fsCalls.syncfs) {
     const { promises: fs, constants } = await import('node:fs');
     const fh = await fs.open(path, constants.O_RDONLY);
     try {
-      native.syncfs(fh.fd);
+      fsCalls.syncfs(fh.fd);
     } finally {
       await fh.close();
     }

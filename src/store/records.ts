@@ -2,10 +2,11 @@
 // an image's tree index. A record is written only after everything it points at is durable.
 import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ImageRecord } from '../spec/generated/image-record.js';
-import { parseAndValidate, validate } from '../spec/validate.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
+import { parseAndValidate, validate } from '../schema/validate.js';
+import { native, nativeBuilt } from '../native-addon.js';
 import { writeFileAtomic } from './atomic.js';
-import { DataLossError, InvalidArgumentError, isErrno, NotFoundError } from './errors.js';
+import { DataLossError, InvalidArgumentError, isErrno, NotFoundError } from '../errors.js';
 import { imageRecordPath, ingestDir, treeIndexPath } from './layout.js';
 import { listRefs, parseReference, readRef } from './refs.js';
 import { TreeIndex } from './tree-index.js';
@@ -13,12 +14,7 @@ import { TreeIndex } from './tree-index.js';
 // The FUSE server maps its tree index rather than reading it: inline file contents (up to 4 KiB
 // each, most of the index) then cost memory only once read. Without the addon (not built on
 // this machine) the index is read whole, as before.
-const mapFile: ((path: string) => Buffer) | undefined = await import('../native-addon.js').then(
-  (mod) => mod.native.mmapFile,
-  () => undefined,
-);
-
-export type { ImageRecord };
+const mapFile: ((path: string) => Buffer) | undefined = nativeBuilt ? native.mmapFile : undefined;
 
 /** A record plus the names (refs) that point at it. */
 export interface ImageInfo extends ImageRecord {

@@ -3,7 +3,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
-import { InvalidArgumentError, isErrno } from './errors.js';
+import { InvalidArgumentError, isErrno } from '../errors.js';
 import { decodeRefName, ingestDir, refPath, SHA256_HEX } from './layout.js';
 
 const NAME =

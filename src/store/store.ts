@@ -2,7 +2,7 @@
 // roles over objects/. Everything else (import, records, refs, leases, gc, fsck) takes a Store.
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { isErrno } from './errors.js';
+import { isErrno } from '../errors.js';
 import { defaultRoot, ingestDir, objectPath, SHA256_HEX } from './layout.js';
 import type { Manager, Provider } from './types.js';
 

@@ -1,7 +1,7 @@
 // Reads the tree index format (see tree-index-format.ts): a read-only view whose every offset is
 // checked once at decode, so a damaged index can never make a reader go out of bounds.
 import { createRequire } from 'node:module';
-import { DataLossError } from './errors.js';
+import { DataLossError } from '../errors.js';
 import {
   DIRENT_SIZE,
   HEADER_SIZE,
@@ -20,10 +20,6 @@ import {
   TREE_INDEX_VERSION,
   XATTR_SIZE,
 } from './tree-index-format.js';
-
-// The importer, the FUSE server and the tests all take the format through this one module.
-export * from './tree-index-format.js';
-export { encodeTreeIndex, newDir, type TreeNode } from './tree-index-encode.js';
 
 /** node:crypto on first use: the FUSE server reads indexes without hashing them, and loading the
  * module (with OpenSSL's initialisation) costs it about half a MiB. */

@@ -3,9 +3,7 @@
 // against these; the local disk store (store.ts) is the one implementation today.
 import type { Readable } from 'node:stream';
 import type { ImageSource } from './source/types.js';
-import type { TreeNode } from './tree-index.js';
-
-export type { ImageSource, LayerRef } from './source/types.js';
+import type { TreeNode } from './tree-index-encode.js';
 
 /** Reads content objects (sha256 hex or "sha256:<hex>"). */
 export interface Provider {

@@ -18,7 +18,7 @@ import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fsyncDir, linkNoReplace, tempName } from './atomic.js';
-import { DataLossError, isErrno } from './errors.js';
+import { DataLossError, isErrno } from '../errors.js';
 import { objectPath } from './layout.js';
 import { syncFilesystem } from './native.js';
 import type { Ingester } from './types.js';

@@ -1,13 +1,33 @@
+import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { COMMANDS, mountFastPath, runFastPath } from '../../src/cli/commands.js';
+import { cliArgv } from '../../src/executables.js';
 
 test('each row of the command table says what its module says (help lists them without loading)', async () => {
   for (const entry of COMMANDS) {
     const mod = await entry.load();
     assert.is(entry.command, mod.command, entry.command);
     assert.is(entry.describe, mod.describe, entry.command);
+  }
+});
+
+test('strata --help into a pipe: every command and its description whole on one line', () => {
+  const [cmd, ...args] = cliArgv(['--help']);
+  // stdout is a pipe here, not a TTY: yargs' fixed-width wrap used to cut words (`conta\niner`).
+  const help = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = help.split('\n');
+  for (const entry of COMMANDS) {
+    const name = entry.command.split(' ')[0];
+    const line = lines.find(
+      (l) => l.trimStart().startsWith(`strata ${name} `) || l.trim() === `strata ${name}`,
+    );
+    assert.ok(line, `no line for ${name} in:\n${help}`);
+    assert.ok(
+      line.trimEnd().endsWith(entry.describe),
+      `${name}'s description is cut: ${JSON.stringify(line)}`,
+    );
   }
 });
 

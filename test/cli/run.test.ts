@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { cliArgv } from '../../hooks/paths.js';
+import { cliArgv } from '../../src/executables.js';
 import {
   assertRunsLeftNothing,
   closeDaemonEnv,

@@ -7,7 +7,7 @@ import {
   encodeHookRequest,
   isHookRequest,
 } from '../../src/daemon/hook-protocol.js';
-import { InvalidArgumentError } from '../../src/store/errors.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 
 test('request round trip keeps the state bytes exactly', () => {
   const state = '{"ociVersion":"1.0.2","id":"c1","status":"creating","bundle":"/b"}';

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { leaseIdFor } from '../../src/daemon/image-lease.js';
-import { validate } from '../../src/spec/validate.js';
+import { validate } from '../../src/schema/validate.js';
 
 test('container ids become valid lease ids: as they are when allowed, else a stable hash', () => {
   assert.is(leaseIdFor('runc-busybox-1'), 'runc-busybox-1');

@@ -1,7 +1,7 @@
 // The daemon's `strata run` service (src/daemon/run-service.ts) against a real daemon serving a
 // temp store with the busybox image (Entrypoint ["/bin/sh", "-c"]: the command is one script),
 // with real crun and runc. Driven through the native front end (native/build/Release/strata) as a
-// user would, or over a raw socket speaking src/daemon/run-protocol.ts where the front end would
+// user would, or over a raw socket speaking src/run/protocol.ts where the front end would
 // never send what we want to see answered.
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -18,7 +18,7 @@ import {
   parseExec,
   parseExit,
   type RunMessage,
-} from '../../src/daemon/run-protocol.js';
+} from '../../src/run/protocol.js';
 import { RUN_USAGE } from '../../src/run/args.js';
 import {
   assertRunsLeftNothing,

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { hookExecutable } from '../../hooks/paths.js';
-import { writeBundle } from '../../hooks/bundle.js';
+import { hookExecutable } from '../../src/executables.js';
+import { writeBundle } from '../../src/spec/bundle.js';
 import { daemonRequest } from '../../src/daemon/client.js';
 import { ContainerManager } from '../../src/daemon/containers.js';
 import { openLog } from '../../src/daemon/log.js';

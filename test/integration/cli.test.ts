@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import type { RuntimeConfig } from '../../src/spec/generated/runtime-config.js';
+import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
 import {
   installHooksCli,
   runContainer,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { hookExecutable } from '../../hooks/paths.js';
+import { hookExecutable } from '../../src/executables.js';
 import { daemonRequest } from '../../src/daemon/client.js';
 import {
   assertNoLeaks,
@@ -116,7 +116,7 @@ test('no daemon and none startable: clear errors, nothing left', async () => {
   writeFileSync(blocker, '');
   const args: string[] = config.hooks.createRuntime[0].args.slice(0, 2);
   args.push(
-    ...(await import('../../hooks/paths.js')).daemonArgv({
+    ...(await import('../../src/executables.js')).daemonArgv({
       storeRoot: join(blocker, 'store'),
       socketPath: other.socket,
       logFile: other.logFile,

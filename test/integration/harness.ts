@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 
-import { writeBundle } from '../../hooks/bundle.js';
-import { cliArgv, daemonArgv, hookExecutable } from '../../hooks/paths.js';
+import { writeBundle } from '../../src/spec/bundle.js';
+import { cliArgv, daemonArgv, hookExecutable } from '../../src/executables.js';
 import { daemonRequest } from '../../src/daemon/client.js';
 import type { RunOptions } from '../../src/spec/options.js';
-import type { ServedContainer } from '../../src/spec/generated/daemon-api.js';
+import type { ServedContainer } from '../../src/schema/generated/daemon-api.js';
 import { importImage } from '../../src/store/import.js';
 import { listLeases } from '../../src/store/leases.js';
 import { openStore } from '../../src/store/store.js';

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { writeBundle } from '../../hooks/bundle.js';
-import { daemonArgv, frontExecutable, hookExecutable, ON_DEMAND_EXIT_IDLE_S } from '../../hooks/paths.js';
+import { writeBundle } from '../../src/spec/bundle.js';
+import { daemonArgv, frontExecutable, hookExecutable, ON_DEMAND_EXIT_IDLE_S } from '../../src/executables.js';
 import {
   assertNoLeaks,
   bundle,

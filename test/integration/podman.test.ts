@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { installHooks } from '../../hooks/hooks-d.js';
-import { daemonArgv, hookExecutable } from '../../hooks/paths.js';
+import { installHooks } from '../../src/spec/hooks-d.js';
+import { daemonArgv, hookExecutable } from '../../src/executables.js';
 import { unmountAll } from '../fixtures/mounts.js';
 import {
   assertNoLeaks,

@@ -6,7 +6,7 @@ import { join, relative } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { frontExecutable } from '../../hooks/paths.js';
+import { frontExecutable } from '../../src/executables.js';
 import {
   assertDaemonNotGrown,
   assertNoLeaks,

@@ -1,5 +1,5 @@
 // The native front end (native/front/strata.c) driven as a real process against a scripted
-// daemon: a node:net server speaking src/daemon/run-protocol.ts, standing in for the daemon's
+// daemon: a node:net server speaking src/run/protocol.ts, standing in for the daemon's
 // run service. Each test runs `strata run ...` and checks both sides of the conversation.
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -18,8 +18,8 @@ import {
   parseRunRequest,
   type ExecInstruction,
   type RunMessage,
-} from '../../src/daemon/run-protocol.js';
-import { frontExecutable } from '../../hooks/paths.js';
+} from '../../src/run/protocol.js';
+import { frontExecutable } from '../../src/executables.js';
 import { RUN_USAGE } from '../../src/run/args.js';
 import { CgroupNamespace } from '../../src/run/cgroup-ns.js';
 import { findExecutable } from '../../src/run/runtime.js';

@@ -40,6 +40,18 @@ test('bad input names the option', () => {
   assert.throws(() => parseRunArgs(['-dt', 'img']), /-d with -t is not supported/);
 });
 
+test('the container options come out in RunOptions form, ready for the bundle writer', () => {
+  const cleared = parseRunArgs(['--entrypoint', '', '--mount', 'type=tmpfs,dst=/t', 'img']);
+  assert.equal(cleared.entrypoint, []);
+  assert.is(cleared.command, undefined, "no command: the image's Cmd");
+  assert.equal(cleared.mountSpecs, ['type=tmpfs,dst=/t']);
+  const given = parseRunArgs(['--entrypoint=/bin/sh', '--read-only', '--network', 'host', 'img', '-c', 'x']);
+  assert.equal(given.entrypoint, ['/bin/sh']);
+  assert.equal(given.command, ['-c', 'x']);
+  assert.ok(given.readOnly);
+  assert.is(given.network, 'host');
+});
+
 test('--help needs no image', () => {
   assert.ok(parseRunArgs(['--help']).help);
 });

@@ -2,8 +2,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { commandProblem } from '../../src/run/command-check.js';
-import type { RuntimeConfig } from '../../src/spec/generated/runtime-config.js';
-import { encodeTreeIndex, newDir, TreeIndex, type TreeNode } from '../../src/store/tree-index.js';
+import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
+import { encodeTreeIndex, newDir, type TreeNode } from '../../src/store/tree-index-encode.js';
+import { TreeIndex } from '../../src/store/tree-index.js';
 
 function file(mode: number): TreeNode {
   return { type: 'file', mode, uid: 0, gid: 0, mtimeSec: 0, size: 1, inline: Buffer.from('x') };

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InvalidArgumentError, NotFoundError } from '../../src/store/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../../src/errors.js';
 import { loadBundleConfig, parseHookState, validateRuntimeConfigFile } from '../../src/spec/bundle-config.js';
 import { buildRuntimeConfig } from '../../src/spec/runtime-config.js';
 import { officialErrors } from './official-schema.js';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InvalidArgumentError } from '../../src/store/errors.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import { checkBindSources, parseMount, parseVolume } from '../../src/spec/options.js';
 
 function invalid(fn: () => unknown, re: RegExp): void {

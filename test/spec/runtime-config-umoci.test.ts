@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRuntimeConfig, type ImageConfigInput } from '../../src/spec/runtime-config.js';
-import type { RuntimeConfig } from '../../src/spec/generated/runtime-config.js';
+import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
 import { officialErrors } from './official-schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-umoci-parity-'));

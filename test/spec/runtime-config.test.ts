@@ -2,11 +2,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { InvalidArgumentError } from '../../src/store/errors.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import { buildRuntimeConfig, normalizeSignal, type ImageConfigInput } from '../../src/spec/runtime-config.js';
 import { parseMount, parseVolume, type RunOptions } from '../../src/spec/options.js';
 import { DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS } from '../../src/spec/defaults.js';
-import type { RuntimeConfig } from '../../src/spec/generated/runtime-config.js';
+import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
 import { officialErrors } from './official-schema.js';
 
 const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000::/home/bob:/bin/sh\n';

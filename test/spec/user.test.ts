@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InvalidArgumentError } from '../../src/store/errors.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import { parseGroup, parsePasswd, resolveUser } from '../../src/spec/user.js';
 
 const PASSWD =

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { importImage } from '../../src/store/import.js';
-import { loadTreeIndex, type ImageRecord } from '../../src/store/records.js';
+import type { ImageRecord } from '../../src/schema/generated/image-record.js';
+import { loadTreeIndex } from '../../src/store/records.js';
 import { openStore } from '../../src/store/store.js';
 import { blobPath } from '../../src/store/layout.js';
 import {

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InvalidArgumentError, NotFoundError } from '../../src/store/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../../src/errors.js';
 import { removeImage, tagImage } from '../../src/store/images.js';
 import { createLease, releaseLease } from '../../src/store/leases.js';
 import { listImages, resolveImage } from '../../src/store/records.js';

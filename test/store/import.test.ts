@@ -3,17 +3,17 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataLossError, FailedPreconditionError } from '../../src/store/errors.js';
+import { DataLossError, FailedPreconditionError } from '../../src/errors.js';
 import { importImage } from '../../src/store/import.js';
 import { blobPath } from '../../src/store/layout.js';
 import { loadTreeIndex, resolveImage } from '../../src/store/records.js';
 import { openSource } from '../../src/store/source/index.js';
+import { applyLayer } from '../../src/store/layer/apply-layer.js';
 import { busyboxImage } from '../fixtures/images.js';
-import { layerApplier, tempStore } from './import-helpers.js';
+import { tempStore } from './import-helpers.js';
 
 test('import: record, index, blobs and names; busybox is servable from the index', async () => {
   const img = await busyboxImage();
-  const applyLayer = await layerApplier();
   const { store, cleanup } = await tempStore();
   try {
     const phases = new Set<string>();
@@ -49,7 +49,6 @@ test('import: record, index, blobs and names; busybox is servable from the index
 
 test('a failing layer leaves no name, no record and no temp file; gc takes its objects', async () => {
   const img = await busyboxImage();
-  const applyLayer = await layerApplier();
   const { store, cleanup } = await tempStore();
   try {
     // The real source, with its layer stream broken after 200 KiB (as a corrupt gzip would be).
@@ -92,7 +91,7 @@ test('an image without a name needs --name', async () => {
     const noNames = async (spec: string) => Object.assign(await openSource(spec), { names: [] });
     const err = await importImage(store, `oci:${img.ociLayout}:latest`, {
       openSource: noNames,
-      applyLayer: await layerApplier(),
+      applyLayer,
     }).catch((e: unknown) => e);
     assert.instance(err, FailedPreconditionError);
     assert.match((err as Error).message, /--name/);

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../../src/store/errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../../src/errors.js';
 import { createLease, listLeases, readLease, releaseLease } from '../../src/store/leases.js';
 import { storeWithBusybox } from './import-helpers.js';
 

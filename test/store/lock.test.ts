@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UnavailableError } from '../../src/store/errors.js';
+import { UnavailableError } from '../../src/errors.js';
 import { lockStore } from '../../src/store/lock.js';
 import { tempStore } from './import-helpers.js';
 

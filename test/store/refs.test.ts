@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InvalidArgumentError } from '../../src/store/errors.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import { listRefs, normalizeName, parseReference, readRef, removeRef, setRef } from '../../src/store/refs.js';
 import { tempStore } from './import-helpers.js';
 

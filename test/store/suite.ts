@@ -7,7 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataLossError } from '../../src/store/errors.js';
+import { DataLossError } from '../../src/errors.js';
 import type { Ingester, Manager, ObjectSink, Provider } from '../../src/store/types.js';
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

@@ -1,18 +1,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataLossError } from '../../src/store/errors.js';
+import { DataLossError } from '../../src/errors.js';
+import { encodeTreeIndex, newDir, type TreeNode } from '../../src/store/tree-index-encode.js';
 import {
   S_IFDIR,
   S_IFLNK,
   S_IFREG,
   S_IFCHR,
-  TreeIndex,
   decodeDev,
   encodeDev,
-  encodeTreeIndex,
-  newDir,
-  type TreeNode,
-} from '../../src/store/tree-index.js';
+} from '../../src/store/tree-index-format.js';
+import { TreeIndex } from '../../src/store/tree-index.js';
 
 const DIGEST = 'ab'.repeat(32);
 

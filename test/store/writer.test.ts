@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataLossError } from '../../src/store/errors.js';
+import { DataLossError } from '../../src/errors.js';
 import { ObjectWriter, type SyncMode } from '../../src/store/writer.js';
 import { tempStore } from './import-helpers.js';
 

@@ -2,8 +2,9 @@
 // /etc/hosts, ...) and the image lacks. They live only in memory, numbered above the index's
 // inodes; an image entry of the right type wins, one of the wrong type is shadowed (the mount
 // point must exist for the runtime to mount onto it).
-import { InvalidArgumentError } from '../../store/errors.js';
-import { S_IFDIR, S_IFMT, S_IFREG, type TreeIndex } from '../../store/tree-index.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { S_IFDIR, S_IFMT, S_IFREG } from '../../store/tree-index-format.js';
+import type { TreeIndex } from '../../store/tree-index.js';
 
 export interface PlaceholderSpec {
   path: string;

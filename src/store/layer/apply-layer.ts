@@ -5,12 +5,13 @@
 // must be dropped by the caller.
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { InvalidArgumentError, StrataError } from '../errors.js';
-import { newDir, type TreeNode } from '../tree-index.js';
+import { InvalidArgumentError, StrataError } from '../../errors.js';
+import { newDir, type TreeNode } from '../tree-index-encode.js';
 import type { RawHeader } from '../source/tar-index.js';
 import { entryComponents } from './entry-path.js';
 import { RawTap, lastPaxRecords, parsePaxTime } from './raw-pax.js';
-import type { ApplyLayerOptions, LayerStats, ObjectSink } from './types.js';
+import type { ObjectSink } from '../types.js';
+import type { ApplyLayerOptions, LayerStats } from './types.js';
 
 /**
  * Files up to one filesystem block are kept inline in the tree index. As an object such a file

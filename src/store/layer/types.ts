@@ -1,6 +1,5 @@
-// The sink is the store's role interface; the layer applier only writes through it.
-export type { ObjectSink } from '../types.js';
-
+// What the layer applier takes and reports. It writes file contents only through the store's
+// ObjectSink (src/store/types.ts).
 export interface ApplyLayerOptions {
   /** Files of at most this many bytes are kept inline in the tree instead of in the sink. */
   inlineMax?: number;

@@ -4,7 +4,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { InvalidArgumentError, NotFoundError, isErrno } from '../errors.js';
+import { InvalidArgumentError, NotFoundError, isErrno } from '../../errors.js';
 import { indexTar, type TarMember } from './tar-index.js';
 
 export interface ArchiveReader {

@@ -1,5 +1,5 @@
 // Verified reads of small blobs (manifests, configs) and layer refs, shared by both formats.
-import { DataLossError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { DataLossError, InvalidArgumentError, NotFoundError } from '../../errors.js';
 import type { ArchiveReader } from './archive-reader.js';
 import { readSmall } from './archive-reader.js';
 import { checkDigest, digestOf, hasherFor } from './digest.js';
@@ -10,7 +10,7 @@ import type { LayerRef } from './types.js';
 /** Manifests, indexes and configs larger than this are refused before being read. */
 export const MAX_JSON_BLOB = 16 << 20;
 
-export function blobPath(digest: string): string {
+export function layoutBlobPath(digest: string): string {
   const [alg, hex] = digest.split(':');
   return `blobs/${alg}/${hex}`;
 }
@@ -41,8 +41,8 @@ export async function readVerifiedBlob(
 }
 
 async function readBlobOrMissing(reader: ArchiveReader, digest: string, what: string): Promise<Buffer> {
-  if ((await reader.size(blobPath(digest))) === undefined) throw missingBlob(reader, digest, what);
-  return readSmall(reader, blobPath(digest), MAX_JSON_BLOB);
+  if ((await reader.size(layoutBlobPath(digest))) === undefined) throw missingBlob(reader, digest, what);
+  return readSmall(reader, layoutBlobPath(digest), MAX_JSON_BLOB);
 }
 
 export function missingBlob(reader: ArchiveReader, digest: string, what: string): NotFoundError {

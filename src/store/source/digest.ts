@@ -1,7 +1,7 @@
 // Digest strings ("sha256:<hex>") and their hashing. Only sha256 and sha512 are accepted: a
 // digest strata cannot recompute is a digest it cannot verify.
 import { createHash, type Hash } from 'node:crypto';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 const PATTERN = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 

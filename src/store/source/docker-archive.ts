@@ -3,11 +3,11 @@
 // the config file, each layer described by the digest and size of its bytes as stored (an
 // uncompressed layer: digest = diff_id). The same archive always gives the same manifest digest.
 import { createHash } from 'node:crypto';
-import { DataLossError, InvalidArgumentError, NotFoundError } from '../errors.js';
-import { parseAndValidate } from '../../spec/validate.js';
-import type { DockerArchiveManifest } from '../../spec/generated/docker-archive-manifest.js';
-import type { OciImageConfig } from '../../spec/generated/oci-image-config.js';
-import type { OciImageManifest } from '../../spec/generated/oci-image-manifest.js';
+import { DataLossError, InvalidArgumentError, NotFoundError } from '../../errors.js';
+import { parseAndValidate } from '../../schema/validate.js';
+import type { DockerArchiveManifest } from '../../schema/generated/docker-archive-manifest.js';
+import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
+import type { OciImageManifest } from '../../schema/generated/oci-image-manifest.js';
 import { readSmall, type ArchiveReader } from './archive-reader.js';
 import { MAX_JSON_BLOB, layerRef } from './blobs.js';
 import { checkDigest, sha256Digest } from './digest.js';

@@ -6,7 +6,7 @@ import type { Hash } from 'node:crypto';
 import { PassThrough, Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Decompress } from 'fzstd';
-import { DataLossError, InvalidArgumentError, StrataError } from '../errors.js';
+import { DataLossError, InvalidArgumentError, StrataError } from '../../errors.js';
 import { digestOf, hasherFor } from './digest.js';
 import type { Compression } from './media-types.js';
 

@@ -1,6 +1,6 @@
 // The media types strata reads, and how a layer's bytes are compressed. Anything else is refused
 // by name: foreign/non-distributable layers live outside the image, encrypted ones need keys.
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
 

@@ -1,13 +1,13 @@
 // An image from an OCI image layout (a directory, or the same tree inside an oci-archive tar):
 // oci-layout -> index.json -> (nested indexes, by platform) -> manifest -> config + layers.
-import { InvalidArgumentError, NotFoundError } from '../errors.js';
-import { parseAndValidate } from '../../spec/validate.js';
-import type { OciImageIndex, Descriptor } from '../../spec/generated/oci-image-index.js';
-import type { OciImageManifest } from '../../spec/generated/oci-image-manifest.js';
-import type { OciImageLayout } from '../../spec/generated/oci-image-layout.js';
-import type { OciImageConfig } from '../../spec/generated/oci-image-config.js';
+import { InvalidArgumentError, NotFoundError } from '../../errors.js';
+import { parseAndValidate } from '../../schema/validate.js';
+import type { OciImageIndex, Descriptor } from '../../schema/generated/oci-image-index.js';
+import type { OciImageManifest } from '../../schema/generated/oci-image-manifest.js';
+import type { OciImageLayout } from '../../schema/generated/oci-image-layout.js';
+import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
 import { readSmall, type ArchiveReader } from './archive-reader.js';
-import { MAX_JSON_BLOB, blobPath, layerRef, missingBlob, readVerifiedBlob } from './blobs.js';
+import { MAX_JSON_BLOB, layoutBlobPath, layerRef, missingBlob, readVerifiedBlob } from './blobs.js';
 import { checkDigest } from './digest.js';
 import {
   REF_NAME_ANNOTATION,
@@ -173,8 +173,9 @@ export async function openOciImage(
     checkDigest(l.digest, `layer ${i} of manifest ${desc.digest}`);
     checkDigest(diffIds[i], `diff_id ${i} of config ${json.config.digest}`);
     const compression = layerCompression(l.mediaType, l.digest);
-    if ((await reader.size(blobPath(l.digest))) === undefined) throw missingBlob(reader, l.digest, 'layer');
-    layers.push(layerRef(reader, blobPath(l.digest), { ...l, diffId: diffIds[i], compression }));
+    if ((await reader.size(layoutBlobPath(l.digest))) === undefined)
+      throw missingBlob(reader, l.digest, 'layer');
+    layers.push(layerRef(reader, layoutBlobPath(l.digest), { ...l, diffId: diffIds[i], compression }));
   }
   const names = index.manifests
     .filter((d) => d.digest === top.digest)

@@ -5,7 +5,7 @@
 // of the spec (cut at a ':') that exists; the rest is the reference.
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { InvalidArgumentError, NotFoundError, isErrno } from '../errors.js';
+import { InvalidArgumentError, NotFoundError, isErrno } from '../../errors.js';
 import { DirReader, TarReader } from './archive-reader.js';
 import { openDockerArchive } from './docker-archive.js';
 import { openOciImage } from './oci-layout.js';

@@ -2,7 +2,7 @@
 // byte range without extracting the archive.
 import type { FileHandle } from 'node:fs/promises';
 import * as tar from 'tar-stream';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 import { sniffCompression } from './media-types.js';
 
 /** tar-stream's header as it really is (its typings omit these fields). */

@@ -1,8 +1,8 @@
 // What a source hands to the importer: one image, fully verified up to its layers, whose bytes are
 // verified as they are read.
 import type { Readable } from 'node:stream';
-import type { OciImageConfig } from '../../spec/generated/oci-image-config.js';
-import type { OciImageManifest } from '../../spec/generated/oci-image-manifest.js';
+import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
+import type { OciImageManifest } from '../../schema/generated/oci-image-manifest.js';
 
 export interface Platform {
   os: string;

@@ -23,7 +23,8 @@ import type { FilesystemBridge } from '../../../src/mount/fs/bridge.js';
 import { FdCache } from '../../../src/mount/fs/fd-cache.js';
 import { createImageHandler } from '../../../src/mount/fs/image-handler.js';
 import { objectPath } from '../../../src/store/layout.js';
-import { TreeIndex, encodeTreeIndex, newDir, type TreeNode } from '../../../src/store/tree-index.js';
+import { encodeTreeIndex, newDir, type TreeNode } from '../../../src/store/tree-index-encode.js';
+import { TreeIndex } from '../../../src/store/tree-index.js';
 import { errnoOf, name, reply, request } from '../fuse/helpers.js';
 
 const store = mkdtempSync(join(tmpdir(), 'strata-image-fs-'));

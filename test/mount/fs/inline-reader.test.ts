@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InlineReader } from '../../../src/mount/fs/inline-reader.js';
 import { native } from '../../../src/native-addon.js';
-import { TreeIndex, encodeTreeIndex, newDir, type TreeNode } from '../../../src/store/tree-index.js';
+import { encodeTreeIndex, newDir, type TreeNode } from '../../../src/store/tree-index-encode.js';
+import { TreeIndex } from '../../../src/store/tree-index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-inline-reader-'));
 const path = join(dir, 'index');

@@ -1,8 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildPlaceholders } from '../../../src/mount/fs/placeholders.js';
-import { InvalidArgumentError } from '../../../src/store/errors.js';
-import { TreeIndex, encodeTreeIndex, newDir } from '../../../src/store/tree-index.js';
+import { InvalidArgumentError } from '../../../src/errors.js';
+import { encodeTreeIndex, newDir } from '../../../src/store/tree-index-encode.js';
+import { TreeIndex } from '../../../src/store/tree-index.js';
 
 function index(): TreeIndex {
   const root = newDir();

@@ -1,19 +1,11 @@
 import { Readable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InvalidArgumentError } from '../../../src/store/errors.js';
+import { InvalidArgumentError } from '../../../src/errors.js';
 import { DEFAULT_INLINE_MAX, applyLayer } from '../../../src/store/layer/apply-layer.js';
-import {
-  S_IFCHR,
-  S_IFDIR,
-  S_IFIFO,
-  S_IFLNK,
-  TreeIndex,
-  decodeDev,
-  encodeTreeIndex,
-  newDir,
-  type TreeNode,
-} from '../../../src/store/tree-index.js';
+import { encodeTreeIndex, newDir, type TreeNode } from '../../../src/store/tree-index-encode.js';
+import { S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, decodeDev } from '../../../src/store/tree-index-format.js';
+import { TreeIndex } from '../../../src/store/tree-index.js';
 import { MemorySink, makeTar, patchBytes, type EntrySpec } from './helpers.js';
 
 async function build(

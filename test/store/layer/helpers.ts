@@ -3,8 +3,8 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { DataLossError } from '../../../src/store/errors.js';
-import type { ObjectSink } from '../../../src/store/layer/types.js';
+import { DataLossError } from '../../../src/errors.js';
+import type { ObjectSink } from '../../../src/store/types.js';
 
 export class MemorySink implements ObjectSink {
   readonly objects = new Map<string, Buffer>();

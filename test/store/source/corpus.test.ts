@@ -3,16 +3,11 @@
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  DataLossError,
-  InvalidArgumentError,
-  NotFoundError,
-  StrataError,
-} from '../../../src/store/errors.js';
+import { DataLossError, InvalidArgumentError, NotFoundError, StrataError } from '../../../src/errors.js';
 import { applyLayer } from '../../../src/store/layer/apply-layer.js';
 import { openSource } from '../../../src/store/source/index.js';
 import type { ImageSource } from '../../../src/store/source/types.js';
-import { newDir } from '../../../src/store/tree-index.js';
+import { newDir } from '../../../src/store/tree-index-encode.js';
 import { MemorySink } from '../layer/helpers.js';
 
 const corpus = (name: string) => fileURLToPath(new URL(`../../fixtures/corpus/${name}.tar`, import.meta.url));

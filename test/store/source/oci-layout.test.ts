@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NotFoundError } from '../../../src/store/errors.js';
+import { NotFoundError } from '../../../src/errors.js';
 import { openSource } from '../../../src/store/source/index.js';
 import { makeTar } from '../layer/helpers.js';
 

@@ -7,10 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NotFoundError } from '../../../src/store/errors.js';
+import { NotFoundError } from '../../../src/errors.js';
 import { applyLayer } from '../../../src/store/layer/apply-layer.js';
 import { openSource, parseSpec } from '../../../src/store/source/index.js';
-import { TreeIndex, encodeTreeIndex, newDir } from '../../../src/store/tree-index.js';
+import { encodeTreeIndex, newDir } from '../../../src/store/tree-index-encode.js';
+import { TreeIndex } from '../../../src/store/tree-index.js';
 import { MemorySink } from '../layer/helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'strata-source-'));

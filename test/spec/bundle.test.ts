@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { writeBundle } from '../../hooks/bundle.js';
-import type { RuntimeConfig } from '../../src/spec/generated/runtime-config.js';
+import { writeBundle } from '../../src/spec/bundle.js';
+import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
 import { resolveImage } from '../../src/store/records.js';
 import { makeEnv, removeEnv, type Env } from '../integration/harness.js';
-import { officialErrors } from '../spec/official-schema.js';
+import { officialErrors } from './official-schema.js';
 
 let env: Env;
 test.before(async () => {

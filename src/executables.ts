@@ -4,14 +4,14 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-import { NotFoundError } from '../src/store/errors.js';
+import { NotFoundError } from './errors.js';
 
 function firstExisting(rels: string[]): string | undefined {
   return rels.map((rel) => fileURLToPath(new URL(rel, import.meta.url))).find((p) => existsSync(p));
 }
 
 function nativeExecutable(name: string): string {
-  // From hooks/ (tsx) or dist/hooks/ (compiled).
+  // From src/ (tsx) or dist/src/ (compiled).
   const path = firstExisting([`../native/build/Release/${name}`, `../../native/build/Release/${name}`]);
   if (!path) {
     throw new NotFoundError(`the executable native/build/Release/${name} is not built; run \`npm install\``, {

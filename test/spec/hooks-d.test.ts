@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { hookArgs, hooksDConfigs, installHooks } from '../../hooks/hooks-d.js';
+import { hookArgs } from '../../src/spec/hook-injection.js';
+import { hooksDConfigs, installHooks } from '../../src/spec/hooks-d.js';
 
 const setup = {
   hookPath: '/usr/lib/strata/strata-hook',

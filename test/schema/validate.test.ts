@@ -4,10 +4,10 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { InvalidArgumentError } from '../../src/store/errors.js';
-import { parseAndValidate, validate } from '../../src/spec/validate.js';
-import type { Lease } from '../../src/spec/generated/lease.js';
-import { validatorModules } from '../../src/spec/generated/validators.js';
+import { InvalidArgumentError } from '../../src/errors.js';
+import { parseAndValidate, validate } from '../../src/schema/validate.js';
+import type { Lease } from '../../src/schema/generated/lease.js';
+import { validatorModules } from '../../src/schema/generated/validators.js';
 
 test('a valid document comes back typed', () => {
   const lease = validate<Lease>('lease', {
@@ -96,7 +96,7 @@ test('the precompiled validators give the messages ajv compiling the schemas wou
 test('validating does not load ajv itself (no schema compiled at run time)', () => {
   const script = `
     import { createRequire } from 'node:module';
-    const { validate } = await import('./src/spec/validate.ts');
+    const { validate } = await import('./src/schema/validate.ts');
     validate('lease', { id: 'c1', image: 'sha256:' + 'a'.repeat(64), createdAt: new Date().toISOString() });
     const loaded = Object.keys(createRequire(import.meta.url).cache);
     process.stdout.write(JSON.stringify(loaded.filter((p) => p.includes('node_modules/ajv'))));

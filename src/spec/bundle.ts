@@ -1,21 +1,21 @@
 // `strata bundle`: an OCI bundle that plain `runc run` / `crun run` can start. config.json comes
-// from the image config (src/spec), with the three strata hooks, the org.strata.image annotation
+// from the image config (runtime-config.ts), with the three strata hooks (hook-injection.ts), the org.strata.image annotation
 // (the manifest digest, so a later re-tag cannot change what the bundle runs) and the socket the
 // hooks talk to; rootfs/ stays empty: the createContainer hook covers it with the image.
 import { hostname as hostHostname } from 'node:os';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { IMAGE_ANNOTATION } from '../src/spec/annotations.js';
-import { buildRuntimeConfig, type ImageConfigInput } from '../src/spec/runtime-config.js';
-import type { Hook, RuntimeConfig } from '../src/spec/generated/runtime-config.js';
-import type { RunOptions } from '../src/spec/options.js';
-import { parseAndValidate } from '../src/spec/validate.js';
-import { blobPath } from '../src/store/layout.js';
-import { loadTreeIndex, resolveImageRecord } from '../src/store/records.js';
-import type { TreeIndex } from '../src/store/tree-index.js';
-import { hookArgs, HOOK_STAGES } from './hooks-d.js';
-import { readImageFile } from './image-file.js';
+import { IMAGE_ANNOTATION } from './annotations.js';
+import { buildRuntimeConfig, type ImageConfigInput } from './runtime-config.js';
+import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
+import type { RunOptions } from './options.js';
+import { parseAndValidate } from '../schema/validate.js';
+import { blobPath } from '../store/layout.js';
+import { loadTreeIndex, resolveImageRecord } from '../store/records.js';
+import type { TreeIndex } from '../store/tree-index.js';
+import { HOOK_STAGES, withStrataHooks } from './hook-injection.js';
+import { readImageFile } from '../store/image-file.js';
 
 export interface BundleOptions {
   storeRoot: string;
@@ -76,10 +76,12 @@ export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
   );
   const index = opts.indexes?.get(image.indexDigest) ?? loadTreeIndex(opts.storeRoot, image);
 
-  const env = [`STRATA_SOCKET=${opts.socketPath}`];
-  const hook = (stage: (typeof HOOK_STAGES)[number]): Hook[] => [
-    { path: opts.hookPath, args: hookArgs(stage, opts.daemonArgv), env, timeout: opts.hookTimeout ?? 30 },
-  ];
+  const setup = {
+    hookPath: opts.hookPath,
+    socketPath: opts.socketPath,
+    daemonArgv: opts.daemonArgv,
+    timeout: opts.hookTimeout,
+  };
   const etcFiles = {
     hosts: join(dir, 'hosts'),
     hostname: join(dir, 'hostname'),
@@ -91,14 +93,7 @@ export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
       ...opts.run,
       etcFiles: { ...etcFiles, ...opts.run.etcFiles },
       annotations: { ...opts.run.annotations, [IMAGE_ANNOTATION]: image.manifestDigest },
-      hooks: opts.rootFromDaemon
-        ? { ...opts.run.hooks, createContainer: hook('createContainer') }
-        : {
-            ...opts.run.hooks,
-            createRuntime: hook('createRuntime'),
-            createContainer: hook('createContainer'),
-            poststop: hook('poststop'),
-          },
+      hooks: withStrataHooks(opts.run.hooks, setup, opts.rootFromDaemon ? ['createContainer'] : HOOK_STAGES),
     },
     (path) => readImageFile(index, opts.storeRoot, path),
   );

@@ -25,7 +25,7 @@
 //     "exit"     [code, message]: print message (if not empty) on stderr, exit with code
 //     "fallback" []: the daemon does not handle this invocation (e.g. --help, -d); the front end
 //                runs the Node CLI with the same arguments instead
-import { InvalidArgumentError } from '../store/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export const RUN_PROTOCOL_VERSION = '1';
 /** A run request carries argv and the environment: 1 MiB is far beyond any real one. */

@@ -2,8 +2,9 @@
 // container would see them: absolute targets and ".." stay inside the image's root.
 import { readFileSync } from 'node:fs';
 
-import { objectPath } from '../src/store/layout.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type TreeIndex } from '../src/store/tree-index.js';
+import { objectPath } from './layout.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree-index-format.js';
+import type { TreeIndex } from './tree-index.js';
 
 const MAX_SYMLINKS = 40;
 

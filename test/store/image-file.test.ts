@@ -1,8 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { readImageFile, resolveInImage } from '../../hooks/image-file.js';
-import { encodeTreeIndex, newDir, TreeIndex, type TreeNode } from '../../src/store/tree-index.js';
+import { readImageFile, resolveInImage } from '../../src/store/image-file.js';
+import { encodeTreeIndex, newDir, type TreeNode } from '../../src/store/tree-index-encode.js';
+import { TreeIndex } from '../../src/store/tree-index.js';
 
 function file(text: string): TreeNode {
   return {

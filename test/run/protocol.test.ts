@@ -1,4 +1,4 @@
-// The `strata run` wire protocol (src/daemon/run-protocol.ts): framing, every message kind, and
+// The `strata run` wire protocol (src/run/protocol.ts): framing, every message kind, and
 // the errors malformed input gets. Pure: no socket, no daemon.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -20,8 +20,8 @@ import {
   type ExecInstruction,
   type RunMessage,
   type RuntimeEnd,
-} from '../../src/daemon/run-protocol.js';
-import { InvalidArgumentError } from '../../src/store/errors.js';
+} from '../../src/run/protocol.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 
 /** Decodes a buffer holding exactly one complete message. */
 function one(buf: Buffer): RunMessage {

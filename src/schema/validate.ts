@@ -7,7 +7,7 @@
 import type { ErrorObject } from 'ajv';
 import { createRequire } from 'node:module';
 
-import { InvalidArgumentError } from '../store/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { validatorModules } from './generated/validators.js';
 
 /** The shape of an ajv validation function, standalone or compiled. */
@@ -30,6 +30,7 @@ function validatorFor(name: string): ValidateFunction {
     );
   }
   // The generated modules are @ts-nocheck JavaScript; this is the one place their type is stated.
+  // check-layers: computed (this folder's own generated validators, loaded on first use)
   fn = require(`./generated/validators/${file}`) as ValidateFunction;
   made.set(name, fn);
   return fn;

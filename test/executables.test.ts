@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { daemonArgv, ON_DEMAND_EXIT_IDLE_S, serviceDaemonArgv } from '../../hooks/paths.js';
+import { daemonArgv, ON_DEMAND_EXIT_IDLE_S, serviceDaemonArgv } from '../src/executables.js';
 
 const loc = { storeRoot: '/s', socketPath: '/r/strata.sock', logFile: '/l/daemon.log' };
 

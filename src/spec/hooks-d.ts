@@ -4,40 +4,20 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { IMAGE_ANNOTATION } from '../src/spec/annotations.js';
-import type { HooksDConfig } from '../src/spec/generated/hooks-d.js';
-import { validate } from '../src/spec/validate.js';
+import { IMAGE_ANNOTATION } from './annotations.js';
+import type { HooksDConfig } from '../schema/generated/hooks-d.js';
+import { validate } from '../schema/validate.js';
+import { HOOK_STAGES, strataHook, type HookSetup } from './hook-injection.js';
 
-export const HOOK_STAGES = ['createRuntime', 'createContainer', 'poststop'] as const;
 /** Debian's podman reads only this directory unless given --hooks-dir. */
 export const DEFAULT_HOOKS_DIR = '/usr/share/containers/oci/hooks.d';
-
-export interface HookSetup {
-  /** Absolute path of strata-hook. */
-  hookPath: string;
-  socketPath: string;
-  /** createRuntime starts the daemon with this argv when none answers. */
-  daemonArgv?: string[];
-  /** Seconds; the runtime kills a hook that takes longer. */
-  timeout?: number;
-}
-
-/** Hook `args` for one stage: argv[0], the stage, and for createRuntime the daemon argv. */
-export function hookArgs(stage: (typeof HOOK_STAGES)[number], daemonArgv: string[] = []): string[] {
-  return ['strata-hook', stage, ...(stage === 'createRuntime' ? daemonArgv : [])];
-}
 
 export function hooksDConfigs(setup: HookSetup): Record<string, HooksDConfig> {
   const out: Record<string, HooksDConfig> = {};
   for (const stage of HOOK_STAGES) {
     const config: HooksDConfig = {
       version: '1.0.0',
-      hook: {
-        path: setup.hookPath,
-        args: hookArgs(stage, setup.daemonArgv),
-        env: [`STRATA_SOCKET=${setup.socketPath}`],
-        timeout: setup.timeout ?? 30,
-      },
+      hook: strataHook(stage, setup),
       when: { annotations: { [`^${IMAGE_ANNOTATION.replace(/\./g, '\\.')}$`]: '.+' } },
       stages: [stage],
     };
