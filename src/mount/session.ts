@@ -13,7 +13,7 @@ import { recycleReply } from './fuse/reply-pool.js';
 import {
   encodeErrorReply,
   FUSE_IN_HEADER_SIZE,
-  FUSE_OUT_HEADER_SIZE,
+  peekUnique,
   readUnique,
   type FuseUnique,
 } from './fuse/wire/header.js';
@@ -156,7 +156,7 @@ export class FuseSession extends EventEmitter {
     this.emit('warn', {
       code: 'reply-failed',
       message: `writing a FUSE reply failed: ${err instanceof Error ? err.message : String(err)}`,
-      unique: reply.length >= FUSE_OUT_HEADER_SIZE ? readUnique(reply, 8) : undefined,
+      unique: peekUnique(reply),
       cause: err,
     } satisfies SessionWarning);
   }

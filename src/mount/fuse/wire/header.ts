@@ -28,6 +28,12 @@ export function readU64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at + 4) * TWO_32 + buf.readUInt32LE(at);
 }
 
+/** The unique id of a message long enough to have one (request and reply headers both carry it
+ * at bytes 8..16), for answering or reporting a message that is otherwise unusable. */
+export function peekUnique(msg: Buffer): FuseUnique | undefined {
+  return msg.length >= 16 ? readUnique(msg, 8) : undefined;
+}
+
 export function writeUnique(buf: Buffer, at: number, unique: FuseUnique): void {
   if (typeof unique === 'bigint') {
     buf.writeBigUInt64LE(unique, at);
