@@ -14,12 +14,16 @@ import {
   encodeEntryOut,
   FUSE_ACCESS_IN_SIZE,
   FUSE_GETATTR_IN_SIZE,
+  type FuseAccessIn,
+  type FuseGetattrIn,
 } from './wire/attr.js';
 import {
   decodeBatchForgetIn,
   decodeForgetIn,
   FUSE_BATCH_FORGET_IN_SIZE,
   FUSE_FORGET_IN_SIZE,
+  type FuseForgetIn,
+  type FuseForgetOne,
 } from './wire/forget.js';
 import type { FuseInHeader, FuseUnique } from './wire/header.js';
 import {
@@ -29,8 +33,8 @@ import {
   type FuseInitIn,
   type FuseInitOut,
 } from './wire/init.js';
-import { decodeInterruptIn, FUSE_INTERRUPT_IN_SIZE } from './wire/interrupt.js';
-import { decodeLseekIn, encodeLseekOut, FUSE_LSEEK_IN_SIZE } from './wire/lseek.js';
+import { decodeInterruptIn, FUSE_INTERRUPT_IN_SIZE, type FuseInterruptIn } from './wire/interrupt.js';
+import { decodeLseekIn, encodeLseekOut, FUSE_LSEEK_IN_SIZE, type FuseLseekIn } from './wire/lseek.js';
 import {
   decodeFlushIn,
   decodeOpenIn,
@@ -42,6 +46,11 @@ import {
   FUSE_OPEN_IN_SIZE,
   FUSE_READ_IN_SIZE,
   FUSE_RELEASE_IN_SIZE,
+  type FuseFlushIn,
+  type FuseOpenIn,
+  type FuseOpenOut,
+  type FuseReadIn,
+  type FuseReleaseIn,
 } from './wire/open.js';
 import { encodeStatfsOut } from './wire/statfs.js';
 import {
@@ -50,6 +59,7 @@ import {
   encodeXattrNames,
   FUSE_COMPAT_SETXATTR_IN_SIZE,
   FUSE_GETXATTR_IN_SIZE,
+  type FuseGetxattrIn,
 } from './wire/xattr.js';
 
 /** INIT's answer: the reply and the size the kernel accepts (8 bytes for a newer major). */
@@ -82,13 +92,6 @@ export type Serve<In, Out> = (
 /** A no-reply opcode's handler: synchronous, and given only the header (no per-request context). */
 export type Notice<In> = (s: OpcodeServer, header: FuseInHeader, inp: In) => void;
 
-interface RowShape {
-  name: string;
-  inSize: number;
-  names: number;
-  mutating?: boolean;
-}
-
 /**
  * A row as FuseProtocol reads it. Its columns' types are erased to unknown: reply() and
  * notice() checked, row by row, that decoder, handler and encoder fit together.
@@ -114,53 +117,62 @@ export interface NoReplyRow extends RowBase {
 }
 export type OpcodeRow = ReplyRow | NoReplyRow;
 
+type Decoder<In> = (body: Buffer) => In;
+
 /** Every row has the same properties in the same order: one object shape for every lookup. */
 function makeRow(
-  shape: RowShape,
+  name: string,
+  inSize: number,
+  names: number,
   noReply: boolean,
-  decode: ((body: Buffer) => unknown) | undefined,
+  mutating: boolean,
+  decode: Decoder<unknown> | undefined,
   serve: unknown,
   encode: unknown,
 ): OpcodeRow {
   // The erasure: the overloads of reply() and notice() typed these columns against each other.
-  return {
-    name: shape.name,
-    inSize: shape.inSize,
-    names: shape.names,
-    noReply,
-    mutating: shape.mutating ?? false,
-    decode,
-    serve,
-    encode,
-  } as OpcodeRow;
+  return { name, inSize, names, noReply, mutating, decode, serve, encode } as OpcodeRow;
 }
 
+/** A row whose reply body is encode(result), or the handler's result itself without an encoder. */
 function reply<In, Out>(
-  row: RowShape & { decode?: (body: Buffer) => In; serve: Serve<In, Out>; encode: (out: Out) => Buffer },
+  name: string,
+  inSize: number,
+  names: number,
+  decode: Decoder<In> | undefined,
+  serve: Serve<In, Out>,
+  encode: (out: Out) => Buffer,
 ): OpcodeRow;
 function reply<In>(
-  row: RowShape & { decode?: (body: Buffer) => In; serve?: Serve<In, Buffer | void>; encode?: undefined },
+  name: string,
+  inSize: number,
+  names: number,
+  decode?: Decoder<In>,
+  serve?: Serve<In, Buffer | void>,
 ): OpcodeRow;
 function reply(
-  row: RowShape & { decode?: (body: Buffer) => unknown; serve?: unknown; encode?: unknown },
+  name: string,
+  inSize: number,
+  names: number,
+  decode?: Decoder<unknown>,
+  serve?: unknown,
+  encode?: unknown,
 ): OpcodeRow {
-  return makeRow(row, false, row.decode, row.serve, row.encode);
+  return makeRow(name, inSize, names, false, false, decode, serve, encode);
 }
 
-function notice<In>(row: RowShape & { decode: (body: Buffer) => In; serve?: Notice<In> }): OpcodeRow;
-function notice(row: RowShape): OpcodeRow;
-function notice(row: RowShape & { decode?: (body: Buffer) => unknown; serve?: unknown }): OpcodeRow {
-  return makeRow(row, true, row.decode, row.serve, undefined);
+/** A row answered EROFS before dispatch: it needs no decoder, handler or encoder. */
+function mutating(name: string, inSize: number, names: number): OpcodeRow {
+  return makeRow(name, inSize, names, false, true, undefined, undefined, undefined);
+}
+
+/** A row the kernel expects no reply to. */
+function notice<In>(name: string, inSize: number, decode?: Decoder<In>, serve?: Notice<In>): OpcodeRow {
+  return makeRow(name, inSize, 0, true, false, decode, serve, undefined);
 }
 
 function nosys(): never {
   throw new FuseError(C.ENOSYS);
-}
-
-function fail(errno: number): () => never {
-  return () => {
-    throw new FuseError(errno);
-  };
 }
 
 /** GETXATTR/LISTXATTR: size 0 asks for the length, a smaller buffer than the value is ERANGE. */
@@ -170,269 +182,119 @@ function sized(value: Buffer, size: number): Buffer {
   return value;
 }
 
+// The handlers: each calls the filesystem method of its opcode (ENOSYS when there is none).
+type Ctx = RequestContext;
+const lookup = (s: OpcodeServer, c: Ctx, _: unknown, n: Buffer[]) =>
+  s.fs.lookup ? s.fs.lookup(c, c.header.nodeid, n[0]) : nosys();
+const getattr = (s: OpcodeServer, c: Ctx, inp: FuseGetattrIn) =>
+  s.fs.getattr ? s.fs.getattr(c, c.header.nodeid, inp) : nosys();
+const readlink = (s: OpcodeServer, c: Ctx) => (s.fs.readlink ? s.fs.readlink(c, c.header.nodeid) : nosys());
+const open = (s: OpcodeServer, c: Ctx, inp: FuseOpenIn) =>
+  s.fs.open ? s.fs.open(c, c.header.nodeid, inp) : nosys();
+const read = (s: OpcodeServer, c: Ctx, inp: FuseReadIn) =>
+  s.fs.read ? s.fs.read(c, c.header.nodeid, inp) : nosys();
+const statfs = (s: OpcodeServer, c: Ctx) => (s.fs.statfs ? s.fs.statfs(c, c.header.nodeid) : nosys());
+// Without a method, RELEASE, RELEASEDIR and FLUSH still succeed: there is nothing to undo.
+const release = (s: OpcodeServer, c: Ctx, inp: FuseReleaseIn) => s.fs.release?.(c, c.header.nodeid, inp);
+const releasedir = (s: OpcodeServer, c: Ctx, inp: FuseReleaseIn) =>
+  s.fs.releasedir?.(c, c.header.nodeid, inp);
+const flush = (s: OpcodeServer, c: Ctx, inp: FuseFlushIn) => s.fs.flush?.(c, c.header.nodeid, inp);
+// The reply is the value or, for a size probe, a fuse_getxattr_out: sized() encodes.
+function getxattr(s: OpcodeServer, c: Ctx, inp: FuseGetxattrIn, n: Buffer[]): Awaitable<Buffer> {
+  if (!s.fs.getxattr) return nosys();
+  const value = s.fs.getxattr(c, c.header.nodeid, n[0].toString());
+  return value instanceof Promise ? value.then((v) => sized(v, inp.size)) : sized(value, inp.size);
+}
+function listxattr(s: OpcodeServer, c: Ctx, inp: FuseGetxattrIn): Awaitable<Buffer> {
+  if (!s.fs.listxattr) return nosys();
+  const list = s.fs.listxattr(c, c.header.nodeid);
+  if (list instanceof Promise) return list.then((l) => sized(encodeXattrNames(l), inp.size));
+  return sized(encodeXattrNames(list), inp.size);
+}
+const init = (s: OpcodeServer, _: Ctx, inp: FuseInitIn) => s.negotiate(inp);
+const encodeInit = (r: InitReply) => encodeInitOut(r.out, r.size);
+function opendir(s: OpcodeServer, c: Ctx, inp: FuseOpenIn): Awaitable<FuseOpenOut> {
+  // Refused once, the kernel stops sending OPENDIR/RELEASEDIR for good (see protocol.ts).
+  if (s.info && s.info.flags & C.FUSE_NO_OPENDIR_SUPPORT) return nosys();
+  return s.fs.opendir ? s.fs.opendir(c, c.header.nodeid, inp) : nosys();
+}
+const readdir = (s: OpcodeServer, c: Ctx, inp: FuseReadIn) =>
+  s.fs.readdir ? s.fs.readdir(c, c.header.nodeid, inp) : nosys();
+const readdirplus = (s: OpcodeServer, c: Ctx, inp: FuseReadIn) =>
+  s.fs.readdirplus ? s.fs.readdirplus(c, c.header.nodeid, inp) : nosys();
+const access = (s: OpcodeServer, c: Ctx, inp: FuseAccessIn) =>
+  s.fs.access ? s.fs.access(c, c.header.nodeid, inp.mask) : nosys();
+const lseek = (s: OpcodeServer, c: Ctx, inp: FuseLseekIn) =>
+  s.fs.lseek ? s.fs.lseek(c, c.header.nodeid, inp) : nosys();
+const encodeLseek = (offset: number) => encodeLseekOut({ offset });
+const destroy = (s: OpcodeServer, c: Ctx) => s.destroySession(c.header.unique);
+const ioctl = (): never => {
+  throw new FuseError(C.ENOTTY);
+};
+const syncfs = (): void => undefined;
+const forget = (s: OpcodeServer, h: FuseInHeader, inp: FuseForgetIn) => s.fs.forget?.(h.nodeid, inp.nlookup);
+function batchForget(s: OpcodeServer, _: FuseInHeader, list: FuseForgetOne[]): void {
+  for (const one of list) s.fs.forget?.(one.nodeid, one.nlookup);
+}
+const interrupt = (s: OpcodeServer, _: FuseInHeader, inp: FuseInterruptIn) => s.interruptRequest(inp.unique);
+
+// A row without a handler answers ENOSYS. FSYNC, FSYNCDIR: nothing to sync on a read-only image,
+// and ENOSYS makes the kernel stop asking and succeed. GETLK/SETLK/SETLKW, BMAP, POLL, STATX: the
+// kernel falls back to local locks, no bmap, its default poll mask, GETATTR.
+// prettier-ignore
 const ROWS: [number, OpcodeRow][] = [
-  [
-    C.FUSE_LOOKUP,
-    reply({
-      name: 'LOOKUP',
-      inSize: 0,
-      names: 1,
-      serve: (s, c, _i, n) => (s.fs.lookup ? s.fs.lookup(c, c.header.nodeid, n[0]) : nosys()),
-      encode: encodeEntryOut,
-    }),
-  ],
-  [
-    C.FUSE_FORGET,
-    notice({
-      name: 'FORGET',
-      inSize: FUSE_FORGET_IN_SIZE,
-      names: 0,
-      decode: decodeForgetIn,
-      serve: (s, h, inp) => s.fs.forget?.(h.nodeid, inp.nlookup),
-    }),
-  ],
-  [
-    C.FUSE_GETATTR,
-    reply({
-      name: 'GETATTR',
-      inSize: FUSE_GETATTR_IN_SIZE,
-      names: 0,
-      decode: decodeGetattrIn,
-      serve: (s, c, inp) => (s.fs.getattr ? s.fs.getattr(c, c.header.nodeid, inp) : nosys()),
-      encode: encodeAttrOut,
-    }),
-  ],
-  [C.FUSE_SETATTR, reply({ name: 'SETATTR', inSize: 88, names: 0, mutating: true })],
-  [
-    C.FUSE_READLINK,
-    reply({
-      name: 'READLINK',
-      inSize: 0,
-      names: 0,
-      serve: (s, c) => (s.fs.readlink ? s.fs.readlink(c, c.header.nodeid) : nosys()),
-    }),
-  ],
-  [C.FUSE_SYMLINK, reply({ name: 'SYMLINK', inSize: 0, names: 2, mutating: true })],
-  [C.FUSE_MKNOD, reply({ name: 'MKNOD', inSize: 8, names: 1, mutating: true })],
-  [C.FUSE_MKDIR, reply({ name: 'MKDIR', inSize: 8, names: 1, mutating: true })],
-  [C.FUSE_UNLINK, reply({ name: 'UNLINK', inSize: 0, names: 1, mutating: true })],
-  [C.FUSE_RMDIR, reply({ name: 'RMDIR', inSize: 0, names: 1, mutating: true })],
-  [C.FUSE_RENAME, reply({ name: 'RENAME', inSize: 8, names: 2, mutating: true })],
-  [C.FUSE_LINK, reply({ name: 'LINK', inSize: 8, names: 1, mutating: true })],
-  [
-    C.FUSE_OPEN,
-    reply({
-      name: 'OPEN',
-      inSize: FUSE_OPEN_IN_SIZE,
-      names: 0,
-      decode: decodeOpenIn,
-      serve: (s, c, inp) => (s.fs.open ? s.fs.open(c, c.header.nodeid, inp) : nosys()),
-      encode: encodeOpenOut,
-    }),
-  ],
-  [
-    C.FUSE_READ,
-    reply({
-      name: 'READ',
-      inSize: FUSE_READ_IN_SIZE,
-      names: 0,
-      decode: decodeReadIn,
-      serve: (s, c, inp) => (s.fs.read ? s.fs.read(c, c.header.nodeid, inp) : nosys()),
-    }),
-  ],
-  [C.FUSE_WRITE, reply({ name: 'WRITE', inSize: 24, names: 0, mutating: true })],
-  [
-    C.FUSE_STATFS,
-    reply({
-      name: 'STATFS',
-      inSize: 0,
-      names: 0,
-      serve: (s, c) => (s.fs.statfs ? s.fs.statfs(c, c.header.nodeid) : nosys()),
-      encode: encodeStatfsOut,
-    }),
-  ],
-  [
-    C.FUSE_RELEASE,
-    reply({
-      name: 'RELEASE',
-      inSize: FUSE_RELEASE_IN_SIZE,
-      names: 0,
-      decode: decodeReleaseIn,
-      serve: (s, c, inp) => s.fs.release?.(c, c.header.nodeid, inp),
-    }),
-  ],
-  // Nothing to sync on a read-only image: without a handler, ENOSYS makes the kernel stop asking
-  // and succeed.
-  [C.FUSE_FSYNC, reply({ name: 'FSYNC', inSize: FUSE_FSYNC_IN_SIZE, names: 0 })],
-  [
-    C.FUSE_SETXATTR,
-    reply({ name: 'SETXATTR', inSize: FUSE_COMPAT_SETXATTR_IN_SIZE, names: 1, mutating: true }),
-  ],
-  [
-    C.FUSE_GETXATTR,
-    reply({
-      name: 'GETXATTR',
-      inSize: FUSE_GETXATTR_IN_SIZE,
-      names: 1,
-      decode: decodeGetxattrIn,
-      // The reply is the value or, for a size probe, a fuse_getxattr_out: sized() encodes.
-      serve: (s, c, inp, n) => {
-        if (!s.fs.getxattr) return nosys();
-        const value = s.fs.getxattr(c, c.header.nodeid, n[0].toString());
-        return value instanceof Promise ? value.then((v) => sized(v, inp.size)) : sized(value, inp.size);
-      },
-    }),
-  ],
-  [
-    C.FUSE_LISTXATTR,
-    reply({
-      name: 'LISTXATTR',
-      inSize: FUSE_GETXATTR_IN_SIZE,
-      names: 0,
-      decode: decodeGetxattrIn,
-      serve: (s, c, inp) => {
-        if (!s.fs.listxattr) return nosys();
-        const list = s.fs.listxattr(c, c.header.nodeid);
-        return list instanceof Promise
-          ? list.then((l) => sized(encodeXattrNames(l), inp.size))
-          : sized(encodeXattrNames(list), inp.size);
-      },
-    }),
-  ],
-  [C.FUSE_REMOVEXATTR, reply({ name: 'REMOVEXATTR', inSize: 0, names: 1, mutating: true })],
-  [
-    C.FUSE_FLUSH,
-    reply({
-      name: 'FLUSH',
-      inSize: FUSE_FLUSH_IN_SIZE,
-      names: 0,
-      decode: decodeFlushIn,
-      serve: (s, c, inp) => s.fs.flush?.(c, c.header.nodeid, inp),
-    }),
-  ],
-  [
-    C.FUSE_INIT,
-    reply({
-      name: 'INIT',
-      inSize: FUSE_COMPAT_INIT_IN_SIZE,
-      names: 0,
-      decode: decodeInitIn,
-      serve: (s, _c, inp) => s.negotiate(inp),
-      encode: (r) => encodeInitOut(r.out, r.size),
-    }),
-  ],
-  [
-    C.FUSE_OPENDIR,
-    reply({
-      name: 'OPENDIR',
-      inSize: FUSE_OPEN_IN_SIZE,
-      names: 0,
-      decode: decodeOpenIn,
-      serve: (s, c, inp) => {
-        // Refused once, the kernel stops sending OPENDIR/RELEASEDIR for good (see protocol.ts).
-        if (s.info && s.info.flags & C.FUSE_NO_OPENDIR_SUPPORT) return nosys();
-        return s.fs.opendir ? s.fs.opendir(c, c.header.nodeid, inp) : nosys();
-      },
-      encode: encodeOpenOut,
-    }),
-  ],
-  [
-    C.FUSE_READDIR,
-    reply({
-      name: 'READDIR',
-      inSize: FUSE_READ_IN_SIZE,
-      names: 0,
-      decode: decodeReadIn,
-      serve: (s, c, inp) => (s.fs.readdir ? s.fs.readdir(c, c.header.nodeid, inp) : nosys()),
-    }),
-  ],
-  [
-    C.FUSE_RELEASEDIR,
-    reply({
-      name: 'RELEASEDIR',
-      inSize: FUSE_RELEASE_IN_SIZE,
-      names: 0,
-      decode: decodeReleaseIn,
-      serve: (s, c, inp) => s.fs.releasedir?.(c, c.header.nodeid, inp),
-    }),
-  ],
-  [C.FUSE_FSYNCDIR, reply({ name: 'FSYNCDIR', inSize: FUSE_FSYNC_IN_SIZE, names: 0 })],
-  // No handler (ENOSYS): the kernel falls back to local locks, no bmap, its default poll mask,
-  // GETATTR instead of STATX.
-  [C.FUSE_GETLK, reply({ name: 'GETLK', inSize: 48, names: 0 })],
-  [C.FUSE_SETLK, reply({ name: 'SETLK', inSize: 48, names: 0 })],
-  [C.FUSE_SETLKW, reply({ name: 'SETLKW', inSize: 48, names: 0 })],
-  [
-    C.FUSE_ACCESS,
-    reply({
-      name: 'ACCESS',
-      inSize: FUSE_ACCESS_IN_SIZE,
-      names: 0,
-      decode: decodeAccessIn,
-      serve: (s, c, inp) => (s.fs.access ? s.fs.access(c, c.header.nodeid, inp.mask) : nosys()),
-    }),
-  ],
-  [C.FUSE_CREATE, reply({ name: 'CREATE', inSize: 16, names: 1, mutating: true })],
-  [
-    C.FUSE_INTERRUPT,
-    notice({
-      name: 'INTERRUPT',
-      inSize: FUSE_INTERRUPT_IN_SIZE,
-      names: 0,
-      decode: decodeInterruptIn,
-      serve: (s, _h, inp) => s.interruptRequest(inp.unique),
-    }),
-  ],
-  [C.FUSE_BMAP, reply({ name: 'BMAP', inSize: 16, names: 0 })],
-  [
-    C.FUSE_DESTROY,
-    reply({ name: 'DESTROY', inSize: 0, names: 0, serve: (s, c) => s.destroySession(c.header.unique) }),
-  ],
-  [C.FUSE_IOCTL, reply({ name: 'IOCTL', inSize: 32, names: 0, serve: fail(C.ENOTTY) })],
-  [C.FUSE_POLL, reply({ name: 'POLL', inSize: 24, names: 0 })],
-  [C.FUSE_NOTIFY_REPLY, notice({ name: 'NOTIFY_REPLY', inSize: 0, names: 0 })],
-  [
-    C.FUSE_BATCH_FORGET,
-    notice({
-      name: 'BATCH_FORGET',
-      inSize: FUSE_BATCH_FORGET_IN_SIZE,
-      names: 0,
-      decode: decodeBatchForgetIn,
-      serve: (s, _h, list) => {
-        for (const one of list) s.fs.forget?.(one.nodeid, one.nlookup);
-      },
-    }),
-  ],
-  [C.FUSE_FALLOCATE, reply({ name: 'FALLOCATE', inSize: 32, names: 0, mutating: true })],
-  [
-    C.FUSE_READDIRPLUS,
-    reply({
-      name: 'READDIRPLUS',
-      inSize: FUSE_READ_IN_SIZE,
-      names: 0,
-      decode: decodeReadIn,
-      serve: (s, c, inp) => (s.fs.readdirplus ? s.fs.readdirplus(c, c.header.nodeid, inp) : nosys()),
-    }),
-  ],
-  [C.FUSE_RENAME2, reply({ name: 'RENAME2', inSize: 16, names: 2, mutating: true })],
-  [
-    C.FUSE_LSEEK,
-    reply({
-      name: 'LSEEK',
-      inSize: FUSE_LSEEK_IN_SIZE,
-      names: 0,
-      decode: decodeLseekIn,
-      serve: (s, c, inp) => (s.fs.lseek ? s.fs.lseek(c, c.header.nodeid, inp) : nosys()),
-      encode: (offset: number) => encodeLseekOut({ offset }),
-    }),
-  ],
-  [C.FUSE_COPY_FILE_RANGE, reply({ name: 'COPY_FILE_RANGE', inSize: 56, names: 0, mutating: true })],
-  [C.FUSE_SETUPMAPPING, reply({ name: 'SETUPMAPPING', inSize: 40, names: 0 })],
-  [C.FUSE_REMOVEMAPPING, reply({ name: 'REMOVEMAPPING', inSize: 4, names: 0 })],
-  [C.FUSE_SYNCFS, reply({ name: 'SYNCFS', inSize: 8, names: 0, serve: () => undefined })],
-  [C.FUSE_TMPFILE, reply({ name: 'TMPFILE', inSize: 16, names: 1, mutating: true })],
-  [C.FUSE_STATX, reply({ name: 'STATX', inSize: 24, names: 0 })],
-  [C.FUSE_COPY_FILE_RANGE_64, reply({ name: 'COPY_FILE_RANGE_64', inSize: 56, names: 0, mutating: true })],
+  // opcode, then name, input size, names, decoder, handler, encoder (mutating: EROFS; notice: no reply)
+  [C.FUSE_LOOKUP,             reply('LOOKUP',                0,                            1, undefined,           lookup,      encodeEntryOut)],
+  [C.FUSE_FORGET,             notice('FORGET',               FUSE_FORGET_IN_SIZE,             decodeForgetIn,      forget)],
+  [C.FUSE_GETATTR,            reply('GETATTR',               FUSE_GETATTR_IN_SIZE,         0, decodeGetattrIn,     getattr,     encodeAttrOut)],
+  [C.FUSE_SETATTR,            mutating('SETATTR',            88,                           0)],
+  [C.FUSE_READLINK,           reply('READLINK',              0,                            0, undefined,           readlink)],
+  [C.FUSE_SYMLINK,            mutating('SYMLINK',            0,                            2)],
+  [C.FUSE_MKNOD,              mutating('MKNOD',              8,                            1)],
+  [C.FUSE_MKDIR,              mutating('MKDIR',              8,                            1)],
+  [C.FUSE_UNLINK,             mutating('UNLINK',             0,                            1)],
+  [C.FUSE_RMDIR,              mutating('RMDIR',              0,                            1)],
+  [C.FUSE_RENAME,             mutating('RENAME',             8,                            2)],
+  [C.FUSE_LINK,               mutating('LINK',               8,                            1)],
+  [C.FUSE_OPEN,               reply('OPEN',                  FUSE_OPEN_IN_SIZE,            0, decodeOpenIn,        open,        encodeOpenOut)],
+  [C.FUSE_READ,               reply('READ',                  FUSE_READ_IN_SIZE,            0, decodeReadIn,        read)],
+  [C.FUSE_WRITE,              mutating('WRITE',              24,                           0)],
+  [C.FUSE_STATFS,             reply('STATFS',                0,                            0, undefined,           statfs,      encodeStatfsOut)],
+  [C.FUSE_RELEASE,            reply('RELEASE',               FUSE_RELEASE_IN_SIZE,         0, decodeReleaseIn,     release)],
+  [C.FUSE_FSYNC,              reply('FSYNC',                 FUSE_FSYNC_IN_SIZE,           0)],
+  [C.FUSE_SETXATTR,           mutating('SETXATTR',           FUSE_COMPAT_SETXATTR_IN_SIZE, 1)],
+  [C.FUSE_GETXATTR,           reply('GETXATTR',              FUSE_GETXATTR_IN_SIZE,        1, decodeGetxattrIn,    getxattr)],
+  [C.FUSE_LISTXATTR,          reply('LISTXATTR',             FUSE_GETXATTR_IN_SIZE,        0, decodeGetxattrIn,    listxattr)],
+  [C.FUSE_REMOVEXATTR,        mutating('REMOVEXATTR',        0,                            1)],
+  [C.FUSE_FLUSH,              reply('FLUSH',                 FUSE_FLUSH_IN_SIZE,           0, decodeFlushIn,       flush)],
+  [C.FUSE_INIT,               reply('INIT',                  FUSE_COMPAT_INIT_IN_SIZE,     0, decodeInitIn,        init,        encodeInit)],
+  [C.FUSE_OPENDIR,            reply('OPENDIR',               FUSE_OPEN_IN_SIZE,            0, decodeOpenIn,        opendir,     encodeOpenOut)],
+  [C.FUSE_READDIR,            reply('READDIR',               FUSE_READ_IN_SIZE,            0, decodeReadIn,        readdir)],
+  [C.FUSE_RELEASEDIR,         reply('RELEASEDIR',            FUSE_RELEASE_IN_SIZE,         0, decodeReleaseIn,     releasedir)],
+  [C.FUSE_FSYNCDIR,           reply('FSYNCDIR',              FUSE_FSYNC_IN_SIZE,           0)],
+  [C.FUSE_GETLK,              reply('GETLK',                 48,                           0)],
+  [C.FUSE_SETLK,              reply('SETLK',                 48,                           0)],
+  [C.FUSE_SETLKW,             reply('SETLKW',                48,                           0)],
+  [C.FUSE_ACCESS,             reply('ACCESS',                FUSE_ACCESS_IN_SIZE,          0, decodeAccessIn,      access)],
+  [C.FUSE_CREATE,             mutating('CREATE',             16,                           1)],
+  [C.FUSE_INTERRUPT,          notice('INTERRUPT',            FUSE_INTERRUPT_IN_SIZE,          decodeInterruptIn,   interrupt)],
+  [C.FUSE_BMAP,               reply('BMAP',                  16,                           0)],
+  [C.FUSE_DESTROY,            reply('DESTROY',               0,                            0, undefined,           destroy)],
+  [C.FUSE_IOCTL,              reply('IOCTL',                 32,                           0, undefined,           ioctl)],
+  [C.FUSE_POLL,               reply('POLL',                  24,                           0)],
+  [C.FUSE_NOTIFY_REPLY,       notice('NOTIFY_REPLY',         0,                            )],
+  [C.FUSE_BATCH_FORGET,       notice('BATCH_FORGET',         FUSE_BATCH_FORGET_IN_SIZE,       decodeBatchForgetIn, batchForget)],
+  [C.FUSE_FALLOCATE,          mutating('FALLOCATE',          32,                           0)],
+  [C.FUSE_READDIRPLUS,        reply('READDIRPLUS',           FUSE_READ_IN_SIZE,            0, decodeReadIn,        readdirplus)],
+  [C.FUSE_RENAME2,            mutating('RENAME2',            16,                           2)],
+  [C.FUSE_LSEEK,              reply('LSEEK',                 FUSE_LSEEK_IN_SIZE,           0, decodeLseekIn,       lseek,       encodeLseek)],
+  [C.FUSE_COPY_FILE_RANGE,    mutating('COPY_FILE_RANGE',    56,                           0)],
+  [C.FUSE_SETUPMAPPING,       reply('SETUPMAPPING',          40,                           0)],
+  [C.FUSE_REMOVEMAPPING,      reply('REMOVEMAPPING',         4,                            0)],
+  [C.FUSE_SYNCFS,             reply('SYNCFS',                8,                            0, undefined,           syncfs)],
+  [C.FUSE_TMPFILE,            mutating('TMPFILE',            16,                           1)],
+  [C.FUSE_STATX,              reply('STATX',                 24,                           0)],
+  [C.FUSE_COPY_FILE_RANGE_64, mutating('COPY_FILE_RANGE_64', 56,                           0)],
 ];
 
 export const OPCODES: ReadonlyMap<number, OpcodeRow> = new Map(ROWS);
