@@ -164,9 +164,9 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
 
   /**
    * Reads straight into memory from `alloc` (the bridge's reply body: the reply header goes in
-   * front of it without copying the data),
-   * with plain fs.read callbacks: an async function around a promisified read made a promise, a
-   * closure and a result object per READ on top of what a callback costs.
+   * front of it without copying the data), with plain fs.read callbacks: an async function around
+   * a promisified read made a promise, a closure and a result object per READ on top of what a
+   * callback costs.
    */
   private readObject(
     h: { lease: FdLease; size: number },
