@@ -15,7 +15,7 @@ import { createImageHandler } from './fs/image-handler.js';
 import type { PlaceholderSpec } from './fs/placeholders.js';
 import type { BackingCapability, FuseProtocol } from './fuse/protocol.js';
 import { setReadahead } from './fuse/readahead.js';
-import { releaseIdleReplyPool } from './fuse/wire/header.js';
+import { releaseIdleReplyPool } from './fuse/reply-pool.js';
 import type { FuseSession, SessionEnd } from './session.js';
 
 export interface ServeImageOptions {

@@ -8,7 +8,15 @@ import { closeSync, writeSync } from 'node:fs';
 
 import { isErrno } from '../errors.js';
 import { native } from '../native-addon.js';
-import { encodeErrorReply, readUnique, recycleReply, type FuseUnique } from './fuse/wire/header.js';
+import { EIO, FUSE_BATCH_FORGET, FUSE_FORGET } from './fuse/constants.js';
+import { recycleReply } from './fuse/reply-pool.js';
+import {
+  encodeErrorReply,
+  FUSE_IN_HEADER_SIZE,
+  peekUnique,
+  readUnique,
+  type FuseUnique,
+} from './fuse/wire/header.js';
 
 export interface FuseRequestHandler {
   /** One request in, one reply out (null: no reply, e.g. FORGET). */
@@ -43,10 +51,6 @@ export interface FuseSessionOptions {
   reader?: 'poll' | 'thread';
 }
 
-const FUSE_FORGET = 2;
-const FUSE_BATCH_FORGET = 42;
-const IN_HEADER_SIZE = 40;
-const EIO = 5;
 export const DEFAULT_BUFFER_SIZE = 1024 * 1024 + 4096;
 
 /**
@@ -110,7 +114,7 @@ export class FuseSession extends EventEmitter {
 
   /** A handler failure must not leave the caller in the kernel waiting forever: answer EIO. */
   private failed(req: Buffer, err: unknown): void {
-    const unique = req.length >= IN_HEADER_SIZE ? readUnique(req, 8) : undefined;
+    const unique = req.length >= FUSE_IN_HEADER_SIZE ? readUnique(req, 8) : undefined;
     this.emit('warn', {
       code: 'handler-failed',
       message: `FUSE handler failed: ${err instanceof Error ? err.message : String(err)}`,
@@ -152,7 +156,7 @@ export class FuseSession extends EventEmitter {
     this.emit('warn', {
       code: 'reply-failed',
       message: `writing a FUSE reply failed: ${err instanceof Error ? err.message : String(err)}`,
-      unique: reply.length >= 16 ? readUnique(reply, 8) : undefined,
+      unique: peekUnique(reply),
       cause: err,
     } satisfies SessionWarning);
   }

@@ -1,6 +1,8 @@
 // The filesystem side of the FUSE server, in nodes rather than wire structs: small capability
 // interfaces, each optional. bridge.ts adapts whatever subset a filesystem implements to the
 // protocol; a missing capability answers ENOSYS. Methods signal errnos by throwing FuseError.
+// `H` is the filesystem's own open-file handle: the bridge numbers open files for the kernel and
+// hands the handle back on read, lseek and release, so the filesystem keeps no handle table.
 import type { InodeAttr } from '../../store/tree-index.js';
 
 /** A node's attributes are the tree index's inode attributes (placeholders use the same shape). */
@@ -13,8 +15,8 @@ export interface DirEntryInfo {
   mode: number;
 }
 
-export interface OpenedFile {
-  fh: number;
+export interface OpenedFile<H> {
+  handle: H;
   /** An fd on the file's content, for a passthrough backing id; absent for content held in memory. */
   fd?: number;
 }
@@ -40,25 +42,35 @@ export interface NodeForgetter {
 export interface NodeReadlinker {
   readlink(ino: number): Buffer;
 }
-export interface NodeOpener {
+/**
+ * Memory for the bytes a read returns, from the bridge: returned as is (or as a view that starts
+ * at its first byte), it is sent to the kernel without being copied. It may be larger than asked
+ * for only in memory the caller never sees.
+ */
+export type ReadBufferAlloc = (size: number) => Buffer;
+
+export interface NodeOpener<H> {
   /** A plain value when nothing has to wait (inline file, object fd already open): most OPENs of a
    * file walk then cost no promise, no abort controller and no extra event-loop turn. */
-  open(ino: number, flags: number): OpenedFile | Promise<OpenedFile>;
+  open(ino: number, flags: number): OpenedFile<H> | Promise<OpenedFile<H>>;
 }
-export interface NodeReader {
-  /** `request.signal` aborts on INTERRUPT; read it only when the read can wait on something: the
-   * signal is made on first use (an AbortController per READ was a tenth of the server's
-   * allocations while reading every file of an image). */
+export interface NodeReader<H> {
+  /** `alloc`: where to read into when the data is not already in memory. `request.signal` aborts
+   * on INTERRUPT; read it only when the read can wait on something: the signal is made on first
+   * use (an AbortController per READ was a tenth of the server's allocations while reading every
+   * file of an image). */
   read(
     ino: number,
-    fh: number,
+    file: H,
     offset: number,
     size: number,
+    alloc: ReadBufferAlloc,
     request?: { readonly signal: AbortSignal },
   ): Buffer | Promise<Buffer>;
 }
-export interface NodeReleaser {
-  release(ino: number, fh: number): void;
+export interface NodeReleaser<H> {
+  /** The kernel closed the file; called once per handle open returned. */
+  release(ino: number, file: H): void;
 }
 export interface NodeReaddirer {
   /** Entries from position `offset` on, "." and ".." first (positions 0 and 1). */
@@ -72,25 +84,26 @@ export interface NodeXattrer {
 export interface NodeStatfser {
   statfs(): StatfsInfo;
 }
-export interface NodeLseeker {
-  lseek(ino: number, fh: number, offset: number, whence: number): number;
+export interface NodeLseeker<H> {
+  /** `file`: undefined when the request names no open file. */
+  lseek(ino: number, file: H | undefined, offset: number, whence: number): number;
 }
 export interface FilesystemDestroyer {
-  /** The session ended: release every handle. */
+  /** The session ended (the bridge has released every open file first). */
   destroy(): void;
 }
 
-export type Filesystem = Partial<
+export type Filesystem<H extends object = object> = Partial<
   NodeLookuper &
     NodeGetattrer &
     NodeForgetter &
     NodeReadlinker &
-    NodeOpener &
-    NodeReader &
-    NodeReleaser &
+    NodeOpener<H> &
+    NodeReader<H> &
+    NodeReleaser<H> &
     NodeReaddirer &
     NodeXattrer &
     NodeStatfser &
-    NodeLseeker &
+    NodeLseeker<H> &
     FilesystemDestroyer
 >;

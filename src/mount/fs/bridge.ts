@@ -1,18 +1,19 @@
 // The only adapter between wire structs and nodes: implements RawFileSystem on top of a
 // node-level Filesystem. It owns what the kernel protocol requires of every filesystem — lookup
-// counts per node id (LOOKUP and READDIRPLUS add, FORGET subtracts), cache timeouts and open
-// flags, dirent packing — and the passthrough backing ids, shared per inode because the kernel
-// refuses two different backing files for one inode.
+// counts per node id (LOOKUP and READDIRPLUS add, FORGET subtracts), the open files by fh, cache
+// timeouts and open flags, dirent packing, reply buffers — and the passthrough backing ids,
+// shared per inode because the kernel refuses two different backing files for one inode.
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
 import type { BackingCapability } from '../fuse/protocol.js';
 import type { Awaitable, InitInfo, RawFileSystem, RequestContext } from '../fuse/raw.js';
 import type { FuseAttr, FuseAttrOut, FuseEntryOut } from '../fuse/wire/attr.js';
 import { direntSize, direntplusSize, writeDirent, writeDirentplus } from '../fuse/wire/dir.js';
-import { allocReplyBody } from '../fuse/wire/header.js';
 import type { FuseLseekIn } from '../fuse/wire/lseek.js';
 import type { FuseOpenIn, FuseOpenOut, FuseReadIn, FuseReleaseIn } from '../fuse/wire/open.js';
 import type { FuseKstatfs } from '../fuse/wire/statfs.js';
+import { allocReplyBody } from '../fuse/reply-pool.js';
+import { S_IFDIR, S_IFMT } from '../../store/tree-index.js';
 import type { Filesystem, NodeAttr, OpenedFile } from './api.js';
 import { FileTable } from './file-table.js';
 import { LookupCounts } from './lookup-counts.js';
@@ -23,9 +24,6 @@ export interface BridgeOptions {
   attrTimeout?: number;
   backing?: BackingCapability;
 }
-
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
 
 function fuseAttr(a: NodeAttr, into?: FuseAttr): FuseAttr {
   const f = into ?? ({} as FuseAttr);
@@ -58,18 +56,25 @@ function isDotOrDotDot(name: Buffer): boolean {
   return name[0] === 0x2e && (name.length === 1 || (name.length === 2 && name[1] === 0x2e));
 }
 
-export class FilesystemBridge implements RawFileSystem {
-  private readonly fs: Filesystem;
+/** An open file: the filesystem's handle, its node and whether it holds a passthrough backing id. */
+interface OpenFile<H> {
+  ino: number;
+  handle: H;
+  backed: boolean;
+}
+
+export class FilesystemBridge<H extends object = object> implements RawFileSystem {
+  private readonly fs: Filesystem<H>;
   private readonly entryTimeout: number;
   private readonly attrTimeout: number;
   private readonly backing?: BackingCapability;
   private passthrough = false;
   private readonly lookups = new LookupCounts();
-  /** Open files by fh -> ino, and the passthrough backing id per inode with its open count. */
-  private readonly files = new FileTable<{ ino: number; backed: boolean }>();
+  /** Open files by fh, and the passthrough backing id per inode with its open count. */
+  private readonly files = new FileTable<OpenFile<H>>();
   private readonly backings = new Map<number, { id: number; refs: number }>();
 
-  constructor(fs: Filesystem, options: BridgeOptions = {}) {
+  constructor(fs: Filesystem<H>, options: BridgeOptions = {}) {
     this.fs = fs;
     this.entryTimeout = options.entryTimeout ?? 86400;
     this.attrTimeout = options.attrTimeout ?? 86400;
@@ -94,7 +99,7 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   destroy(): void {
-    for (const [fh, { ino }] of this.files.entries()) this.fs.release?.(ino, fh);
+    for (const [, { ino, handle }] of this.files.entries()) this.fs.release?.(ino, handle);
     for (const { id } of this.backings.values()) this.closeBacking(id);
     this.files.clear();
     this.backings.clear();
@@ -104,9 +109,9 @@ export class FilesystemBridge implements RawFileSystem {
 
   /** The filesystem, once it is known to have method k (ENOSYS otherwise). Called as a method
    * rather than through a bound copy: binding made a function per request. */
-  private cap<K extends keyof Filesystem>(k: K): Filesystem & Required<Pick<Filesystem, K>> {
+  private cap<K extends keyof Filesystem<H>>(k: K): Filesystem<H> & Required<Pick<Filesystem<H>, K>> {
     if (!this.fs[k]) throw new FuseError(C.ENOSYS);
-    return this.fs as Filesystem & Required<Pick<Filesystem, K>>;
+    return this.fs as Filesystem<H> & Required<Pick<Filesystem<H>, K>>;
   }
 
   /** `into`: a scratch record to fill in place (READDIRPLUS writes one per entry). */
@@ -167,13 +172,13 @@ export class FilesystemBridge implements RawFileSystem {
       : this.opened(nodeid, opened);
   }
 
-  private opened(nodeid: number, opened: OpenedFile): FuseOpenOut {
+  private opened(nodeid: number, opened: OpenedFile<H>): FuseOpenOut {
     const backingId = opened.fd === undefined ? undefined : this.acquireBacking(nodeid, opened.fd);
-    this.files.set(opened.fh, { ino: nodeid, backed: backingId !== undefined });
+    const fh = this.files.add({ ino: nodeid, handle: opened.handle, backed: backingId !== undefined });
     // NOFLUSH: close(2) needs no FLUSH round trip on a read-only file.
     if (backingId !== undefined)
-      return { fh: opened.fh, open_flags: C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH, backing_id: backingId };
-    return { fh: opened.fh, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
+      return { fh, open_flags: C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH, backing_id: backingId };
+    return { fh, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
   }
 
   private acquireBacking(ino: number, fd: number): number | undefined {
@@ -201,20 +206,25 @@ export class FilesystemBridge implements RawFileSystem {
     }
   }
 
+  /** Reads into reply bodies from the pool: the reply header is written in front of the data. */
   read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Awaitable<Buffer> {
-    return this.cap('read').read(nodeid, inp.fh, inp.offset, inp.size, ctx);
+    const fs = this.cap('read');
+    const file = this.files.get(inp.fh);
+    if (!file || file.ino !== nodeid) throw new FuseError(C.EBADF);
+    return fs.read(nodeid, file.handle, inp.offset, inp.size, allocReplyBody, ctx);
   }
 
-  release(_ctx: RequestContext, nodeid: number, inp: FuseReleaseIn): void {
+  release(_ctx: RequestContext, _nodeid: number, inp: FuseReleaseIn): void {
     const file = this.files.take(inp.fh);
-    if (file?.backed) {
+    if (!file) return; // unknown or already released: nothing is open
+    if (file.backed) {
       const b = this.backings.get(file.ino);
       if (b && --b.refs === 0) {
         this.backings.delete(file.ino);
         this.closeBacking(b.id);
       }
     }
-    this.fs.release?.(file?.ino ?? nodeid, inp.fh);
+    this.fs.release?.(file.ino, file.handle);
   }
 
   flush(): void {}
@@ -292,6 +302,6 @@ export class FilesystemBridge implements RawFileSystem {
   }
 
   lseek(_ctx: RequestContext, nodeid: number, inp: FuseLseekIn): number {
-    return this.cap('lseek').lseek(nodeid, inp.fh, inp.offset, inp.whence);
+    return this.cap('lseek').lseek(nodeid, this.files.get(inp.fh)?.handle, inp.offset, inp.whence);
   }
 }

@@ -1,13 +1,19 @@
-// Open files by file handle, for FilesystemBridge, without a Map's churn: small fhs
-// (ImageFilesystem reuses them) index an array; others, from a filesystem that counts up
-// forever, go in a Map. A Map for all of them reallocated its table as files opened and closed,
-// and those tables outlived scavenges into the old generation (bench-fs reading every file
-// without passthrough: about a tenth of what was promoted).
+// The open files of one mount by file handle: FilesystemBridge's only handle table (the
+// filesystem behind it returns a handle object from open and gets it back on read and release,
+// as go-fuse's fs/bridge.go keeps its files). add() numbers files from 1 up and reuses released
+// numbers, so the table only grows to the most files ever open at once, and small fhs index an
+// array; a caller that numbers files itself (set) may also use huge ones, kept in a Map. A Map
+// for all of them reallocated its table as files opened and closed, and those tables outlived
+// scavenges into the old generation (bench-fs reading every file without passthrough: about a
+// tenth of what was promoted).
 const DENSE_FH_LIMIT = 1 << 16;
 
 export class FileTable<T extends object> {
-  private readonly dense: (T | undefined)[] = [];
+  /** Slot 0 stays empty for add(): the kernel passes fh 0 for requests that have none. */
+  private readonly dense: (T | undefined)[] = [undefined];
   private readonly sparse = new Map<number, T>();
+  /** Released numbers, reused last-in first-out by add(). */
+  private readonly free: number[] = [];
   private count = 0;
 
   get size(): number {
@@ -16,6 +22,17 @@ export class FileTable<T extends object> {
 
   private isDense(fh: number): boolean {
     return Number.isInteger(fh) && fh >= 0 && fh < DENSE_FH_LIMIT;
+  }
+
+  /** Opens `file` under a number no open file has, never 0. */
+  add(file: T): number {
+    let fh = this.free.pop();
+    // A number set() took since it was freed is skipped.
+    while (fh !== undefined && this.dense[fh] !== undefined) fh = this.free.pop();
+    if (fh === undefined) fh = this.dense.push(undefined) - 1;
+    this.dense[fh] = file;
+    this.count++;
+    return fh;
   }
 
   set(fh: number, file: T): void {
@@ -29,12 +46,20 @@ export class FileTable<T extends object> {
     this.dense[fh] = file;
   }
 
+  get(fh: number): T | undefined {
+    if (!this.isDense(fh)) return this.sparse.get(fh);
+    return fh < this.dense.length ? this.dense[fh] : undefined;
+  }
+
   /** Removes and returns the file open as fh. */
   take(fh: number): T | undefined {
     let file: T | undefined;
     if (this.isDense(fh)) {
       file = this.dense[fh];
-      if (file !== undefined) this.dense[fh] = undefined;
+      if (file !== undefined) {
+        this.dense[fh] = undefined;
+        if (fh > 0) this.free.push(fh);
+      }
     } else {
       file = this.sparse.get(fh);
       this.sparse.delete(fh);
@@ -50,8 +75,10 @@ export class FileTable<T extends object> {
   }
 
   clear(): void {
-    this.dense.length = 0;
+    this.dense.length = 1;
+    this.dense[0] = undefined;
     this.sparse.clear();
+    this.free.length = 0;
     this.count = 0;
   }
 }

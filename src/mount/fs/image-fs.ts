@@ -6,11 +6,10 @@
 import { read } from 'node:fs';
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
-import { allocReplyBody } from '../fuse/wire/header.js';
 import { objectPath } from '../../store/layout.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../store/tree-index-format.js';
 import type { TreeIndex } from '../../store/tree-index.js';
-import type { DirEntryInfo, Filesystem, NodeAttr, OpenedFile, StatfsInfo } from './api.js';
+import type { DirEntryInfo, Filesystem, NodeAttr, OpenedFile, ReadBufferAlloc, StatfsInfo } from './api.js';
 import { FdCache, sharedFdCache, type FdLease } from './fd-cache.js';
 import { InlineReader } from './inline-reader.js';
 import { buildPlaceholders, type PlaceholderSpec, type PlaceholderTree } from './placeholders.js';
@@ -26,24 +25,19 @@ export interface ImageFilesystemOptions {
   fdCache?: FdCache;
 }
 
-type Handle = { ino: number; inline: Buffer } | { ino: number; lease: FdLease; size: number };
+/** An open file: its contents in memory, or a lease on its object file's fd. */
+export type ImageFile = { inline: Buffer } | { lease: FdLease; size: number };
 
 const DOT = Buffer.from('.');
 const DOTDOT = Buffer.from('..');
-const EMPTY = Buffer.alloc(0);
+/** Every open placeholder file: it holds no state, so one object serves all. */
+const EMPTY_FILE: ImageFile = { inline: Buffer.alloc(0) };
 
-export class ImageFilesystem implements Filesystem {
+export class ImageFilesystem implements Filesystem<ImageFile> {
   readonly index: TreeIndex;
   readonly storeRoot: string;
   private readonly extra: PlaceholderTree;
   private readonly fdCache: FdCache;
-  /** Open handles by fh. File handles are reused once released, so this array only grows to the
-   * most files ever open at once: a Map by ever-growing fh reallocated its table as files opened
-   * and closed, and those tables outlived scavenges into the old generation (bench-fs, reading
-   * every file without passthrough). */
-  private readonly handles: (Handle | undefined)[] = [undefined];
-  private readonly freeFhs: number[] = [];
-  private handleCount = 0;
   private readonly inline?: InlineReader;
   private totalBlocks?: number;
 
@@ -53,18 +47,6 @@ export class ImageFilesystem implements Filesystem {
     this.fdCache = options.fdCache ?? sharedFdCache;
     this.extra = buildPlaceholders(this.index, options.placeholders ?? []);
     this.inline = options.indexPath === undefined ? undefined : new InlineReader(options.indexPath);
-  }
-
-  get openHandleCount(): number {
-    return this.handleCount;
-  }
-
-  /** 0 is never a handle: the kernel passes fh 0 for requests that have none. */
-  private addHandle(h: Handle): number {
-    const fh = this.freeFhs.pop() ?? this.handles.push(undefined) - 1;
-    this.handles[fh] = h;
-    this.handleCount++;
-    return fh;
   }
 
   private known(ino: number): boolean {
@@ -145,12 +127,12 @@ export class ImageFilesystem implements Filesystem {
     }
   }
 
-  open(ino: number): OpenedFile | Promise<OpenedFile> {
+  open(ino: number): OpenedFile<ImageFile> | Promise<OpenedFile<ImageFile>> {
     const mode = this.mode(ino);
     if ((mode & S_IFMT) !== S_IFREG) throw new FuseError((mode & S_IFMT) === S_IFDIR ? C.EISDIR : C.EINVAL);
-    if (this.extra.nodes.has(ino)) return { fh: this.addHandle({ ino, inline: EMPTY }) };
+    if (this.extra.nodes.has(ino)) return { handle: EMPTY_FILE };
     const content = this.index.content(ino);
-    if (content.kind === 'inline') return { fh: this.addHandle({ ino, inline: content.data }) };
+    if (content.kind === 'inline') return { handle: { inline: content.data } };
     const path = objectPath(this.storeRoot, content.digest);
     const cached = this.fdCache.tryAcquire(path);
     if (cached) return this.opened(ino, cached);
@@ -163,32 +145,41 @@ export class ImageFilesystem implements Filesystem {
     );
   }
 
-  private opened(ino: number, lease: FdLease): OpenedFile {
-    const fh = this.addHandle({ ino, lease, size: this.index.attr(ino).size });
-    return { fh, fd: lease.fd };
+  private opened(ino: number, lease: FdLease): OpenedFile<ImageFile> {
+    return { handle: { lease, size: this.index.attr(ino).size }, fd: lease.fd };
   }
 
-  read(ino: number, fh: number, offset: number, size: number): Buffer | Promise<Buffer> {
-    const h = Number.isInteger(fh) && fh > 0 ? this.handles[fh] : undefined;
-    if (!h || h.ino !== ino) throw new FuseError(C.EBADF);
-    if ('inline' in h) {
-      if (this.inline) return this.inline.read(h.inline, offset, size);
-      return h.inline.subarray(Math.min(offset, h.inline.length), offset + size);
+  read(
+    _ino: number,
+    file: ImageFile,
+    offset: number,
+    size: number,
+    alloc: ReadBufferAlloc,
+  ): Buffer | Promise<Buffer> {
+    if ('inline' in file) {
+      if (this.inline) return this.inline.read(file.inline, offset, size);
+      return file.inline.subarray(Math.min(offset, file.inline.length), offset + size);
     }
-    return this.readObject(h, offset, size);
+    return this.readObject(file, offset, size, alloc);
   }
 
   /**
-   * Reads straight into a reply body (the header goes in front of it without copying the data),
-   * with plain fs.read callbacks: an async function around a promisified read made a promise, a
-   * closure and a result object per READ on top of what a callback costs.
+   * Reads straight into memory from `alloc` (the bridge's reply body: the reply header goes in
+   * front of it without copying the data), with plain fs.read callbacks: an async function around
+   * a promisified read made a promise, a closure and a result object per READ on top of what a
+   * callback costs.
    */
-  private readObject(h: { lease: FdLease; size: number }, offset: number, size: number): Promise<Buffer> {
+  private readObject(
+    h: { lease: FdLease; size: number },
+    offset: number,
+    size: number,
+    alloc: ReadBufferAlloc,
+  ): Promise<Buffer> {
     const want = Math.max(0, Math.min(size, h.size - offset));
     const fd = h.lease.fd;
     return new Promise((resolve, reject) => {
       const start = () => {
-        const buf = allocReplyBody(want);
+        const buf = alloc(want);
         let got = 0;
         const step = (error: NodeJS.ErrnoException | null, bytesRead: number) => {
           if (error) {
@@ -219,13 +210,8 @@ export class ImageFilesystem implements Filesystem {
     });
   }
 
-  release(_ino: number, fh: number): void {
-    const h = Number.isInteger(fh) && fh > 0 ? this.handles[fh] : undefined;
-    if (!h) return;
-    this.handles[fh] = undefined;
-    this.handleCount--;
-    this.freeFhs.push(fh);
-    if ('lease' in h) h.lease.release();
+  release(_ino: number, file: ImageFile): void {
+    if ('lease' in file) file.lease.release();
   }
 
   getxattr(ino: number, name: string): Buffer | undefined {
@@ -254,7 +240,7 @@ export class ImageFilesystem implements Filesystem {
   }
 
   /** Image files have no holes: data runs from 0 to the size. */
-  lseek(ino: number, _fh: number, offset: number, whence: number): number {
+  lseek(ino: number, _file: ImageFile | undefined, offset: number, whence: number): number {
     const size = this.getattr(ino).size;
     if (offset >= size) throw new FuseError(C.ENXIO);
     if (whence === C.SEEK_DATA) return offset;
@@ -263,7 +249,6 @@ export class ImageFilesystem implements Filesystem {
   }
 
   destroy(): void {
-    for (let fh = 1; fh < this.handles.length; fh++) this.release(0, fh);
     this.inline?.close();
   }
 }

@@ -1,5 +1,5 @@
 // A process-wide bound on object-file reads in flight. Each read holds a reply buffer of up to
-// 1 MiB (fuse/wire/header.ts's pool) from the moment it starts, but libuv's pool runs only
+// 1 MiB (fuse/reply-pool.ts) from the moment it starts, but libuv's pool runs only
 // UV_THREADPOOL_SIZE (default 4) of them at once: the kernel's further READs (up to its
 // max_background of 12) would wait in libuv's queue, each holding a buffer. Bounded here, they
 // wait before taking one, and the pool holds no more buffers than reads that can really run.

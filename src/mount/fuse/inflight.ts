@@ -6,14 +6,9 @@
 // (an AbortController, a listener and a Promise.race per asynchronous request were a large share
 // of the server's garbage while reading every file of an image).
 import type { RequestContext } from './raw.js';
-import {
-  encodeErrorReply,
-  encodeReply,
-  recycleReply,
-  type FuseInHeader,
-  type FuseUnique,
-} from './wire/header.js';
 import { EINTR } from './constants.js';
+import { recycleReply } from './reply-pool.js';
+import { encodeErrorReply, encodeReply, type FuseInHeader, type FuseUnique } from './wire/header.js';
 
 /** One request as its handler sees it (RequestContext), and its in-flight state. */
 export class RequestRecord implements RequestContext {

@@ -36,4 +36,24 @@ test('setting a handle again replaces it without counting it twice; clear emptie
   assert.equal(t.entries(), []);
 });
 
+test('add numbers files from 1, reuses released numbers first and skips ones set() took', () => {
+  const t = new FileTable<{ ino: number }>();
+  assert.is(t.add({ ino: 10 }), 1);
+  assert.is(t.add({ ino: 11 }), 2);
+  assert.is(t.add({ ino: 12 }), 3);
+  assert.equal(t.take(2), { ino: 11 });
+  assert.is(t.get(2), undefined);
+  assert.is(t.add({ ino: 13 }), 2);
+  assert.equal(t.get(2), { ino: 13 });
+  t.take(3);
+  t.set(3, { ino: 14 }); // taken again by its number: add must not hand it out
+  assert.is(t.add({ ino: 15 }), 4);
+  assert.is(t.size, 4);
+  assert.is(t.get(0), undefined);
+  assert.is(t.get(2 ** 40), undefined);
+  assert.is(t.get(1.5), undefined);
+  t.clear();
+  assert.is(t.add({ ino: 16 }), 1);
+});
+
 test.run();

@@ -4,11 +4,11 @@ import * as C from '../../../src/mount/fuse/constants.js';
 import { FuseError } from '../../../src/mount/fuse/errors.js';
 import { OPCODES } from '../../../src/mount/fuse/opcodes.js';
 import { FuseProtocol } from '../../../src/mount/fuse/protocol.js';
+import { allocReplyBody, releaseReplyPool, replyPoolSize } from '../../../src/mount/fuse/reply-pool.js';
 import type { RawFileSystem, RequestContext } from '../../../src/mount/fuse/raw.js';
 import { decodeInitOut, encodeInitIn } from '../../../src/mount/fuse/wire/init.js';
 import { encodeInterruptIn } from '../../../src/mount/fuse/wire/interrupt.js';
 import { encodeReadIn } from '../../../src/mount/fuse/wire/open.js';
-import { allocReplyBody, releaseReplyPool, replyPoolSize } from '../../../src/mount/fuse/wire/header.js';
 import { encodeGetxattrIn } from '../../../src/mount/fuse/wire/xattr.js';
 import { errnoOf, name, reply, request } from './helpers.js';
 

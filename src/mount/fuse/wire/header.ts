@@ -28,6 +28,12 @@ export function readU64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at + 4) * TWO_32 + buf.readUInt32LE(at);
 }
 
+/** The unique id of a message long enough to have one (request and reply headers both carry it
+ * at bytes 8..16), for answering or reporting a message that is otherwise unusable. */
+export function peekUnique(msg: Buffer): FuseUnique | undefined {
+  return msg.length >= 16 ? readUnique(msg, 8) : undefined;
+}
+
 export function writeUnique(buf: Buffer, at: number, unique: FuseUnique): void {
   if (typeof unique === 'bigint') {
     buf.writeBigUInt64LE(unique, at);
@@ -101,74 +107,19 @@ function writeOutHeader(buf: Buffer, len: number, error: number, unique: FuseUni
   return buf;
 }
 
-/** ArrayBuffers made by allocReplyBody: their first FUSE_OUT_HEADER_SIZE bytes are free. */
+/** ArrayBuffers from allocWithHeadroom: their first FUSE_OUT_HEADER_SIZE bytes are free. */
 const withHeadroom = new WeakSet<ArrayBufferLike>();
-/** Reply buffers for READ data are reused once written: allocating 1 MiB per READ keeps the
- * garbage collector busy and the RSS high. A few suffice: replies are written as they finish. */
-export const POOLED_BODY_SIZE = 1 << 20;
-/** Bodies of every size are pooled: allocated one by one, small ones (READDIR, the tail of an
- * object file, random 4 KiB reads) each made an ArrayBuffer that piled up in malloc's heap until
- * the garbage collector freed it (bench-fs without passthrough, after reading every file: ~6 MiB
- * with 4 KiB ones allocated; after 20k random 4 KiB reads, [heap] 4 MiB against 2.8). Only the
- * pages a reply touches become resident, so a small READ in a 1 MiB buffer costs what it uses. */
-/** 4 measured worse: more READs are in flight than readahead suggests, and the misses allocated
- * 1 MiB each (bench peak RSS 139 MiB, seq read 1.7x slower). The pool is dropped when idle. */
-const POOL_MAX = 8;
-const pool: ArrayBufferLike[] = [];
-const pooled = new WeakSet<ArrayBufferLike>();
-/** Whether a body was taken from the pool since releaseIdleReplyPool last looked. */
-let poolUsed = false;
 
 /**
- * A body buffer with room for the out header in front of it: encodeReply then writes the header
- * in place and sends the same memory, instead of copying the body (1 MiB per READ). Any
- * subarray that still starts at the body's first byte keeps that property. Bodies up to 1 MiB
- * come from a pool; recycleReply gives them back once the reply was written.
+ * Memory for a reply body with room for the out header in front of it (the body starts at
+ * FUSE_OUT_HEADER_SIZE): encodeReply then writes the header in place and sends the same memory,
+ * instead of copying the body (1 MiB per READ). Any view of it that starts at the body's first
+ * byte keeps that property. ../reply-pool.ts hands these out and reuses them.
  */
-export function allocReplyBody(size: number): Buffer {
-  if (size <= POOLED_BODY_SIZE) {
-    poolUsed = true;
-    let ab = pool.pop();
-    if (!ab) {
-      ab = Buffer.allocUnsafeSlow(FUSE_OUT_HEADER_SIZE + POOLED_BODY_SIZE).buffer;
-      withHeadroom.add(ab);
-      pooled.add(ab);
-    }
-    return Buffer.from(ab, FUSE_OUT_HEADER_SIZE, size);
-  }
-  const whole = Buffer.allocUnsafeSlow(FUSE_OUT_HEADER_SIZE + size);
-  withHeadroom.add(whole.buffer);
-  return whole.subarray(FUSE_OUT_HEADER_SIZE);
-}
-
-/** Returns a written reply's memory to the pool when it came from there; the caller must not
- * touch `reply` afterwards. Other buffers are left to the garbage collector. */
-export function recycleReply(reply: Buffer): void {
-  if (pooled.has(reply.buffer) && pool.length < POOL_MAX && !pool.includes(reply.buffer))
-    pool.push(reply.buffer);
-}
-
-/** Drops the pooled buffers (an idle server gives their memory back); READs refill the pool. */
-export function releaseReplyPool(): void {
-  pool.length = 0;
-}
-
-/**
- * releaseReplyPool, but only when no body was taken from the pool since the previous call (the
- * server's periodic memory release calls this). Dropped during a burst of READs, the buffers
- * stayed resident until the next full garbage collection while the READs that followed
- * allocated new ones: bench-fs without passthrough held 8 MiB of them where 4 were in use.
- */
-export function releaseIdleReplyPool(): boolean {
-  const idle = !poolUsed;
-  poolUsed = false;
-  if (idle) pool.length = 0;
-  return idle;
-}
-
-/** Buffers currently pooled (tests). */
-export function replyPoolSize(): number {
-  return pool.length;
+export function allocWithHeadroom(bodySize: number): ArrayBufferLike {
+  const ab = Buffer.allocUnsafeSlow(FUSE_OUT_HEADER_SIZE + bodySize).buffer;
+  withHeadroom.add(ab);
+  return ab;
 }
 
 /** A complete reply: header followed by the body, ready for one write(2). */

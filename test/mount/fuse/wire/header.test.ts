@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  allocReplyBody,
+  allocWithHeadroom,
   decodeInHeader,
   decodeNames,
   decodeOutHeader,
@@ -10,13 +10,11 @@ import {
   encodeNames,
   encodeOutHeader,
   encodeReply,
-  recycleReply,
+  FUSE_OUT_HEADER_SIZE,
   readUnique,
-  releaseIdleReplyPool,
-  releaseReplyPool,
-  replyPoolSize,
   writeUnique,
 } from '../../../../src/mount/fuse/wire/header.js';
+import { allocReplyBody } from '../../../../src/mount/fuse/reply-pool.js';
 import { hex } from '../helpers.js';
 
 // fuse_in_header: len 48, opcode 1 (LOOKUP), unique 0x0102030405060708, nodeid 1, uid 1000,
@@ -62,35 +60,15 @@ test('a body from allocReplyBody gets its header in place: same memory, same byt
   }
 });
 
-test('reply bodies up to 1 MiB are reused once recycled, larger ones never', () => {
-  releaseReplyPool();
-  const big = allocReplyBody(1 << 20);
-  const out = encodeReply(1n, big);
-  recycleReply(out);
-  recycleReply(out); // twice is harmless: the memory is pooled once
-  const again = allocReplyBody(300_000);
-  assert.is(again.buffer, big.buffer);
-  assert.is.not(allocReplyBody(300_000).buffer, big.buffer);
-  // Small bodies too (READDIR, a random 4 KiB read): one ArrayBuffer each piled up in malloc's heap.
-  const small = allocReplyBody(100);
-  recycleReply(encodeReply(2n, small));
-  assert.is(allocReplyBody(4096).buffer, small.buffer);
-  const huge = allocReplyBody((1 << 20) + 1);
-  recycleReply(encodeReply(3n, huge));
-  assert.is.not(allocReplyBody(100).buffer, huge.buffer);
-  assert.is(replyPoolSize(), 0);
-});
-
-test('releaseReplyPool drops pooled bodies, and later large replies still work', () => {
-  recycleReply(encodeReply(1n, allocReplyBody(1 << 20)));
-  assert.ok(replyPoolSize() > 0);
-  releaseReplyPool();
-  assert.is(replyPoolSize(), 0);
-  const body = allocReplyBody(200_000);
-  body.fill(7);
-  const out = encodeReply(3n, body);
-  assert.is(out.length, 16 + 200_000);
-  assert.is(out[16 + 199_999], 7);
+test('memory from allocWithHeadroom takes the header in front of the body; other memory is copied', () => {
+  const body = Buffer.from(allocWithHeadroom(8), FUSE_OUT_HEADER_SIZE, 8).fill(9);
+  const out = encodeReply(5, body);
+  assert.is(out.buffer, body.buffer);
+  assert.equal(out, hex(`18000000 00000000 0500000000000000 0909090909090909`));
+  // Same offset into memory that has no headroom (a slice of a bigger buffer): copied, not overwritten.
+  const plain = Buffer.alloc(24, 1).subarray(FUSE_OUT_HEADER_SIZE);
+  assert.is.not(encodeReply(5, plain).buffer, plain.buffer);
+  assert.ok(Buffer.from(plain.buffer, 0, FUSE_OUT_HEADER_SIZE).every((b) => b === 1));
 });
 
 test('unique ids are Numbers while exact and BigInts above 2^53, written back bit for bit', () => {
@@ -110,16 +88,6 @@ test('unique ids are Numbers while exact and BigInts above 2^53, written back bi
     assert.is(decodeOutHeader(encodeErrorReply(want, 2)).unique, bits);
     assert.is(decodeOutHeader(encodeReply(want, Buffer.from('x'))).unique, bits);
   }
-});
-
-test('releaseIdleReplyPool keeps the pool while READs use it and drops it once they stopped', () => {
-  releaseReplyPool();
-  recycleReply(encodeReply(1, allocReplyBody(1 << 20)));
-  assert.is(replyPoolSize(), 1);
-  assert.is(releaseIdleReplyPool(), false); // a body was taken since the last look
-  assert.is(replyPoolSize(), 1);
-  assert.is(releaseIdleReplyPool(), true);
-  assert.is(replyPoolSize(), 0);
 });
 
 test('names are NUL-terminated; an unterminated one is rejected', () => {
