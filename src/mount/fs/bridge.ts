@@ -13,7 +13,7 @@ import type { FuseLseekIn } from '../fuse/wire/lseek.js';
 import type { FuseOpenIn, FuseOpenOut, FuseReadIn, FuseReleaseIn } from '../fuse/wire/open.js';
 import type { FuseKstatfs } from '../fuse/wire/statfs.js';
 import { allocReplyBody } from '../fuse/reply-pool.js';
-import { S_IFDIR, S_IFMT } from '../../store/tree-index.js';
+import { S_IFDIR, S_IFMT } from '../../store/tree-index-format.js';
 import type { Filesystem, NodeAttr, OpenedFile } from './api.js';
 import { FileTable } from './file-table.js';
 import { LookupCounts } from './lookup-counts.js';
