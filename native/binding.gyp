@@ -11,6 +11,8 @@
         "src/files.c",
         "src/process.c",
         "src/reader.c",
+        "src/thread-reader.c",
+        "src/poll-reader.c",
         "src/daemon.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
