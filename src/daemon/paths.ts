@@ -10,7 +10,7 @@ export const DEFAULT_ROOT_LOG = NATIVE_CONTRACT.daemonLog.rootDefault;
 
 /** --socket > $STRATA_SOCKET > /run/strata/strata.sock */
 export function resolveSocket(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return explicit || env.STRATA_SOCKET || DEFAULT_SOCKET;
+  return explicit || env[NATIVE_CONTRACT.socket.env] || DEFAULT_SOCKET;
 }
 
 /** --log-file > $STRATA_LOG_FILE > /var/log/strata/daemon.log for root > $XDG_STATE_HOME/strata/daemon.log. */

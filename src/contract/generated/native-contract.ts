@@ -1,7 +1,7 @@
 // Generated from src/contract/native-contract.json by scripts/gen-contract.mjs. Do not edit.
 export const NATIVE_CONTRACT = {
   socket: { env: 'STRATA_SOCKET', default: '/run/strata/strata.sock' },
-  daemonLog: { env: 'STRATA_LOG_FILE', rootDefault: '/var/log/strata/daemon.log' },
+  daemonLog: { rootDefault: '/var/log/strata/daemon.log' },
   hook: {
     magic: 'STRATA-HOOK',
     version: 1,
