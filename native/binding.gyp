@@ -1,6 +1,18 @@
 {
   "targets": [
     {
+      "target_name": "contract-header",
+      "type": "none",
+      "actions": [
+        {
+          "action_name": "gen-contract-header",
+          "inputs": ["../src/contract/native-contract.json", "../scripts/gen-contract.mjs"],
+          "outputs": ["generated/strata-contract.h"],
+          "action": ["node", "../scripts/gen-contract.mjs", "--header", "generated/strata-contract.h"]
+        }
+      ]
+    },
+    {
       "target_name": "strata",
       "sources": [
         "src/addon.c",
@@ -11,6 +23,8 @@
         "src/files.c",
         "src/process.c",
         "src/reader.c",
+        "src/thread-reader.c",
+        "src/poll-reader.c",
         "src/daemon.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
@@ -20,6 +34,8 @@
     {
       "target_name": "strata-hook",
       "type": "executable",
+      "dependencies": ["contract-header"],
+      "include_dirs": ["generated"],
       "sources": ["hook/strata-hook.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },
@@ -27,6 +43,8 @@
       "target_name": "strata-cli",
       "product_name": "strata",
       "type": "executable",
+      "dependencies": ["contract-header"],
+      "include_dirs": ["generated"],
       "sources": ["front/strata.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
       "defines": ["STRATA_NODE=<!(node -p \"JSON.stringify(process.execPath)\")"]

@@ -24,7 +24,7 @@ export const LAYERS = [
   ['spec', 'mount'],
   ['store'],
   ['schema', 'native-addon', 'executables'],
-  ['errors'],
+  ['errors', 'contract'],
 ];
 
 const SOURCE = /\.(ts|cts|mts|js|cjs|mjs)$/;

@@ -7,11 +7,17 @@
  * Mechanism only. The daemon parses the run options, writes the bundle and the record, prepares
  * the root, and answers with the exact runtime argv; this program forks and execs it, forwards
  * signals to it, reports how it ended, and exits with the code the daemon names. The wire
- * protocol is specified in src/daemon/run-protocol.ts (header comment): a message is
- * "<verb> <length>\n" and <length> bytes of NUL-terminated fields.
+ * protocol is specified in src/run/protocol.ts (header comment): a message is
+ * "<verb> <length>\n" and <length> bytes of NUL-terminated fields. Every value shared with
+ * TypeScript (socket, limits, verbs, signals, exit codes, the messages the Node front end prints
+ * too) comes from the generated strata-contract.h (src/contract/native-contract.json).
  *
- * Signals: SIGINT SIGTERM SIGHUP SIGQUIT SIGUSR2 SIGALRM SIGPIPE (those not ignored when we
- * start) and SIGCHLD are blocked from the first instruction, so a ^C during the request stays
+ * A daemon lost before its final word leaves the exit code to us: the runtime's, or, when the
+ * daemon named a pid file (pidfile=) that the runtime never wrote and the runtime failed, 125
+ * and "the container did not start": its hook found no daemon.
+ *
+ * Signals: STRATA_RUN_FORWARDED_SIGNALS (SIGINT SIGTERM SIGHUP SIGQUIT SIGUSR2 SIGALRM SIGPIPE;
+ * those not ignored when we start) and SIGCHLD are blocked from the first instruction, so a ^C during the request stays
  * pending: if one is pending when the exec message arrives, nothing is started ("early").
  */
 #define _GNU_SOURCE
@@ -37,16 +43,15 @@
 #define STRATA_NODE "/usr/bin/node"
 #endif
 
-#define PROTOCOL_VERSION "1"
-#define MAX_MESSAGE (1 << 20) /* MAX_RUN_MESSAGE in run-protocol.ts */
-#define MAX_HEADER 32
-#define REPLY_TIMEOUT_MS 120000
-#define NO_RUNTIME 125 /* podman's "the container could not be run" */
-#define LOST_MESSAGE "lost the daemon connection; the container's record may be stale (strata ps)"
+#include "strata-contract.h"
+
+#define MAX_HEADER STRATA_RUN_MAX_HEADER
+#define NO_RUNTIME STRATA_EXIT_RUN_FAILED /* podman's "the container could not be run" */
+#define NO_ANSWER "the daemon closed the connection without answering (see its log, " STRATA_DAEMON_LOG_ROOT_DEFAULT ")"
 
 extern char **environ;
 
-static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGALRM, SIGPIPE};
+static const int FORWARDED[] = {STRATA_RUN_FORWARDED_SIGNALS};
 static sigset_t original_mask; /* restored in the runtime and before exec of the Node CLI */
 static sigset_t forward_set;   /* FORWARDED minus those our parent left ignored */
 static sigset_t wait_set;      /* forward_set + SIGCHLD */
@@ -146,14 +151,14 @@ struct message {
   char *body;
 };
 
-/* Reads one message within REPLY_TIMEOUT_MS. 0, or -1 on EOF, error, timeout or a malformed one. */
+/* Reads one message within STRATA_RUN_REPLY_TIMEOUT_MS. 0, or -1 on EOF, error, timeout or a malformed one. */
 static int read_message(int sock, struct message *msg) {
   static char head[MAX_HEADER + 1];
   size_t hl = 0;
   long long deadline = 0;
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
-  deadline = now.tv_sec * 1000LL + now.tv_nsec / 1000000 + REPLY_TIMEOUT_MS;
+  deadline = now.tv_sec * 1000LL + now.tv_nsec / 1000000 + STRATA_RUN_REPLY_TIMEOUT_MS;
   char *body = NULL;
   size_t want = 0, have = 0;
   for (;;) {
@@ -175,7 +180,7 @@ static int read_message(int sock, struct message *msg) {
       char *end;
       if (!sp || sp == head || (size_t)(sp - head) >= sizeof(msg->verb)) goto bad;
       unsigned long len = strtoul(sp + 1, &end, 10);
-      if (*end || end == sp + 1 || len > MAX_MESSAGE) goto bad;
+      if (*end || end == sp + 1 || len > STRATA_RUN_MAX_MESSAGE) goto bad;
       memcpy(msg->verb, head, (size_t)(sp - head));
       msg->verb[sp - head] = 0;
       want = len;
@@ -204,6 +209,7 @@ bad:
 struct exec_order {
   const char *cwd;
   const char *mntns;
+  const char *pidfile; /* where the runtime writes the container's pid: it started if it exists */
   int stdin_null, new_pgrp;
   char **argv;
 };
@@ -220,6 +226,7 @@ static int parse_exec(const struct message *m, struct exec_order *x) {
     else if (strcmp(f, "stdin=inherit") == 0) x->stdin_null = 0;
     else if (strcmp(f, "pgrp=same") == 0) x->new_pgrp = 0;
     else if (strncmp(f, "mntns=", 6) == 0) x->mntns = f + 6;
+    else if (strncmp(f, "pidfile=", 8) == 0 && f[8]) x->pidfile = f + 8;
   }
   return -1;
 }
@@ -227,7 +234,7 @@ static int parse_exec(const struct message *m, struct exec_order *x) {
 /* In the forked child: never returns. */
 static void start_runtime(const struct exec_order *x) {
   const char *what = "";
-  int code = 127;
+  int code = STRATA_EXIT_NOT_FOUND;
   signal(SIGCHLD, SIG_DFL);
   sigprocmask(SIG_SETMASK, &original_mask, NULL);
   if (x->new_pgrp && setpgid(0, 0) < 0) {
@@ -260,7 +267,8 @@ static void start_runtime(const struct exec_order *x) {
   syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
   execv(x->argv[0], x->argv);
   what = "";
-  code = errno == EACCES || errno == ENOEXEC || errno == EISDIR || errno == EPERM ? 126 : 127;
+  code = errno == EACCES || errno == ENOEXEC || errno == EISDIR || errno == EPERM ? STRATA_EXIT_CANNOT_EXECUTE
+                                                                                : STRATA_EXIT_NOT_FOUND;
 fail:
   fprintf(stderr, "strata: cannot start %s: %s%s\n", x->argv[0], what, strerror(errno));
   _exit(code);
@@ -275,7 +283,7 @@ static int run_runtime(int sock, const struct exec_order *x, int *daemon_ok) {
   if (x->new_pgrp) setpgid(pid, pid);
   char num[24];
   snprintf(num, sizeof(num), "%d", (int)pid);
-  if (send_message(sock, "started", num, NULL) < 0) *daemon_ok = 0;
+  if (send_message(sock, STRATA_RUN_FRONT_VERBS_STARTED, num, NULL) < 0) *daemon_ok = 0;
   for (;;) {
     siginfo_t si;
     int sig = sigwaitinfo(&wait_set, &si);
@@ -299,8 +307,8 @@ static int run_runtime(int sock, const struct exec_order *x, int *daemon_ok) {
 /* ---- main ---- */
 
 static int connect_daemon(void) {
-  const char *path = getenv("STRATA_SOCKET");
-  if (!path || !*path) path = "/run/strata/strata.sock";
+  const char *path = getenv(STRATA_SOCKET_ENV);
+  if (!path || !*path) path = STRATA_SOCKET_DEFAULT;
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof(addr.sun_path)) fail(NO_RUNTIME, "socket path too long: %s", path);
   strcpy(addr.sun_path, path);
@@ -339,17 +347,18 @@ static int pending_signal(void) {
   return 0;
 }
 
-/* Prints the daemon's final word and exits with its code; `lost_code` if it has none for us. */
-static void finish(int sock, int daemon_ok, int lost_code) {
+/* Prints the daemon's final word and exits with its code; `lost_code` and `lost_message` if it has
+ * none for us. */
+static void finish(int sock, int daemon_ok, int lost_code, const char *lost_message) {
   struct message m;
-  if (!daemon_ok || read_message(sock, &m) < 0 || strcmp(m.verb, "exit") != 0 || m.count < 1)
-    fail(lost_code, LOST_MESSAGE);
+  if (!daemon_ok || read_message(sock, &m) < 0 || strcmp(m.verb, STRATA_RUN_DAEMON_VERBS_EXIT) != 0 || m.count < 1)
+    fail(lost_code, "%s", lost_message);
   if (m.count > 1 && m.fields[1][0]) fprintf(stderr, "%s\n", m.fields[1]);
   exit(atoi(m.fields[0]));
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2 || strcmp(argv[1], "run") != 0) exec_node_cli(argc, argv);
+  if (argc < 2 || strcmp(argv[1], STRATA_RUN_FRONT_VERBS_RUN) != 0) exec_node_cli(argc, argv);
   block_signals();
   int sock = connect_daemon();
   if (sock < 0) exec_node_cli(argc, argv); /* the Node CLI starts a daemon */
@@ -359,49 +368,53 @@ int main(int argc, char **argv) {
   char argc_text[24];
   snprintf(argc_text, sizeof(argc_text), "%d", argc - 2);
   struct buf body = {0};
-  put_field(&body, PROTOCOL_VERSION);
+  put_field(&body, STRATA_RUN_VERSION);
   put_field(&body, cwd);
   put_field(&body, argc_text);
   for (int i = 2; i < argc; i++) put_field(&body, argv[i]);
   for (char **e = environ; *e; e++) put_field(&body, *e);
   /* The daemon refuses more; the Node CLI does not have that limit. */
-  if (body.len > MAX_MESSAGE) exec_node_cli(argc, argv);
-  struct buf request = frame("run", &body);
+  if (body.len > STRATA_RUN_MAX_MESSAGE) exec_node_cli(argc, argv);
+  struct buf request = frame(STRATA_RUN_FRONT_VERBS_RUN, &body);
   if (send_all(sock, &request) < 0) fail(NO_RUNTIME, "writing to the daemon: %s", strerror(errno));
   free(body.data);
   free(request.data);
 
   struct message m;
-  if (read_message(sock, &m) < 0)
-    fail(NO_RUNTIME, "the daemon closed the connection without answering (see its log, /var/log/strata/daemon.log)");
-  if (strcmp(m.verb, "fallback") == 0) {
+  if (read_message(sock, &m) < 0) fail(NO_RUNTIME, NO_ANSWER);
+  if (strcmp(m.verb, STRATA_RUN_DAEMON_VERBS_FALLBACK) == 0) {
     close(sock);
     exec_node_cli(argc, argv);
   }
-  if (strcmp(m.verb, "exit") == 0 && m.count >= 1) {
+  if (strcmp(m.verb, STRATA_RUN_DAEMON_VERBS_EXIT) == 0 && m.count >= 1) {
     if (m.count > 1 && m.fields[1][0]) fprintf(stderr, "%s\n", m.fields[1]);
     exit(atoi(m.fields[0]));
   }
   struct exec_order x;
-  if (strcmp(m.verb, "exec") != 0 || parse_exec(&m, &x) < 0)
-    fail(NO_RUNTIME, "the daemon closed the connection without answering (see its log, /var/log/strata/daemon.log)");
+  if (strcmp(m.verb, STRATA_RUN_DAEMON_VERBS_EXEC) != 0 || parse_exec(&m, &x) < 0) fail(NO_RUNTIME, NO_ANSWER);
 
-  char kind[8], value[24];
+  const char *kind;
+  char value[24];
   int daemon_ok = 1, lost_code;
+  const char *lost_message = STRATA_RUN_LOST_MESSAGE;
   int sig = pending_signal();
   if (sig) {
-    snprintf(kind, sizeof(kind), "early");
+    kind = STRATA_RUN_EXITED_KINDS_EARLY;
     snprintf(value, sizeof(value), "%d", sig);
     lost_code = NO_RUNTIME;
   } else {
     int status = run_runtime(sock, &x, &daemon_ok);
     int signaled = WIFSIGNALED(status);
     int n = signaled ? WTERMSIG(status) : WEXITSTATUS(status);
-    snprintf(kind, sizeof(kind), "%s", signaled ? "signal" : "code");
+    kind = signaled ? STRATA_RUN_EXITED_KINDS_SIGNAL : STRATA_RUN_EXITED_KINDS_CODE;
     snprintf(value, sizeof(value), "%d", n);
     lost_code = signaled ? 128 + n : n;
+    if (!signaled && n != 0 && x.pidfile && access(x.pidfile, F_OK) < 0) {
+      lost_code = NO_RUNTIME;
+      lost_message = STRATA_RUN_LOST_BEFORE_START_MESSAGE;
+    }
   }
-  if (daemon_ok && send_message(sock, "exited", kind, value) < 0) daemon_ok = 0;
-  finish(sock, daemon_ok, lost_code);
+  if (daemon_ok && send_message(sock, STRATA_RUN_FRONT_VERBS_EXITED, kind, value) < 0) daemon_ok = 0;
+  finish(sock, daemon_ok, lost_code, lost_message);
   return 0;
 }

@@ -18,7 +18,15 @@
  * Wire protocol (one connection per call): the hook writes "STRATA-HOOK 1 STAGE\n" followed by
  * the state JSON, then shuts down its write side. The daemon answers with one message of text
  * lines and, for createContainer, the mount fd as SCM_RIGHTS:
- *   ok\n  [rootfs ABS-PATH\n]  [readonly 1\n]          or      error MESSAGE\n
+ *   ok\n  [rootfs ABS-PATH\n]  [readonly 1\n]          or      error MESSAGE\n  [exit CODE\n]
+ * Every value shared with TypeScript (socket, limits, stages, exit codes) comes from the generated
+ * strata-contract.h (src/contract/native-contract.json).
+ *
+ * Exit codes (STRATA_HOOK_EXIT_*), so a runtime's or podman's report says which step failed:
+ * 1 the daemon refused (its message is printed), 2 usage, 3 the daemon is unreachable (or could
+ * not be started), 4 it did not answer in time, 5 the image is not in the store (the daemon says
+ * so with "exit 5"), 6 attaching the mount failed, 7 the daemon's reply made no sense. A refusal's
+ * code is the daemon's choice ("exit CODE"): the hook decides nothing.
  *
  * The attach sequence is the one of docs/architecture.md#kernel-facts: O_PATH handles to the runtime's mounts
  * under the rootfs, the new mount moved over the rootfs, then each of them moved onto a target
@@ -47,41 +55,55 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_STATE (1 << 20)
-#define MAX_REPLY 8192
+#include "strata-contract.h"
+
 #define MAX_KIDS 64
-#define CONNECT_WAIT_MS 10000
-#define IO_TIMEOUT_S 30
 #define MAX_ATTEMPTS 5
 
 static const char *stage = "?";
 
-static void die(const char *fmt, ...) {
+static void die(int code, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "strata-hook %s: ", stage);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
-  exit(1);
+  exit(code);
 }
 
 static const char *socket_path(void) {
-  const char *p = getenv("STRATA_SOCKET");
-  return p && *p ? p : "/run/strata/strata.sock";
+  const char *p = getenv(STRATA_SOCKET_ENV);
+  return p && *p ? p : STRATA_SOCKET_DEFAULT;
+}
+
+/* $STRATA_HOOK_TIMEOUT_MS when it is a positive number, else `fallback`. */
+static int timeout_ms(int fallback) {
+  const char *v = getenv(STRATA_HOOK_TIMEOUT_ENV);
+  char *end;
+  long ms = v && *v ? strtol(v, &end, 10) : 0;
+  return ms > 0 && ms < INT_MAX && *end == 0 ? (int)ms : fallback;
+}
+
+/* A send or receive timeout (SO_SNDTIMEO, SO_RCVTIMEO) ran out: exit "timeout", else "unreachable". */
+static void die_io(const char *what) {
+  if (errno == EAGAIN || errno == EWOULDBLOCK)
+    die(STRATA_HOOK_EXIT_TIMEOUT, "%s: the daemon at %s did not answer within %d ms", what, socket_path(),
+        timeout_ms(STRATA_HOOK_IO_TIMEOUT_MS));
+  die(STRATA_HOOK_EXIT_UNREACHABLE, "%s: %s", what, strerror(errno));
 }
 
 static char *read_all(int fd, size_t max, size_t *len) {
   char *buf = malloc(max + 1);
   size_t n = 0;
-  if (!buf) die("out of memory");
+  if (!buf) die(STRATA_HOOK_EXIT_FAILED, "out of memory");
   for (;;) {
     ssize_t r = read(fd, buf + n, max - n);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) die("reading the OCI state from stdin: %s", strerror(errno));
+    if (r < 0) die(STRATA_HOOK_EXIT_FAILED, "reading the OCI state from stdin: %s", strerror(errno));
     if (r == 0) break;
     n += (size_t)r;
-    if (n == max) die("OCI state on stdin is larger than %d bytes", MAX_STATE);
+    if (n == max) die(STRATA_HOOK_EXIT_FAILED, "OCI state on stdin is larger than %d bytes", STRATA_HOOK_MAX_STATE);
   }
   buf[n] = 0;
   *len = n;
@@ -90,12 +112,13 @@ static char *read_all(int fd, size_t max, size_t *len) {
 
 static int try_connect(const char *path) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof(addr.sun_path)) die("socket path too long: %s", path);
+  if (strlen(path) >= sizeof(addr.sun_path)) die(STRATA_HOOK_EXIT_UNREACHABLE, "socket path too long: %s", path);
   strcpy(addr.sun_path, path);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) die("socket: %s", strerror(errno));
+  if (fd < 0) die(STRATA_HOOK_EXIT_FAILED, "socket: %s", strerror(errno));
   if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+    int ms = timeout_ms(STRATA_HOOK_IO_TIMEOUT_MS);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     return fd;
@@ -117,11 +140,11 @@ static void start_daemon(char **argv) {
   memcpy(addr.sun_path + 1, notify + 1, nlen - 1);
   socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + nlen);
   if (ns < 0 || bind(ns, (struct sockaddr *)&addr, alen) < 0)
-    die("binding the notify socket %s: %s", notify, strerror(errno));
+    die(STRATA_HOOK_EXIT_FAILED, "binding the notify socket %s: %s", notify, strerror(errno));
   int errpipe[2];
-  if (pipe2(errpipe, O_CLOEXEC) < 0) die("pipe: %s", strerror(errno));
+  if (pipe2(errpipe, O_CLOEXEC) < 0) die(STRATA_HOOK_EXIT_FAILED, "pipe: %s", strerror(errno));
   pid_t pid = fork();
-  if (pid < 0) die("fork: %s", strerror(errno));
+  if (pid < 0) die(STRATA_HOOK_EXIT_FAILED, "fork: %s", strerror(errno));
   if (pid == 0) {
     setsid();
     /* Not the runtime's cwd (a bundle or rootfs directory): the daemon outlives the container. */
@@ -141,14 +164,17 @@ static void start_daemon(char **argv) {
   close(errpipe[1]);
   waitpid(pid, NULL, 0);
   int e = 0;
-  if (read(errpipe[0], &e, sizeof(e)) == sizeof(e)) die("starting the daemon %s: %s", argv[0], strerror(e));
+  if (read(errpipe[0], &e, sizeof(e)) == sizeof(e))
+    die(STRATA_HOOK_EXIT_UNREACHABLE, "starting the daemon %s: %s", argv[0], strerror(e));
   close(errpipe[0]);
   struct pollfd p = {.fd = ns, .events = POLLIN};
+  int wait_ms = timeout_ms(STRATA_HOOK_READY_TIMEOUT_MS);
   for (;;) {
-    int r = poll(&p, 1, CONNECT_WAIT_MS);
-    if (r == 0) die("the daemon (%s) did not report ready within %d ms; see its log", argv[0], CONNECT_WAIT_MS);
+    int r = poll(&p, 1, wait_ms);
+    if (r == 0)
+      die(STRATA_HOOK_EXIT_TIMEOUT, "the daemon (%s) did not report ready within %d ms; see its log", argv[0], wait_ms);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) die("poll: %s", strerror(errno));
+    if (r < 0) die(STRATA_HOOK_EXIT_FAILED, "poll: %s", strerror(errno));
     char msg[512];
     ssize_t n = recv(ns, msg, sizeof(msg) - 1, 0);
     if (n <= 0) continue;
@@ -161,7 +187,8 @@ static void start_daemon(char **argv) {
         status += 7;
         status[strcspn(status, "\n")] = 0;
       }
-      die("the daemon (%s) failed to start: %s", argv[0], status ? status : "no reason given; see its log");
+      die(STRATA_HOOK_EXIT_UNREACHABLE, "the daemon (%s) failed to start: %s", argv[0],
+          status ? status : "no reason given; see its log");
     }
   }
   close(ns);
@@ -180,7 +207,8 @@ static int connect_daemon(char **daemon_argv, int optional) {
     int gone = errno == ENOENT || errno == ECONNREFUSED;
     if (optional && gone) return -1;
     if (!gone || !daemon_argv || !daemon_argv[0] || attempt > MAX_ATTEMPTS)
-      die("cannot reach the strata daemon at %s: %s (is `strata daemon` running?)", socket_path(), strerror(errno));
+      die(STRATA_HOOK_EXIT_UNREACHABLE, "cannot reach the strata daemon at %s: %s (is `strata daemon` running?)",
+          socket_path(), strerror(errno));
     start_daemon(daemon_argv);
   }
 }
@@ -191,7 +219,7 @@ static int write_all(int fd, const char *buf, size_t len) {
     ssize_t w = write(fd, buf, len);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) return -1;
-    if (w < 0) die("writing to the daemon: %s", strerror(errno));
+    if (w < 0) die_io("writing to the daemon");
     buf += w;
     len -= (size_t)w;
   }
@@ -213,7 +241,7 @@ static int recv_reply(int sock, char *text, size_t cap, int *fd_out) {
     ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && errno == ECONNRESET && n == 0) return -1;
-    if (r < 0) die("reading the daemon's reply: %s", strerror(errno));
+    if (r < 0) die_io("reading the daemon's reply");
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && *fd_out < 0)
         memcpy(fd_out, CMSG_DATA(c), sizeof(int));
@@ -236,7 +264,7 @@ static const char *reply_field(const char *reply, const char *key) {
     if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
       const char *v = line + klen + 1;
       size_t len = strcspn(v, "\n");
-      if (len >= sizeof(value)) die("daemon reply field %s too long", key);
+      if (len >= sizeof(value)) die(STRATA_HOOK_EXIT_BAD_REPLY, "daemon reply field %s too long", key);
       memcpy(value, v, len);
       value[len] = 0;
       return value;
@@ -267,7 +295,7 @@ struct kid {
 /* The mounts directly under the rootfs mount, as relative paths, in mountinfo order. */
 static int rootfs_children(const char *rootfs, struct kid *kids) {
   FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f) die("opening /proc/self/mountinfo: %s", strerror(errno));
+  if (!f) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "opening /proc/self/mountinfo: %s", strerror(errno));
   char *line = NULL;
   size_t cap = 0;
   int root_id = -1, count = 0;
@@ -280,7 +308,7 @@ static int rootfs_children(const char *rootfs, struct kid *kids) {
     unescape(mnt);
     if (strcmp(mnt, rootfs) == 0) root_id = id;
   }
-  if (root_id < 0) die("no mount at the rootfs %s in this mount namespace", rootfs);
+  if (root_id < 0) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "no mount at the rootfs %s in this mount namespace", rootfs);
   rewind(f);
   while (getline(&line, &cap, f) > 0) {
     int id, parent;
@@ -288,7 +316,7 @@ static int rootfs_children(const char *rootfs, struct kid *kids) {
     if (sscanf(line, "%d %d %*s %*s %4095s", &id, &parent, mnt) != 3) continue;
     unescape(mnt);
     if (parent != root_id || strncmp(mnt, rootfs, rlen) != 0 || mnt[rlen] != '/') continue;
-    if (count == MAX_KIDS) die("more than %d mounts under the rootfs", MAX_KIDS);
+    if (count == MAX_KIDS) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "more than %d mounts under the rootfs", MAX_KIDS);
     snprintf(kids[count].rel, sizeof(kids[count].rel), "%s", mnt + rlen + 1);
     count++;
   }
@@ -303,52 +331,62 @@ static void attach(int newfd, const char *rootfs, int readonly) {
   for (int i = 0; i < n; i++) {
     char abs[PATH_MAX];
     if ((size_t)snprintf(abs, sizeof(abs), "%s/%.*s", rootfs, PATH_MAX / 2, kids[i].rel) >= sizeof(abs))
-      die("mount path under %s too long", rootfs);
+      die(STRATA_HOOK_EXIT_ATTACH_FAILED, "mount path under %s too long", rootfs);
     kids[i].fd = (int)syscall(SYS_open_tree, AT_FDCWD, abs, OPEN_TREE_CLOEXEC);
-    if (kids[i].fd < 0) die("open_tree %s: %s", abs, strerror(errno));
+    if (kids[i].fd < 0) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "open_tree %s: %s", abs, strerror(errno));
   }
   if (syscall(SYS_move_mount, newfd, "", AT_FDCWD, rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-    die("move_mount of the image onto %s: %s", rootfs, strerror(errno));
+    die(STRATA_HOOK_EXIT_ATTACH_FAILED, "move_mount of the image onto %s: %s", rootfs, strerror(errno));
   for (int i = 0; i < n; i++) {
     struct stat st;
-    if (fstat(kids[i].fd, &st) < 0) die("fstat %s: %s", kids[i].rel, strerror(errno));
+    if (fstat(kids[i].fd, &st) < 0) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "fstat %s: %s", kids[i].rel, strerror(errno));
     struct open_how how = {
         .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0),
         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
     int target = (int)syscall(SYS_openat2, newfd, kids[i].rel, &how, sizeof(how));
     if (target < 0)
-      die("the image has no %s for the mount at /%s (%s)", S_ISDIR(st.st_mode) ? "directory" : "file", kids[i].rel,
-          strerror(errno));
+      die(STRATA_HOOK_EXIT_ATTACH_FAILED, "the image has no %s for the mount at /%s (%s)",
+          S_ISDIR(st.st_mode) ? "directory" : "file", kids[i].rel, strerror(errno));
     if (syscall(SYS_move_mount, kids[i].fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-      die("moving the mount /%s onto the image: %s", kids[i].rel, strerror(errno));
+      die(STRATA_HOOK_EXIT_ATTACH_FAILED, "moving the mount /%s onto the image: %s", kids[i].rel, strerror(errno));
     close(target);
     close(kids[i].fd);
   }
   if (readonly) {
     struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
     if (syscall(SYS_mount_setattr, newfd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
-      die("making the rootfs read-only: %s", strerror(errno));
+      die(STRATA_HOOK_EXIT_ATTACH_FAILED, "making the rootfs read-only: %s", strerror(errno));
   }
 }
 
+/* The exit code a refusal names ("exit CODE"), or STRATA_HOOK_EXIT_FAILED. */
+static int refusal_code(const char *reply) {
+  const char *v = reply_field(reply, "exit");
+  char *end;
+  long code = v ? strtol(v, &end, 10) : 0;
+  return v && *end == 0 && code > 0 && code < 126 ? (int)code : STRATA_HOOK_EXIT_FAILED;
+}
+
 int main(int argc, char **argv) {
+  static const char *const stages[] = {STRATA_HOOK_STAGES};
   if (argc < 2) {
-    fprintf(stderr, "usage: strata-hook createRuntime|createContainer|poststop [DAEMON-ARGV...]\n");
-    return 2;
+    fprintf(stderr, "usage: strata-hook %s|%s|%s [DAEMON-ARGV...]\n", stages[0], stages[1], stages[2]);
+    return STRATA_HOOK_EXIT_USAGE;
   }
   stage = argv[1];
-  int is_runtime = strcmp(stage, "createRuntime") == 0;
-  int is_container = strcmp(stage, "createContainer") == 0;
-  int is_poststop = strcmp(stage, "poststop") == 0;
-  if (!is_runtime && !is_container && !is_poststop) die("unknown stage (want createRuntime, createContainer or poststop)");
+  int is_runtime = strcmp(stage, STRATA_HOOK_STAGES_CREATE_RUNTIME) == 0;
+  int is_container = strcmp(stage, STRATA_HOOK_STAGES_CREATE_CONTAINER) == 0;
+  int is_poststop = strcmp(stage, STRATA_HOOK_STAGES_POSTSTOP) == 0;
+  if (!is_runtime && !is_container && !is_poststop)
+    die(STRATA_HOOK_EXIT_USAGE, "unknown stage (want %s, %s or %s)", stages[0], stages[1], stages[2]);
   signal(SIGPIPE, SIG_IGN);
 
   size_t len;
-  char *state = read_all(0, MAX_STATE, &len);
+  char *state = read_all(0, STRATA_HOOK_MAX_STATE, &len);
   char head[64];
-  int hl = snprintf(head, sizeof(head), "STRATA-HOOK 1 %s\n", stage);
-  static char reply[MAX_REPLY];
+  int hl = snprintf(head, sizeof(head), "%s %d %s\n", STRATA_HOOK_MAGIC, STRATA_HOOK_VERSION, stage);
+  static char reply[STRATA_HOOK_MAX_REPLY];
   int fd = -1;
   for (int attempt = 1;; attempt++) {
     int sock = connect_daemon(is_runtime && argc > 2 ? argv + 2 : NULL, is_poststop);
@@ -360,18 +398,22 @@ int main(int argc, char **argv) {
     if (ok) break;
     if (fd >= 0) close(fd);
     fd = -1;
-    if (attempt == MAX_ATTEMPTS) die("the daemon at %s closed the connection without answering", socket_path());
+    if (attempt == MAX_ATTEMPTS)
+      die(STRATA_HOOK_EXIT_UNREACHABLE, "the daemon at %s closed the connection without answering", socket_path());
     usleep(20000);
   }
   if (strncmp(reply, "error ", 6) == 0) {
+    if (fd >= 0) close(fd);
+    int code = refusal_code(reply);
     reply[strcspn(reply, "\n")] = 0;
-    die("%s", reply + 6);
+    die(code, "%s", reply + 6);
   }
-  if (strncmp(reply, "ok", 2) != 0 || (reply[2] != '\n' && reply[2] != 0)) die("unexpected reply from the daemon");
+  if (strncmp(reply, "ok", 2) != 0 || (reply[2] != '\n' && reply[2] != 0))
+    die(STRATA_HOOK_EXIT_BAD_REPLY, "unexpected reply from the daemon");
   if (is_container) {
     /* reply_field returns a static buffer: copy each value before the next call. */
     const char *rootfs = reply_field(reply, "rootfs");
-    if (fd < 0 || !rootfs) die("the daemon sent no mount for this container");
+    if (fd < 0 || !rootfs) die(STRATA_HOOK_EXIT_BAD_REPLY, "the daemon sent no mount for this container");
     char rootfs_copy[PATH_MAX];
     snprintf(rootfs_copy, sizeof(rootfs_copy), "%s", rootfs);
     const char *ro = reply_field(reply, "readonly");

@@ -2,9 +2,16 @@
 // daemon. Deliberately line-based so the C side needs no JSON parser: the hook sends
 // "STRATA-HOOK 1 <stage>\n" and the OCI state JSON, then half-closes; the daemon answers with
 // "ok\n" plus optional "key value" lines (and, for createContainer, the mount fd as
-// SCM_RIGHTS), or a single "error <message>\n" line.
-import { InvalidArgumentError } from '../errors.js';
+// SCM_RIGHTS), or an "error <message>\n" line and an "exit <code>\n" line: the code the hook
+// exits with (HOOK_EXIT), chosen here so the hook decides nothing.
+import { InvalidArgumentError, StrataError } from '../errors.js';
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
 import { HOOK_STAGES, type HookStage } from '../spec/hook-injection.js';
+
+/** The hook executable's exit codes (native/hook/strata-hook.c says when each happens). */
+export const HOOK_EXIT = NATIVE_CONTRACT.hook.exit;
+/** The state JSON the hook sends at most. */
+export const MAX_HOOK_STATE = NATIVE_CONTRACT.hook.maxState;
 
 export interface HookRequest {
   stage: HookStage;
@@ -12,11 +19,12 @@ export interface HookRequest {
   stateJson: string;
 }
 
-const HEAD = /^STRATA-HOOK 1 ([A-Za-z]+)\n/;
+const MAGIC = `${NATIVE_CONTRACT.hook.magic} `;
+const HEAD = new RegExp(`^${MAGIC}${NATIVE_CONTRACT.hook.version} ([A-Za-z]+)\n`);
 
 /** Is this the start of a hook request (as opposed to a JSON API request)? */
 export function isHookRequest(data: Buffer): boolean {
-  return data.subarray(0, 12).toString('latin1') === 'STRATA-HOOK ';
+  return data.subarray(0, MAGIC.length).toString('latin1') === MAGIC;
 }
 
 export function decodeHookRequest(data: Buffer): HookRequest {
@@ -30,7 +38,7 @@ export function decodeHookRequest(data: Buffer): HookRequest {
 }
 
 export function encodeHookRequest(req: HookRequest): Buffer {
-  return Buffer.from(`STRATA-HOOK 1 ${req.stage}\n${req.stateJson}`);
+  return Buffer.from(`${MAGIC}${NATIVE_CONTRACT.hook.version} ${req.stage}\n${req.stateJson}`);
 }
 
 export interface HookReplyOk {
@@ -45,8 +53,30 @@ function oneLine(s: string): string {
   return s.replace(/[\r\n]+/g, ' ');
 }
 
-export function encodeHookReply(reply: HookReplyOk | { ok: false; message: string }): Buffer {
-  if (!reply.ok) return Buffer.from(`error ${oneLine(reply.message)}\n`);
+export interface HookReplyError {
+  ok: false;
+  message: string;
+  /** The hook's exit code (HOOK_EXIT); "failed" when absent. */
+  exitCode?: number;
+}
+
+/** A refusal's exit code: an image missing from the store (a NotFound naming a ref) is told apart. */
+export function hookExitCode(err: unknown): number {
+  return err instanceof StrataError && err.kind === 'NotFound' && err.ref !== undefined
+    ? HOOK_EXIT.imageMissing
+    : HOOK_EXIT.failed;
+}
+
+export function encodeHookReply(reply: HookReplyOk | HookReplyError): Buffer {
+  if (!reply.ok) {
+    const code = reply.exitCode;
+    // The hook takes 1-125: above are the shell's "cannot execute", "not found" and signals.
+    if (code !== undefined && !(Number.isInteger(code) && code >= 1 && code <= 125)) {
+      throw new InvalidArgumentError(`${code} cannot be the hook's exit code`);
+    }
+    const exit = code === undefined ? '' : `exit ${code}\n`;
+    return Buffer.from(`error ${oneLine(reply.message)}\n${exit}`);
+  }
   let text = 'ok\n';
   if (reply.rootfs !== undefined) {
     if (!reply.rootfs.startsWith('/') || /[\r\n]/.test(reply.rootfs)) {
@@ -61,9 +91,15 @@ export function encodeHookReply(reply: HookReplyOk | { ok: false; message: strin
 }
 
 /** The daemon never needs this; tests and the TypeScript fallback hook do. */
-export function decodeHookReply(data: Buffer): HookReplyOk | { ok: false; message: string } {
+export function decodeHookReply(data: Buffer): HookReplyOk | HookReplyError {
   const text = data.toString('utf8');
-  if (text.startsWith('error ')) return { ok: false, message: text.slice(6).replace(/\n$/, '') };
+  if (text.startsWith('error ')) {
+    const [first, ...rest] = text.slice(6).split('\n');
+    const exit = rest.find((line) => line.startsWith('exit '));
+    return exit === undefined
+      ? { ok: false, message: first }
+      : { ok: false, message: first, exitCode: Number(exit.slice(5)) };
+  }
   const lines = text.split('\n');
   if (lines[0] !== 'ok') throw new InvalidArgumentError('malformed hook reply');
   const reply: HookReplyOk = { ok: true };

@@ -1,14 +1,16 @@
-// Where the daemon listens and logs by default. The hook executable has the same socket default
-// compiled in (native/hook/strata-hook.c), so both sides agree without configuration.
+// Where the daemon listens and logs by default. The native executables have the same defaults
+// compiled in (src/contract/native-contract.json), so both sides agree without configuration.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-export const DEFAULT_SOCKET = '/run/strata/strata.sock';
-export const DEFAULT_ROOT_LOG = '/var/log/strata/daemon.log';
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
+
+export const DEFAULT_SOCKET = NATIVE_CONTRACT.socket.default;
+export const DEFAULT_ROOT_LOG = NATIVE_CONTRACT.daemonLog.rootDefault;
 
 /** --socket > $STRATA_SOCKET > /run/strata/strata.sock */
 export function resolveSocket(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return explicit || env.STRATA_SOCKET || DEFAULT_SOCKET;
+  return explicit || env[NATIVE_CONTRACT.socket.env] || DEFAULT_SOCKET;
 }
 
 /** --log-file > $STRATA_LOG_FILE > /var/log/strata/daemon.log for root > $XDG_STATE_HOME/strata/daemon.log. */

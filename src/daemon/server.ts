@@ -11,14 +11,20 @@ import type { DaemonResponse, DaemonStatus } from '../schema/generated/daemon-ap
 import { StrataError } from '../errors.js';
 import { errorResponse, handleApiLine } from './api.js';
 import type { ContainerManager } from './containers.js';
-import { decodeHookRequest, encodeHookReply, isHookRequest } from './hook-protocol.js';
+import {
+  decodeHookRequest,
+  encodeHookReply,
+  hookExitCode,
+  isHookRequest,
+  MAX_HOOK_STATE,
+} from './hook-protocol.js';
 import type { Logger } from './log.js';
 import { encodeExit, isRunRequest } from '../run/protocol.js';
 import { RUN_FAILED } from '../run/exit-codes.js';
 import { serveRunConnection, type RunServiceOptions } from './run-service.js';
 import { CgroupNamespace } from '../run/cgroup-ns.js';
 
-const MAX_HOOK_REQUEST = (1 << 20) + 64;
+const MAX_HOOK_REQUEST = MAX_HOOK_STATE + 64;
 const MAX_API_LINE = 64 * 1024;
 
 export interface DaemonServerOptions {
@@ -217,7 +223,11 @@ async function answerHook(
     const detail =
       err instanceof StrataError || !(err instanceof Error) ? String(err) : (err.stack ?? err.message);
     logger.log(level, `hook ${stage} failed: ${detail}`);
-    reply = encodeHookReply({ ok: false, message: hookMessage(err, logger.file) });
+    reply = encodeHookReply({
+      ok: false,
+      message: hookMessage(err, logger.file),
+      exitCode: hookExitCode(err),
+    });
   }
   if (socket.destroyed) {
     if (sendFd >= 0) closeSync(sendFd);

@@ -3,6 +3,7 @@
 // was running. Same mechanism as the native one: send the request, start the runtime the daemon
 // describes with our stdio, forward signals, report how it ended, exit as the daemon says.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { constants } from 'node:os';
 
@@ -18,19 +19,12 @@ import {
   type RuntimeEnd,
 } from './protocol.js';
 import { FailedPreconditionError, UnavailableError } from '../errors.js';
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
 import { findExecutable } from './runtime.js';
 
 /** SIGWINCH stays out: with a terminal the runtime is in the foreground process group and gets it
  * from the kernel itself. SIGUSR1 belongs to Node's inspector. */
-export const FORWARDED_SIGNALS: NodeJS.Signals[] = [
-  'SIGINT',
-  'SIGTERM',
-  'SIGHUP',
-  'SIGQUIT',
-  'SIGUSR2',
-  'SIGALRM',
-  'SIGPIPE',
-];
+export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = NATIVE_CONTRACT.run.forwardedSignals;
 
 /** Reads the daemon's messages one at a time. */
 class MessageReader {
@@ -120,9 +114,12 @@ export async function runThroughDaemon(socketPath: string, argv: string[]): Prom
     socket.write(encodeExited(end));
     const last = await reader.next();
     if (!last || last.verb !== 'exit') {
-      process.stderr.write(
-        "strata: lost the daemon connection; the container's record may be stale (strata ps)\n",
-      );
+      // The runtime failed and never wrote the pid file: its hook found no daemon.
+      if (end.kind === 'code' && end.value !== 0 && x.pidFile && !existsSync(x.pidFile)) {
+        process.stderr.write(`strata: ${NATIVE_CONTRACT.run.lostBeforeStartMessage}\n`);
+        return NATIVE_CONTRACT.exit.runFailed;
+      }
+      process.stderr.write(`strata: ${NATIVE_CONTRACT.run.lostMessage}\n`);
       return end.kind === 'code' ? end.value : 128 + end.value;
     }
     return finish(parseExit(last));

@@ -1,2 +1,4 @@
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
+
 /** podman's code for "the container could not be run": container codes own the rest. */
-export const RUN_FAILED = 125;
+export const RUN_FAILED = NATIVE_CONTRACT.exit.runFailed;

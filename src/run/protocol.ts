@@ -26,15 +26,17 @@
 //     "fallback" []: the daemon does not handle this invocation (e.g. --help, -d); the front end
 //                runs the Node CLI with the same arguments instead
 import { InvalidArgumentError } from '../errors.js';
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
 
-export const RUN_PROTOCOL_VERSION = '1';
+export const RUN_PROTOCOL_VERSION = NATIVE_CONTRACT.run.version;
 /** A run request carries argv and the environment: 1 MiB is far beyond any real one. */
-export const MAX_RUN_MESSAGE = 1 << 20;
+export const MAX_RUN_MESSAGE = NATIVE_CONTRACT.run.maxMessage;
+const MAX_HEADER = NATIVE_CONTRACT.run.maxHeader;
 
-export type FrontVerb = 'run' | 'started' | 'exited';
-export type DaemonVerb = 'exec' | 'exit' | 'fallback';
+export type FrontVerb = (typeof NATIVE_CONTRACT.run.frontVerbs)[number];
+export type DaemonVerb = (typeof NATIVE_CONTRACT.run.daemonVerbs)[number];
 export type RunVerb = FrontVerb | DaemonVerb;
-const VERBS: readonly RunVerb[] = ['run', 'started', 'exited', 'exec', 'exit', 'fallback'];
+const VERBS: readonly RunVerb[] = [...NATIVE_CONTRACT.run.frontVerbs, ...NATIVE_CONTRACT.run.daemonVerbs];
 
 export interface RunMessage {
   verb: RunVerb;
@@ -67,7 +69,8 @@ export function decodeRunMessages(buf: Buffer): { messages: RunMessage[]; rest: 
   for (;;) {
     const nl = buf.indexOf(0x0a, at);
     if (nl < 0) {
-      if (buf.length - at > 32) throw new InvalidArgumentError('malformed run message: no header line');
+      if (buf.length - at > MAX_HEADER)
+        throw new InvalidArgumentError('malformed run message: no header line');
       break;
     }
     const m = /^([a-z]+) (\d{1,8})$/.exec(buf.subarray(at, nl).toString('latin1'));
@@ -182,7 +185,12 @@ export function encodeExited(end: RuntimeEnd): Buffer {
 export function parseExited(msg: RunMessage): RuntimeEnd {
   const [kind, value] = msg.fields;
   const n = Number(value);
-  if (msg.verb !== 'exited' || !['code', 'signal', 'early'].includes(kind) || !Number.isInteger(n) || n < 0) {
+  if (
+    msg.verb !== 'exited' ||
+    !(NATIVE_CONTRACT.run.exitedKinds as readonly string[]).includes(kind) ||
+    !Number.isInteger(n) ||
+    n < 0
+  ) {
     throw new InvalidArgumentError('malformed exited message');
   }
   return { kind: kind as RuntimeEnd['kind'], value: n };

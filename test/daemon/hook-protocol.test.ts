@@ -5,9 +5,11 @@ import {
   decodeHookRequest,
   encodeHookReply,
   encodeHookRequest,
+  HOOK_EXIT,
+  hookExitCode,
   isHookRequest,
 } from '../../src/daemon/hook-protocol.js';
-import { InvalidArgumentError } from '../../src/errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../../src/errors.js';
 
 test('request round trip keeps the state bytes exactly', () => {
   const state = '{"ociVersion":"1.0.2","id":"c1","status":"creating","bundle":"/b"}';
@@ -44,6 +46,29 @@ test('a rootfs path that could forge fields is refused', () => {
     () => encodeHookReply({ ok: true, rootfs: 'relative' }),
     (e: unknown) => e instanceof InvalidArgumentError,
   );
+});
+
+test("an error reply can name the hook's exit code; one outside 1-125 is refused", () => {
+  const err = encodeHookReply({ ok: false, message: 'image x is not in the store', exitCode: 5 });
+  assert.is(err.toString(), 'error image x is not in the store\nexit 5\n');
+  assert.equal(decodeHookReply(err), { ok: false, message: 'image x is not in the store', exitCode: 5 });
+  for (const exitCode of [0, 126, 1.5, -1]) {
+    assert.throws(
+      () => encodeHookReply({ ok: false, message: 'm', exitCode }),
+      (e: unknown) => e instanceof InvalidArgumentError,
+    );
+  }
+});
+
+test('the exit code for a refusal: an image missing from the store is told apart', () => {
+  const image = new NotFoundError('image x is not in the store', { op: 'prepare', ref: 'x' });
+  assert.is(hookExitCode(image), HOOK_EXIT.imageMissing);
+  assert.is(
+    hookExitCode(new NotFoundError('no root prepared for container c', { op: 'attach' })),
+    HOOK_EXIT.failed,
+  );
+  assert.is(hookExitCode(new AlreadyExistsError('container c already has a root')), HOOK_EXIT.failed);
+  assert.is(hookExitCode(new Error('internal')), HOOK_EXIT.failed);
 });
 
 test.run();

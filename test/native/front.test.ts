@@ -20,6 +20,7 @@ import {
   type RunMessage,
 } from '../../src/run/protocol.js';
 import { frontExecutable } from '../../src/executables.js';
+import { NATIVE_CONTRACT } from '../../src/contract/generated/native-contract.js';
 import { RUN_USAGE } from '../../src/run/args.js';
 import { CgroupNamespace } from '../../src/run/cgroup-ns.js';
 import { findExecutable } from '../../src/run/runtime.js';
@@ -348,6 +349,30 @@ test('a daemon lost after exec: the runtime still ends, its own status comes out
   });
   assert.is(r.code, 5);
   assert.match(r.stderr, "lost the daemon connection; the container's record may be stale (strata ps)");
+});
+
+test('a daemon lost before the container started (no pid file, the runtime failed): 125, "did not start"', async () => {
+  const pidFile = join(scratch, 'never-written.pid');
+  const r = await frontWith(['run', 'img'], async (c) => {
+    await c.next();
+    c.send(exec(['/bin/sh', '-c', 'sleep 0.2; exit 1'], { pidFile }));
+    await c.next();
+    c.socket.destroy();
+  });
+  assert.is(r.code, NATIVE_CONTRACT.exit.runFailed);
+  assert.is(r.stderr, `strata: ${NATIVE_CONTRACT.run.lostBeforeStartMessage}\n`);
+});
+
+test("a daemon lost after the container started (its pid file exists): the runtime's status", async () => {
+  const pidFile = join(scratch, 'written.pid');
+  const r = await frontWith(['run', 'img'], async (c) => {
+    await c.next();
+    c.send(exec(['/bin/sh', '-c', `echo $$ > ${pidFile}; sleep 0.2; exit 3`], { pidFile }));
+    await c.next();
+    c.socket.destroy();
+  });
+  assert.is(r.code, 3);
+  assert.match(r.stderr, NATIVE_CONTRACT.run.lostMessage);
 });
 
 test.run();
