@@ -99,7 +99,11 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
           bytes,
         });
       progress(0);
-      await applyLayer(root, counting(await layer.open(), progress), writer, { inlineMax: opts.inlineMax });
+      await applyLayer(root, counting(await layer.open(), progress), writer, {
+        inlineMax: opts.inlineMax,
+        layer: layer.digest,
+        source: source.description,
+      });
     }
     opts.onProgress?.({ phase: 'commit' });
     await writer.commit();
@@ -219,16 +223,17 @@ function treeStats(root: TreeNode): { files: number; bytes: number } {
   const seen = new Set<TreeNode>();
   let files = 0;
   let bytes = 0;
-  const walk = (node: TreeNode): void => {
-    if (seen.has(node)) return;
+  // A loop, not recursion: a hostile layer chooses the depth.
+  const stack = [root];
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    if (seen.has(node)) continue;
     seen.add(node);
     if (node.type === 'file') {
       files++;
       bytes += node.inline?.length ?? node.size ?? 0;
     }
-    for (const kid of node.children?.values() ?? []) walk(kid);
-  };
-  walk(root);
+    for (const kid of node.children?.values() ?? []) stack.push(kid);
+  }
   return { files, bytes };
 }
 
