@@ -16,6 +16,7 @@ import { normalizeName, setRef } from './refs.js';
 import type { Store } from './store.js';
 import { encodeTreeIndex, newDir, TreeIndex, type TreeNode } from './tree-index.js';
 import type { ApplyLayer, ImageSource, OpenSource } from './types.js';
+import { DEFAULT_MIN_FREE, SpaceFloor } from './space-floor.js';
 import { ObjectWriter, type SyncMode } from './writer.js';
 
 export type ImportProgress =
@@ -32,6 +33,11 @@ export interface ImportOptions {
   /** The source opener and layer applier; default: src/store/source and src/store/layer. */
   openSource?: OpenSource;
   applyLayer?: ApplyLayer;
+  /**
+   * Free space to leave on the store's filesystem: bytes, "512M", "2G" or "5%"; default
+   * STRATA_MIN_FREE, else 1G (see space-floor.ts).
+   */
+  minFree?: string | number;
 }
 
 export interface ImportResult {
@@ -82,6 +88,12 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
     return { record: present, names, existing: true, objectsWritten: 0, objectsExisting: 0, bytesWritten: 0 };
   }
 
+  const floor = await SpaceFloor.start(
+    store.root,
+    opts.minFree ?? process.env.STRATA_MIN_FREE ?? DEFAULT_MIN_FREE,
+    source.layers.reduce((n, l) => n + l.size, 0),
+    source.description,
+  );
   const work = join(store.ingestRoot, `import-${randomBytes(8).toString('hex')}`);
   await fs.mkdir(work, { recursive: true });
   const writer = new ObjectWriter(store.root, work, opts.sync ?? 'batch');
@@ -99,7 +111,7 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
           bytes,
         });
       progress(0);
-      await applyLayer(root, counting(await layer.open(), progress), writer, {
+      await applyLayer(root, counting(await layer.open(), progress, floor), writer, {
         inlineMax: opts.inlineMax,
         layer: layer.digest,
         source: source.description,
@@ -237,7 +249,8 @@ function treeStats(root: TreeNode): { files: number; bytes: number } {
   return { files, bytes };
 }
 
-function counting(src: Readable, report: (bytes: number) => void): Readable {
+/** Reports progress, and holds each chunk of the layer until the free-space floor allows it. */
+function counting(src: Readable, report: (bytes: number) => void, floor: SpaceFloor): Readable {
   let bytes = 0;
   let last = 0;
   const counter = new Transform({
@@ -247,7 +260,9 @@ function counting(src: Readable, report: (bytes: number) => void): Readable {
         last = bytes;
         report(bytes);
       }
-      done(null, chunk);
+      const waiting = floor.consume(chunk.length);
+      if (waiting) waiting.then(() => done(null, chunk), done);
+      else done(null, chunk);
     },
     flush(done) {
       report(bytes);

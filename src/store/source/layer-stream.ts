@@ -19,6 +19,21 @@ export interface LayerStreamOptions {
   what: string;
 }
 
+/**
+ * What a compressed layer may decompress to: `size` compressed bytes times MAX_RATIO, plus
+ * RATIO_SLACK so that small layers never hit it. 1100 is above deflate's ceiling (about 1032:1,
+ * reached only by runs of zeros), so no gzip stream the format allows is refused; zstd goes far
+ * higher (RLE blocks), and a zstd layer past 1100:1 overall is made of little but zero runs: a
+ * bomb, or an image that must be recompressed. Beyond this the layer is stopped at once, before
+ * its diff_id could be checked; the store's free-space floor (space-floor.ts) covers the rest.
+ */
+export const MAX_RATIO = 1100;
+export const RATIO_SLACK = 64 * 2 ** 20;
+
+export function maxUncompressed(size: number, compression: Compression): number {
+  return compression === 'none' ? size : size * MAX_RATIO + RATIO_SLACK;
+}
+
 class Verify extends Transform {
   private readonly hash: Hash;
   private count = 0;
@@ -26,12 +41,24 @@ class Verify extends Transform {
     private readonly digest: string,
     private readonly size: number | undefined,
     private readonly what: string,
+    /** Past this many bytes the stream is refused as a decompression bomb. */
+    private readonly max?: { bytes: number; compressed: number },
   ) {
     super();
     this.hash = hasherFor(digest);
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.count += chunk.length;
+    if (this.max && this.count > this.max.bytes) {
+      cb(
+        new InvalidArgumentError(
+          `${this.what}: decompresses to more than ${this.max.bytes} bytes, over ${MAX_RATIO} times its ` +
+            `${this.max.compressed} compressed bytes plus ${RATIO_SLACK >> 20} MiB: refused as a decompression bomb`,
+          this.details(),
+        ),
+      );
+      return;
+    }
     if (this.size !== undefined && this.count > this.size) {
       cb(
         new DataLossError(
@@ -94,7 +121,10 @@ export function layerStream(raw: Readable, opts: LayerStreamOptions): Readable {
   const stages: NodeJS.ReadWriteStream[] = [new Verify(opts.digest, opts.size, opts.what)];
   const dec = decompressor(opts.compression, opts.what);
   if (dec) stages.push(dec);
-  const last = new Verify(opts.diffId, undefined, `${opts.what} (uncompressed, diff_id)`);
+  const last = new Verify(opts.diffId, undefined, `${opts.what} (uncompressed, diff_id)`, {
+    bytes: maxUncompressed(opts.size, opts.compression),
+    compressed: opts.size,
+  });
   stages.push(last);
   pipeline([raw, ...stages], (err) => {
     if (err) out.destroy(translate(err, opts));
