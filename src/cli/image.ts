@@ -12,13 +12,21 @@ interface JsonArgs extends GlobalArgs {
 
 const json = { type: 'boolean', default: false, describe: 'print JSON' } as const;
 
-const importCmd: CommandModule<GlobalArgs, JsonArgs & { source: string; name?: string }> = {
+const importCmd: CommandModule<
+  GlobalArgs,
+  JsonArgs & { source: string; name?: string; 'min-free'?: string }
+> = {
   command: 'import <source>',
   describe: 'import an image: oci:DIR[:tag], oci-archive:TAR, docker-archive:TAR or a path',
   builder: (y: Argv<GlobalArgs>) =>
     y
       .positional('source', { type: 'string', demandOption: true })
       .option('name', { type: 'string', describe: 'name to give the image (default: its own names)' })
+      .option('min-free', {
+        type: 'string',
+        describe:
+          "free space to leave on the store's filesystem: 2G, 512M or 5% (default: $STRATA_MIN_FREE, else 1G)",
+      })
       .option('json', json),
   handler: async (argv) => {
     const store = await storeFor(argv);
@@ -29,9 +37,11 @@ const importCmd: CommandModule<GlobalArgs, JsonArgs & { source: string; name?: s
         bar.update(p.index, p.count, `layer ${p.index + 1}/${p.count} ${formatBytes(p.bytes)}`);
       } else bar.update(1, 1, 'committing');
     };
-    const result = await importImage(store, argv.source, { name: argv.name, onProgress }).finally(() =>
-      bar.stop(),
-    );
+    const result = await importImage(store, argv.source, {
+      name: argv.name,
+      onProgress,
+      minFree: argv['min-free'],
+    }).finally(() => bar.stop());
     if (argv.json) return printJson(result);
     const what = result.existing ? 'already present' : `${result.objectsWritten} new objects`;
     process.stdout.write(

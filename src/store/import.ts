@@ -19,6 +19,7 @@ import { encodeTreeIndex, newDir, type TreeNode } from './tree-index-encode.js';
 import { TreeIndex } from './tree-index.js';
 import type { ImageSource } from './source/types.js';
 import type { ApplyLayer, OpenSource } from './types.js';
+import { DEFAULT_MIN_FREE, SpaceFloor } from './space-floor.js';
 import { ObjectWriter, type SyncMode } from './writer.js';
 
 export type ImportProgress =
@@ -35,6 +36,11 @@ export interface ImportOptions {
   /** The source opener and layer applier; default: src/store/source and src/store/layer. */
   openSource?: OpenSource;
   applyLayer?: ApplyLayer;
+  /**
+   * Free space to leave on the store's filesystem: bytes, "512M", "2G" or "5%"; default
+   * STRATA_MIN_FREE, else 1G (see space-floor.ts).
+   */
+  minFree?: string | number;
 }
 
 export interface ImportResult {
@@ -85,6 +91,12 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
     return { record: present, names, existing: true, objectsWritten: 0, objectsExisting: 0, bytesWritten: 0 };
   }
 
+  const floor = await SpaceFloor.start(
+    store.root,
+    opts.minFree ?? process.env.STRATA_MIN_FREE ?? DEFAULT_MIN_FREE,
+    source.layers.reduce((n, l) => n + l.size, 0),
+    source.description,
+  );
   const work = join(store.ingestRoot, `import-${randomBytes(8).toString('hex')}`);
   await fs.mkdir(work, { recursive: true });
   const writer = new ObjectWriter(store.root, work, opts.sync ?? 'batch');
@@ -102,7 +114,11 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
           bytes,
         });
       progress(0);
-      await applyLayer(root, counting(await layer.open(), progress), writer, { inlineMax: opts.inlineMax });
+      await applyLayer(root, counting(await layer.open(), progress, floor), writer, {
+        inlineMax: opts.inlineMax,
+        layer: layer.digest,
+        source: source.description,
+      });
     }
     opts.onProgress?.({ phase: 'commit' });
     await writer.commit();
@@ -222,20 +238,22 @@ function treeStats(root: TreeNode): { files: number; bytes: number } {
   const seen = new Set<TreeNode>();
   let files = 0;
   let bytes = 0;
-  const walk = (node: TreeNode): void => {
-    if (seen.has(node)) return;
+  // A loop, not recursion: a hostile layer chooses the depth.
+  const stack = [root];
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    if (seen.has(node)) continue;
     seen.add(node);
     if (node.type === 'file') {
       files++;
       bytes += node.inline?.length ?? node.size ?? 0;
     }
-    for (const kid of node.children?.values() ?? []) walk(kid);
-  };
-  walk(root);
+    for (const kid of node.children?.values() ?? []) stack.push(kid);
+  }
   return { files, bytes };
 }
 
-function counting(src: Readable, report: (bytes: number) => void): Readable {
+/** Reports progress, and holds each chunk of the layer until the free-space floor allows it. */
+function counting(src: Readable, report: (bytes: number) => void, floor: SpaceFloor): Readable {
   let bytes = 0;
   let last = 0;
   const counter = new Transform({
@@ -245,7 +263,9 @@ function counting(src: Readable, report: (bytes: number) => void): Readable {
         last = bytes;
         report(bytes);
       }
-      done(null, chunk);
+      const waiting = floor.consume(chunk.length);
+      if (waiting) waiting.then(() => done(null, chunk), done);
+      else done(null, chunk);
     },
     flush(done) {
       report(bytes);

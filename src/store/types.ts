@@ -35,5 +35,5 @@ export type ApplyLayer = (
   root: TreeNode,
   tar: Readable,
   sink: ObjectSink,
-  opts?: { inlineMax?: number },
+  opts?: { inlineMax?: number; layer?: string; source?: string },
 ) => Promise<unknown>;

@@ -5,10 +5,11 @@
 // must be dropped by the caller.
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { InvalidArgumentError, StrataError } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 import { newDir, type TreeNode } from '../tree-index-encode.js';
 import type { RawHeader } from '../source/tar-index.js';
-import { entryComponents } from './entry-path.js';
+import { checkSymlinkTarget, entryComponents, shorten } from './entry-path.js';
+import { inLayer, type EntryContext } from './layer-error.js';
 import { RawTap, lastPaxRecords, parsePaxTime } from './raw-pax.js';
 import type { ObjectSink } from '../types.js';
 import type { ApplyLayerOptions, LayerStats } from './types.js';
@@ -49,43 +50,60 @@ class LayerApplier {
     whiteouts: 0,
     opaqueDirs: 0,
   };
-  /** Paths ('a/b') created, replaced or passed through by this layer: what its whiteouts spare. */
-  private readonly touched = new Set<string>();
-  private readonly opaque = new Set<string>();
+  /**
+   * Names created, replaced or passed through by this layer, per directory: what its whiteouts
+   * and opaque directories spare. Keyed by directory node, not by path: a set of every prefix
+   * path of a deep entry grew quadratically with its depth.
+   */
+  private readonly touched = new Map<TreeNode, Set<string>>();
+  private readonly opaque = new Set<TreeNode>();
   private readonly pending: Promise<void>[] = [];
+  /** The entry being read, for errors that the tar stream or the sink raise mid-entry. */
+  current: EntryContext | undefined;
 
   constructor(
     private readonly root: TreeNode,
     private readonly sink: ObjectSink,
+    /** "sha256:… in SOURCE": how messages name the layer. */
     private readonly layer: string,
+    private readonly digest: string,
     private readonly inlineMax: number,
     private readonly concurrency: number,
   ) {}
 
   fail(path: string, why: string): never {
-    throw new InvalidArgumentError(`layer ${this.layer}: entry ${JSON.stringify(path)}: ${why}`, {
+    throw new InvalidArgumentError(`layer ${this.layer}: entry ${JSON.stringify(shorten(path))}: ${why}`, {
       op: 'apply-layer',
-      digest: this.layer,
+      digest: this.digest,
       path,
     });
+  }
+
+  private touch(dir: TreeNode, name: string): void {
+    let names = this.touched.get(dir);
+    if (!names) this.touched.set(dir, (names = new Set()));
+    names.add(name);
+  }
+
+  private isTouched(dir: TreeNode, name: string): boolean {
+    return this.touched.get(dir)?.has(name) ?? false;
   }
 
   /** The directory holding `parts`' last component; implied directories are created. */
   private parentDir(parts: string[], name: string, create: boolean): TreeNode | undefined {
     let dir = this.root;
     for (let i = 0; i < parts.length - 1; i++) {
-      const path = parts.slice(0, i + 1).join('/');
       let next = dir.children!.get(parts[i]);
       if (next === undefined) {
         if (!create) return undefined;
         next = newDir(0o755, 0, 0, 0);
         dir.children!.set(parts[i], next);
       } else if (next.type === 'symlink') {
-        this.fail(name, `goes through the symlink ${path} -> ${next.target}`);
+        this.fail(name, `goes through the symlink ${parts.slice(0, i + 1).join('/')} -> ${next.target}`);
       } else if (next.type !== 'dir') {
-        this.fail(name, `${path} is not a directory`);
+        this.fail(name, `${parts.slice(0, i + 1).join('/')} is not a directory`);
       }
-      if (create) this.touched.add(path);
+      if (create) this.touch(dir, parts[i]);
       dir = next;
     }
     return dir;
@@ -105,9 +123,8 @@ class LayerApplier {
       return;
     }
     const dir = this.parentDir(parts, name, true)!;
-    const path = parts.join('/');
     const existing = dir.children!.get(base);
-    this.touched.add(path);
+    this.touch(dir, base);
     if (header.type === 'link') return this.hardlink(dir, base, header, name);
     if (node.type === 'dir' && existing?.type === 'dir') return replaceMetadata(existing, node);
     dir.children!.set(base, node);
@@ -150,8 +167,12 @@ class LayerApplier {
         break;
       case 'symlink':
         node.type = 'symlink';
+        // What stat shows for every symlink on Linux (ext4, overlayfs, umoci unpack): the
+        // header's mode (0644 from some tools) has no meaning for a symlink.
+        node.mode = 0o777;
         node.target = header.linkname ?? '';
         if (node.target === '') this.fail(name, 'symlink with an empty target');
+        checkSymlinkTarget(node.target, name, this.layer);
         this.stats.symlinks++;
         break;
       case 'character-device':
@@ -197,32 +218,38 @@ class LayerApplier {
   }
 
   private whiteout(parts: string[], name: string): void {
-    const dirParts = parts.slice(0, -1);
     const base = parts[parts.length - 1];
-    const dir = this.parentDir(parts, name, false);
     this.stats.whiteouts++;
     if (base === OPAQUE) {
       this.stats.opaqueDirs++;
+      let dir = this.parentDir(parts, name, false);
+      if (dir && parts.length > 1) {
+        // The opaque directory itself is this layer's, as an entry for it would make it.
+        this.touch(this.parentDir(parts.slice(0, -1), name, false)!, parts[parts.length - 2]);
+      }
+      dir ??= this.parentDir(parts, name, true)!;
       // Applied at the end: entries of this layer stay whatever their order in the tar.
-      this.opaque.add(dirParts.join('/'));
-      if (dirParts.length) this.touched.add(dirParts.join('/'));
-      if (!dir) this.parentDir(parts, name, true);
+      this.opaque.add(dir);
       return;
     }
+    const dir = this.parentDir(parts, name, false);
     const victim = base.slice(WHITEOUT.length);
     if (victim === '' || victim === '.' || victim === '..') this.fail(name, 'malformed whiteout');
-    const path = [...dirParts, victim].join('/');
     // Whiteouts hide lower layers only: what this layer itself put there stays.
-    if (dir && !this.touched.has(path)) dir.children!.delete(victim);
+    if (dir && !this.isTouched(dir, victim)) dir.children!.delete(victim);
   }
 
   private async content(entry: Entry, node: TreeNode, name: string): Promise<void> {
     const size = node.size!;
     this.stats.files++;
     this.stats.fileBytes += size;
+    const current = this.current;
     if (size <= this.inlineMax) {
       const chunks: Buffer[] = [];
-      for await (const c of entry) chunks.push(c as Buffer);
+      for await (const c of entry) {
+        chunks.push(c as Buffer);
+        if (current) current.read! += (c as Buffer).length;
+      }
       node.inline = Buffer.concat(chunks);
       delete node.size;
       if (node.inline.length !== size) this.fail(name, 'ends before its size');
@@ -232,13 +259,21 @@ class LayerApplier {
     let ended!: () => void;
     const consumed = new Promise<void>((r) => (ended = r));
     async function* body() {
-      for await (const c of entry) yield c as Buffer;
+      for await (const c of entry) {
+        if (current) current.read! += (c as Buffer).length;
+        yield c as Buffer;
+      }
       ended();
     }
-    const written = this.sink.write(Readable.from(body(), { objectMode: false }), size).then((r) => {
-      if (r.size !== size) this.fail(name, `sink stored ${r.size} bytes of ${size}`);
-      node.digest = r.digest;
-    });
+    const written = this.sink.write(Readable.from(body(), { objectMode: false }), size).then(
+      (r) => {
+        if (r.size !== size) this.fail(name, `sink stored ${r.size} bytes of ${size}`);
+        node.digest = r.digest;
+      },
+      (err: unknown) => {
+        throw inLayer(err, `layer ${this.layer}`, this.digest, current);
+      },
+    );
     written.catch(() => {}); // observed below or in finish(); never unhandled
     // Move on once the bytes are read; the sink may still be fsyncing.
     await Promise.race([consumed, written]);
@@ -248,20 +283,17 @@ class LayerApplier {
 
   async finish(): Promise<void> {
     await Promise.all(this.pending);
-    for (const path of [...this.opaque].sort()) {
-      const parts = path === '' ? [] : path.split('/');
-      let dir: TreeNode | undefined = this.root;
-      for (const p of parts) dir = dir?.children?.get(p);
-      if (dir?.type === 'dir') this.prune(dir, path);
-    }
+    for (const dir of this.opaque) if (dir.type === 'dir') this.prune(dir);
   }
 
-  /** Remove what lower layers left under an opaque directory. */
-  private prune(dir: TreeNode, path: string): void {
-    for (const [name, kid] of dir.children!) {
-      const kidPath = path ? `${path}/${name}` : name;
-      if (!this.touched.has(kidPath)) dir.children!.delete(name);
-      else if (kid.type === 'dir') this.prune(kid, kidPath);
+  /** Remove what lower layers left under an opaque directory (a loop: depth is the hostile part). */
+  private prune(top: TreeNode): void {
+    const stack = [top];
+    for (let dir = stack.pop(); dir !== undefined; dir = stack.pop()) {
+      for (const [name, kid] of dir.children!) {
+        if (!this.isTouched(dir, name)) dir.children!.delete(name);
+        else if (kid.type === 'dir') stack.push(kid);
+      }
     }
   }
 }
@@ -302,26 +334,19 @@ function replaceMetadata(existing: TreeNode, entry: TreeNode): void {
   Object.assign(existing, entry, { children });
 }
 
-function tarError(err: unknown, layer: string): Error {
-  if (err instanceof StrataError || !(err instanceof Error)) return err as Error;
-  return new InvalidArgumentError(`layer ${layer}: not a valid tar stream: ${err.message}`, {
-    op: 'apply-layer',
-    digest: layer,
-    cause: err,
-  });
-}
-
 export async function applyLayer(
   root: TreeNode,
   tarStream: Readable,
   sink: ObjectSink,
   opts: ApplyLayerOptions = {},
 ): Promise<LayerStats> {
-  const layer = opts.layer ?? 'layer';
+  const digest = opts.layer ?? '(unnamed)';
+  const layer = opts.source ? `${digest} in ${opts.source}` : digest;
   const applier = new LayerApplier(
     root,
     sink,
     layer,
+    digest,
     opts.inlineMax ?? DEFAULT_INLINE_MAX,
     opts.concurrency ?? 16,
   );
@@ -336,15 +361,17 @@ export async function applyLayer(
       const wantRaw = pax != null && Object.keys(pax).some((k) => k.startsWith('SCHILY.xattr.'));
       const dataSize = header.type === 'directory' ? 0 : (header.size ?? 0);
       const region = tap.take(entry.offset, dataSize, wantRaw);
+      applier.current = { name: header.name, size: dataSize, read: 0 };
       await applier.entry(entry, header, region ? lastPaxRecords(region) : undefined);
       entry.resume();
+      applier.current = undefined;
     }
     await feed;
     await applier.finish();
   } catch (err) {
     tarStream.destroy();
     extract.destroy(new Error('layer application stopped'));
-    throw tarError(err, layer);
+    throw inLayer(err, `layer ${layer}`, digest, applier.current);
   }
   return applier.stats;
 }

@@ -5,6 +5,8 @@ export interface ApplyLayerOptions {
   inlineMax?: number;
   /** Names the layer in error messages (its digest). */
   layer?: string;
+  /** Names where the layer comes from in error messages (the image source's description). */
+  source?: string;
   /** How many sink writes may still be finishing (fsync, rename) while the tar is read on. */
   concurrency?: number;
 }
