@@ -32,7 +32,9 @@ test('a process that ended is not alive; nor is a zombie', async () => {
   assert.not.ok(holderAlive({ pid, startTime: '1', bootId: bootId() }));
 
   // sh forks a short sleep and execs a long one, which never reaps it: it stays a zombie.
-  const parent = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const parent = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 30'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   try {
     const zombie = await new Promise<number>((resolve) =>
       parent.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))),
