@@ -32,6 +32,8 @@ export interface DaemonOptions {
   stopSignal?: Promise<string>;
   /** Exit after this long with no container served and no request in flight. Default: never. */
   exitIdleMs?: number;
+  /** Close a client connection after this long without a request in flight (server.ts). */
+  idleConnectionMs?: number;
 }
 
 function version(): string {
@@ -163,6 +165,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       manager,
       logger,
       status,
+      idleConnectionMs: opts.idleConnectionMs,
     });
     logger.log(
       'info',
@@ -178,7 +181,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         new Promise<string>((resolve) => {
           idle = watchIdle({
             idleMs,
-            busy: () => manager.size > 0 || server.connections > 0,
+            // Idle connections do not count: they are closed in time, and must not keep us here.
+            busy: () => manager.size > 0 || server.busy > 0,
             onIdle: () =>
               resolve(`idle: no container served for ${idleMs / 1000} s; started on demand with --exit-idle`),
           });

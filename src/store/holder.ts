@@ -37,11 +37,16 @@ export function procStat(pid: number): ProcStat | undefined {
   return { state: fields[0], startTime: fields[19] };
 }
 
+let ownStartTime: string | undefined;
+
 /** This process as a lease holder. */
 export function currentHolder(name?: string): LeaseHolder {
-  const stat = procStat(process.pid);
-  if (!stat) throw new Error(`cannot read /proc/${process.pid}/stat`);
-  return { pid: process.pid, startTime: stat.startTime, bootId: bootId(), ...(name ? { name } : {}) };
+  if (ownStartTime === undefined) {
+    const stat = procStat(process.pid);
+    if (!stat) throw new Error(`cannot read /proc/${process.pid}/stat`);
+    ownStartTime = stat.startTime;
+  }
+  return { pid: process.pid, startTime: ownStartTime, bootId: bootId(), ...(name ? { name } : {}) };
 }
 
 /**
