@@ -28,6 +28,12 @@ export const gcCommand: CommandModule<GlobalArgs, GcArgs> = {
     const verb = result.dryRun ? 'would remove' : 'removed';
     const total = Object.values(result.bytes).reduce((a, b) => a + b, 0);
     const parts = Object.entries(result.removed).map(([k, n]) => `${n} ${k}`);
+    if (result.staleLeases.length) {
+      const ids = result.staleLeases.join(', ');
+      process.stdout.write(
+        `${result.dryRun ? 'would release' : 'released'} stale leases (holder gone): ${ids}\n`,
+      );
+    }
     process.stdout.write(`${verb} ${parts.join(', ')} (${formatBytes(total)})\n`);
   },
 };

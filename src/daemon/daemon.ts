@@ -4,6 +4,9 @@
 // Readiness goes to $NOTIFY_SOCKET (systemd Type=notify, or the createRuntime hook). A daemon the
 // hook starts on demand is given exitIdleMs (idle.ts): it leaves once it has served nothing for
 // that long, removing its socket; the next hook finds no daemon and starts a fresh one.
+// On start it releases the leases whose holder is gone (a daemon killed with -9 left them): in the
+// background, as it needs the store lock exclusively and a container start must not wait for an
+// import to finish.
 import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
@@ -11,6 +14,8 @@ import { resolve } from 'node:path';
 import { limitServerHeap } from '../mount/serve.js';
 import { constants, native } from '../native-addon.js';
 import { isErrno } from '../errors.js';
+import { describeHolder } from '../store/holder.js';
+import { releaseStaleLeases } from '../store/leases.js';
 import { openStore } from '../store/store.js';
 import type { DaemonStatus } from '../schema/generated/daemon-api.js';
 import { ContainerManager } from './containers.js';
@@ -27,6 +32,8 @@ export interface DaemonOptions {
   stopSignal?: Promise<string>;
   /** Exit after this long with no container served and no request in flight. Default: never. */
   exitIdleMs?: number;
+  /** Close a client connection after this long without a request in flight (server.ts). */
+  idleConnectionMs?: number;
 }
 
 function version(): string {
@@ -89,10 +96,30 @@ function signalled(): Promise<string> {
   });
 }
 
+/** Releases every lease whose holder no longer exists, with a log line each. */
+export async function reconcileLeases(storeRoot: string, logger: Logger): Promise<void> {
+  try {
+    const released = await releaseStaleLeases(storeRoot, undefined, {
+      onWait: () => logger.log('info', 'waiting for the store lock to release stale leases'),
+    });
+    for (const lease of released) {
+      const container = lease.labels?.container ? ` of container ${lease.labels.container}` : '';
+      logger.log(
+        'info',
+        `released stale lease ${lease.id}${container} (image ${lease.image}): ` +
+          `its holder, ${lease.holder ? describeHolder(lease.holder) : '?'}, no longer exists`,
+      );
+    }
+  } catch (err) {
+    logger.log('error', `releasing stale leases: ${(err as Error).message}`);
+  }
+}
+
 /** Runs until stopped; resolves when everything is released and the socket removed. */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let logger: Logger | undefined;
   let lockFd: number | 'running' | undefined;
+  let reconciled: Promise<void> | undefined;
   limitServerHeap();
   try {
     logger = openLog(opts.logFile);
@@ -109,6 +136,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       if (!isErrno(err, 'ENOENT')) throw err;
     }
     const manager = new ContainerManager({ storeRoot: store.root, logger });
+    reconciled = reconcileLeases(store.root, logger);
     // One daemon serves every running container's root: a bug in one request must not take the
     // others' filesystems down. Log it and keep serving.
     const log0 = logger;
@@ -137,6 +165,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       manager,
       logger,
       status,
+      idleConnectionMs: opts.idleConnectionMs,
     });
     logger.log(
       'info',
@@ -152,7 +181,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         new Promise<string>((resolve) => {
           idle = watchIdle({
             idleMs,
-            busy: () => manager.size > 0 || server.connections > 0,
+            // Idle connections do not count: they are closed in time, and must not keep us here.
+            busy: () => manager.size > 0 || server.busy > 0,
             onIdle: () =>
               resolve(`idle: no container served for ${idleMs / 1000} s; started on demand with --exit-idle`),
           });
@@ -164,6 +194,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     logger.log('info', `stopping (${why})`);
     await server.close();
     await manager.releaseAll(`the daemon is stopping (${why})`);
+    await reconciled;
     logger.log('info', 'stopped');
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

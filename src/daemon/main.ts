@@ -1,6 +1,7 @@
 // The entry the createRuntime hook runs when it finds no daemon (src/executables.ts daemonArgv):
 //
 //   node main.js --root STORE --socket PATH [--log-file FILE] [--exit-idle SECONDS]
+//                [--idle-connection-timeout SECONDS]
 //
 // The same daemon as `strata daemon`, without the CLI's yargs (this start is on a container's
 // start path), plus --exit-idle: a daemon born under the runtime's subreaper must not outlive its
@@ -14,6 +15,15 @@ import { parseExitIdle } from './idle.js';
 import { sdNotify } from './notify.js';
 import { resolveLogFile, resolveSocket } from './paths.js';
 
+/** A positive number of seconds (fractions allowed) in milliseconds. */
+function parseSeconds(flag: string, value: string): number {
+  const s = Number(value);
+  if (value.trim() === '' || !Number.isFinite(s) || s <= 0) {
+    throw new Error(`${flag} wants a positive number of seconds, not ${JSON.stringify(value)}`);
+  }
+  return Math.round(s * 1000);
+}
+
 async function main(argv: string[]): Promise<void> {
   let values;
   try {
@@ -24,10 +34,13 @@ async function main(argv: string[]): Promise<void> {
         socket: { type: 'string' },
         'log-file': { type: 'string' },
         'exit-idle': { type: 'string' },
+        'idle-connection-timeout': { type: 'string' },
       },
       strict: true,
     }));
     if (values['exit-idle'] !== undefined) parseExitIdle(values['exit-idle']);
+    if (values['idle-connection-timeout'] !== undefined)
+      parseSeconds('--idle-connection-timeout', values['idle-connection-timeout']);
   } catch (err) {
     // runDaemon reports its own failures; a bad argv never gets there, and the hook waiting for
     // readiness would otherwise wait its full timeout.
@@ -40,6 +53,10 @@ async function main(argv: string[]): Promise<void> {
     socketPath: resolveSocket(values.socket),
     logFile: resolveLogFile(values['log-file']),
     exitIdleMs: values['exit-idle'] === undefined ? undefined : parseExitIdle(values['exit-idle']),
+    idleConnectionMs:
+      values['idle-connection-timeout'] === undefined
+        ? undefined
+        : parseSeconds('--idle-connection-timeout', values['idle-connection-timeout']),
   });
 }
 

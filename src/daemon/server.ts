@@ -2,6 +2,15 @@
 // executable ("STRATA-HOOK 1 <stage>\n" + state, then a half-close; answered once, with the
 // mount fd as SCM_RIGHTS for createContainer) and JSON API clients (one request per line).
 // Only root (or the daemon's own uid) may connect: checked with SO_PEERCRED on every connection.
+//
+// Connections cost the daemon an fd each, so none may stay open for nothing. A refused peer gets
+// its refusal in its own protocol as soon as its first bytes say which (every client sends its
+// request right after connecting), and is closed REFUSED_WAIT_MS after connecting in any case.
+// Any other connection is closed after idleConnectionMs (default 30 s, --idle-connection-timeout)
+// without a request in flight: one that has said nothing, an incomplete request, an API client
+// between requests. A connection is never cut while the daemon works on its request (a hook
+// waiting for its root) nor while it runs a container (a foreground `strata run`, however long).
+// Only connections with something in flight count as busy for --exit-idle.
 import { chmodSync, closeSync, existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -26,6 +35,10 @@ import { CgroupNamespace } from '../run/cgroup-ns.js';
 
 const MAX_HOOK_REQUEST = MAX_HOOK_STATE + 64;
 const MAX_API_LINE = 64 * 1024;
+/** How long a connection may stay open with no request in flight, by default. */
+export const DEFAULT_IDLE_CONNECTION_MS = 30_000;
+/** How long a refused peer may take to say which protocol it speaks (to be told why, in it). */
+export const REFUSED_WAIT_MS = 500;
 
 export interface DaemonServerOptions {
   socketPath: string;
@@ -34,6 +47,8 @@ export interface DaemonServerOptions {
   status: () => DaemonStatus;
   /** The store this daemon serves (for `strata run` requests). */
   storeRoot: string;
+  /** Close a connection after this long without a request in flight. Default 30 s. */
+  idleConnectionMs?: number;
 }
 
 /**
@@ -51,8 +66,10 @@ export function peerAllowed(cred: PeerCred, ownUid = process.getuid?.() ?? 0): b
 
 export interface DaemonServer {
   server: Server;
-  /** Client connections open right now (a hook or API request in flight). */
+  /** Client connections open right now, idle or not. */
   readonly connections: number;
+  /** Connections with a request in flight or a container running (a foreground `strata run`). */
+  readonly busy: number;
   /** Stops accepting and drops every open connection. */
   close(): Promise<void>;
 }
@@ -69,6 +86,7 @@ export function ensureSocketDir(socketPath: string): void {
 export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonServer> {
   ensureSocketDir(opts.socketPath);
   const open = new Set<Socket>();
+  const busy = new Set<Socket>();
   let cgroupNs: CgroupNamespace | undefined;
   const runOpts: DaemonServerOptions & RunServiceOptions = {
     ...opts,
@@ -76,8 +94,11 @@ export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonSer
   };
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     open.add(socket);
-    socket.once('close', () => open.delete(socket));
-    serveConnection(socket, runOpts);
+    socket.once('close', () => {
+      open.delete(socket);
+      busy.delete(socket);
+    });
+    serveConnection(socket, runOpts, (on) => (on ? busy.add(socket) : busy.delete(socket)));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -91,6 +112,9 @@ export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonSer
     server,
     get connections() {
       return open.size;
+    },
+    get busy() {
+      return busy.size;
     },
     close: async () => {
       await Promise.all([
@@ -108,7 +132,11 @@ function refusal(cred: PeerCred): string {
   return `permission denied: only root may use the strata daemon (this client has uid ${cred.uid}, pid ${cred.pid})`;
 }
 
-function serveConnection(socket: Socket, opts: DaemonServerOptions & RunServiceOptions): void {
+function serveConnection(
+  socket: Socket,
+  opts: DaemonServerOptions & RunServiceOptions,
+  setBusy: (on: boolean) => void,
+): void {
   const fd = socketFd(socket);
   let cred: PeerCred;
   try {
@@ -127,7 +155,30 @@ function serveConnection(socket: Socket, opts: DaemonServerOptions & RunServiceO
   let chunks: Buffer[] = [];
   let size = 0;
   let apiQueue = Promise.resolve();
+  let apiPending = 0;
   socket.on('error', (err) => opts.logger.log('warn', `client connection (pid ${cred.pid}): ${err.message}`));
+
+  // The idle clock runs while nothing is in flight; a refused peer's deadline never stops.
+  const idleMs = allowed ? (opts.idleConnectionMs ?? DEFAULT_IDLE_CONNECTION_MS) : REFUSED_WAIT_MS;
+  let idleTimer: NodeJS.Timeout | undefined;
+  const idle = (on: boolean): void => {
+    clearTimeout(idleTimer);
+    idleTimer = undefined;
+    setBusy(!on);
+    if (!on || socket.destroyed) return;
+    idleTimer = setTimeout(() => {
+      if (allowed) {
+        opts.logger.log(
+          'warn',
+          `closing a connection from pid ${cred.pid} (uid ${cred.uid}): no request for ${idleMs / 1000} s`,
+        );
+      }
+      socket.destroy();
+    }, idleMs);
+    idleTimer.unref();
+  };
+  socket.once('close', () => clearTimeout(idleTimer));
+  idle(true);
 
   const apiLines = (): void => {
     let buf = Buffer.concat(chunks);
@@ -136,12 +187,11 @@ function serveConnection(socket: Socket, opts: DaemonServerOptions & RunServiceO
       const line = buf.subarray(0, nl).toString('utf8');
       buf = buf.subarray(nl + 1);
       if (line.trim() === '') continue;
+      if (apiPending++ === 0) idle(false);
       apiQueue = apiQueue.then(async () => {
-        const res: DaemonResponse = allowed
-          ? await handleApiLine(line, opts.manager, opts.status)
-          : { ok: false, error: { kind: 'PermissionDenied', message: refusal(cred) } };
+        const res = await handleApiLine(line, opts.manager, opts.status);
         if (!socket.destroyed) socket.write(JSON.stringify(res) + '\n');
-        if (!allowed) socket.end();
+        if (--apiPending === 0) idle(true);
       });
     }
     chunks = [buf];
@@ -158,13 +208,14 @@ function serveConnection(socket: Socket, opts: DaemonServerOptions & RunServiceO
       const head = Buffer.concat(chunks);
       if (head.length < 12 && !head.includes(0x0a)) return;
       mode = isHookRequest(head) ? 'hook' : isRunRequest(head) ? 'run' : 'api';
+      if (!allowed) {
+        refuse(mode);
+        return;
+      }
       if (mode === 'run') {
         socket.removeAllListeners('data');
         socket.removeAllListeners('end');
-        if (!allowed) {
-          socket.end(encodeExit(RUN_FAILED, `strata: ${refusal(cred)}`));
-          return;
-        }
+        idle(false); // for as long as the container runs
         serveRunConnection(socket, head, cred.pid, opts);
         return;
       }
@@ -176,14 +227,31 @@ function serveConnection(socket: Socket, opts: DaemonServerOptions & RunServiceO
     }
   });
   socket.on('end', () => {
+    if (!allowed) return;
     if (mode === 'hook' || (mode === 'unknown' && size > 0 && isHookRequest(Buffer.concat(chunks)))) {
-      if (!allowed) {
-        socket.end(encodeHookReply({ ok: false, message: refusal(cred) }));
-        return;
-      }
+      idle(false);
       void answerHook(socket, fd, Buffer.concat(chunks), opts);
     } else void apiQueue.then(() => socket.end());
   });
+
+  /** The refusal, in the protocol the peer speaks; what else it sends is ignored. */
+  const refuse = (protocol: 'hook' | 'api' | 'run'): void => {
+    socket.removeAllListeners('data');
+    socket.on('data', () => undefined);
+    const message = refusal(cred);
+    const reply: Buffer =
+      protocol === 'hook'
+        ? encodeHookReply({ ok: false, message })
+        : protocol === 'run'
+          ? encodeExit(RUN_FAILED, `strata: ${message}`)
+          : Buffer.from(
+              JSON.stringify({
+                ok: false,
+                error: { kind: 'PermissionDenied', message },
+              } satisfies DaemonResponse) + '\n',
+            );
+    socket.end(reply);
+  };
 }
 
 /** The hook's text answer: core errors as they are; anything else points at the log. */

@@ -223,7 +223,9 @@ export function readRecord(runDir: string, id: string): ContainerRecord {
 /** Removes the record, its bundle and its name. */
 export function removeRecord(runDir: string, record: Pick<ContainerRecord, 'id' | 'name'>): void {
   releaseName(runDir, record.name, record.id);
-  rmSync(containerDir(runDir, record.id), { recursive: true, force: true });
+  // A detached container's monitor may write its exit-code file while we remove (rm -f): the
+  // directory is then not empty when its turn comes (ENOTEMPTY), and rmSync retries.
+  rmSync(containerDir(runDir, record.id), { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
 }
 
 export function listIds(runDir: string): string[] {

@@ -2,8 +2,10 @@
 // SIGKILL after the timeout, then waiting until the runtime has let go of the container — the
 // process that ran it (`strata run` or the detached monitor) deletes it and records the exit.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 import { FailedPreconditionError } from '../errors.js';
+import { containerDir, exitCodePath } from './paths.js';
 import { lookupContainer, readRecord, removeRecord, type ContainerRecord } from './record.js';
 import { runtimeCommand, runtimeFor, runtimeKnows, type Runtime } from './runtime.js';
 import { inspectContainer } from './status.js';
@@ -19,6 +21,16 @@ async function gone(rt: Runtime, id: string, ms: number): Promise<boolean> {
   for (;;) {
     if (!runtimeKnows(rt, id)) return true;
     if (Date.now() >= until) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A detached container's monitor writes its exit code (or, with --rm, removes the directory) once
+ * the runtime has exited: removing the directory under it would race with that write. */
+async function monitorDone(runDir: string, id: string, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (existsSync(containerDir(runDir, id)) && !existsSync(exitCodePath(runDir, id))) {
+    if (Date.now() >= until) return;
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -59,6 +71,7 @@ export async function removeContainer(runDir: string, ref: string, force = false
       kill(rt, id, 'KILL');
       await gone(rt, id, 10_000);
     }
+    if (info.detached) await monitorDone(runDir, id, 5_000);
   }
   if (runtimeKnows(rt, id)) {
     const [cmd, args] = runtimeCommand(rt, ['delete', '--force', id]);

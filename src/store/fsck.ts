@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { DataLossError, NotFoundError } from '../errors.js';
 import { blobPath, imageRecordPath, SHA256_HEX, treeIndexPath } from './layout.js';
-import { listLeaseEntries } from './leases.js';
+import { describeHolder } from './holder.js';
+import { isStale, listLeaseEntries } from './leases.js';
 import { withStoreLock, type LockOptions } from './lock.js';
 import type { ImageRecord } from '../schema/generated/image-record.js';
 import { listRecordDigests, readRecord } from './records.js';
@@ -34,6 +35,7 @@ export type FsckKind =
   | 'ref-dangling'
   | 'lease-invalid'
   | 'lease-dangling'
+  | 'stale-lease'
   | 'stale-ingest';
 
 /** Warnings do not make a store unclean (a killed import leaves a stale ingest dir, by design). */
@@ -256,6 +258,9 @@ class Checker {
       } else if (!this.images.has(entry.lease.image)) {
         const msg = `lease ${entry.id} holds missing image ${entry.lease.image}`;
         await this.report('lease-dangling', entry.path, msg, entry.lease.image, this.remove(entry.path));
+      } else if (entry.lease.holder && isStale(entry.lease)) {
+        const msg = `lease ${entry.id} is held by ${describeHolder(entry.lease.holder)}, which no longer exists`;
+        await this.report('stale-lease', entry.path, msg, entry.lease.image, this.remove(entry.path));
       }
     }
   }

@@ -3,13 +3,16 @@
 // ingest dir (no import can be running: gc holds the store lock exclusively). One
 // implementation serves dry runs and real ones.
 //
+// A lease whose holder no longer exists (a daemon killed with -9) holds nothing: gc releases it
+// (a dry run only counts it) and sweeps what it held.
+//
 // gc is conservative: when a root's record or index cannot be read it stops with DataLossError
 // rather than sweep objects it can no longer prove unused (fsck --repair resolves that).
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { DataLossError, NotFoundError } from '../errors.js';
 import { imageRecordPath } from './layout.js';
-import { listLeaseEntries } from './leases.js';
+import { isStale, listLeaseEntries, releaseStaleLeasesLocked } from './leases.js';
 import { withStoreLock, type LockOptions } from './lock.js';
 import { listRecordDigests, loadTreeIndex, readRecord } from './records.js';
 import { listRefs } from './refs.js';
@@ -34,6 +37,8 @@ export interface GcResult {
   removed: Record<GcKind, number>;
   bytes: Record<GcKind, number>;
   kept: { images: number; objects: number };
+  /** Ids of the stale leases released (or, in a dry run, that would be). */
+  staleLeases: string[];
 }
 
 interface Candidate {
@@ -49,6 +54,7 @@ async function gcLocked(store: Store, opts: GcOptions): Promise<GcResult> {
   const root = store.root;
   const roots = new Set<string>();
   for (const ref of await listRefs(root)) if (ref.digest) roots.add(ref.digest);
+  const staleLeases: string[] = [];
   for (const entry of await listLeaseEntries(root)) {
     if (!entry.lease) {
       throw new DataLossError(`lease ${entry.path} is unreadable; run strata fsck --repair before gc`, {
@@ -56,8 +62,10 @@ async function gcLocked(store: Store, opts: GcOptions): Promise<GcResult> {
         path: entry.path,
       });
     }
-    roots.add(entry.lease.image);
+    if (isStale(entry.lease)) staleLeases.push(entry.id);
+    else roots.add(entry.lease.image);
   }
+  if (!opts.dryRun) await releaseStaleLeasesLocked(root, (l) => staleLeases.includes(l.id));
 
   const liveImages = new Set<string>();
   const liveBlobs = new Set<string>();
@@ -110,6 +118,7 @@ async function gcLocked(store: Store, opts: GcOptions): Promise<GcResult> {
     removed: { objects: 0, blobs: 0, indexes: 0, images: 0, ingest: 0 },
     bytes: { objects: 0, blobs: 0, indexes: 0, images: 0, ingest: 0 },
     kept: { images: liveImages.size, objects: liveObjects.size },
+    staleLeases,
   };
   done = 0;
   for (const c of doomed) {

@@ -1,4 +1,7 @@
 // store.lock: shared for imports and readers, exclusive for gc and fsck (composefs-rs' model).
+// Every store mutation holds it: import (and its commit), tag, image rm, lease create and release
+// take it shared; gc, fsck (--repair) and the release of stale leases take it exclusively. gc
+// sweeps ingest/, where every other mutation writes its temp files, so none may run during gc.
 // Locks are flock(2) locks, so a process killed with -9 never leaves one behind. Acquisition
 // polls without blocking so the caller can say why it waits ("waiting for gc") and give up.
 //

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { fsck, type FsckKind } from '../../src/store/fsck.js';
 import { importImage } from '../../src/store/import.js';
 import { blobPath, imageRecordPath, leasePath, treeIndexPath } from '../../src/store/layout.js';
+import { currentHolder } from '../../src/store/holder.js';
 import { createLease } from '../../src/store/leases.js';
 import { loadTreeIndex, readRecord } from '../../src/store/records.js';
 import { setRef } from '../../src/store/refs.js';
@@ -64,6 +65,14 @@ const cases: [FsckKind, Damage, FsckKind[]][] = [
     async (s) => {
       const lease = { id: 'old', image: 'sha256:' + sha('gone'), createdAt: new Date().toISOString() };
       await writeFile(leasePath(s.root, 'old'), JSON.stringify(lease));
+    },
+    [],
+  ],
+  [
+    'stale-lease',
+    // Held by this pid with another start time: the process that took it is gone, its pid reused.
+    async (s, d) => {
+      await createLease(s.root, 'crashed', d, { container: 'c' }, { ...currentHolder(), startTime: '0' });
     },
     [],
   ],
