@@ -1,12 +1,11 @@
-// The store side of preparing a container: which image its bundle names, and the lease that
-// keeps that image from gc while the container runs.
+// The store side of preparing a container: which image its bundle names, and what the lease that
+// keeps that image from gc while the container runs says about its holder.
 import { createHash } from 'node:crypto';
 
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../store/errors.js';
-import { createLease, releaseLease } from '../store/leases.js';
+import type { ImageLeaseRequest } from '../mount/image-lease.js';
+import { InvalidArgumentError, NotFoundError } from '../store/errors.js';
 import { resolveImageRecord, type ImageRecord } from '../store/records.js';
-import type { Logger } from './log.js';
 
 // Still exported from here for the daemon's own modules; the definition is a leaf module.
 export { IMAGE_ANNOTATION };
@@ -47,20 +46,22 @@ export async function resolveBundleImage(
   }
 }
 
-/** A lease left by a daemon that died is stale: one daemon serves every container of its store. */
-export async function takeContainerLease(
-  storeRoot: string,
-  leaseId: string,
-  digest: string,
-  labels: Record<string, string>,
-  logger: Logger,
-): Promise<void> {
-  try {
-    await createLease(storeRoot, leaseId, digest, labels);
-  } catch (err) {
-    if (!(err instanceof AlreadyExistsError)) throw err;
-    logger.log('warn', `replacing stale lease ${leaseId}`);
-    await releaseLease(storeRoot, leaseId).catch(() => undefined);
-    await createLease(storeRoot, leaseId, digest, labels);
-  }
+/**
+ * The lease a container's root holds while the daemon serves it (taken and released by
+ * mount/image-lease.ts, through serve.ts). Its id follows from the container id, so a lease under
+ * that id can only be one a daemon that died left: it is replaced, and `onStale` says so.
+ */
+export function containerLease(
+  containerId: string,
+  bundle: string,
+  onStale: (leaseId: string) => void,
+): ImageLeaseRequest {
+  return {
+    kind: 'container',
+    holder: containerId,
+    id: leaseIdFor(containerId),
+    // What container leases always carried, for readers of the older format.
+    labels: { container: containerId, bundle },
+    onStale,
+  };
 }
