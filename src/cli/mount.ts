@@ -1,6 +1,6 @@
 // strata mount IMAGE DIR / strata umount DIR: an image served at a directory of the caller's
 // mount namespace, for inspection. `mount` stays in the foreground until the mount goes
-// (`strata umount DIR`, umount(8)) or it gets SIGINT/SIGTERM, and leaves nothing behind (its
+// (`strata umount DIR`, umount(8)) or it gets SIGINT/SIGTERM/SIGHUP, and leaves nothing behind (its
 // image lease included). The mount is nosuid,nodev and only for the mounting user unless
 // --allow-other (see mount/attach.ts).
 import type { Argv, CommandModule } from 'yargs';
@@ -12,6 +12,8 @@ import { shortDigest } from './output.js';
 // Before anything else allocates: the young generation can only be kept from growing, not
 // shrunk, so the earlier this runs the smaller the server stays (yargs' parsing alone grows it).
 limitServerHeap();
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export interface MountArgs extends GlobalArgs {
   image: string;
@@ -63,15 +65,14 @@ export async function mountMain(argv: MountArgs): Promise<void> {
   );
   // A failure to release the lease surfaces through mount.done, below.
   const stop = () => void mount.stop().catch(() => undefined);
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // SIGHUP too: a closed terminal would otherwise kill the server and leave its lease behind.
+  for (const signal of STOP_SIGNALS) process.once(signal, stop);
   process.stdout.write(
     `mounted ${shortDigest(mount.image.manifestDigest)} at ${mount.dir} ` +
       `(${mount.method}, passthrough ${argv.passthrough ? 'on' : 'off'}, pid ${process.pid})\n`,
   );
   const end = await mount.done;
-  process.off('SIGINT', stop);
-  process.off('SIGTERM', stop);
+  for (const signal of STOP_SIGNALS) process.off(signal, stop);
   if (end.reason === 'error') {
     process.stderr.write(`strata: the FUSE device failed: ${end.detail}\n`);
     process.exitCode = 1;

@@ -11,7 +11,14 @@ import { ContainerRoot, InvalidTransitionError, type Guard } from '../../src/dae
 import { serveImage, type ServedImage } from '../../src/mount/serve.js';
 import { listLeases } from '../../src/store/leases.js';
 import { busyboxImage } from '../fixtures/images.js';
-import { fdSnapshot, fdsLeftSince, tempStore, threadCount, waitFor, type TempStore } from '../mount/real-mount.js';
+import {
+  fdSnapshot,
+  fdsLeftSince,
+  tempStore,
+  threadCount,
+  waitFor,
+  type TempStore,
+} from '../mount/real-mount.js';
 
 let store: TempStore;
 
@@ -124,7 +131,12 @@ test('invalid: attach from attached (FailedPrecondition), releasing and released
   const served = await serve();
   const root = new ContainerRoot('c4', served);
   const fd = root.attach();
-  assertInvalid(() => root.attach(), 'attached', 'FailedPrecondition', 'container c4 already received its root');
+  assertInvalid(
+    () => root.attach(),
+    'attached',
+    'FailedPrecondition',
+    'container c4 already received its root',
+  );
   const releasing = root.release(5000);
   assertInvalid(() => root.attach(), 'releasing', 'NotFound', 'no root prepared for container c4');
   // release while releasing joins the release under way.

@@ -76,7 +76,7 @@ test.after(async () => {
   assert.equal(left, [], 'mounts left');
 });
 
-for (const end of ['umount', 'SIGTERM'] as const) {
+for (const end of ['umount', 'SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   test(`image rm + gc under a mount: reads still right; after ${end}, gc frees the objects`, async () => {
     strata('image', 'import', `oci:${img.ociLayout}:latest`, '--name', 'bb');
     const objects = await objectCount();
@@ -99,7 +99,7 @@ for (const end of ['umount', 'SIGTERM'] as const) {
     await assertReadsMatch(mnt, 'after image rm + gc');
 
     if (end === 'umount') strata('umount', mnt);
-    else fg.child.kill('SIGTERM');
+    else fg.child.kill(end);
     assert.equal(await fg.exited, { code: 0, signal: null });
     assert.equal(await listLeases(root), [], 'the lease went with the mount');
     strata('gc');
