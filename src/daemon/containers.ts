@@ -18,7 +18,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
 } from '../store/errors.js';
-import { ContainerRoot, type Guard } from './container-root.js';
+import { ContainerRoot, type Guard, type ReleaseOutcome } from './container-root.js';
 import { IMAGE_ANNOTATION, containerLease, resolveBundleImage } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
 import type { Logger } from './log.js';
@@ -269,7 +269,7 @@ export class ContainerManager {
     const s = this.served.get(id);
     if (!s) return false;
     const first = s.root.status === 'prepared' || s.root.status === 'attached';
-    let outcome;
+    let outcome: ReleaseOutcome | undefined;
     try {
       outcome = await s.root.release(graceMs);
     } catch (err) {
