@@ -64,6 +64,12 @@ interface RootState {
  * handler and lease were released). */
 export type RootMount = Pick<ServedImage, 'mountFd' | 'session' | 'done'>;
 
+/** What a state sees of its machine: the id for messages, and the one way to move on. */
+interface Machine {
+  readonly id: string;
+  go(to: RootState): void;
+}
+
 export class ContainerRoot {
   private state: RootState;
 
@@ -73,7 +79,8 @@ export class ContainerRoot {
     mount: RootMount,
     guards: Guard[] = [],
   ) {
-    this.state = new PreparedState(this, mount, guards);
+    const machine: Machine = { id, go: (to) => (this.state = to) };
+    this.state = new PreparedState(machine, mount, guards);
   }
 
   get status(): RootStatus {
@@ -89,24 +96,19 @@ export class ContainerRoot {
   release(graceMs: number): Promise<ReleaseOutcome> {
     return this.state.release(graceMs);
   }
-
-  /** For the states only. */
-  transition(to: RootState): void {
-    this.state = to;
-  }
 }
 
 class PreparedState implements RootState {
   readonly status = 'prepared';
   constructor(
-    private readonly root: ContainerRoot,
+    private readonly root: Machine,
     private readonly mount: RootMount,
     private readonly guards: Guard[],
   ) {}
 
   attach(): number {
     for (const g of this.guards) g.stop();
-    this.root.transition(new AttachedState(this.root, this.mount));
+    this.root.go(new AttachedState(this.root, this.mount));
     return this.mount.mountFd;
   }
 
@@ -120,7 +122,7 @@ class PreparedState implements RootState {
 class AttachedState implements RootState {
   readonly status = 'attached';
   constructor(
-    private readonly root: ContainerRoot,
+    private readonly root: Machine,
     private readonly mount: RootMount,
   ) {}
 
@@ -138,9 +140,9 @@ class AttachedState implements RootState {
   }
 }
 
-function enterReleasing(root: ContainerRoot, mount: RootMount, graceMs: number): Promise<ReleaseOutcome> {
+function enterReleasing(root: Machine, mount: RootMount, graceMs: number): Promise<ReleaseOutcome> {
   const releasing = new ReleasingState(root, mount, graceMs);
-  root.transition(releasing);
+  root.go(releasing);
   return releasing.outcome;
 }
 
@@ -149,7 +151,7 @@ class ReleasingState implements RootState {
   readonly outcome: Promise<ReleaseOutcome>;
 
   constructor(
-    private readonly root: ContainerRoot,
+    private readonly root: Machine,
     mount: RootMount,
     graceMs: number,
   ) {
@@ -183,7 +185,7 @@ class ReleasingState implements RootState {
       end = await mount.done;
     } finally {
       // Released even when the lease could not be removed: nothing else is left to retry.
-      this.root.transition(new ReleasedState(this.root, this.outcome));
+      this.root.go(new ReleasedState(this.root, this.outcome));
     }
     return { end, aborted };
   }
@@ -192,7 +194,7 @@ class ReleasingState implements RootState {
 class ReleasedState implements RootState {
   readonly status = 'released';
   constructor(
-    private readonly root: ContainerRoot,
+    private readonly root: Machine,
     private readonly outcome: Promise<ReleaseOutcome>,
   ) {}
 
