@@ -92,7 +92,8 @@ export class ContainerRoot {
     return this.state.attach();
   }
 
-  /** any → releasing → released. Resolves once nothing is left. */
+  /** any → releasing → released. Resolves once nothing is left; rejects only when the lease
+   * could not be removed (the root is released all the same). */
   release(graceMs: number): Promise<ReleaseOutcome> {
     return this.state.release(graceMs);
   }
