@@ -1,6 +1,8 @@
 // strata mount IMAGE DIR / strata umount DIR: an image served at a directory of the caller's
 // mount namespace, for inspection. `mount` stays in the foreground until the mount goes
-// (`strata umount DIR`, umount(8)) or it gets SIGINT/SIGTERM, and leaves nothing behind.
+// (`strata umount DIR`, umount(8)) or it gets SIGINT/SIGTERM/SIGHUP, and leaves nothing behind (its
+// image lease included). The mount is nosuid,nodev and only for the mounting user unless
+// --allow-other (see mount/attach.ts).
 import type { Argv, CommandModule } from 'yargs';
 import { mountImage, unmount, type MountMethod } from '../mount/attach.js';
 import { limitServerHeap } from '../mount/serve.js';
@@ -11,10 +13,14 @@ import { shortDigest } from './output.js';
 // shrunk, so the earlier this runs the smaller the server stays (yargs' parsing alone grows it).
 limitServerHeap();
 
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 export interface MountArgs extends GlobalArgs {
   image: string;
   dir: string;
   passthrough: boolean;
+  /** Absent on main.ts's fast path, which handles no --allow-other. */
+  allowOther?: boolean;
   method: 'auto' | MountMethod;
 }
 
@@ -29,6 +35,11 @@ export const mountCommand: CommandModule<GlobalArgs, MountArgs> = {
         type: 'boolean',
         default: true,
         describe: 'let the kernel read file contents directly (FUSE passthrough)',
+      })
+      .option('allow-other', {
+        type: 'boolean',
+        default: false,
+        describe: 'let other users read the mount too (it stays nosuid,nodev)',
       })
       .option('method', {
         choices: ['auto', 'mount-api', 'fusermount3'] as const,
@@ -46,21 +57,22 @@ export async function mountMain(argv: MountArgs): Promise<void> {
     ref: argv.image,
     dir: argv.dir,
     passthrough: argv.passthrough,
+    allowOther: argv.allowOther ?? false,
     method: argv.method,
   });
   mount.handler.on('warn', (w: { code: string; error?: unknown }) =>
     process.stderr.write(`strata: warning: ${w.code}: ${String(w.error)}\n`),
   );
-  const stop = () => void mount.stop();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // A failure to release the lease surfaces through mount.done, below.
+  const stop = () => void mount.stop().catch(() => undefined);
+  // SIGHUP too: a closed terminal would otherwise kill the server and leave its lease behind.
+  for (const signal of STOP_SIGNALS) process.once(signal, stop);
   process.stdout.write(
     `mounted ${shortDigest(mount.image.manifestDigest)} at ${mount.dir} ` +
       `(${mount.method}, passthrough ${argv.passthrough ? 'on' : 'off'}, pid ${process.pid})\n`,
   );
   const end = await mount.done;
-  process.off('SIGINT', stop);
-  process.off('SIGTERM', stop);
+  for (const signal of STOP_SIGNALS) process.off(signal, stop);
   if (end.reason === 'error') {
     process.stderr.write(`strata: the FUSE device failed: ${end.detail}\n`);
     process.exitCode = 1;

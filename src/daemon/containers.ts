@@ -1,17 +1,13 @@
-// The daemon's policy for container roots, one method per hook stage. createRuntime takes a
-// lease and makes the detached FUSE mount (plus a writable overlay when the config wants one);
-// createContainer gives the mount away; the end of the FUSE session (ENODEV: the container's
-// mount namespace is gone), poststop, the runtime dying before createContainer, or a timeout
-// release everything. Whatever happens, nothing is left: no mount fd, no session, no lease.
-import { closeSync, statSync } from 'node:fs';
+// The daemon's policy for container roots, one method per hook stage. createRuntime serves the
+// image (mount/serve.ts: the same code as `strata mount`, with the container's lease, plus a
+// writable overlay when the config wants one); createContainer gives the mount away; the end of
+// the FUSE session (ENODEV: the container's mount namespace is gone), poststop, the runtime dying
+// before createContainer, or a timeout release everything. Each root's life is a state machine
+// (container-root.ts). Whatever happens, nothing is left: no mount fd, no session, no lease.
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import { createDetachedMount } from '../mount/detached.js';
-import { sharedFdCache } from '../mount/fs/fd-cache.js';
-import { createImageHandler } from '../mount/fs/image-handler.js';
-import { DeviceBacking } from '../mount/serve.js';
-import type { FuseProtocol } from '../mount/fuse/protocol.js';
-import { createDetachedOverlay } from '../mount/overlay.js';
+import { serveImage } from '../mount/serve.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
 import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
 import type { ServedContainer } from '../schema/generated/daemon-api.js';
@@ -22,14 +18,13 @@ import {
   InvalidArgumentError,
   NotFoundError,
 } from '../errors.js';
-import { treeIndexPath } from '../store/layout.js';
-import { releaseLease } from '../store/leases.js';
+import { ContainerRoot, type Guard, type ReleaseOutcome } from './container-root.js';
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
-import { leaseIdFor, resolveBundleImage, takeContainerLease } from './image-lease.js';
+import { containerLease, resolveBundleImage } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
 import type { Logger } from './log.js';
 import { placeholdersFor } from './mount-points.js';
-import { watchPid, type PidWatch } from './pid-watch.js';
+import { watchPid } from './pid-watch.js';
 
 export interface ContainerManagerOptions {
   storeRoot: string;
@@ -58,27 +53,14 @@ interface PrepareRequest {
 }
 
 interface Served {
-  id: string;
+  root: ContainerRoot;
+  session: FuseSession;
   leaseId: string;
   image: string;
   bundle: string;
   rootfs: string;
   readonly: boolean;
   since: Date;
-  state: 'prepared' | 'attached';
-  /** Ours until createContainer hands it over; -1 after. */
-  mountFd: number;
-  session: FuseSession;
-  handler: FuseProtocol;
-  watch?: PidWatch;
-  timer?: NodeJS.Timeout;
-  releasing?: Promise<void>;
-}
-
-/** Open handles, passthrough backings and idle object fds go with the session. */
-async function releaseHandler(handler: FuseProtocol): Promise<void> {
-  handler.fs.destroy?.();
-  await sharedFdCache.closeIdle();
 }
 
 function isDirectory(path: string): boolean | undefined {
@@ -115,14 +97,14 @@ export class ContainerManager {
   }
 
   list(): ServedContainer[] {
-    return [...this.served.values()].map((s) => ({
-      id: s.id,
-      image: s.image,
-      bundle: s.bundle,
-      state: s.state,
-      since: s.since.toISOString(),
-      readonly: s.readonly,
-    }));
+    return [...this.served.entries()].flatMap(([id, s]) => {
+      const state = s.root.status;
+      // A root being released is on its way out: no longer listed.
+      if (state !== 'prepared' && state !== 'attached') return [];
+      return [
+        { id, image: s.image, bundle: s.bundle, state, since: s.since.toISOString(), readonly: s.readonly },
+      ];
+    });
   }
 
   /** createRuntime: resolve the image, take a lease, make and serve the mount. */
@@ -188,91 +170,53 @@ export class ContainerManager {
     const image = await resolveBundleImage(this.storeRoot, ref, bundle);
     const digest = image.manifestDigest;
 
-    const leaseId = leaseIdFor(id);
-    // The lease (an fsync'd file) and the mount do not depend on each other: make both at once.
-    const leased = takeContainerLease(
-      this.storeRoot,
-      leaseId,
-      digest,
-      { container: id, bundle },
-      this.logger,
+    const lease = containerLease(id, bundle, (leaseId) =>
+      this.logger.log('warn', `replacing stale lease ${leaseId}`),
     );
-    leased.catch(() => undefined); // awaited below, on every path
-    let mountFd = -1;
-    let session: FuseSession | undefined;
-    let handler: FuseProtocol | undefined;
-    try {
-      const index = this.indexes.get(image.indexDigest);
-      const placeholders = placeholdersFor(config.mounts, isDirectory);
-      const backing = new DeviceBacking();
-      handler = createImageHandler({
-        index,
-        // Inline contents are read from the index file, not touched through its mapping.
-        indexPath: treeIndexPath(this.storeRoot, image.indexDigest),
-        storeRoot: this.storeRoot,
-        placeholders,
-        backing,
-      });
+    const served = await serveImage({
+      storeRoot: this.storeRoot,
+      ref,
+      image,
+      loadIndex: (i) => this.indexes.get(i.indexDigest),
+      lease,
+      placeholders: placeholdersFor(config.mounts, isDirectory),
       // The source names the container in mountinfo (where a mount shows up if it ever leaks).
-      const fsname = `strata-ctr:${id.replace(/[^A-Za-z0-9_.+-]/g, '_')}`;
-      const m = await createDetachedMount({ handler, fsname, subtype: 'strata' });
-      backing.devFd = m.devFd; // before anyone can OPEN: the mount has not been handed out yet
-      session = m.session;
-      mountFd = m.mountFd;
-      if (!readonly) {
-        // Async: making the overlay looks up our own FUSE mount, which this thread serves.
-        const overlay = await createDetachedOverlay(mountFd);
-        closeSync(mountFd);
-        mountFd = overlay;
-      }
-      await leased;
-    } catch (err) {
-      if (mountFd >= 0) closeSync(mountFd);
-      if (session) await session.close();
-      if (handler) await releaseHandler(handler);
-      if (
-        await leased.then(
-          () => true,
-          () => false,
-        )
-      )
-        await releaseLease(this.storeRoot, leaseId).catch(() => undefined);
-      throw err;
-    }
+      fsname: `strata-ctr:${id.replace(/[^A-Za-z0-9_.+-]/g, '_')}`,
+      subtype: 'strata',
+      overlay: !readonly,
+    });
+    const { session } = served;
 
-    const served: Served = {
-      id,
-      leaseId,
+    // The hook state's pid is the container's init as the host sees it here; if it dies before
+    // createContainer, nobody will ever attach (or close) our mount.
+    const guards: Guard[] = [];
+    const pid = req.pid;
+    if (pid && pid > 1) {
+      guards.push(
+        watchPid(pid, () => void this.release(id, `its init (pid ${pid}) died before createContainer`)),
+      );
+    }
+    const timer = setTimeout(
+      () => void this.release(id, `createContainer did not come within ${this.prepareTimeoutMs} ms`),
+      this.prepareTimeoutMs,
+    );
+    timer.unref();
+    guards.push({ stop: () => clearTimeout(timer) });
+    this.served.set(id, {
+      root: new ContainerRoot(id, served, guards),
+      session,
+      leaseId: served.lease.id,
       image: digest,
       bundle,
       rootfs,
       readonly,
       since: new Date(),
-      state: 'prepared',
-      mountFd,
-      session,
-      handler: handler as FuseProtocol,
-    };
-    this.served.set(id, served);
+    });
     session.on('end', (end: SessionEnd) => {
       const detail = end.reason === 'unmounted' ? 'ENODEV' : (end.detail ?? end.reason);
       void this.release(id, `FUSE session ended: ${end.reason} (${detail})`);
     });
     session.on('warn', (w: { message: string }) => this.logger.log('warn', `container ${id}: ${w.message}`));
-    // The hook state's pid is the container's init as the host sees it here; if it dies before
-    // createContainer, nobody will ever attach (or close) our mount.
-    const pid = req.pid;
-    if (pid && pid > 1) {
-      served.watch = watchPid(
-        pid,
-        () => void this.release(id, `its init (pid ${pid}) died before createContainer`),
-      );
-    }
-    served.timer = setTimeout(
-      () => void this.release(id, `createContainer did not come within ${this.prepareTimeoutMs} ms`),
-      this.prepareTimeoutMs,
-    );
-    served.timer.unref();
     this.logger.log(
       'info',
       `container ${id}: prepared ${readonly ? 'read-only' : 'writable'} root of image ${digest} ` +
@@ -285,20 +229,13 @@ export class ContainerManager {
     const { id } = parseHookState(stateJson);
     await this.pending.get(id); // a failed preparation fails this hook with its own error
     const s = this.served.get(id);
-    if (!s || s.releasing) {
+    if (!s) {
       throw new NotFoundError(
         `no root prepared for container ${id}: its createRuntime hook did not run, failed, or came too long ago`,
         { op: 'attach' },
       );
     }
-    if (s.state !== 'prepared') {
-      throw new FailedPreconditionError(`container ${id} already received its root`, { op: 'attach' });
-    }
-    s.watch?.stop();
-    clearTimeout(s.timer);
-    s.state = 'attached';
-    const mountFd = s.mountFd;
-    s.mountFd = -1;
+    const mountFd = s.root.attach();
     this.logger.log('info', `container ${id}: root handed to createContainer (rootfs ${s.rootfs})`);
     return { mountFd, rootfs: s.rootfs, readonly: s.readonly };
   }
@@ -318,7 +255,7 @@ export class ContainerManager {
    */
   async containerEnded(id: string, why: string): Promise<void> {
     const s = this.served.get(id);
-    if (s?.state === 'attached' && s.session.isOpen) {
+    if (s?.root.status === 'attached' && s.session.isOpen) {
       void this.release(id, why);
       return;
     }
@@ -332,54 +269,33 @@ export class ContainerManager {
   async release(id: string, why: string, graceMs = this.releaseGraceMs): Promise<boolean> {
     const s = this.served.get(id);
     if (!s) return false;
-    s.releasing ??= this.doRelease(s, why, graceMs);
-    await s.releasing;
+    const first = s.root.status === 'prepared' || s.root.status === 'attached';
+    let outcome: ReleaseOutcome | undefined;
+    try {
+      outcome = await s.root.release(graceMs);
+    } catch (err) {
+      // The session is gone; only the lease could not be removed.
+      if (first)
+        this.logger.log('error', `container ${id}: releasing lease ${s.leaseId}: ${(err as Error).message}`);
+    }
+    if (this.served.get(id) === s) this.served.delete(id);
+    if (first && outcome) {
+      if (outcome.aborted) {
+        this.logger.log(
+          'warn',
+          `container ${id}: its mount still had users after ${why}; aborting the FUSE session`,
+        );
+      }
+      this.logger.log(
+        'info',
+        `container ${id}: released (${why}; session ${outcome.end.reason}, lease ${s.leaseId} released)`,
+      );
+    }
     return true;
   }
 
   /** Release everything (daemon shutdown): running containers lose their root. */
   async releaseAll(why: string): Promise<void> {
     await Promise.all([...this.served.keys()].map((id) => this.release(id, why, 0)));
-  }
-
-  private async doRelease(s: Served, why: string, graceMs: number): Promise<void> {
-    s.watch?.stop();
-    clearTimeout(s.timer);
-    if (s.mountFd >= 0) {
-      closeSync(s.mountFd);
-      s.mountFd = -1;
-    }
-    let end: SessionEnd | undefined;
-    if (s.session.isOpen) {
-      let timer: NodeJS.Timeout | undefined;
-      end = await Promise.race([
-        s.session.ended,
-        new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), graceMs))),
-      ]);
-      clearTimeout(timer);
-      if (!end) {
-        this.logger.log(
-          'warn',
-          `container ${s.id}: its mount still had users after ${why}; aborting the FUSE session`,
-        );
-        end = await s.session.close();
-      }
-    } else end = await s.session.ended;
-    await releaseHandler(s.handler);
-    try {
-      await releaseLease(this.storeRoot, s.leaseId);
-    } catch (err) {
-      if (!(err instanceof NotFoundError)) {
-        this.logger.log(
-          'error',
-          `container ${s.id}: releasing lease ${s.leaseId}: ${(err as Error).message}`,
-        );
-      }
-    }
-    this.served.delete(s.id);
-    this.logger.log(
-      'info',
-      `container ${s.id}: released (${why}; session ${end.reason}, lease ${s.leaseId} released)`,
-    );
   }
 }

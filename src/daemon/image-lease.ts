@@ -1,13 +1,12 @@
-// The store side of preparing a container: which image its bundle names, and the lease that
-// keeps that image from gc while the container runs.
+// The store side of preparing a container: which image its bundle names, and what the lease that
+// keeps that image from gc while the container runs says about its holder.
 import { createHash } from 'node:crypto';
 
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errors.js';
-import { createLease, releaseLease } from '../store/leases.js';
+import type { ImageLeaseRequest } from '../mount/image-lease.js';
+import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import type { ImageRecord } from '../schema/generated/image-record.js';
 import { resolveImageRecord } from '../store/records.js';
-import type { Logger } from './log.js';
 
 /** Lease ids are restricted ([A-Za-z0-9_.-]{1,128}); other container ids get a stable hash. */
 export function leaseIdFor(containerId: string): string {
@@ -45,20 +44,22 @@ export async function resolveBundleImage(
   }
 }
 
-/** A lease left by a daemon that died is stale: one daemon serves every container of its store. */
-export async function takeContainerLease(
-  storeRoot: string,
-  leaseId: string,
-  digest: string,
-  labels: Record<string, string>,
-  logger: Logger,
-): Promise<void> {
-  try {
-    await createLease(storeRoot, leaseId, digest, labels);
-  } catch (err) {
-    if (!(err instanceof AlreadyExistsError)) throw err;
-    logger.log('warn', `replacing stale lease ${leaseId}`);
-    await releaseLease(storeRoot, leaseId).catch(() => undefined);
-    await createLease(storeRoot, leaseId, digest, labels);
-  }
+/**
+ * The lease a container's root holds while the daemon serves it (taken and released by
+ * mount/image-lease.ts, through serve.ts). Its id follows from the container id, so a lease under
+ * that id can only be one a daemon that died left: it is replaced, and `onStale` says so.
+ */
+export function containerLease(
+  containerId: string,
+  bundle: string,
+  onStale: (leaseId: string) => void,
+): ImageLeaseRequest {
+  return {
+    kind: 'container',
+    holder: containerId,
+    id: leaseIdFor(containerId),
+    // What container leases always carried, for readers of the older format.
+    labels: { container: containerId, bundle },
+    onStale,
+  };
 }

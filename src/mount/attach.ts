@@ -3,13 +3,17 @@
 // new mount API is not permitted (fsopen EPERM: an unprivileged user, a seccomp profile), the
 // fusermount3 helper mounts instead and passes the /dev/fuse fd back over a unix socket named by
 // $_FUSE_COMMFD — libfuse's fuse_mount_fusermount protocol. Either way the session ends when
-// the mount goes (umount, or `stop`), and then nothing is left: no mount, no fd, no thread.
+// the mount goes (umount, or `stop`), and then nothing is left: no mount, no fd, no thread, no
+// lease. A mount here is in the host's namespace, where the image is untrusted input: it is
+// always nosuid,nodev (a setuid-root file in an image must not give a local user euid 0), and
+// other users get in only with `allowOther`. Container roots (serve.ts through the daemon) keep
+// setuid and devices: there the container is the boundary.
 import { closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { constants, native } from '../native-addon.js';
 import { FailedPreconditionError, isErrno } from '../errors.js';
-import type { ImageInfo } from '../store/records.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
 import { mountAt } from './mountinfo.js';
 import { setReadahead } from './fuse/readahead.js';
 import {
@@ -35,13 +39,20 @@ export interface MountImageOptions extends ServeImageOptions {
   dir: string;
   /** 'auto' (default): the new mount API, and fusermount3 when that is not permitted. */
   method?: 'auto' | MountMethod;
+  /** Let users other than the mounting one in (FUSE allow_other). Default false. */
+  allowOther?: boolean;
   syscalls?: Syscalls;
+}
+
+/** What every host-namespace mount gets, whatever the method. */
+function hostMountAttrs(): number {
+  return constants.MOUNT_ATTR_RDONLY | constants.MOUNT_ATTR_NOSUID | constants.MOUNT_ATTR_NODEV;
 }
 
 export interface AttachedImage {
   dir: string;
   method: MountMethod;
-  image: ImageInfo;
+  image: ImageRecord;
   handler: FuseProtocol;
   session: FuseSession;
   /** The session's end, after the image's resources were released. */
@@ -60,9 +71,18 @@ function methodFor(opts: MountImageOptions): 'auto' | MountMethod {
 export async function mountImage(opts: MountImageOptions): Promise<AttachedImage> {
   const dir = resolve(opts.dir);
   const method = methodFor(opts);
+  const allowOther = opts.allowOther ?? false;
+  const lease = opts.lease ?? { kind: 'mount' as const, holder: dir };
   if (method !== 'fusermount3') {
     try {
-      const served = await serveImage({ ...opts, subtype: SUBTYPE, syscalls: opts.syscalls });
+      const served = await serveImage({
+        ...opts,
+        lease,
+        subtype: SUBTYPE,
+        allowOther,
+        mountAttrs: hostMountAttrs(),
+        syscalls: opts.syscalls,
+      });
       try {
         attachDetached(served.mountFd, dir, opts.syscalls);
       } catch (err) {
@@ -75,8 +95,18 @@ export async function mountImage(opts: MountImageOptions): Promise<AttachedImage
       if (method === 'mount-api' || !isErrno(err, 'EPERM')) throw err;
     }
   }
-  const prepared = await prepareImage(opts);
-  const devFd = await fusermount(dir, ['ro', `fsname=${mountSource(prepared.image)}`, `subtype=${SUBTYPE}`]);
+  const prepared = await prepareImage({ ...opts, lease });
+  let devFd: number;
+  try {
+    devFd = await fusermount(
+      dir,
+      ['ro', 'nosuid', 'nodev', `fsname=${mountSource(prepared.image)}`, `subtype=${SUBTYPE}`],
+      allowOther,
+    );
+  } catch (err) {
+    await prepared.release();
+    throw err;
+  }
   prepared.bindDevice(devFd);
   const session = new FuseSession(devFd, prepared.handler);
   await setReadahead(dir, READAHEAD_KIB);
@@ -87,7 +117,7 @@ export async function mountImage(opts: MountImageOptions): Promise<AttachedImage
 function attached(
   dir: string,
   method: MountMethod,
-  image: ImageInfo,
+  image: ImageRecord,
   handler: FuseProtocol,
   session: FuseSession,
   done: Promise<SessionEnd>,
@@ -117,14 +147,15 @@ export function attachDetached(mountFd: number, dir: string, syscalls: Syscalls 
 /**
  * Mounts FUSE at `dir` through the setuid fusermount3 helper and returns the /dev/fuse fd it
  * opened (close-on-exec). `options` go to `-o`; fusermount3 adds fd, rootmode, user_id and
- * group_id itself, and allow_other/default_permissions always.
+ * group_id itself, default_permissions always, and allow_other when asked (a user other than
+ * root needs user_allow_other in /etc/fuse.conf for that).
  */
-export async function fusermount(dir: string, options: string[]): Promise<number> {
+export async function fusermount(dir: string, options: string[], allowOther = false): Promise<number> {
   // Loaded here: only the fallback needs child_process, and the server's heap pays for it.
   const { spawn } = await import('node:child_process');
   const [ours, theirs] = native.socketpair();
   try {
-    const opts = [...options, 'allow_other', 'default_permissions'].join(',');
+    const opts = [...options, ...(allowOther ? ['allow_other'] : []), 'default_permissions'].join(',');
     // stdio[3] = the socket: the child gets it as fd 3, without close-on-exec.
     const child = spawn('fusermount3', ['-o', opts, '--', dir], {
       stdio: ['ignore', 'ignore', 'pipe', theirs],

@@ -1,12 +1,16 @@
-// The one place that turns "store root + image ref" into something the kernel can talk to:
-// resolve the ref, load the image's tree index, build the FUSE handler (with passthrough backing
-// ids when asked), and either hand back that handler for a device someone else opened
-// (`prepareImage`, e.g. the fusermount3 path) or serve it from a fresh detached mount
-// (`serveImage`, what the daemon and `strata mount` use). When the session ends the handler's
-// open files and idle object fds are released.
+// The one place that turns "store root + image ref" into something the kernel can talk to, for
+// every reader of an image (the daemon's container roots, `strata mount`, a future shim): resolve
+// the ref, take the reader's lease (image-lease.ts), load the image's tree index, build the FUSE
+// handler (with passthrough backing ids when asked), and either hand back that handler for a
+// device someone else opened (`prepareImage`, e.g. the fusermount3 path) or serve it from a fresh
+// detached mount with the readahead window raised (`serveImage`), plus a writable overlay when
+// asked. When the session ends the handler's open files and idle object fds are released, and
+// then the lease.
+import { closeSync } from 'node:fs';
 import v8 from 'node:v8';
 import { native } from '../native-addon.js';
-import { resolveImage, loadTreeIndex, type ImageInfo } from '../store/records.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
+import { loadTreeIndex, resolveImageRecord } from '../store/records.js';
 import { treeIndexPath } from '../store/layout.js';
 import type { TreeIndex } from '../store/tree-index.js';
 import { createDetachedMount, type DetachedMount, type DetachedMountOptions } from './detached.js';
@@ -16,12 +20,21 @@ import type { PlaceholderSpec } from './fs/placeholders.js';
 import type { BackingCapability, FuseProtocol } from './fuse/protocol.js';
 import { setReadahead } from './fuse/readahead.js';
 import { releaseIdleReplyPool } from './fuse/reply-pool.js';
+import { takeImageLease, type ImageLease, type ImageLeaseRequest } from './image-lease.js';
+import { createDetachedOverlay, type OverlayOptions } from './overlay.js';
 import type { FuseSession, SessionEnd } from './session.js';
 
 export interface ServeImageOptions {
   storeRoot: string;
   /** A name, name:tag, full or unique short manifest digest. */
   ref: string;
+  /** `ref` already resolved (the daemon resolves it with messages of its own). */
+  image?: ImageRecord;
+  /** Where the tree index comes from. Default: mapped from the store for this image alone. */
+  loadIndex?: (image: ImageRecord) => TreeIndex;
+  /** Who reads, for the lease held while the session lasts. Default: a `mount` lease held by
+   * this process. */
+  lease?: ImageLeaseRequest;
   /** Offer FUSE passthrough (kernel >= 6.9, CAP_SYS_ADMIN); reads then bypass the server. Default true. */
   passthrough?: boolean;
   /** Mount points the image lacks (see fs/placeholders.ts). */
@@ -31,13 +44,16 @@ export interface ServeImageOptions {
 }
 
 export interface PreparedImage {
-  image: ImageInfo;
+  image: ImageRecord;
   index: TreeIndex;
   /** The request handler for exactly one session. */
   handler: FuseProtocol;
+  /** The reader's lease, held until release(). */
+  lease: ImageLease;
   /** Tell the passthrough backing which /dev/fuse fd the session reads (before the first OPEN). */
   bindDevice(devFd: number): void;
-  /** Release open handles and idle object fds once the session is over; idempotent. */
+  /** Release open handles and idle object fds once the session is over, then the lease;
+   * idempotent. */
   release(): Promise<void>;
 }
 
@@ -54,31 +70,69 @@ export class DeviceBacking implements BackingCapability {
   }
 }
 
-export async function prepareImage(opts: ServeImageOptions): Promise<PreparedImage> {
-  const image = await resolveImage(opts.storeRoot, opts.ref);
-  const index = loadTreeIndex(opts.storeRoot, image);
-  const backing = opts.passthrough === false ? undefined : new DeviceBacking();
+/** A prepared image whose lease may still be being written (the lease is an fsync'd file; the
+ * mount does not need it until it is handed out, so serveImage makes both at once). */
+interface Preparing {
+  prepared: Omit<PreparedImage, 'lease'>;
+  lease: Promise<ImageLease>;
+}
+
+async function beginPrepare(opts: ServeImageOptions): Promise<Preparing> {
+  const image = opts.image ?? (await resolveImageRecord(opts.storeRoot, opts.ref));
+  const lease = takeImageLease(
+    opts.storeRoot,
+    image.manifestDigest,
+    opts.lease ?? { kind: 'mount', holder: `pid ${process.pid}` },
+  );
+  lease.catch(() => undefined); // awaited by every path below
+  const releaseLease = async () => (await lease.catch(() => undefined))?.release();
   const fdCache = opts.fdCache ?? sharedFdCache;
-  const handler = createImageHandler({
-    index,
-    storeRoot: opts.storeRoot,
-    indexPath: treeIndexPath(opts.storeRoot, image.indexDigest),
-    placeholders: opts.placeholders,
-    backing,
-    fdCache,
-  });
-  return {
+  let handler: FuseProtocol;
+  let index: TreeIndex;
+  const backing = opts.passthrough === false ? undefined : new DeviceBacking();
+  try {
+    index = (opts.loadIndex ?? ((i: ImageRecord) => loadTreeIndex(opts.storeRoot, i)))(image);
+    handler = createImageHandler({
+      index,
+      storeRoot: opts.storeRoot,
+      // Inline contents are read from the index file, not touched through its mapping.
+      indexPath: treeIndexPath(opts.storeRoot, image.indexDigest),
+      placeholders: opts.placeholders,
+      backing,
+      fdCache,
+    });
+  } catch (err) {
+    await releaseLease();
+    throw err;
+  }
+  let released: Promise<void> | undefined;
+  const prepared = {
     image,
     index,
     handler,
-    bindDevice: (devFd) => {
+    bindDevice: (devFd: number) => {
       if (backing) backing.devFd = devFd;
     },
-    release: async () => {
-      handler.fs.destroy?.();
-      await fdCache.closeIdle();
-    },
+    release: () =>
+      (released ??= (async () => {
+        handler.fs.destroy?.();
+        await fdCache.closeIdle();
+        await releaseLease();
+      })()),
   };
+  return { prepared, lease };
+}
+
+/** Resolves the image, takes the reader's lease and builds the handler for a device the caller
+ * opens. The caller runs the session and calls release() (releaseWhenEnded) when it ends. */
+export async function prepareImage(opts: ServeImageOptions): Promise<PreparedImage> {
+  const { prepared, lease } = await beginPrepare(opts);
+  try {
+    return { ...prepared, lease: await lease };
+  } catch (err) {
+    await prepared.release();
+    throw err;
+  }
 }
 
 /**
@@ -127,46 +181,88 @@ export function releaseServerMemory(): void {
 }
 
 /** A sequential read keeps several READs in flight, so the server's object-file reads overlap
- * (1 MiB measured ~25% slower, 128 KiB ~5x slower; measured with 1 MiB READs, the size
- * fs/image-handler.ts asks for). 4 MiB was no faster in bench-fs without passthrough (cold seq read
- * ~0.3 s either way) and held more reply buffers at once. */
+ * (1 MiB measured ~25% slower, 128 KiB ~5x slower, both with 1 MiB READs: IMAGE_MAX_PAGES in
+ * fs/image-handler.ts). 4 MiB was no faster in bench-fs without passthrough (cold seq read
+ * ~0.3 s either way) and held more reply buffers at once. Every mount serveImage or attach.ts
+ * makes gets it: container roots and `strata mount` alike. */
 export const READAHEAD_KIB = 2048;
 
 /** The mount's source in mountinfo: `strata:<12 hex of the manifest digest>`. */
-export function mountSource(image: Pick<ImageInfo, 'manifestDigest'>): string {
+export function mountSource(image: Pick<ImageRecord, 'manifestDigest'>): string {
   return `strata:${image.manifestDigest.replace(/^sha256:/, '').slice(0, 12)}`;
 }
 
 export interface ServedImage extends DetachedMount {
-  image: ImageInfo;
+  image: ImageRecord;
   handler: FuseProtocol;
-  /** The session's end, once the image's resources were released too. */
+  lease: ImageLease;
+  /** The session's end, once the image's resources and its lease were released too. Rejects
+   * only when the lease could not be removed. */
   done: Promise<SessionEnd>;
 }
 
 export type ServeDetachedOptions = ServeImageOptions &
-  Omit<DetachedMountOptions, 'handler' | 'fsname'> & { fsname?: string };
+  Omit<DetachedMountOptions, 'handler' | 'fsname'> & {
+    fsname?: string;
+    /** Put a writable overlay over the image (true: upper layer on a fresh tmpfs); mountFd is
+     * then the overlay's. */
+    overlay?: boolean | OverlayOptions;
+  };
 
 /**
  * Resolves and serves an image from a new detached mount. The caller owns `mountFd`: attach it,
  * or hand it over and close it; the session ends (ENODEV) when the last reference goes, and the
- * image's resources are released then.
+ * image's resources and lease are released then. On failure nothing is left.
  */
 export async function serveImage(opts: ServeDetachedOptions): Promise<ServedImage> {
-  const prepared = await prepareImage(opts);
-  const mount = await createDetachedMount({
-    ...opts,
-    handler: prepared.handler,
-    fsname: opts.fsname ?? mountSource(prepared.image),
-  });
-  prepared.bindDevice(mount.devFd);
-  await setReadahead(`/proc/self/fd/${mount.mountFd}`, READAHEAD_KIB);
-  const done = releaseWhenEnded(mount.session, prepared);
-  return { ...mount, image: prepared.image, handler: prepared.handler, done };
+  const { prepared, lease } = await beginPrepare(opts);
+  let mount: DetachedMount;
+  try {
+    mount = await createDetachedMount({
+      ...opts,
+      handler: prepared.handler,
+      fsname: opts.fsname ?? mountSource(prepared.image),
+    });
+  } catch (err) {
+    await prepared.release();
+    throw err;
+  }
+  prepared.bindDevice(mount.devFd); // before anyone can OPEN: the mount has not been handed out
+  let mountFd = mount.mountFd;
+  let overlayFd = -1;
+  try {
+    // The window belongs to the FUSE superblock's bdi: set on it, not on an overlay above it.
+    // The overlay is async: making it looks up our own FUSE mount, which this thread serves.
+    const [, taken, overlay] = await Promise.all([
+      setReadahead(`/proc/self/fd/${mount.mountFd}`, READAHEAD_KIB),
+      lease,
+      opts.overlay
+        ? createDetachedOverlay(mount.mountFd, opts.overlay === true ? {} : opts.overlay).then(
+            (fd) => (overlayFd = fd),
+          )
+        : undefined,
+    ]);
+    if (overlay !== undefined) {
+      closeSync(mount.mountFd);
+      mountFd = overlay;
+    }
+    const done = releaseWhenEnded(mount.session, prepared);
+    return { ...mount, mountFd, image: prepared.image, handler: prepared.handler, lease: taken, done };
+  } catch (err) {
+    if (overlayFd >= 0) closeSync(overlayFd);
+    closeSync(mount.mountFd);
+    await mount.session.close();
+    await prepared.release();
+    throw err;
+  }
 }
 
-/** Resolves with the session's end after the prepared image's resources were released. */
-export async function releaseWhenEnded(session: FuseSession, prepared: PreparedImage): Promise<SessionEnd> {
+/** Resolves with the session's end after the prepared image's resources (and lease) were
+ * released. */
+export async function releaseWhenEnded(
+  session: FuseSession,
+  prepared: Pick<PreparedImage, 'release'>,
+): Promise<SessionEnd> {
   const end = await session.ended;
   await prepared.release();
   return end;

@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { processStartTime, watchPid } from '../../src/daemon/pid-watch.js';
+import { processStartTime } from '../../src/mount/image-lease.js';
+import { watchPid } from '../../src/daemon/pid-watch.js';
 
 // The watch's timer is unref'd (the daemon's server keeps it alive); keep this process alive.
 const keepAlive = setInterval(() => undefined, 1000);
