@@ -68,6 +68,17 @@ export function normalizeSignal(signal: string): string {
   throw new InvalidArgumentError(`stop signal "${signal}" is not a signal`, { op: 'config' });
 }
 
+/**
+ * The image's stop signal, normalized: the config's StopSignal, else the same key as a label (some
+ * builders write only the label). Both go through normalizeSignal, so a label cannot smuggle in
+ * anything but a signal.
+ */
+function imageStopSignal(cfg: ImageExecConfig): string | undefined {
+  const label = cfg.Labels?.[STOP_SIGNAL_ANNOTATION];
+  const signal = cfg.StopSignal || label;
+  return signal ? normalizeSignal(signal) : undefined;
+}
+
 function buildArgs(cfg: ImageExecConfig, opts: RunOptions): string[] {
   const entrypoint = opts.entrypoint ?? cfg.Entrypoint ?? [];
   // docker and podman: a new --entrypoint also drops the image's Cmd.
@@ -185,8 +196,12 @@ export function buildRuntimeConfig(
   setDefault('HOSTNAME', hostname);
   setDefault('HOME', user.home);
 
-  const annotations: Record<string, string> = { ...(cfg.Labels ?? {}) };
-  if (cfg.StopSignal) annotations[STOP_SIGNAL_ANNOTATION] = normalizeSignal(cfg.StopSignal);
+  // Nothing the image carries becomes an annotation: runtimes act on some (crun's run.oci.hooks.*
+  // opens host files as root), hooks and strata on others. podman does not copy labels either.
+  // Only the stop signal crosses, validated, and the user's own --annotation values.
+  const annotations: Record<string, string> = {};
+  const stopSignal = imageStopSignal(cfg);
+  if (stopSignal !== undefined) annotations[STOP_SIGNAL_ANNOTATION] = stopSignal;
   Object.assign(annotations, opts.annotations ?? {});
 
   const namespaces: Namespace[] = [{ type: 'pid' }];
