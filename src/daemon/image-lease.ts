@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../store/errors.js';
+import { isLeaseId } from '../store/layout.js';
 import { createLease, releaseLease } from '../store/leases.js';
 import { resolveImageRecord, type ImageRecord } from '../store/records.js';
 import type { Logger } from './log.js';
@@ -11,9 +12,9 @@ import type { Logger } from './log.js';
 // Still exported from here for the daemon's own modules; the definition is a leaf module.
 export { IMAGE_ANNOTATION };
 
-/** Lease ids are restricted ([A-Za-z0-9_.-]{1,128}); other container ids get a stable hash. */
+/** A container id that is a lease id is its own lease id; any other gets a stable hash. */
 export function leaseIdFor(containerId: string): string {
-  if (/^[A-Za-z0-9_.-]{1,128}$/.test(containerId)) return containerId;
+  if (isLeaseId(containerId)) return containerId;
   return `c-${createHash('sha256').update(containerId).digest('hex').slice(0, 40)}`;
 }
 

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError, NotFoundError, isErrno } from '../store/errors.js';
+import { checkContainerId } from './container-id.js';
 import type { HookState } from './generated/hook-state.js';
 import type { RuntimeConfig } from './generated/runtime-config.js';
 import { parseAndValidate } from './validate.js';
@@ -30,7 +31,9 @@ export function loadBundleConfig(bundle: string): RuntimeConfig {
   return validateRuntimeConfigFile(join(bundle, 'config.json'));
 }
 
-/** The state JSON a hook reads from stdin. */
+/** The state JSON a hook reads from stdin; its id is where a runtime's container id enters strata. */
 export function parseHookState(text: string | Buffer): HookState {
-  return parseAndValidate<HookState>('hook-state', text, "OCI state on the hook's stdin");
+  const state = parseAndValidate<HookState>('hook-state', text, "OCI state on the hook's stdin");
+  checkContainerId(state.id, "container id in the OCI state on the hook's stdin:");
+  return state;
 }
