@@ -1,11 +1,12 @@
 // podman's hooks.d entries for strata (format in INTEGRATIONS.md). The hook executable takes its
 // stage as argv[1], so each stage gets its own file; all three trigger on the org.strata.image
 // annotation, so only containers that name a strata image run them.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { IMAGE_ANNOTATION } from '../src/spec/annotations.js';
 import type { HooksDConfig } from '../src/spec/generated/hooks-d.js';
+import { writeFileAtomicSync } from '../src/store/atomic.js';
 import { validate } from '../src/spec/validate.js';
 
 export const HOOK_STAGES = ['createRuntime', 'createContainer', 'poststop'] as const;
@@ -55,9 +56,7 @@ export function installHooks(dir: string, setup: HookSetup): string[] {
   mkdirSync(dir, { recursive: true });
   return Object.entries(hooksDConfigs(setup)).map(([name, config]) => {
     const path = join(dir, name);
-    const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-    writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n', { mode: 0o644 });
-    renameSync(tmp, path);
+    writeFileAtomicSync(path, JSON.stringify(config, null, 2) + '\n', { mode: 0o644 });
     return path;
   });
 }
