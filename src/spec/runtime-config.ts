@@ -16,8 +16,10 @@ import {
   STOP_SIGNAL_ANNOTATION,
   defaultMounts,
   hostRlimits,
+  pidsLimit,
 } from './defaults.js';
 import { containerPath, type MountOption, type RunOptions } from './options.js';
+import { DEFAULT_SECCOMP_PROFILE, seccompFor } from './seccomp.js';
 import { resolveUser, type ImageFileLookup } from './user.js';
 import { validate } from './validate.js';
 
@@ -204,6 +206,13 @@ export function buildRuntimeConfig(
   if (stopSignal !== undefined) annotations[STOP_SIGNAL_ANNOTATION] = stopSignal;
   Object.assign(annotations, opts.annotations ?? {});
 
+  const capabilities = buildCapabilities(opts.capAdd, opts.capDrop, user.uid);
+  // podman's default profile, filtered by the capabilities the container holds (as podman does).
+  const seccompProfile = opts.seccompProfile ?? DEFAULT_SECCOMP_PROFILE;
+  const seccomp =
+    seccompProfile === 'unconfined' ? undefined : seccompFor(seccompProfile, capabilities.bounding ?? []);
+  const pids = pidsLimit(opts.pidsLimit, opts.runtime);
+
   const namespaces: Namespace[] = [{ type: 'pid' }];
   if (opts.network !== 'host') namespaces.push({ type: 'network' });
   namespaces.push({ type: 'ipc' }, { type: 'uts' }, { type: 'mount' });
@@ -221,9 +230,9 @@ export function buildRuntimeConfig(
       args,
       env: [...env.values()],
       cwd: buildCwd(cfg, opts),
-      capabilities: buildCapabilities(opts.capAdd, opts.capDrop, user.uid),
+      capabilities,
       rlimits: hostRlimits(opts.procLimits),
-      noNewPrivileges: false,
+      noNewPrivileges: opts.noNewPrivileges ?? false,
     },
     root: { path: 'rootfs', readonly: opts.readOnly ?? false },
     hostname,
@@ -231,12 +240,14 @@ export function buildRuntimeConfig(
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
     annotations,
     linux: {
-      // No cgroup namespace (podman's default on this cgroup v1+v2 hybrid host) and no
-      // linux.resources: a devices rule makes crun load an eBPF filter, which needs
+      // No cgroup namespace (podman's default on this cgroup v1+v2 hybrid host) and of
+      // linux.resources only pids: a devices rule makes crun load an eBPF filter, which needs
       // CAP_SYS_RESOURCE for RLIMIT_MEMLOCK and fails here (ENVIRONMENT.md).
       namespaces,
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],
+      ...(pids !== undefined ? { resources: { pids: { limit: pids } } } : {}),
+      ...(seccomp ? { seccomp } : {}),
     },
   };
   return validate<RuntimeConfig>('runtime-config', config, 'runtime config');
