@@ -1,6 +1,7 @@
 // `strata run` argument parsing, docker-style and without yargs: options come before IMAGE,
 // everything after IMAGE is the command, short flags cluster (-it, -dit, -eK=V). Pure, so the CLI
 // start path costs no parser setup and the tests need no process.
+import { parseAnnotation, parsePidsLimit, parseSecurityOpts } from '../spec/options.js';
 import { InvalidArgumentError } from '../store/errors.js';
 import type { RuntimeName } from './record.js';
 
@@ -25,6 +26,13 @@ export interface RunArgs {
   network: 'none' | 'host';
   /** undefined: the image's; "" clears it. */
   entrypoint?: string;
+  /** --security-opt seccomp=: "unconfined" or an absolute profile path; undefined: the default profile. */
+  seccompProfile?: string;
+  noNewPrivileges: boolean;
+  /** --pids-limit; undefined: the default. */
+  pidsLimit?: number;
+  /** --annotation K=V: the only way an annotation gets into the config. */
+  annotations: Record<string, string>;
   /** Global options, accepted here too so `strata run --root X` works. */
   root?: string;
   socket?: string;
@@ -46,6 +54,9 @@ type Value =
   | 'capDrop'
   | 'network'
   | 'entrypoint'
+  | 'securityOpt'
+  | 'pidsLimit'
+  | 'annotation'
   | 'root'
   | 'socket'
   | 'runDir';
@@ -81,6 +92,9 @@ const VALUES: Record<string, Value> = {
   network: 'network',
   net: 'network',
   entrypoint: 'entrypoint',
+  'security-opt': 'securityOpt',
+  'pids-limit': 'pidsLimit',
+  annotation: 'annotation',
   root: 'root',
   socket: 'socket',
   'run-dir': 'runDir',
@@ -107,6 +121,10 @@ Options:
       --cap-add CAP, --cap-drop CAP   capabilities (ALL allowed)
       --network none|host  network namespace (default: none, loopback only)
       --entrypoint CMD     replace the image's entrypoint ("" clears it)
+      --security-opt seccomp=unconfined|FILE | no-new-privileges
+                           seccomp profile (default: podman's, /usr/share/containers/seccomp.json)
+      --pids-limit N       most tasks in the container (default 2048 where cgroups allow; -1: none)
+      --annotation K=V     add an annotation to the container's config
       --root DIR           store root ($STRATA_ROOT, /var/lib/strata)
       --socket PATH        daemon socket ($STRATA_SOCKET, /run/strata/strata.sock)
       --run-dir DIR        container records ($STRATA_RUN_DIR, /run/strata)
@@ -133,6 +151,20 @@ function setValue(out: RunArgs, key: Value, value: string, opt: string): void {
     case 'capDrop':
       out.capDrop.push(value);
       return;
+    case 'securityOpt': {
+      const sec = parseSecurityOpts([value]);
+      if (sec.seccompProfile !== undefined) out.seccompProfile = sec.seccompProfile;
+      if (sec.noNewPrivileges !== undefined) out.noNewPrivileges = sec.noNewPrivileges;
+      return;
+    }
+    case 'pidsLimit':
+      out.pidsLimit = parsePidsLimit(value);
+      return;
+    case 'annotation': {
+      const [k, v] = parseAnnotation(value);
+      out.annotations[k] = v;
+      return;
+    }
     case 'runtime':
       if (value !== 'crun' && value !== 'runc') bad(`${opt} "${value}": strata runs crun or runc`);
       out.runtime = value;
@@ -161,6 +193,8 @@ export function parseRunArgs(argv: string[]): RunArgs {
     capAdd: [],
     capDrop: [],
     network: 'none',
+    noNewPrivileges: false,
+    annotations: {},
     help: false,
   };
   let i = 0;

@@ -82,6 +82,11 @@ export async function createContainer(
         capAdd: args.capAdd,
         capDrop: args.capDrop,
         tty: args.tty,
+        seccompProfile: args.seccompProfile,
+        noNewPrivileges: args.noNewPrivileges,
+        pidsLimit: args.pidsLimit,
+        annotations: args.annotations,
+        runtime: rt.name,
       },
     });
     const record: ContainerRecord = {

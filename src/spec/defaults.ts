@@ -2,6 +2,7 @@
 // from the config.json that `podman run` hands to its runtime on this machine (Debian 12), minus
 // what breaks crun here or belongs to podman alone. See DESIGN.md and ENVIRONMENT.md.
 import { existsSync, readFileSync } from 'node:fs';
+import { FailedPreconditionError } from '../store/errors.js';
 import type { Mount, Rlimit } from './generated/runtime-config.js';
 
 /** The runtime-spec version strata writes (Debian's specs-go, which podman 4.3 also writes). */
@@ -226,8 +227,19 @@ export function pidsControllerAvailable(runtime?: 'crun' | 'runc', cgroupRoot = 
   return available;
 }
 
-/** The pids limit a container gets: the user's (0 or less: none), else podman's where honoured. */
+/**
+ * The pids limit a container gets: the user's (0 or less: none), else podman's where honoured.
+ * A limit asked for explicitly that the known runtime cannot enforce here is an error now, not a
+ * runtime failure at start.
+ */
 export function pidsLimit(requested: number | undefined, runtime?: 'crun' | 'runc'): number | undefined {
-  if (requested !== undefined) return requested > 0 ? requested : undefined;
-  return pidsControllerAvailable(runtime) ? DEFAULT_PIDS_LIMIT : undefined;
+  if (requested === undefined) return pidsControllerAvailable(runtime) ? DEFAULT_PIDS_LIMIT : undefined;
+  if (requested <= 0) return undefined;
+  if (runtime !== undefined && !pidsControllerAvailable(runtime)) {
+    throw new FailedPreconditionError(
+      `--pids-limit ${requested}: ${runtime} cannot enforce a pids limit on this host (its cgroup hierarchy has no pids controller)${runtime === 'crun' ? '; runc can (--runtime runc)' : ''}`,
+      { op: 'pids-limit' },
+    );
+  }
+  return requested;
 }

@@ -93,6 +93,13 @@ export function parseSecurityOpts(values: readonly string[]): SecurityOptions {
   return out;
 }
 
+/** --annotation K=V (V may be empty, K may not). */
+export function parseAnnotation(value: string): [string, string] {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`--annotation ${value}: use KEY=VALUE`, { op: 'annotation' });
+  return [value.slice(0, eq), value.slice(eq + 1)];
+}
+
 /** --pids-limit N: an integer; 0 and -1 mean no limit, as in podman. */
 export function parsePidsLimit(value: string): number {
   if (!/^-?[0-9]+$/.test(value.trim()) || Number(value) < -1 || !Number.isSafeInteger(Number(value)))
