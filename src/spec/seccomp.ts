@@ -97,7 +97,8 @@ function toSpecSyscall(names: string[], call: Syscall): LinuxSyscall {
           args: call.args.map((a) => ({
             index: a.index,
             value: a.value,
-            ...(a.valueTwo !== undefined ? { valueTwo: a.valueTwo } : {}),
+            // podman's Go struct drops a zero valueTwo (omitempty); so does strata.
+            ...(a.valueTwo ? { valueTwo: a.valueTwo } : {}),
             op: a.op,
           })),
         }
