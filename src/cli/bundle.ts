@@ -4,7 +4,14 @@ import type { Argv, CommandModule } from 'yargs';
 import { writeBundle } from '../spec/bundle.js';
 import { daemonArgv, hookExecutable } from '../executables.js';
 import { resolveSocket } from '../daemon/paths.js';
-import { checkBindSources, parseMount, parseVolume } from '../spec/options.js';
+import {
+  checkBindSources,
+  parseAnnotation,
+  parseMount,
+  parsePidsLimit,
+  parseSecurityOpts,
+  parseVolume,
+} from '../spec/options.js';
 import { storeFor, type GlobalArgs } from './context.js';
 
 interface BundleArgs extends GlobalArgs {
@@ -22,6 +29,10 @@ interface BundleArgs extends GlobalArgs {
   'cap-add'?: string[];
   'cap-drop'?: string[];
   entrypoint?: string;
+  'security-opt'?: string[];
+  'pids-limit'?: string;
+  annotation?: string[];
+  runtime?: string;
   socket?: string;
 }
 
@@ -49,6 +60,21 @@ export const bundleCommand: CommandModule<GlobalArgs, BundleArgs> = {
       .option('cap-add', { type: 'string', array: true })
       .option('cap-drop', { type: 'string', array: true })
       .option('entrypoint', { type: 'string', describe: 'replace the image entrypoint ("" clears it)' })
+      .option('security-opt', {
+        type: 'string',
+        array: true,
+        describe:
+          'seccomp=unconfined|FILE, no-new-privileges (default seccomp: /usr/share/containers/seccomp.json)',
+      })
+      .option('pids-limit', {
+        type: 'string',
+        describe: 'most tasks in the container (-1: none; default 2048 where both runtimes can enforce it)',
+      })
+      .option('annotation', { type: 'string', array: true, describe: 'KEY=VALUE annotation' })
+      .option('runtime', {
+        choices: ['crun', 'runc'],
+        describe: 'the runtime that will run the bundle (the pids default depends on it)',
+      })
       .option('socket', {
         type: 'string',
         describe: 'daemon socket for the hooks (default: $STRATA_SOCKET, then /run/strata/strata.sock)',
@@ -82,6 +108,10 @@ export const bundleCommand: CommandModule<GlobalArgs, BundleArgs> = {
         network: argv.network as 'none' | 'host',
         capAdd: argv['cap-add'],
         capDrop: argv['cap-drop'],
+        ...parseSecurityOpts(argv['security-opt'] ?? []),
+        pidsLimit: argv['pids-limit'] === undefined ? undefined : parsePidsLimit(argv['pids-limit']),
+        annotations: Object.fromEntries((argv.annotation ?? []).map(parseAnnotation)),
+        runtime: argv.runtime as 'crun' | 'runc' | undefined,
       },
     });
     process.stdout.write(`${result.dir} (image ${result.manifestDigest})\n`);

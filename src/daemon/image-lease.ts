@@ -6,11 +6,12 @@ import { IMAGE_ANNOTATION } from '../spec/annotations.js';
 import type { ImageLeaseRequest } from '../mount/image-lease.js';
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import type { ImageRecord } from '../schema/generated/image-record.js';
+import { isLeaseId } from '../store/layout.js';
 import { resolveImageRecord } from '../store/records.js';
 
-/** Lease ids are restricted ([A-Za-z0-9_.-]{1,128}); other container ids get a stable hash. */
+/** A container id that is a lease id is its own lease id; any other gets a stable hash. */
 export function leaseIdFor(containerId: string): string {
-  if (/^[A-Za-z0-9_.-]{1,128}$/.test(containerId)) return containerId;
+  if (isLeaseId(containerId)) return containerId;
   return `c-${createHash('sha256').update(containerId).digest('hex').slice(0, 40)}`;
 }
 

@@ -2,7 +2,7 @@
 // everything after IMAGE is the command, short flags cluster (-it, -dit, -eK=V). Pure, so the CLI
 // start path costs no parser setup and the tests need no process.
 import { InvalidArgumentError } from '../errors.js';
-import type { RunOptions } from '../spec/options.js';
+import { parseAnnotation, parsePidsLimit, parseSecurityOpts, type RunOptions } from '../spec/options.js';
 import type { RuntimeName } from './record.js';
 
 /**
@@ -47,6 +47,9 @@ type Value =
   | 'capDrop'
   | 'network'
   | 'entrypoint'
+  | 'securityOpt'
+  | 'pidsLimit'
+  | 'annotation'
   | 'root'
   | 'socket'
   | 'runDir';
@@ -82,6 +85,9 @@ const VALUES: Record<string, Value> = {
   network: 'network',
   net: 'network',
   entrypoint: 'entrypoint',
+  'security-opt': 'securityOpt',
+  'pids-limit': 'pidsLimit',
+  annotation: 'annotation',
   root: 'root',
   socket: 'socket',
   'run-dir': 'runDir',
@@ -108,6 +114,10 @@ Options:
       --cap-add CAP, --cap-drop CAP   capabilities (ALL allowed)
       --network none|host  network namespace (default: none, loopback only)
       --entrypoint CMD     replace the image's entrypoint ("" clears it)
+      --security-opt seccomp=unconfined|FILE | no-new-privileges
+                           seccomp profile (default: podman's, /usr/share/containers/seccomp.json)
+      --pids-limit N       most tasks in the container (default 2048 where cgroups allow; -1: none)
+      --annotation K=V     add an annotation to the container's config
       --root DIR           store root ($STRATA_ROOT, /var/lib/strata)
       --socket PATH        daemon socket ($STRATA_SOCKET, /run/strata/strata.sock)
       --run-dir DIR        container records ($STRATA_RUN_DIR, /run/strata)
@@ -134,6 +144,20 @@ function setValue(out: RunArgs, key: Value, value: string, opt: string): void {
     case 'capDrop':
       out.capDrop.push(value);
       return;
+    case 'securityOpt': {
+      const sec = parseSecurityOpts([value]);
+      if (sec.seccompProfile !== undefined) out.seccompProfile = sec.seccompProfile;
+      if (sec.noNewPrivileges !== undefined) out.noNewPrivileges = sec.noNewPrivileges;
+      return;
+    }
+    case 'pidsLimit':
+      out.pidsLimit = parsePidsLimit(value);
+      return;
+    case 'annotation': {
+      const [k, v] = parseAnnotation(value);
+      (out.annotations ??= {})[k] = v;
+      return;
+    }
     case 'runtime':
       if (value !== 'crun' && value !== 'runc') bad(`${opt} "${value}": strata runs crun or runc`);
       out.runtime = value;
@@ -165,6 +189,8 @@ export function parseRunArgs(argv: string[]): RunArgs {
     capAdd: [],
     capDrop: [],
     network: 'none',
+    noNewPrivileges: false,
+    annotations: {},
     help: false,
   };
   let i = 0;

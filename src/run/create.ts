@@ -68,7 +68,7 @@ export async function writeContainer(
       daemonArgv: daemonArgv({ storeRoot: ctx.storeRoot, socketPath: ctx.socketPath }),
       rootFromDaemon: opts.rootFromDaemon,
       indexes: opts.indexes,
-      run: { ...args, hostEnv: opts.hostEnv, containerId: id, mounts },
+      run: { ...args, hostEnv: opts.hostEnv, containerId: id, mounts, runtime: rt.name },
     });
     const record: ContainerRecord = {
       id,

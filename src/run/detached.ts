@@ -21,7 +21,9 @@ const MONITOR = [
   '  [ "$(readlink "$STRATA_NAME_LINK")" = "$STRATA_ID" ] && rm -f "$STRATA_NAME_LINK"',
   '  rm -rf "$STRATA_DIR"',
   'elif [ -d "$STRATA_DIR" ]; then',
-  '  echo $c > "$STRATA_EXIT.tmp" && mv "$STRATA_EXIT.tmp" "$STRATA_EXIT"',
+  // The container's directory is 0700; noclobber (O_EXCL) and a per-shell name still keep the
+  // redirection from writing through anything planted at the temp name.
+  '  (set -C; echo $c > "$STRATA_EXIT.$$.tmp") && mv -f "$STRATA_EXIT.$$.tmp" "$STRATA_EXIT"',
   'fi',
 ].join('\n');
 

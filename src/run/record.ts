@@ -2,18 +2,9 @@
 // name. Creating the symlink is the atomic "this name is mine" step, so two `strata run --name x`
 // at once end with one container and one clear AlreadyExists error; nothing is scanned to check.
 import { randomBytes } from 'node:crypto';
-import {
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  renameSync,
-  rmSync,
-  symlinkSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 
+import { writeFileAtomicSync } from '../store/atomic.js';
 import {
   AlreadyExistsError,
   DataLossError,
@@ -161,22 +152,21 @@ export function releaseName(runDir: string, name: string, id: string): void {
 export function writeRecord(runDir: string, record: ContainerRecord): void {
   const path = statePath(runDir, record.id);
   mkdirSync(containerDir(runDir, record.id), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
-  renameSync(tmp, path);
+  writeFileAtomicSync(path, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
 }
 
 /** Rewrites an existing record; false (and nothing written) when it was removed meanwhile (rm -f). */
 export function updateRecord(runDir: string, record: ContainerRecord): boolean {
-  const path = statePath(runDir, record.id);
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+    writeFileAtomicSync(statePath(runDir, record.id), JSON.stringify(record, null, 2) + '\n', {
+      mode: 0o600,
+    });
   } catch (err) {
+    // The container's directory went with the record: the temp file could not be made, or the
+    // rename found no directory.
     if (isErrno(err, 'ENOENT')) return false;
     throw err;
   }
-  renameSync(tmp, path);
   return true;
 }
 

@@ -6,6 +6,7 @@ import { InvalidArgumentError, NotFoundError, isErrno } from '../errors.js';
 import type { HookState } from '../schema/generated/hook-state.js';
 import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
 import { parseAndValidate } from '../schema/validate.js';
+import { checkContainerId } from './container-id.js';
 
 /** Load and validate a config.json file; errors read "config.json of bundle <dir>: …". */
 export function validateRuntimeConfigFile(path: string): RuntimeConfig {
@@ -30,7 +31,9 @@ export function loadBundleConfig(bundle: string): RuntimeConfig {
   return validateRuntimeConfigFile(join(bundle, 'config.json'));
 }
 
-/** The state JSON a hook reads from stdin. */
+/** The state JSON a hook reads from stdin; its id is where a runtime's container id enters strata. */
 export function parseHookState(text: string | Buffer): HookState {
-  return parseAndValidate<HookState>('hook-state', text, "OCI state on the hook's stdin");
+  const state = parseAndValidate<HookState>('hook-state', text, "OCI state on the hook's stdin");
+  checkContainerId(state.id, "container id in the OCI state on the hook's stdin:");
+  return state;
 }

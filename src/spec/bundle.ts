@@ -3,7 +3,7 @@
 // (the manifest digest, so a later re-tag cannot change what the bundle runs) and the socket the
 // hooks talk to; rootfs/ stays empty: the createContainer hook covers it with the image.
 import { hostname as hostHostname } from 'node:os';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { IMAGE_ANNOTATION } from './annotations.js';
@@ -11,6 +11,7 @@ import { buildRuntimeConfig, type ImageConfigInput } from './runtime-config.js';
 import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
 import type { RunOptions } from './options.js';
 import { parseAndValidate } from '../schema/validate.js';
+import { writeFileAtomicSync } from '../store/atomic.js';
 import { blobPath } from '../store/layout.js';
 import { loadTreeIndex, resolveImageRecord } from '../store/records.js';
 import type { TreeIndex } from '../store/tree-index.js';
@@ -44,12 +45,6 @@ export interface BundleResult {
   config: RuntimeConfig;
   manifestDigest: string;
   indexDigest: string;
-}
-
-function writeAtomic(path: string, data: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode: 0o644 });
-  renameSync(tmp, path);
 }
 
 function hostsFile(name: string): string {
@@ -100,9 +95,10 @@ export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
 
   mkdirSync(join(dir, 'rootfs'), { recursive: true, mode: 0o755 });
   const name = config.hostname ?? (opts.run.network === 'host' ? hostHostname() : 'strata');
-  if (!opts.run.etcFiles?.hosts) writeAtomic(etcFiles.hosts, hostsFile(name));
-  if (!opts.run.etcFiles?.hostname) writeAtomic(etcFiles.hostname, `${name}\n`);
-  if (!opts.run.etcFiles?.resolvConf) writeAtomic(etcFiles.resolvConf, resolvConf(opts.run.network));
-  writeAtomic(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  if (!opts.run.etcFiles?.hosts) writeFileAtomicSync(etcFiles.hosts, hostsFile(name), { mode: 0o644 });
+  if (!opts.run.etcFiles?.hostname) writeFileAtomicSync(etcFiles.hostname, `${name}\n`, { mode: 0o644 });
+  if (!opts.run.etcFiles?.resolvConf)
+    writeFileAtomicSync(etcFiles.resolvConf, resolvConf(opts.run.network), { mode: 0o644 });
+  writeFileAtomicSync(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n', { mode: 0o644 });
   return { dir, config, manifestDigest: image.manifestDigest, indexDigest: image.indexDigest };
 }

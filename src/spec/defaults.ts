@@ -1,7 +1,8 @@
 // What a container gets when the user asks for nothing: podman 4.3.1's defaults, as captured
 // from the config.json that `podman run` hands to its runtime on this machine (Debian 12), minus
 // what breaks crun here or belongs to podman alone. See docs/architecture.md#host-facts.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { FailedPreconditionError } from '../errors.js';
 import type { Mount, Rlimit } from '../schema/generated/runtime-config.js';
 
 /** The runtime-spec version strata writes (Debian's specs-go, which podman 4.3 also writes). */
@@ -188,4 +189,57 @@ export function hostRlimits(limitsText?: string): Rlimit[] {
     if (l) out.push({ type, soft: l.hard, hard: l.hard });
   }
   return out;
+}
+
+/** podman's pids_limit (containers.conf): at most this many tasks in a container. */
+export const DEFAULT_PIDS_LIMIT = 2048;
+
+function cgroup2Controllers(file: string): string[] {
+  try {
+    return readFileSync(file, 'utf8').trim().split(/\s+/);
+  } catch {
+    return [];
+  }
+}
+
+const pidsAvailable = new Map<string, boolean>();
+
+/**
+ * Whether `runtime`'s containers get a pids controller on this host, so that a pids limit is
+ * honoured rather than failing the start. runc on a v1 or hybrid host uses the v1 pids
+ * hierarchy; crun here runs in a namespace with only the cgroup2 hierarchy mounted (hybrid
+ * hosts: see run/cgroup-ns.ts), where the pids controller exists only if v1 does not hold it —
+ * on this host crun fails with "the requested cgroup controller `pids` is not available". An
+ * unknown runtime (`strata bundle`) needs both.
+ */
+export function pidsControllerAvailable(runtime?: 'crun' | 'runc', cgroupRoot = '/sys/fs/cgroup'): boolean {
+  const key = `${runtime ?? 'any'}:${cgroupRoot}`;
+  const known = pidsAvailable.get(key);
+  if (known !== undefined) return known;
+  const pureV2 = existsSync(`${cgroupRoot}/cgroup.controllers`);
+  const v2Pids = cgroup2Controllers(`${cgroupRoot}/${pureV2 ? '' : 'unified/'}cgroup.controllers`).includes(
+    'pids',
+  );
+  const v1Pids = !pureV2 && existsSync(`${cgroupRoot}/pids/tasks`);
+  const runc = pureV2 ? v2Pids : v1Pids;
+  const available = runtime === 'runc' ? runc : runtime === 'crun' ? v2Pids : runc && v2Pids;
+  pidsAvailable.set(key, available);
+  return available;
+}
+
+/**
+ * The pids limit a container gets: the user's (0 or less: none), else podman's where honoured.
+ * A limit asked for explicitly that the known runtime cannot enforce here is an error now, not a
+ * runtime failure at start.
+ */
+export function pidsLimit(requested: number | undefined, runtime?: 'crun' | 'runc'): number | undefined {
+  if (requested === undefined) return pidsControllerAvailable(runtime) ? DEFAULT_PIDS_LIMIT : undefined;
+  if (requested <= 0) return undefined;
+  if (runtime !== undefined && !pidsControllerAvailable(runtime)) {
+    throw new FailedPreconditionError(
+      `--pids-limit ${requested}: ${runtime} cannot enforce a pids limit on this host (its cgroup hierarchy has no pids controller)${runtime === 'crun' ? '; runc can (--runtime runc)' : ''}`,
+      { op: 'pids-limit' },
+    );
+  }
+  return requested;
 }

@@ -1,11 +1,12 @@
 // podman's hooks.d entries for strata (format: docs/architecture.md#host-facts). The hook binary takes its
 // stage as argv[1], so each stage gets its own file; all three trigger on the org.strata.image
 // annotation, so only containers that name a strata image run them.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { IMAGE_ANNOTATION } from './annotations.js';
 import type { HooksDConfig } from '../schema/generated/hooks-d.js';
+import { writeFileAtomicSync } from '../store/atomic.js';
 import { validate } from '../schema/validate.js';
 import { HOOK_STAGES, strataHook, type HookSetup } from './hook-injection.js';
 
@@ -35,9 +36,7 @@ export function installHooks(dir: string, setup: HookSetup): string[] {
   mkdirSync(dir, { recursive: true });
   return Object.entries(hooksDConfigs(setup)).map(([name, config]) => {
     const path = join(dir, name);
-    const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-    writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n', { mode: 0o644 });
-    renameSync(tmp, path);
+    writeFileAtomicSync(path, JSON.stringify(config, null, 2) + '\n', { mode: 0o644 });
     return path;
   });
 }

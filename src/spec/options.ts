@@ -49,6 +49,64 @@ export interface RunOptions {
   hostEnv?: Record<string, string | undefined>;
   /** Contents of /proc/self/limits to derive rlimits from; default: read it. */
   procLimits?: string;
+  /** --security-opt seccomp=: "unconfined", or an absolute profile path; default: podman's profile file. */
+  seccompProfile?: string;
+  /** --security-opt no-new-privileges (podman's default is off). */
+  noNewPrivileges?: boolean;
+  /** --pids-limit: above 0 a limit, 0 or -1 none; default: podman's 2048 where the cgroups honour it. */
+  pidsLimit?: number;
+  /** The runtime the config is for, when known: defaults that depend on what it can do. */
+  runtime?: 'crun' | 'runc';
+}
+
+export interface SecurityOptions {
+  seccompProfile?: string;
+  noNewPrivileges?: boolean;
+}
+
+/** podman's --security-opt values that strata implements; anything else is refused by name. */
+export function parseSecurityOpts(values: readonly string[]): SecurityOptions {
+  const out: SecurityOptions = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const key = eq < 0 ? v : v.slice(0, eq);
+    const value = eq < 0 ? undefined : v.slice(eq + 1);
+    if (key === 'seccomp' && value !== undefined && value !== '') {
+      if (value !== 'unconfined' && !value.startsWith('/'))
+        throw new InvalidArgumentError(
+          `--security-opt ${v}: the profile must be an absolute path (or "unconfined")`,
+          { op: 'security-opt' },
+        );
+      out.seccompProfile = value === 'unconfined' ? value : posix.normalize(value);
+    } else if (
+      key === 'no-new-privileges' &&
+      (value === undefined || value === 'true' || value === 'false')
+    ) {
+      out.noNewPrivileges = value !== 'false';
+    } else {
+      throw new InvalidArgumentError(
+        `--security-opt ${v}: not supported (strata takes seccomp=unconfined, seccomp=FILE and no-new-privileges)`,
+        { op: 'security-opt' },
+      );
+    }
+  }
+  return out;
+}
+
+/** --annotation K=V (V may be empty, K may not). */
+export function parseAnnotation(value: string): [string, string] {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`--annotation ${value}: use KEY=VALUE`, { op: 'annotation' });
+  return [value.slice(0, eq), value.slice(eq + 1)];
+}
+
+/** --pids-limit N: an integer; 0 and -1 mean no limit, as in podman. */
+export function parsePidsLimit(value: string): number {
+  if (!/^-?[0-9]+$/.test(value.trim()) || Number(value) < -1 || !Number.isSafeInteger(Number(value)))
+    throw new InvalidArgumentError(`--pids-limit ${value}: use a number of tasks, or -1 for no limit`, {
+      op: 'pids-limit',
+    });
+  return Number(value);
 }
 
 const PROPAGATION = ['private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave'];

@@ -16,8 +16,10 @@ import {
   STOP_SIGNAL_ANNOTATION,
   defaultMounts,
   hostRlimits,
+  pidsLimit,
 } from './defaults.js';
 import { containerPath, type MountOption, type RunOptions } from './options.js';
+import { DEFAULT_SECCOMP_PROFILE, seccompFor } from './seccomp.js';
 import { resolveUser, type ImageFileLookup } from './user.js';
 import { validate } from '../schema/validate.js';
 
@@ -66,6 +68,17 @@ export function normalizeSignal(signal: string): string {
   const name = s.startsWith('SIG') ? s : `SIG${s}`;
   if (name in constants.signals || /^SIGRTM(IN|AX)([+-][0-9]+)?$/.test(name)) return name;
   throw new InvalidArgumentError(`stop signal "${signal}" is not a signal`, { op: 'config' });
+}
+
+/**
+ * The image's stop signal, normalized: the config's StopSignal, else the same key as a label (some
+ * builders write only the label). Both go through normalizeSignal, so a label cannot smuggle in
+ * anything but a signal.
+ */
+function imageStopSignal(cfg: ImageExecConfig): string | undefined {
+  const label = cfg.Labels?.[STOP_SIGNAL_ANNOTATION];
+  const signal = cfg.StopSignal || label;
+  return signal ? normalizeSignal(signal) : undefined;
 }
 
 function buildArgs(cfg: ImageExecConfig, opts: RunOptions): string[] {
@@ -185,9 +198,20 @@ export function buildRuntimeConfig(
   setDefault('HOSTNAME', hostname);
   setDefault('HOME', user.home);
 
-  const annotations: Record<string, string> = { ...(cfg.Labels ?? {}) };
-  if (cfg.StopSignal) annotations[STOP_SIGNAL_ANNOTATION] = normalizeSignal(cfg.StopSignal);
+  // Nothing the image carries becomes an annotation: runtimes act on some (crun's run.oci.hooks.*
+  // opens host files as root), hooks and strata on others. podman does not copy labels either.
+  // Only the stop signal crosses, validated, and the user's own --annotation values.
+  const annotations: Record<string, string> = {};
+  const stopSignal = imageStopSignal(cfg);
+  if (stopSignal !== undefined) annotations[STOP_SIGNAL_ANNOTATION] = stopSignal;
   Object.assign(annotations, opts.annotations ?? {});
+
+  const capabilities = buildCapabilities(opts.capAdd, opts.capDrop, user.uid);
+  // podman's default profile, filtered by the capabilities the container holds (as podman does).
+  const seccompProfile = opts.seccompProfile ?? DEFAULT_SECCOMP_PROFILE;
+  const seccomp =
+    seccompProfile === 'unconfined' ? undefined : seccompFor(seccompProfile, capabilities.bounding ?? []);
+  const pids = pidsLimit(opts.pidsLimit, opts.runtime);
 
   const namespaces: Namespace[] = [{ type: 'pid' }];
   if (opts.network !== 'host') namespaces.push({ type: 'network' });
@@ -206,9 +230,9 @@ export function buildRuntimeConfig(
       args,
       env: [...env.values()],
       cwd: buildCwd(cfg, opts),
-      capabilities: buildCapabilities(opts.capAdd, opts.capDrop, user.uid),
+      capabilities,
       rlimits: hostRlimits(opts.procLimits),
-      noNewPrivileges: false,
+      noNewPrivileges: opts.noNewPrivileges ?? false,
     },
     root: { path: 'rootfs', readonly: opts.readOnly ?? false },
     hostname,
@@ -216,12 +240,14 @@ export function buildRuntimeConfig(
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
     annotations,
     linux: {
-      // No cgroup namespace (podman's default on this cgroup v1+v2 hybrid host) and no
-      // linux.resources: a devices rule makes crun load an eBPF filter, which needs
+      // No cgroup namespace (podman's default on this cgroup v1+v2 hybrid host) and of
+      // linux.resources only pids: a devices rule makes crun load an eBPF filter, which needs
       // CAP_SYS_RESOURCE for RLIMIT_MEMLOCK and fails here (docs/architecture.md#host-facts).
       namespaces,
       maskedPaths: [...MASKED_PATHS],
       readonlyPaths: [...READONLY_PATHS],
+      ...(pids !== undefined ? { resources: { pids: { limit: pids } } } : {}),
+      ...(seccomp ? { seccomp } : {}),
     },
   };
   return validate<RuntimeConfig>('runtime-config', config, 'runtime config');

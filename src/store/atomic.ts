@@ -1,10 +1,35 @@
-// Atomic file primitives shared by the writer, records, refs and leases: every write goes to a
-// temp file under ingest/, is fsynced, and is then moved into place, either without replacing
-// (link + unlink; EEXIST means the same content is already there) or replacing (rename).
-import { constants, promises as fs } from 'node:fs';
+// The one way strata writes a file into place: create a temp file beside it (or under the store's
+// ingest/) with O_CREAT|O_EXCL|O_NOFOLLOW and a random name, write, fsync, then move it into place
+// — replacing (rename) or not (link + unlink; EEXIST means the same content is already there) —
+// and fsync the directory. O_EXCL|O_NOFOLLOW is what makes this safe in a directory another user
+// can write: a symlink (or anything) planted at the temp name makes the open fail with EEXIST
+// instead of writing through it, and the next random name is tried; rename() and link() replace or
+// refuse a planted name at the destination itself, never what it points to.
+// A leaf: node:* only, so every folder (store, run, spec, the bundle writer) can use it.
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fsyncSync,
+  openSync,
+  promises as fs,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { isErrno } from '../errors.js';
+import { basename, dirname, join } from 'node:path';
+
+/** open(2) flags of every temp file: a fresh inode or an error, never a followed symlink. */
+export const CREATE_EXCLUSIVE =
+  constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/** Random names collide with a planted file only by guessing 48 bits; a few tries are plenty. */
+const TEMP_TRIES = 8;
+
+function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === code;
+}
 
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -12,6 +37,15 @@ export async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+export function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -23,6 +57,34 @@ let randomBytes: typeof import('node:crypto').randomBytes | undefined;
 export function tempName(dir: string, prefix = 'tmp'): string {
   randomBytes ??= (require('node:crypto') as typeof import('node:crypto')).randomBytes;
   return join(dir, `${prefix}-${process.pid}-${randomBytes(6).toString('hex')}`);
+}
+
+/** A new file at `path` (O_EXCL|O_NOFOLLOW): EEXIST if anything, a symlink included, is there. */
+export function createExclusive(path: string, mode = 0o644): Promise<fs.FileHandle> {
+  return fs.open(path, CREATE_EXCLUSIVE, mode);
+}
+
+/** A new temp file in `dir` under a fresh random name; retried when a name is taken. */
+async function createTemp(dir: string, prefix: string, mode: number): Promise<[string, fs.FileHandle]> {
+  for (let i = 0; ; i++) {
+    const temp = tempName(dir, prefix);
+    try {
+      return [temp, await createExclusive(temp, mode)];
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST') || i + 1 >= TEMP_TRIES) throw err;
+    }
+  }
+}
+
+function createTempSync(dir: string, prefix: string, mode: number): [string, number] {
+  for (let i = 0; ; i++) {
+    const temp = tempName(dir, prefix);
+    try {
+      return [temp, openSync(temp, CREATE_EXCLUSIVE, mode)];
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST') || i + 1 >= TEMP_TRIES) throw err;
+    }
+  }
 }
 
 /**
@@ -64,9 +126,8 @@ export async function writeFileAtomic(
   opts: AtomicWriteOptions = {},
 ): Promise<boolean> {
   await fs.mkdir(tmpDir, { recursive: true });
-  const temp = tempName(tmpDir);
+  const [temp, fh] = await createTemp(tmpDir, 'tmp', opts.mode ?? 0o644);
   try {
-    const fh = await fs.open(temp, 'wx', opts.mode ?? 0o644);
     try {
       await fh.writeFile(data);
       if (opts.mode !== undefined) await fh.chmod(opts.mode);
@@ -83,5 +144,30 @@ export async function writeFileAtomic(
     return created;
   } finally {
     await fs.rm(temp, { force: true });
+  }
+}
+
+/**
+ * writeFileAtomic for synchronous callers (run records, bundles, hooks.d entries): always
+ * replaces, with the temp file beside `dest` (".NAME-PID-RANDOM"), so the directory must exist.
+ */
+export function writeFileAtomicSync(dest: string, data: Buffer | string, opts: { mode?: number } = {}): void {
+  const dir = dirname(dest);
+  const [temp, fd] = createTempSync(dir, `.${basename(dest)}`, opts.mode ?? 0o644);
+  try {
+    try {
+      let buf = typeof data === 'string' ? Buffer.from(data) : data;
+      while (buf.length > 0) {
+        buf = buf.subarray(writeSync(fd, buf));
+      }
+      if (opts.mode !== undefined) fchmodSync(fd, opts.mode);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, dest);
+    fsyncDirSync(dir);
+  } finally {
+    rmSync(temp, { force: true });
   }
 }

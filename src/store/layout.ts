@@ -55,8 +55,13 @@ export function refPath(root: string, name: string): string {
   return join(root, 'refs', encodeRefName(name));
 }
 
+/** A lease id names a file in leases/: no leading dot (nor "." / ".."), at most 128 characters. */
+export function isLeaseId(id: string): boolean {
+  return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(id);
+}
+
 export function leasePath(root: string, id: string): string {
-  if (!/^[A-Za-z0-9_.-]{1,128}$/.test(id) || id.startsWith('.')) {
+  if (!isLeaseId(id)) {
     throw new InvalidArgumentError(`invalid lease id ${JSON.stringify(id)}`);
   }
   return join(root, 'leases', `${id}.json`);

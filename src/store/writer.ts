@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fsyncDir, linkNoReplace, tempName } from './atomic.js';
+import { createExclusive, fsyncDir, linkNoReplace, tempName } from './atomic.js';
 import { DataLossError, isErrno } from '../errors.js';
 import { objectPath } from './layout.js';
 import { syncFilesystem } from './native.js';
@@ -69,7 +69,7 @@ export class ObjectWriter implements Ingester {
     const temp = this.nextTemp();
     const hash = createHash('sha256');
     let seen = 0;
-    const fh = await fs.open(temp, 'wx', 0o444);
+    const fh = await createExclusive(temp, 0o444);
     try {
       for await (const chunk of content) {
         hash.update(chunk as Buffer);
@@ -118,7 +118,7 @@ export class ObjectWriter implements Ingester {
     fill: (fh: fs.FileHandle) => Promise<void>,
   ): Promise<void> {
     const temp = this.nextTemp();
-    const fh = await fs.open(temp, 'wx', 0o444);
+    const fh = await createExclusive(temp, 0o444);
     try {
       await fill(fh);
       if (this.mode === 'fsync') await fh.sync();

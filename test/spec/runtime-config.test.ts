@@ -115,15 +115,34 @@ test('user: from the image, overridden by --user, resolved in the image files', 
   );
 });
 
-test('labels and StopSignal become annotations; the user annotations win', () => {
-  const c = build(
-    { Cmd: ['x'], Labels: { a: '1', b: '2' }, StopSignal: 'sigquit' },
-    { annotations: { b: 'user' } },
-  );
-  assert.equal(c.annotations, { a: '1', b: 'user', 'org.opencontainers.image.stopSignal': 'SIGQUIT' });
+test('no image label becomes an annotation; StopSignal does, normalized; the user annotations win', () => {
+  const hostile = {
+    'run.oci.hooks.stdout': '/tmp/owned',
+    'io.kubernetes.cri.container-type': 'sandbox',
+    'io.containerd.runc.v2.group': 'x',
+    'org.strata.image': 'sha256:' + '0'.repeat(64),
+    a: '1',
+  };
+  const c = build({ Cmd: ['x'], Labels: hostile, StopSignal: 'sigquit' }, { annotations: { b: 'user' } });
+  assert.equal(c.annotations, { b: 'user', 'org.opencontainers.image.stopSignal': 'SIGQUIT' });
   assert.is(normalizeSignal('15'), '15');
   assert.is(normalizeSignal('RTMIN+3'), 'SIGRTMIN+3');
   throwsInvalid(() => build({ Cmd: ['x'], StopSignal: 'SIGNOPE' }), /stop signal "SIGNOPE" is not a signal/);
+});
+
+test('the stop-signal label is validated like StopSignal; StopSignal wins over it', () => {
+  const label = (v: string) => ({ 'org.opencontainers.image.stopSignal': v });
+  assert.equal(build({ Cmd: ['x'], Labels: label('usr1') }).annotations, {
+    'org.opencontainers.image.stopSignal': 'SIGUSR1',
+  });
+  assert.equal(build({ Cmd: ['x'], Labels: label('usr1'), StopSignal: 'SIGINT' }).annotations, {
+    'org.opencontainers.image.stopSignal': 'SIGINT',
+  });
+  throwsInvalid(
+    () => build({ Cmd: ['x'], Labels: label('SIGTERM; run.oci.hooks.stdout=/x') }),
+    /stop signal "SIGTERM; run.oci.hooks.stdout=\/x" is not a signal/,
+  );
+  throwsInvalid(() => build({ Cmd: ['x'], Labels: label('99') }), /is not a signal/);
 });
 
 test('Volumes become anonymous tmpfs mounts; a user mount at the same place replaces one', () => {

@@ -1,9 +1,25 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { linkNoReplace, writeFileAtomic } from '../../src/store/atomic.js';
+import {
+  createExclusive,
+  linkNoReplace,
+  writeFileAtomic,
+  writeFileAtomicSync,
+} from '../../src/store/atomic.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-atomic-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -35,6 +51,46 @@ test('writeFileAtomic leaves no temp file and honours replace', async () => {
   assert.is(await writeFileAtomic(tmp, join(dir, 'f'), 'z', { replace: true }), true);
   assert.is(readFileSync(join(dir, 'f'), 'utf8'), 'z');
   assert.equal((await import('node:fs')).readdirSync(tmp), []);
+});
+
+test('createExclusive never writes through a planted symlink, dangling or not', async () => {
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious');
+  symlinkSync(victim, join(dir, 'planted'));
+  symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling'));
+  for (const name of ['planted', 'dangling']) {
+    try {
+      await createExclusive(join(dir, name));
+      assert.unreachable();
+    } catch (err) {
+      assert.is((err as NodeJS.ErrnoException).code, 'EEXIST', name);
+    }
+  }
+  assert.is(readFileSync(victim, 'utf8'), 'precious');
+  assert.not.ok(existsSync(join(dir, 'nowhere')), 'nothing created at the dangling target');
+});
+
+test('writeFileAtomicSync replaces a symlink at the destination, not its target; mode is exact', () => {
+  const victim = join(dir, 'victim2');
+  writeFileSync(victim, 'precious');
+  const sub = join(dir, 'sync');
+  mkdirSync(sub);
+  symlinkSync(victim, join(sub, 'state.json'));
+  writeFileAtomicSync(join(sub, 'state.json'), '{}\n', { mode: 0o600 });
+  assert.is(readFileSync(victim, 'utf8'), 'precious');
+  assert.ok(lstatSync(join(sub, 'state.json')).isFile());
+  assert.is(readFileSync(join(sub, 'state.json'), 'utf8'), '{}\n');
+  assert.is(statSync(join(sub, 'state.json')).mode & 0o777, 0o600);
+  assert.equal(readdirSync(sub), ['state.json'], 'no temp file left');
+});
+
+test('writeFileAtomicSync into a missing directory fails with ENOENT and leaves nothing', () => {
+  try {
+    writeFileAtomicSync(join(dir, 'no-such-dir', 'f'), 'x');
+    assert.unreachable();
+  } catch (err) {
+    assert.is((err as NodeJS.ErrnoException).code, 'ENOENT');
+  }
 });
 
 test.run();

@@ -14,6 +14,7 @@ export const validatorModules: Record<string, string> = {
   'oci-image-layout': 'oci-image-layout.cjs',
   'oci-image-manifest': 'oci-image-manifest.cjs',
   'runtime-config': 'runtime-config.cjs',
+  'seccomp-profile': 'seccomp-profile.cjs',
   'daemon-api#/definitions/request': 'daemon-api.request.cjs',
   'daemon-api#/definitions/response': 'daemon-api.response.cjs',
 };
