@@ -178,7 +178,9 @@ test('a runtime that dies between createRuntime and createContainer leaks nothin
   assert.equal(await leaseIds(env), ['orphan']);
   victim.kill('SIGKILL');
   assert.ok(await servesNothing(env), 'released once the runtime died');
-  assert.equal(await leaseIds(env), []);
+  // The root leaves the list when its release starts (daemon/container-root.ts); the lease goes
+  // when the release ends.
+  assert.ok(await eventually(async () => (await leaseIds(env)).length === 0), 'the lease went too');
   assert.match(readFileSync(env.logFile, 'utf8'), 'container orphan: released (its init');
   // poststop afterwards (or for an id never seen) is fine: idempotent.
   const post = spawnSync(hookExecutable(), ['poststop'], {
