@@ -12,7 +12,7 @@ import { hookExecutable } from '../../src/executables.js';
 import { ContainerManager } from '../../src/daemon/containers.js';
 import { openLog } from '../../src/daemon/log.js';
 import { listenDaemon, REFUSED_WAIT_MS, type DaemonServer } from '../../src/daemon/server.js';
-import { eventually, makeEnv, removeEnv, type Env } from '../integration/harness.js';
+import { eventually, makeEnv, removeEnv, testDaemonStatus, type Env } from '../integration/harness.js';
 import { fdSnapshot, fdsLeftSince } from '../native/mini-fuse.js';
 
 const IDLE_MS = 400;
@@ -33,16 +33,7 @@ test.before(async () => {
   env = await makeEnv(['busybox']);
   const logger = openLog(env.logFile, false);
   manager = new SlowManager({ storeRoot: env.storeRoot, logger });
-  const status = () => ({
-    pid: process.pid,
-    version: 'test',
-    store: env.storeRoot,
-    socket: env.socket,
-    logFile: env.logFile,
-    startedAt: new Date().toISOString(),
-    containers: manager.size,
-    cachedIndexes: manager.indexes.size,
-  });
+  const status = testDaemonStatus(env, manager);
   server = await listenDaemon({
     socketPath: env.socket,
     storeRoot: env.storeRoot,

@@ -14,7 +14,7 @@ import { ContainerManager } from '../../src/daemon/containers.js';
 import { openLog } from '../../src/daemon/log.js';
 import { listenDaemon, type DaemonServer } from '../../src/daemon/server.js';
 import { listLeases } from '../../src/store/leases.js';
-import { eventually, makeEnv, removeEnv, type Env } from '../integration/harness.js';
+import { eventually, makeEnv, removeEnv, testDaemonStatus, type Env } from '../integration/harness.js';
 
 let env: Env;
 let manager: ContainerManager;
@@ -27,16 +27,7 @@ test.before(async () => {
   threadsBefore = readdirSync('/proc/self/task').length;
   const logger = openLog(env.logFile, false);
   manager = new ContainerManager({ storeRoot: env.storeRoot, logger, prepareTimeoutMs: 300 });
-  const status = () => ({
-    pid: process.pid,
-    version: 'test',
-    store: env.storeRoot,
-    socket: env.socket,
-    logFile: env.logFile,
-    startedAt: new Date().toISOString(),
-    containers: manager.size,
-    cachedIndexes: manager.indexes.size,
-  });
+  const status = testDaemonStatus(env, manager);
   server = await listenDaemon({ socketPath: env.socket, storeRoot: env.storeRoot, manager, logger, status });
   bundleDir = join(env.dir, 'bundle');
   await writeBundle({

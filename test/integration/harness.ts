@@ -10,7 +10,8 @@ import { writeBundle } from '../../src/spec/bundle.js';
 import { cliArgv, daemonArgv, hookExecutable } from '../../src/executables.js';
 import { daemonRequest } from '../../src/daemon/client.js';
 import type { RunOptions } from '../../src/spec/options.js';
-import type { ServedContainer } from '../../src/schema/generated/daemon-api.js';
+import type { DaemonStatus, ServedContainer } from '../../src/schema/generated/daemon-api.js';
+import type { ContainerManager } from '../../src/daemon/containers.js';
 import { importImage } from '../../src/store/import.js';
 import { listLeases } from '../../src/store/leases.js';
 import { openStore } from '../../src/store/store.js';
@@ -328,4 +329,18 @@ export async function assertRunsLeftNothing(d: DaemonEnv, runDir: string): Promi
   assert.equal(runtimeIds('runc', runDir), [], 'runc knows no container');
   assert.equal(runtimeIds('crun', runDir), [], 'crun knows no container');
   await assertNoLeaks(d.env, d.mountsBefore);
+}
+
+/** The status callback an in-process test daemon (listenDaemon) answers `status` with. */
+export function testDaemonStatus(env: Env, manager: ContainerManager): () => DaemonStatus {
+  return () => ({
+    pid: process.pid,
+    version: 'test',
+    store: env.storeRoot,
+    socket: env.socket,
+    logFile: env.logFile,
+    startedAt: new Date().toISOString(),
+    containers: manager.size,
+    cachedIndexes: manager.indexes.size,
+  });
 }

@@ -18,7 +18,7 @@ import { openLog } from '../../src/daemon/log.js';
 import { listenDaemon, socketFd } from '../../src/daemon/server.js';
 import { native } from '../../src/native-addon.js';
 import { listLeases } from '../../src/store/leases.js';
-import { makeEnv, removeEnv } from '../integration/harness.js';
+import { makeEnv, removeEnv, testDaemonStatus } from '../integration/harness.js';
 import { fdSnapshot, fdsLeftSince, waitFor, type FdSnapshot } from './mini-fuse.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'strata-hook-'));
@@ -210,16 +210,7 @@ test('the real daemon: an image missing from the store is exit 5, other refusals
   const env = await makeEnv(['busybox']);
   const logger = openLog(env.logFile, false);
   const manager = new ContainerManager({ storeRoot: env.storeRoot, logger, prepareTimeoutMs: 5000 });
-  const status = () => ({
-    pid: process.pid,
-    version: 'test',
-    store: env.storeRoot,
-    socket: env.socket,
-    logFile: env.logFile,
-    startedAt: new Date().toISOString(),
-    containers: manager.size,
-    cachedIndexes: manager.indexes.size,
-  });
+  const status = testDaemonStatus(env, manager);
   const server = await listenDaemon({
     socketPath: env.socket,
     storeRoot: env.storeRoot,
