@@ -226,9 +226,15 @@ export class Containerd {
   }
 
   /** `ctr images import --base-name NAME ARCHIVE` of an oci-archive tagged `latest`. */
-  async importArchive(archive: string, name: string, namespace = 'default'): Promise<void> {
+  async importArchive(
+    archive: string,
+    name: string,
+    namespace = 'default',
+    opts: { unpack?: boolean } = {},
+  ): Promise<void> {
     const base = name.replace(/:[^/:]+$/, '');
-    await this.ctrOk(['images', 'import', '--base-name', base, archive], { namespace });
+    const unpack = opts.unpack === false ? ['--no-unpack'] : [];
+    await this.ctrOk(['images', 'import', ...unpack, '--base-name', base, archive], { namespace });
   }
 
   /** Imports the test fixtures (busybox always; debian on request) as CONTAINERD_IMAGES names,

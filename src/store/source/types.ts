@@ -13,6 +13,10 @@ export interface Platform {
 export interface OpenSourceOptions {
   /** Which image of a multi-platform index to take; linux/amd64 by default. */
   platform?: Platform;
+  /** Where `containerd:NAME` looks (containerd-content.ts; defaults: containerd's own). */
+  containerd?: { root?: string; address?: string; namespace?: string };
+  /** Where `containers-storage:NAME` looks (containers-storage.ts; default: storage.conf's graphroot). */
+  containersStorage?: { root?: string; storageConf?: string };
 }
 
 export interface LayerRef {
