@@ -4,6 +4,12 @@
 // Both go through importImage, so an image already complete in strata's store costs one record
 // check, and a new one shares every object it has in common with what the store holds.
 import { importImage, type ImportOptions, type ImportResult } from './import.js';
+
+export {
+  CRI_IMAGE_NAME_ANNOTATION,
+  containerdImageOf,
+  resolveContainerdImage,
+} from './source/containerd-content.js';
 import type { Store } from './store.js';
 import type { ContainerdLocation } from './source/containerd-content.js';
 import { DEFAULT_PLATFORM } from './source/open-source.js';

@@ -1,5 +1,8 @@
 // The private containerd harness, proved with the stock runc shim: `ctr run --rm` prints the
 // container's output and passes its exit code on, and close() finds nothing left behind.
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -46,6 +49,41 @@ test('a detached task is seen by tasks(), and leaves nothing once killed and rem
   }
   await c.ctrOk(['containers', 'rm', 'h2']);
   assert.equal(await c.tasks(), []);
+});
+
+test('io.containerd.strata.v2 runs containerd-shim-strata-v2 from the shimPath directory', async () => {
+  const bin = mkdtempSync(join(tmpdir(), 'fake-shim-'));
+  const calls = join(bin, 'calls');
+  // A stand-in shim that records how containerd calls it, then fails.
+  writeFileSync(
+    join(bin, 'containerd-shim-strata-v2'),
+    `#!/bin/sh\necho "$* TTRPC_ADDRESS=$TTRPC_ADDRESS" >> ${calls}\necho 'fake shim: no' >&2\nexit 1\n`,
+  );
+  chmodSync(join(bin, 'containerd-shim-strata-v2'), 0o755);
+  const s = await Containerd.start({ cri: false, shimPath: [bin] });
+  try {
+    await s.importTestImages(['busybox']);
+    const r = await s.ctr([
+      'run',
+      '--rm',
+      '--runtime',
+      'io.containerd.strata.v2',
+      CONTAINERD_IMAGES.busybox,
+      'f1',
+      'true',
+    ]);
+    assert.is.not(r.code, 0);
+    const lines = readFileSync(calls, 'utf8').split('\n');
+    const start = lines.find((l) => / start /.test(l) || l.includes(' start TTRPC'));
+    assert.ok(start, lines.join('\n'));
+    assert.match(start, `-namespace default -address ${s.address}`);
+    assert.match(start, `-id f1`);
+    assert.match(start, `TTRPC_ADDRESS=${s.ttrpcAddress}`);
+    await s.ctr(['containers', 'rm', 'f1']);
+  } finally {
+    await s.close();
+    rmSync(bin, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -1,7 +1,7 @@
 // Importing from the stores of real containerd and real podman (private roots) gives exactly the
 // image an archive import gives: the same tree index (byte for byte), the same config (so podman's
 // image id is strata's config digest), no object written twice; tampered content is refused.
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -9,7 +9,11 @@ import * as assert from 'uvu/assert';
 
 import { DataLossError, NotFoundError } from '../../src/errors.js';
 import { importImage } from '../../src/store/import.js';
-import { importFromContainerd, importFromContainersStorage } from '../../src/store/import-foreign.js';
+import {
+  containerdImageOf,
+  importFromContainerd,
+  importFromContainersStorage,
+} from '../../src/store/import-foreign.js';
 import { listImages } from '../../src/store/records.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { busyboxImage, debianAppImage } from '../fixtures/images.js';
@@ -50,6 +54,32 @@ test('containerd:NAME gives the image an oci-archive import gives, and the secon
     containerd: { root: ctd.root, address: ctd.address },
   });
   assert.ok(again.existing, 'already complete: only the record is checked');
+});
+
+test("containerdImageOf: the CRI annotation in the bundle, else containerd's container record", async () => {
+  const bundle = join(dir, 'bundle-cri');
+  mkdirSync(bundle);
+  writeFileSync(
+    join(bundle, 'config.json'),
+    JSON.stringify({ annotations: { 'io.kubernetes.cri.image-name': 'docker.io/library/x:1' } }),
+  );
+  assert.is(
+    await containerdImageOf({ id: 'whatever', bundle, address: '/nonexistent.sock' }),
+    'docker.io/library/x:1',
+  );
+  await ctd.ctrOk(['containers', 'create', CONTAINERD_IMAGES.busybox, 'rec1']);
+  try {
+    const image = await containerdImageOf({ id: 'rec1', bundle: join(dir, 'none'), address: ctd.address });
+    assert.is(image, CONTAINERD_IMAGES.busybox);
+  } finally {
+    await ctd.ctrOk(['containers', 'rm', 'rec1']);
+  }
+  try {
+    await containerdImageOf({ id: 'rec-missing', address: ctd.address });
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, NotFoundError);
+  }
 });
 
 test('strata image import containerd:NAME --containerd-root --address (the CLI)', () => {
