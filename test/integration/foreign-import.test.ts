@@ -14,9 +14,9 @@ import {
   importFromContainerd,
   importFromContainersStorage,
 } from '../../src/store/import-foreign.js';
-import { listImages } from '../../src/store/records.js';
+import { listImages, loadTreeIndex } from '../../src/store/records.js';
 import { openStore, type Store } from '../../src/store/store.js';
-import { busyboxImage, debianAppImage } from '../fixtures/images.js';
+import { busyboxImage, debianAppImage, diffTrees, walkTreeIndex } from '../fixtures/images.js';
 import { PrivatePodman } from '../fixtures/private-podman.js';
 import { CONTAINERD_IMAGES, Containerd } from './containerd-harness.js';
 import { strataSync } from './harness.js';
@@ -184,6 +184,30 @@ test("containers-storage:NAME (overlay) gives the tree of the archive import, wi
     const out = JSON.parse(cli.stdout) as { existing: boolean; record: { indexDigest: string } };
     assert.ok(out.existing);
     assert.is(out.record.indexDigest, fromArchive.record.indexDigest);
+
+    // Without tar-splits: the diff directories packed as they are, overlay's whiteouts (0:0
+    // character devices, trusted.overlay.opaque) mapped. The same tree but for the root
+    // directory's own mtime and mode, which the diff directory does not keep.
+    const layerIds = (
+      JSON.parse(readFileSync(join(podman.root, 'overlay-layers', 'layers.json'), 'utf8')) as { id: string }[]
+    ).map((l) => l.id);
+    for (const lid of layerIds) rmSync(join(podman.root, 'overlay-layers', `${lid}.tar-split.gz`));
+    const bare = await openStore(join(dir, 'no-tar-split'));
+    const walked = await importFromContainersStorage(bare, app.dockerRef, { root: podman.root });
+    assert.is(walked.record.configDigest, fromPodman.record.configDigest);
+    const expected = await walkTreeIndex(loadTreeIndex(store.root, fromArchive.record), store.root, {
+      verifyObjects: false,
+    });
+    const actual = await walkTreeIndex(loadTreeIndex(bare.root, walked.record), bare.root, {
+      verifyObjects: false,
+    });
+    assert.equal(diffTrees(expected, actual, { ignorePaths: (p) => p === '/' }), []);
+    assert.ok(!actual.has('/etc/motd') && !actual.has('/var/cache/debconf'), 'whiteouts applied');
+    assert.equal(
+      [...actual.keys()].filter((p) => p.startsWith('/usr/share/doc/')),
+      ['/usr/share/doc/README'],
+      "the opaque directory hides the base layer's docs",
+    );
 
     // A file changed in a layer's diff directory since podman stored it: refused (busybox: small).
     const busybox = await busyboxImage();

@@ -17,10 +17,11 @@
 // trusted.overlay.opaque xattrs). The config is podman's own bytes, so strata's config digest is
 // podman's image id.
 import { createReadStream } from 'node:fs';
-import { constants, lstat, open, readFile, stat } from 'node:fs/promises';
+import { constants, lstat, open, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { execa } from 'execa';
 import {
   DataLossError,
   FailedPreconditionError,
@@ -32,6 +33,7 @@ import type { ContainersStorageImages } from '../../schema/generated/containers-
 import type { ContainersStorageLayers } from '../../schema/generated/containers-storage-layers.js';
 import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
 import type { OciImageManifest } from '../../schema/generated/oci-image-manifest.js';
+import type { TreeNode } from '../tree-index-encode.js';
 import { parseAndValidate } from '../../schema/validate.js';
 import { MAX_JSON_BLOB } from './blobs.js';
 import { checkDigest, sha256Digest } from './digest.js';
@@ -424,6 +426,7 @@ export async function openContainersStorageImage(opts: ContainersStorageOptions)
     );
   }
   const layers: LayerRef[] = [];
+  const overlayForm = new Map<number, { dir: string; what: string }>();
   for (const [i, rec] of chain.entries()) {
     const what = `layer ${rec.id} of image ${img.id} in ${where}`;
     const diffId = checkDigest(diffIds[i], `diff_id ${i} of config ${configDigest}`);
@@ -433,13 +436,18 @@ export async function openContainersStorageImage(opts: ContainersStorageOptions)
     const size = rec['diff-size'];
     if (size === undefined || size < 0) fail(`${what}: no diff-size recorded`);
     const split = join(root, `${driver}-layers`, `${rec.id}.tar-split.gz`);
-    if (!(await exists(split))) {
-      throw new FailedPreconditionError(`${what}: no tar-split (${split}) to rebuild the layer from`, {
-        op: 'import',
-        path: split,
-      });
-    }
     const dir = layerDirOf(root, driver, rec.id);
+    if (!(await exists(split))) {
+      if (driver !== 'overlay') {
+        throw new FailedPreconditionError(`${what}: no tar-split (${split}) to rebuild the layer from`, {
+          op: 'import',
+          path: split,
+        });
+      }
+      layers.push(overlayDirLayer(dir, diffId, size, what));
+      overlayForm.set(i, { dir, what });
+      continue;
+    }
     layers.push({
       digest: diffId,
       mediaType: OCI_LAYER_TAR,
@@ -465,6 +473,180 @@ export async function openContainersStorageImage(opts: ContainersStorageOptions)
     configJson,
     layers,
     names: (img.names ?? []).filter((n) => n !== ''),
+    finishLayer: async (index, root) => {
+      const o = overlayForm.get(index);
+      if (o) await applyOverlayForm(root, o.dir, o.what);
+    },
     close: async () => {},
   };
+}
+
+/**
+ * A layer with no tar-split (containers/storage writes one for every layer it applies from a
+ * tar, but not, e.g., for partial pulls): its overlay diff directory packed by GNU tar (PAX, every
+ * xattr except trusted.overlay.*, numeric owners, hard links). Nothing to verify it against: its
+ * `diffId` is the config's, taken on trust (the storage is root's). The directory holds overlay's
+ * own whiteout form, which `applyOverlayForm` (given as the importer's applyLayer, see
+ * overlayAwareApply) maps to the store's after the tar is applied.
+ */
+export function overlayDirLayer(dir: string, diffId: string, size: number, what: string): LayerRef {
+  return {
+    digest: diffId,
+    mediaType: OCI_LAYER_TAR,
+    size,
+    diffId,
+    open: async () => {
+      await stat(dir).catch((err: unknown) => {
+        throw new NotFoundError(`${what}: its diff directory ${dir} is missing`, {
+          op: 'import',
+          path: dir,
+          cause: err,
+        });
+      });
+      // The names in the directory, not '.': containers/storage does not give the diff directory
+      // itself the layer's root entry (its mode and mtime are the driver's), so the layer's root
+      // keeps what the layers below gave it.
+      const names = await readdir(dir);
+      if (names.length === 0) return Readable.from([Buffer.alloc(1024)]); // an empty tar
+      const tar = execa(
+        'tar',
+        [
+          '--create',
+          '--file=-',
+          '--format=posix',
+          '--numeric-owner',
+          '--xattrs',
+          '--xattrs-include=*',
+          '--xattrs-exclude=trusted.overlay.*',
+          '--sort=name',
+          `--directory=${dir}`,
+          '--null',
+          '--verbatim-files-from',
+          '--files-from=-',
+        ],
+        {
+          input: names.map((n) => `./${n}\0`).join(''),
+          stdout: 'pipe',
+          stderr: 'pipe',
+          buffer: { stdout: false, stderr: true },
+          maxBuffer: 1 << 20,
+        },
+      );
+      const out = tar.stdout;
+      tar.catch((err: unknown) => {
+        const e = err as { stderr?: string; shortMessage?: string };
+        out.destroy(
+          new InvalidArgumentError(
+            `${what}: tar of ${dir} failed: ${(e.stderr ?? '').trim() || e.shortMessage}`,
+            {
+              op: 'import',
+              path: dir,
+              cause: err,
+            },
+          ),
+        );
+      });
+      return out;
+    },
+  };
+}
+
+/** Decodes getfattr's octal escapes (\\012 for a newline in a name). */
+function unescapeGetfattr(s: string): Buffer {
+  const bytes: number[] = [];
+  const raw = Buffer.from(s, 'utf8');
+  for (let i = 0; i < raw.length; i++) {
+    if (
+      raw[i] === 0x5c &&
+      i + 3 < raw.length + 0 &&
+      /^[0-7]{3}$/.test(raw.subarray(i + 1, i + 4).toString())
+    ) {
+      bytes.push(parseInt(raw.subarray(i + 1, i + 4).toString(), 8));
+      i += 3;
+    } else bytes.push(raw[i]);
+  }
+  return Buffer.from(bytes);
+}
+
+/** What overlay's form says about a diff directory: opaque dirs and whiteouts (relative paths). */
+export async function scanOverlayForm(
+  dir: string,
+  what: string,
+): Promise<{ opaque: string[]; whiteouts: string[] }> {
+  const opaque: string[] = [];
+  // getfattr -R: one process for the whole tree; only entries with a trusted.overlay.* xattr print.
+  const r = await execa(
+    'getfattr',
+    ['-R', '-P', '--absolute-names', '-d', '-m', '^trusted\\.overlay\\.', dir],
+    {
+      stdin: 'ignore',
+      reject: false,
+      maxBuffer: 64 << 20,
+    },
+  );
+  if (r.exitCode !== 0 && (r.stdout ?? '') === '' && (r.stderr ?? '') !== '') {
+    throw new InvalidArgumentError(`${what}: getfattr of ${dir} failed: ${String(r.stderr).trim()}`, {
+      op: 'import',
+    });
+  }
+  let file: string | undefined;
+  for (const line of String(r.stdout).split('\n')) {
+    if (line.startsWith('# file: ')) file = unescapeGetfattr(line.slice(8)).toString('utf8');
+    else if (file !== undefined && /^trusted\.overlay\.opaque="y"$/.test(line))
+      opaque.push(relativeTo(dir, file));
+    else if (file !== undefined && /^trusted\.overlay\.(redirect|metacopy|origin)=/.test(line)) {
+      throw new FailedPreconditionError(
+        `${what}: ${file} has ${line.split('=')[0]} (an overlay redirect or metacopy layer): not supported`,
+        { op: 'import', path: file },
+      );
+    }
+  }
+  const whiteouts: string[] = [];
+  // Character devices (few in a layer), then lstat: a whiteout is 0:0.
+  const walk = await execa('find', [dir, '-type', 'c', '-print0'], {
+    stdin: 'ignore',
+    maxBuffer: 64 << 20,
+    encoding: 'buffer',
+  });
+  for (const p of Buffer.from(walk.stdout).toString('utf8').split('\0').filter(Boolean)) {
+    const st = await lstat(p);
+    if (st.isCharacterDevice() && st.rdev === 0) whiteouts.push(relativeTo(dir, p));
+  }
+  return { opaque, whiteouts };
+}
+
+function relativeTo(dir: string, path: string): string {
+  if (path === dir) return '';
+  if (!path.startsWith(dir + '/'))
+    throw new InvalidArgumentError(`${path} is not under ${dir}`, { op: 'import' });
+  return path.slice(dir.length + 1);
+}
+
+function lookupDir(root: TreeNode, rel: string, what: string): TreeNode {
+  let node = root;
+  for (const part of rel.split('/').filter((p) => p !== '' && p !== '.')) {
+    const next = node.children?.get(part);
+    if (!next || next.type !== 'dir') fail(`${what}: ${rel} is not a directory of the applied layer`);
+    node = next;
+  }
+  return node;
+}
+
+/**
+ * After an overlay-form layer's tar is applied onto `root`: each whiteout (a 0:0 character device
+ * in the diff dir) removes its name, and each opaque directory keeps only the names the diff
+ * directory has there (the lower layers' are hidden) — the store's whiteout semantics.
+ */
+export async function applyOverlayForm(root: TreeNode, dir: string, what: string): Promise<void> {
+  const { opaque, whiteouts } = await scanOverlayForm(dir, what);
+  for (const rel of opaque) {
+    const node = lookupDir(root, rel, what);
+    const keep = new Set(await readdir(join(dir, rel)));
+    for (const name of [...(node.children?.keys() ?? [])]) if (!keep.has(name)) node.children?.delete(name);
+  }
+  for (const rel of whiteouts) {
+    const slash = rel.lastIndexOf('/');
+    const parent = lookupDir(root, slash === -1 ? '' : rel.slice(0, slash), what);
+    parent.children?.delete(rel.slice(slash + 1));
+  }
 }
