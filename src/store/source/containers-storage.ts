@@ -19,7 +19,7 @@
 import { createReadStream } from 'node:fs';
 import { constants, lstat, open, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
 import {
@@ -297,9 +297,10 @@ class LayerDir {
 export function tarFromSplit(splitFile: string, dir: string, what: string): Readable {
   const layerDir = new LayerDir(dir, what);
   async function* generate(): AsyncGenerator<Buffer> {
-    const lines = createReadStream(splitFile)
-      .pipe(createGunzip())
-      .pipe(new Lines(`${what}: ${splitFile}`));
+    const lines = new Lines(`${what}: ${splitFile}`);
+    pipeline(createReadStream(splitFile), createGunzip(), lines, () => {
+      // An error destroys `lines` with it: the loop below throws it.
+    });
     for await (const line of lines as AsyncIterable<Buffer>) {
       if (line.length === 0) continue;
       let e: SplitEntry;
