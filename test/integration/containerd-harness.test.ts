@@ -51,6 +51,22 @@ test('a detached task is seen by tasks(), and leaves nothing once killed and rem
   assert.equal(await c.tasks(), []);
 });
 
+test('restart(): a task keeps running across a containerd restart and is found again', async () => {
+  c.track('default', 'h3');
+  await c.ctrOk(['run', '-d', CONTAINERD_IMAGES.busybox, 'h3', 'sleep', '1000']);
+  const [before] = await c.tasks();
+  const oldPid = c.pid;
+  await c.restart();
+  assert.is.not(c.pid, oldPid);
+  const after = await c.tasks();
+  assert.equal(after, [before], 'the same task, same pid');
+  await c.ctrOk(['tasks', 'kill', '-s', 'SIGKILL', 'h3']);
+  for (let i = 0; i < 100 && (await c.ctr(['tasks', 'delete', 'h3'])).code !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await c.ctrOk(['containers', 'rm', 'h3']);
+});
+
 test('io.containerd.strata.v2 runs containerd-shim-strata-v2 from the shimPath directory', async () => {
   const bin = mkdtempSync(join(tmpdir(), 'fake-shim-'));
   const calls = join(bin, 'calls');
