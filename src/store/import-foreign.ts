@@ -10,6 +10,7 @@ export {
   containerdImageOf,
   resolveContainerdImage,
 } from './source/containerd-content.js';
+export { containersStorageImageOfBundle } from './source/containers-storage.js';
 import type { Store } from './store.js';
 import type { ContainerdLocation } from './source/containerd-content.js';
 import { DEFAULT_PLATFORM } from './source/open-source.js';

@@ -11,6 +11,7 @@ import { DataLossError, NotFoundError } from '../../src/errors.js';
 import { importImage } from '../../src/store/import.js';
 import {
   containerdImageOf,
+  containersStorageImageOfBundle,
   importFromContainerd,
   importFromContainersStorage,
 } from '../../src/store/import-foreign.js';
@@ -217,6 +218,17 @@ test("containers-storage:NAME (overlay) gives the tree of the archive import, wi
       layer: string;
     }[];
     const layer = images.find((i) => i.names?.includes(busybox.dockerRef))!.layer;
+
+    // strata-runtime's question: which image is the container of this bundle?
+    const cid = (await podman.podman('create', busybox.dockerRef, 'true')).stdout.trim();
+    const bundleDir = join(podman.root, 'overlay-containers', cid, 'userdata');
+    const bid = (
+      await podman.podman('images', '--no-trunc', '--format', '{{.ID}}', busybox.dockerRef)
+    ).stdout.trim();
+    const of = await containersStorageImageOfBundle(bundleDir);
+    assert.is(of?.imageId, bid.replace(/^sha256:/, ''));
+    assert.is(of?.imageName, busybox.dockerRef);
+    assert.is(of?.root, podman.root);
     appendFileSync(join(podman.root, 'overlay', layer, 'diff', 'etc', 'passwd'), 'changed\n');
     const other = await openStore(join(dir, 'tamper-podman'));
     try {

@@ -10,7 +10,12 @@ import * as assert from 'uvu/assert';
 
 import { DataLossError, InvalidArgumentError } from '../../src/errors.js';
 import { parseCtrImageList } from '../../src/store/source/containerd-content.js';
-import { findImage, parseStorageConf, tarFromSplit } from '../../src/store/source/containers-storage.js';
+import {
+  containersStorageImageOfBundle,
+  findImage,
+  parseStorageConf,
+  tarFromSplit,
+} from '../../src/store/source/containers-storage.js';
 
 const D = 'sha256:' + 'a'.repeat(64);
 const HEADER =
@@ -61,6 +66,15 @@ test('findImage: exact name, short names, ids and unique prefixes', () => {
   assert.is(findImage(all, `sha256:${b.id}`), b);
   assert.is(findImage(all, 'nothing'), undefined);
   assert.throws(() => findImage([a, { ...b, id: 'abab' + 'c'.repeat(60) }], 'abab'), /ambiguous/);
+});
+
+test("containersStorageImageOfBundle: a bundle that is not podman's is nobody's", async () => {
+  assert.is(await containersStorageImageOfBundle('/tmp/some/bundle'), undefined);
+  const id = 'e'.repeat(64);
+  assert.is(
+    await containersStorageImageOfBundle(`/nonexistent/overlay-containers/${id}/userdata`),
+    undefined,
+  );
 });
 
 let dir: string;

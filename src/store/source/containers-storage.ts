@@ -29,6 +29,7 @@ import {
   NotFoundError,
   isErrno,
 } from '../../errors.js';
+import type { ContainersStorageContainers } from '../../schema/generated/containers-storage-containers.js';
 import type { ContainersStorageImages } from '../../schema/generated/containers-storage-images.js';
 import type { ContainersStorageLayers } from '../../schema/generated/containers-storage-layers.js';
 import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
@@ -650,4 +651,51 @@ export async function applyOverlayForm(root: TreeNode, dir: string, what: string
     const parent = lookupDir(root, slash === -1 ? '' : rel.slice(0, slash), what);
     parent.children?.delete(rel.slice(slash + 1));
   }
+}
+
+export interface ContainersStorageContainerImage {
+  /** The image id (sha256 hex of its config): strata's config digest is `sha256:<imageId>`. */
+  imageId: string;
+  /** The name podman created the container from, when its record says. */
+  imageName?: string;
+  /** The graph root and driver the bundle belongs to. */
+  root: string;
+  driver: StorageDriver;
+}
+
+/**
+ * The image of the podman container whose bundle is `bundle`: podman's bundles are
+ * `<graphroot>/<driver>-containers/<id>/userdata`, and containers.json there records each
+ * container's image id. undefined when the bundle is not one of containers/storage's, or the
+ * container has no image (a rootfs container).
+ */
+export async function containersStorageImageOfBundle(
+  bundle: string,
+): Promise<ContainersStorageContainerImage | undefined> {
+  const m = /^(.*)\/(overlay|vfs)-containers\/([a-f0-9]{64})\/userdata\/?$/.exec(bundle);
+  if (!m) return undefined;
+  const [, root, driver, id] = m;
+  const file = join(root, `${driver}-containers`, 'containers.json');
+  let bytes: Buffer;
+  try {
+    bytes = await readBounded(file, MAX_RECORDS_JSON, 'containers.json');
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
+  const records = parseAndValidate<ContainersStorageContainers>(
+    'containers-storage-containers',
+    bytes,
+    `containers-storage ${root} containers.json`,
+  );
+  const rec = records.find((c) => c.id === id);
+  if (!rec || rec.image === undefined || !/^[a-f0-9]{64}$/.test(rec.image)) return undefined;
+  let imageName: string | undefined;
+  try {
+    const meta = JSON.parse(rec.metadata ?? '{}') as { 'image-name'?: unknown };
+    if (typeof meta['image-name'] === 'string' && meta['image-name'] !== '') imageName = meta['image-name'];
+  } catch {
+    // metadata is podman's free-form JSON string: without it, the id is enough
+  }
+  return { imageId: rec.image, imageName, root, driver: driver as StorageDriver };
 }
