@@ -150,8 +150,16 @@ export async function writeFileAtomic(
 /**
  * writeFileAtomic for synchronous callers (run records, bundles, hooks.d entries): always
  * replaces, with the temp file beside `dest` (".NAME-PID-RANDOM"), so the directory must exist.
+ * `durable: false` keeps the atomicity (rename) but skips both fsyncs: for files that cannot
+ * outlive this boot anyway (a container's bundle), where each fsync costs a disk flush on the
+ * start path when /run is not a tmpfs.
  */
-export function writeFileAtomicSync(dest: string, data: Buffer | string, opts: { mode?: number } = {}): void {
+export function writeFileAtomicSync(
+  dest: string,
+  data: Buffer | string,
+  opts: { mode?: number; durable?: boolean } = {},
+): void {
+  const durable = opts.durable ?? true;
   const dir = dirname(dest);
   const [temp, fd] = createTempSync(dir, `.${basename(dest)}`, opts.mode ?? 0o644);
   try {
@@ -161,12 +169,12 @@ export function writeFileAtomicSync(dest: string, data: Buffer | string, opts: {
         buf = buf.subarray(writeSync(fd, buf));
       }
       if (opts.mode !== undefined) fchmodSync(fd, opts.mode);
-      fsyncSync(fd);
+      if (durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(temp, dest);
-    fsyncDirSync(dir);
+    if (durable) fsyncDirSync(dir);
   } finally {
     rmSync(temp, { force: true });
   }
