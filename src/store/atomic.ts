@@ -113,6 +113,9 @@ export interface AtomicWriteOptions {
   /** Replace an existing file (rename) instead of keeping it (link, EEXIST = kept). */
   replace?: boolean;
   mode?: number;
+  /** fsync the file and its directory (default). false: still atomic, not durable across a
+   * power loss (for files whose meaning ends with the boot, such as leases). */
+  durable?: boolean;
 }
 
 /**
@@ -131,7 +134,7 @@ export async function writeFileAtomic(
     try {
       await fh.writeFile(data);
       if (opts.mode !== undefined) await fh.chmod(opts.mode);
-      await fh.sync();
+      if (opts.durable ?? true) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -140,7 +143,7 @@ export async function writeFileAtomic(
       await fs.mkdir(dirname(dest), { recursive: true });
       await fs.rename(temp, dest);
     } else created = await linkNoReplace(temp, dest);
-    await fsyncDir(dirname(dest));
+    if (opts.durable ?? true) await fsyncDir(dirname(dest));
     return created;
   } finally {
     await fs.rm(temp, { force: true });
