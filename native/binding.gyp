@@ -38,7 +38,8 @@
       "dependencies": ["contract-header"],
       "include_dirs": ["generated"],
       "sources": ["hook/strata-hook.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "ldflags": ["-static"]
     },
     {
       "target_name": "strata-cli",
