@@ -156,15 +156,26 @@ function compile(seccomp: LinuxSeccomp, lib: string): Compiled {
   }
 }
 
-/** The cached filter at `path`, or undefined (absent, or not a whole number of instructions). */
+/**
+ * A cache file is the filter's sha256 (32 bytes) and then the filter: what goes to crun as the
+ * container's seccomp filter is never bytes that a damaged file happens to hold.
+ */
+function encodeCached(bpf: Buffer): Buffer {
+  return Buffer.concat([createHash('sha256').update(bpf).digest(), bpf]);
+}
+
+/** The cached filter at `path`, or undefined (absent, damaged, or not whole instructions). */
 function readCached(path: string): Buffer | undefined {
+  let file: Buffer;
   try {
-    const bpf = readFileSync(path);
-    return bpf.length > 0 && bpf.length % 8 === 0 ? bpf : undefined;
+    file = readFileSync(path);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return undefined;
     throw err;
   }
+  const bpf = file.subarray(32);
+  if (bpf.length === 0 || bpf.length % 8 !== 0) return undefined;
+  return createHash('sha256').update(bpf).digest().equals(file.subarray(0, 32)) ? bpf : undefined;
 }
 
 /**
@@ -190,7 +201,7 @@ export function precompileSeccomp(seccomp: LinuxSeccomp, storeRoot?: string): st
   memory.set(seccomp, known);
   if (known.b64 !== null && path && !onDisk.has(path)) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    writeFileAtomicSync(path, Buffer.from(known.b64, 'base64'), { mode: 0o600 });
+    writeFileAtomicSync(path, encodeCached(Buffer.from(known.b64, 'base64')), { mode: 0o600 });
     onDisk.add(path);
   }
   return known.b64 ?? undefined;

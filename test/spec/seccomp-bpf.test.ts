@@ -183,14 +183,21 @@ test('bundles: crun and unknown runtimes get the annotation, runc does not; the 
   );
   const cached = readdirSync(join(store.root, 'cache', 'seccomp'));
   assert.is(cached.length, 1);
-  assert.ok(
-    readFileSync(join(store.root, 'cache', 'seccomp', cached[0])).equals(Buffer.from(forCrun, 'base64')),
-  );
-  // A damaged cache file is compiled again, not handed to crun.
-  writeFileSync(join(store.root, 'cache', 'seccomp', cached[0]), 'bad');
-  const fresh = structuredClone(seccompFor(DEFAULT_SECCOMP_PROFILE, defaultCaps));
-  assert.ok(precompileSeccomp(fresh, store.root) === forCrun);
-  assert.ok(readFileSync(join(store.root, 'cache', 'seccomp', cached[0])).toString('base64') === forCrun);
+  const cacheFile = join(store.root, 'cache', 'seccomp', cached[0]);
+  const bpf = Buffer.from(forCrun, 'base64');
+  assert.ok(readFileSync(cacheFile).subarray(32).equals(bpf), 'sha256 of the filter, then the filter');
+  // Another process (a fresh object) reads it; a damaged file is compiled again, never handed to crun.
+  const fresh = () => structuredClone(seccompFor(DEFAULT_SECCOMP_PROFILE, defaultCaps));
+  assert.ok(precompileSeccomp(fresh(), store.root) === forCrun);
+  for (const damage of [
+    (f: Buffer) => f.subarray(0, f.length - 8), // whole instructions, one short
+    (f: Buffer) => Buffer.concat([f.subarray(0, 40), Buffer.from([f[40] ^ 1]), f.subarray(41)]),
+    () => Buffer.from('bad'),
+  ]) {
+    writeFileSync(cacheFile, damage(readFileSync(cacheFile)));
+    assert.ok(precompileSeccomp(fresh(), store.root) === forCrun);
+    assert.ok(readFileSync(cacheFile).subarray(32).equals(bpf), 'rewritten');
+  }
 
   const refused = await annotationOf({ annotations: { [SECCOMP_BPF_ANNOTATION]: 'AAAA' } }).then(
     () => undefined,
