@@ -117,10 +117,14 @@ function seccompLibVersion(): string | null {
   return libVersion;
 }
 
-/** What decides the bytes: our rules' version, libseccomp, the kernel (libseccomp probes it), the filter. */
+/**
+ * What decides the bytes: our rules' and the cache file's format version (bump it with either,
+ * so that an older strata sharing the store never reads a newer file), libseccomp, the kernel
+ * (libseccomp probes it), the filter.
+ */
 function cacheKey(seccomp: LinuxSeccomp, lib: string): string {
   return createHash('sha256')
-    .update(`strata-seccomp-bpf 1\0${lib}\0${release()}\0${version()}\0${arch()}\0`)
+    .update(`strata-seccomp-bpf 2\0${lib}\0${release()}\0${version()}\0${arch()}\0`)
     .update(JSON.stringify(seccomp))
     .digest('hex');
 }
