@@ -3,6 +3,7 @@
 #include "util.h"
 
 void init_daemon(napi_env env, napi_value exports, napi_value constants); // daemon.c
+void init_fast_path(napi_env env, napi_value exports);                      // fast-path.c
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value constants;
@@ -13,6 +14,7 @@ static napi_value init(napi_env env, napi_value exports) {
   init_files(env, exports, constants);
   init_process(env, exports, constants);
   init_reader(env, exports, constants);
+  init_fast_path(env, exports);
   init_daemon(env, exports, constants);
   napi_object_freeze(env, constants);
   napi_set_named_property(env, exports, "constants", constants);

@@ -3,7 +3,7 @@
 // protocol; a missing capability answers ENOSYS. Methods signal errnos by throwing FuseError.
 // `H` is the filesystem's own open-file handle: the bridge numbers open files for the kernel and
 // hands the handle back on read, lseek and release, so the filesystem keeps no handle table.
-import type { InodeAttr } from '../../store/tree-index.js';
+import type { InodeAttr, TreeIndex } from '../../store/tree-index.js';
 
 /** A node's attributes are the tree index's inode attributes (placeholders use the same shape). */
 export type NodeAttr = InodeAttr;
@@ -88,6 +88,16 @@ export interface NodeLseeker<H> {
   /** `file`: undefined when the request names no open file. */
   lseek(ino: number, file: H | undefined, offset: number, whence: number): number;
 }
+/** A filesystem whose answers for some nodes are exactly what a tree index says: the native fast
+ * path may answer those (native-fast-path.ts). */
+export interface NodeIndexed {
+  indexedNodes(): IndexedNodes;
+}
+export interface IndexedNodes {
+  index: TreeIndex;
+  /** Index nodes the filesystem answers differently (the fast path leaves them to TypeScript). */
+  deferred: Iterable<number>;
+}
 export interface FilesystemDestroyer {
   /** The session ended (the bridge has released every open file first). */
   destroy(): void;
@@ -105,5 +115,6 @@ export type Filesystem<H extends object = object> = Partial<
     NodeXattrer &
     NodeStatfser &
     NodeLseeker<H> &
+    NodeIndexed &
     FilesystemDestroyer
 >;

@@ -17,6 +17,8 @@ import { S_IFDIR, S_IFMT } from '../../store/tree-index-format.js';
 import type { Filesystem, NodeAttr, OpenedFile } from './api.js';
 import { FileTable } from './file-table.js';
 import { LookupCounts } from './lookup-counts.js';
+import { createNativeFastPath } from './native-fast-path.js';
+import type { FastPathHandle } from '../../native-addon.js';
 
 export interface BridgeOptions {
   /** Seconds the kernel may cache names and attributes (default 86400: the image never changes). */
@@ -92,6 +94,14 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
 
   get backingCount(): number {
     return this.backings.size;
+  }
+
+  /** The native fast path for the filesystem's indexed nodes (native-fast-path.ts), answering
+   * exactly as this bridge does; undefined when the filesystem has no index. */
+  nativeFastPath(): FastPathHandle | undefined {
+    const nodes = this.fs.indexedNodes?.();
+    if (!nodes) return undefined;
+    return createNativeFastPath(nodes, { entryTimeout: this.entryTimeout, attrTimeout: this.attrTimeout });
   }
 
   init(info: InitInfo): void {

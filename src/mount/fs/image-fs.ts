@@ -9,7 +9,15 @@ import { FuseError } from '../fuse/errors.js';
 import { objectPath } from '../../store/layout.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../store/tree-index-format.js';
 import type { TreeIndex } from '../../store/tree-index.js';
-import type { DirEntryInfo, Filesystem, NodeAttr, OpenedFile, ReadBufferAlloc, StatfsInfo } from './api.js';
+import type {
+  DirEntryInfo,
+  Filesystem,
+  IndexedNodes,
+  NodeAttr,
+  OpenedFile,
+  ReadBufferAlloc,
+  StatfsInfo,
+} from './api.js';
 import { FdCache, sharedFdCache, type FdLease } from './fd-cache.js';
 import { InlineReader } from './inline-reader.js';
 import { buildPlaceholders, type PlaceholderSpec, type PlaceholderTree } from './placeholders.js';
@@ -214,12 +222,30 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
     if ('lease' in file) file.lease.release();
   }
 
+  /** Every node answers from the index except the directories placeholders add names to or
+   * shadow names in (their entries and link counts differ); placeholders are above the index. */
+  indexedNodes(): IndexedNodes {
+    return {
+      index: this.index,
+      deferred: new Set([...this.extra.children.keys(), ...this.extra.extra.keys()]),
+    };
+  }
+
+  /** An image without a single xattr answers xattr requests ENOSYS: the kernel then stops asking
+   * for good (getxattr(2) and listxattr(2) say EOPNOTSUPP, as on a filesystem without xattrs, and
+   * an overlay's trusted.overlay.* lookups on this lower layer cost nothing). */
+  private noXattrs(): void {
+    if (this.index.xattrTotal === 0) throw new FuseError(C.ENOSYS);
+  }
+
   getxattr(ino: number, name: string): Buffer | undefined {
+    this.noXattrs();
     if (!this.known(ino)) throw new FuseError(C.ENOENT);
     return this.index.has(ino) ? this.index.getxattr(ino, name) : undefined;
   }
 
   listxattr(ino: number): string[] {
+    this.noXattrs();
     if (!this.known(ino)) throw new FuseError(C.ENOENT);
     return this.index.has(ino) ? this.index.xattrs(ino).map((x) => x.name) : [];
   }
