@@ -82,6 +82,8 @@ export interface FastPathOptions {
   attrTimeout: number;
   /** GETXATTR/LISTXATTR answer ENOSYS (the image has no xattrs at all). */
   xattrEnosys: boolean;
+  /** The index file, for inline contents (duplicated when it is the whole of `index`); -1: none. */
+  indexFd: number;
 }
 
 /** What waitidPidfd reports for an exited child: `code` is CLD_EXITED/KILLED/DUMPED, `status` the
@@ -177,6 +179,8 @@ export interface NativeAddon {
   fastPathAnswer(fastPath: FastPathHandle, request: Buffer): Buffer | null;
   /** How many requests it answered so far. */
   fastPathAnswered(fastPath: FastPathHandle): number;
+  /** Closes its duplicate of the index file now (not when collected); once no reader uses it. */
+  fastPathClose(fastPath: FastPathHandle): void;
 
   /** SO_PEERCRED of a connected unix socket: who connected (native/src/daemon.c). */
   getPeerCred(sockFd: number): PeerCred;

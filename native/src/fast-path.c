@@ -1,5 +1,6 @@
 // The native fast path (docs/architecture.md, "Native fast path"): answers the hot read-only
-// metadata requests — LOOKUP, GETATTR, READLINK, READDIR, READDIRPLUS, GETXATTR, LISTXATTR — from
+// requests — LOOKUP, GETATTR, READLINK, READDIR, READDIRPLUS, GETXATTR, LISTXATTR, and OPEN, READ
+// and RELEASE of inline files (stateless handles) — from
 // an image's mapped tree index without a trip through JavaScript. Mechanism only: the TypeScript
 // server (src/mount/fs/bridge.ts, image-fs.ts) defines every answer, and this file reproduces
 // those answers byte for byte for the requests it takes (test/native/fast-path.test.ts compares
@@ -12,7 +13,9 @@
 // Record layouts: docs/store-format.md, "Tree index, version 1"; the sections' places come from
 // TypeScript (fastPathCreate's geometry), not from parsing the header again.
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fuse.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +29,10 @@
 #define S_IFDIR_ 0040000
 #define S_IFLNK_ 0120000
 #define BLKSIZE 4096
+#define S_IFREG_ 0100000
+#define INLINE 0xffffffffu
+// bridge.ts STATELESS_FH: an open of an inline file is this + its ino, and nothing is recorded.
+#define STATELESS_FH (1ULL << 48)
 // Numbers JavaScript holds exactly (2^53): beyond them the TypeScript answer rounds, so such
 // requests and nodes go to it.
 #define JS_SAFE (1ULL << 53)
@@ -39,6 +46,7 @@ struct fast_path {
   size_t defer_len;
   uint64_t entry_valid, attr_valid;
   bool xattr_enosys; // the image has no xattrs: GETXATTR/LISTXATTR answer ENOSYS
+  int index_fd;      // a duplicate of the index file's fd (inline contents), or -1
   napi_ref keep_idx, keep_defer;
   uint64_t answered; // atomic
 };
@@ -252,6 +260,43 @@ static size_t readdir_(const struct fast_path *fp, uint64_t unique, uint64_t ino
   return ok_reply(out, unique, at);
 }
 
+// OPEN of an inline file (bridge.ts open + opened, image-fs.ts open): a stateless handle.
+static size_t open_(uint64_t unique, uint64_t ino, const uint8_t *in, const uint8_t *body, size_t blen,
+                    uint8_t *out) {
+  if (blen < sizeof(struct fuse_open_in)) return 0;
+  uint32_t flags = u32(body);
+  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) return error_reply(out, unique, EROFS);
+  if ((u32(in) & S_IFMT_) != S_IFREG_ || u32(in + 40) != INLINE) return 0; // objects: TypeScript
+  uint8_t *o = out + sizeof(struct fuse_out_header);
+  memset(o, 0, sizeof(struct fuse_open_out));
+  put64(o, STATELESS_FH + ino);
+  put32(o + 8, FOPEN_KEEP_CACHE | FOPEN_NOFLUSH);
+  return ok_reply(out, unique, sizeof(struct fuse_open_out));
+}
+
+// READ through a stateless handle (bridge.ts read + image-fs.ts reopen, inline-reader.ts read):
+// from the index file, like the TypeScript side, so that the server's mapping stays cold.
+static size_t read_(struct fast_path *fp, uint64_t unique, uint64_t ino, const uint8_t *in, const uint8_t *body,
+                    size_t blen, uint8_t *out, size_t cap) {
+  if (blen < sizeof(struct fuse_read_in)) return 0;
+  uint64_t fh = u64(body), offset = u64(body + 8);
+  uint32_t size = u32(body + 16);
+  if (fh < STATELESS_FH || fh >= JS_SAFE || offset >= JS_SAFE) return 0;
+  if (fh - STATELESS_FH != ino || (u32(in) & S_IFMT_) != S_IFREG_ || u32(in + 40) != INLINE)
+    return error_reply(out, unique, EBADF);
+  uint32_t len = u32(in + 48);
+  const uint8_t *data = pool(fp, u32(in + 44), len);
+  if (data == NULL) return 0;
+  uint64_t start = offset < len ? offset : len;
+  size_t n = len - start < size ? len - start : size;
+  if (sizeof(struct fuse_out_header) + n > cap) return 0;
+  uint8_t *o = out + sizeof(struct fuse_out_header);
+  int fd = __atomic_load_n(&fp->index_fd, __ATOMIC_ACQUIRE);
+  if (n > 0 && (fd < 0 || pread(fd, o, n, (off_t)(data - fp->idx + start)) != (ssize_t)n))
+    memcpy(o, data + start, n);
+  return ok_reply(out, unique, n);
+}
+
 static bool ascii(const uint8_t *p, size_t len) {
   for (size_t i = 0; i < len; i++)
     if (p[i] >= 0x80) return false;
@@ -339,6 +384,19 @@ size_t fp_answer(struct fast_path *fp, const uint8_t *req, size_t n, uint8_t *ou
   case FUSE_READDIRPLUS:
     r = readdir_(fp, unique, nodeid, in, body, blen, opcode == FUSE_READDIRPLUS, out, cap);
     break;
+  case FUSE_OPEN:
+    r = open_(unique, nodeid, in, body, blen, out);
+    break;
+  case FUSE_READ:
+    r = read_(fp, unique, nodeid, in, body, blen, out, cap);
+    break;
+  case FUSE_RELEASE: {
+    // A stateless handle left nothing to release (bridge.ts release finds no record).
+    if (blen < sizeof(struct fuse_release_in)) return 0;
+    uint64_t fh = u64(body);
+    r = fh >= STATELESS_FH && fh < JS_SAFE ? ok_reply(out, unique, 0) : 0;
+    break;
+  }
   case FUSE_GETXATTR:
     if (fp->xattr_enosys) {
       // Checked as the TypeScript row does: a fixed part and a terminated name, else EIO there.
@@ -375,8 +433,14 @@ void fp_write(int dev_fd, const uint8_t *reply, size_t len) {
 
 // ---- JavaScript surface ----
 
+static void close_index_fd(struct fast_path *fp) {
+  int fd = __atomic_exchange_n(&fp->index_fd, -1, __ATOMIC_ACQ_REL);
+  if (fd >= 0) close(fd);
+}
+
 static void finalize_fp(napi_env env, void *data, void *hint) {
   struct fast_path *fp = data;
+  close_index_fd(fp);
   napi_delete_reference(env, fp->keep_idx);
   napi_delete_reference(env, fp->keep_defer);
   free(fp);
@@ -402,7 +466,8 @@ static bool get_buffer(napi_env env, napi_value v, const char *name, const uint8
   return true;
 }
 
-// fastPathCreate(index, geometry, defer, {entryTimeout, attrTimeout, xattrEnosys}) -> handle
+// fastPathCreate(index, geometry, defer, {entryTimeout, attrTimeout, xattrEnosys, indexFd}) ->
+// handle. indexFd (-1: none) is duplicated when it is the file `index` holds whole.
 static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   if (!get_args(env, info, 4, argv)) return NULL;
@@ -431,6 +496,18 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   f.entry_valid = entry_valid;
   f.attr_valid = attr_valid;
   f.xattr_enosys = enosys;
+  f.index_fd = -1;
+  int32_t index_fd;
+  if (napi_get_named_property(env, argv[3], "indexFd", &v) != napi_ok || !arg_int32(env, v, "indexFd", &index_fd))
+    return NULL;
+  struct stat st;
+  if (index_fd >= 0 && fstat(index_fd, &st) == 0 && (uint64_t)st.st_size == f.len) {
+    f.index_fd = fcntl(index_fd, F_DUPFD_CLOEXEC, 0);
+    if (f.index_fd < 0) {
+      throw_errno(env, errno, "fcntl(F_DUPFD_CLOEXEC)", NULL);
+      return NULL;
+    }
+  }
   if (f.inodes_off + (uint64_t)f.inode_count * INODE_SIZE > f.len ||
       f.dirents_off + (uint64_t)f.dirent_count * DIRENT_SIZE > f.len ||
       f.xattrs_off + (uint64_t)f.xattr_count * XATTR_SIZE > f.len || f.pool_off + (uint64_t)f.pool_size > f.len) {
@@ -439,6 +516,7 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   }
   struct fast_path *fp = malloc(sizeof *fp);
   if (fp == NULL) {
+    if (f.index_fd >= 0) close(f.index_fd);
     throw_errno(env, ENOMEM, "malloc", NULL);
     return NULL;
   }
@@ -497,7 +575,18 @@ static napi_value js_fast_path_answered(napi_env env, napi_callback_info info) {
   return make_int(env, (int64_t)__atomic_load_n(&fp->answered, __ATOMIC_RELAXED));
 }
 
+// fastPathClose(handle): closes its duplicate of the index file now (inline READs then copy from
+// the mapping) rather than when the handle is collected. Call it once no reader uses it.
+static napi_value js_fast_path_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct fast_path *fp;
+  if (!get_args(env, info, 1, argv) || !fp_from(env, argv[0], &fp)) return NULL;
+  close_index_fd(fp);
+  return make_undefined(env);
+}
+
 void init_fast_path(napi_env env, napi_value exports) {
+  register_fn(env, exports, "fastPathClose", js_fast_path_close);
   register_fn(env, exports, "fastPathCreate", js_fast_path_create);
   register_fn(env, exports, "fastPathAnswer", js_fast_path_answer);
   register_fn(env, exports, "fastPathAnswered", js_fast_path_answered);

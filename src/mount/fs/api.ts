@@ -19,6 +19,9 @@ export interface OpenedFile<H> {
   handle: H;
   /** An fd on the file's content, for a passthrough backing id; absent for content held in memory. */
   fd?: number;
+  /** The handle holds nothing that reopen(ino) cannot rebuild: the bridge keeps no record of the
+   * open file (its fh names the node, bridge.ts STATELESS_FH) and RELEASE has nothing to undo. */
+  stateless?: boolean;
 }
 
 export interface StatfsInfo {
@@ -53,6 +56,11 @@ export interface NodeOpener<H> {
   /** A plain value when nothing has to wait (inline file, object fd already open): most OPENs of a
    * file walk then cost no promise, no abort controller and no extra event-loop turn. */
   open(ino: number, flags: number): OpenedFile<H> | Promise<OpenedFile<H>>;
+}
+export interface NodeReopener<H> {
+  /** The handle of a stateless open of ino (OpenedFile.stateless), rebuilt; undefined when ino has
+   * no such handle. */
+  reopen(ino: number): H | undefined;
 }
 export interface NodeReader<H> {
   /** `alloc`: where to read into when the data is not already in memory. `request.signal` aborts
@@ -97,6 +105,9 @@ export interface IndexedNodes {
   index: TreeIndex;
   /** Index nodes the filesystem answers differently (the fast path leaves them to TypeScript). */
   deferred: Iterable<number>;
+  /** The index file, open, when inline contents are read from it rather than through the mapping
+   * (inline-reader.ts); the fast path reads its own duplicate of it. */
+  indexFd?: number;
 }
 export interface FilesystemDestroyer {
   /** The session ended (the bridge has released every open file first). */
@@ -109,6 +120,7 @@ export type Filesystem<H extends object = object> = Partial<
     NodeForgetter &
     NodeReadlinker &
     NodeOpener<H> &
+    NodeReopener<H> &
     NodeReader<H> &
     NodeReleaser<H> &
     NodeReaddirer &

@@ -18,7 +18,7 @@ import type { Filesystem, NodeAttr, OpenedFile } from './api.js';
 import { FileTable } from './file-table.js';
 import { LookupCounts } from './lookup-counts.js';
 import { createNativeFastPath } from './native-fast-path.js';
-import type { FastPathHandle } from '../../native-addon.js';
+import { native, type FastPathHandle } from '../../native-addon.js';
 
 export interface BridgeOptions {
   /** Seconds the kernel may cache names and attributes (default 86400: the image never changes). */
@@ -65,6 +65,14 @@ interface OpenFile<H> {
   backed: boolean;
 }
 
+/**
+ * File handles at and above this name a stateless open (OpenedFile.stateless): fh = STATELESS_FH +
+ * the node id, nothing recorded, the handle rebuilt by reopen() on each READ. No table number
+ * reaches it (they count up from 1 and are reused), node ids stay below 2^32, and the sum is
+ * exact in a JavaScript number. The native fast path hands out the same numbers.
+ */
+export const STATELESS_FH = 2 ** 48;
+
 export class FilesystemBridge<H extends object = object> implements RawFileSystem {
   private readonly fs: Filesystem<H>;
   private readonly entryTimeout: number;
@@ -101,8 +109,16 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   nativeFastPath(): FastPathHandle | undefined {
     const nodes = this.fs.indexedNodes?.();
     if (!nodes) return undefined;
-    return createNativeFastPath(nodes, { entryTimeout: this.entryTimeout, attrTimeout: this.attrTimeout });
+    const fast = createNativeFastPath(nodes, {
+      entryTimeout: this.entryTimeout,
+      attrTimeout: this.attrTimeout,
+    });
+    if (fast) this.fastPaths.push(fast);
+    return fast;
   }
+
+  /** Fast paths handed out, whose index fd destroy() closes (their sessions are over by then). */
+  private readonly fastPaths: FastPathHandle[] = [];
 
   init(info: InitInfo): void {
     this.passthrough = info.passthrough && this.backing !== undefined;
@@ -114,6 +130,7 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
     this.files.clear();
     this.backings.clear();
     this.lookups.clear();
+    for (const fast of this.fastPaths.splice(0)) native.fastPathClose(fast);
     this.fs.destroy?.();
   }
 
@@ -183,6 +200,8 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   }
 
   private opened(nodeid: number, opened: OpenedFile<H>): FuseOpenOut {
+    if (opened.stateless && opened.fd === undefined && this.fs.reopen && nodeid < 2 ** 32)
+      return { fh: STATELESS_FH + nodeid, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
     const backingId = opened.fd === undefined ? undefined : this.acquireBacking(nodeid, opened.fd);
     const fh = this.files.add({ ino: nodeid, handle: opened.handle, backed: backingId !== undefined });
     // NOFLUSH: close(2) needs no FLUSH round trip on a read-only file.
@@ -219,12 +238,18 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   /** Reads into reply bodies from the pool: the reply header is written in front of the data. */
   read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Awaitable<Buffer> {
     const fs = this.cap('read');
+    if (inp.fh >= STATELESS_FH) {
+      const handle = inp.fh - STATELESS_FH === nodeid ? this.fs.reopen?.(nodeid) : undefined;
+      if (handle === undefined) throw new FuseError(C.EBADF);
+      return fs.read(nodeid, handle, inp.offset, inp.size, allocReplyBody, ctx);
+    }
     const file = this.files.get(inp.fh);
     if (!file || file.ino !== nodeid) throw new FuseError(C.EBADF);
     return fs.read(nodeid, file.handle, inp.offset, inp.size, allocReplyBody, ctx);
   }
 
   release(_ctx: RequestContext, _nodeid: number, inp: FuseReleaseIn): void {
+    // A stateless open (fh >= STATELESS_FH) left nothing to release: take() finds nothing.
     const file = this.files.take(inp.fh);
     if (!file) return; // unknown or already released: nothing is open
     if (file.backed) {
@@ -312,6 +337,7 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   }
 
   lseek(_ctx: RequestContext, nodeid: number, inp: FuseLseekIn): number {
-    return this.cap('lseek').lseek(nodeid, this.files.get(inp.fh)?.handle, inp.offset, inp.whence);
+    const handle = inp.fh >= STATELESS_FH ? this.fs.reopen?.(nodeid) : this.files.get(inp.fh)?.handle;
+    return this.cap('lseek').lseek(nodeid, handle, inp.offset, inp.whence);
   }
 }

@@ -138,9 +138,9 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
   open(ino: number): OpenedFile<ImageFile> | Promise<OpenedFile<ImageFile>> {
     const mode = this.mode(ino);
     if ((mode & S_IFMT) !== S_IFREG) throw new FuseError((mode & S_IFMT) === S_IFDIR ? C.EISDIR : C.EINVAL);
-    if (this.extra.nodes.has(ino)) return { handle: EMPTY_FILE };
+    if (this.extra.nodes.has(ino)) return { handle: EMPTY_FILE, stateless: true };
     const content = this.index.content(ino);
-    if (content.kind === 'inline') return { handle: { inline: content.data } };
+    if (content.kind === 'inline') return { handle: { inline: content.data }, stateless: true };
     const path = objectPath(this.storeRoot, content.digest);
     const cached = this.fdCache.tryAcquire(path);
     if (cached) return this.opened(ino, cached);
@@ -151,6 +151,15 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
         throw new FuseError(C.EIO, `cannot open object ${content.digest} for inode ${ino}: ${String(error)}`);
       },
     );
+  }
+
+  /** Files held in memory (inline contents, placeholders) need nothing but their node to read. */
+  reopen(ino: number): ImageFile | undefined {
+    const p = this.extra.nodes.get(ino);
+    if (p) return (p.mode & S_IFMT) === S_IFREG ? EMPTY_FILE : undefined;
+    if (!this.index.has(ino) || (this.index.mode(ino) & S_IFMT) !== S_IFREG) return undefined;
+    const content = this.index.content(ino);
+    return content.kind === 'inline' ? { inline: content.data } : undefined;
   }
 
   private opened(ino: number, lease: FdLease): OpenedFile<ImageFile> {

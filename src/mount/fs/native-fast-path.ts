@@ -1,5 +1,6 @@
-// The native fast path for one mount (native/src/fast-path.c): the hot read-only metadata
-// requests — LOOKUP, GETATTR, READLINK, READDIR, READDIRPLUS, GETXATTR, LISTXATTR — answered on
+// The native fast path for one mount (native/src/fast-path.c): the hot read-only requests —
+// LOOKUP, GETATTR, READLINK, READDIR, READDIRPLUS, GETXATTR, LISTXATTR, and OPEN, READ and
+// RELEASE of inline files through stateless handles (bridge.ts STATELESS_FH) — answered on
 // the reader itself from the mapped tree index, without a trip through JavaScript. Mechanism only:
 // bridge.ts and image-fs.ts define every answer, and test/mount/fs/native-fast-path.test.ts checks
 // that the native answers are byte-identical to theirs for every node of the test images. What it
@@ -33,5 +34,6 @@ export function createNativeFastPath(
     entryTimeout: timeouts.entryTimeout,
     attrTimeout: timeouts.attrTimeout,
     xattrEnosys: geometry.xattrCount === 0,
+    indexFd: nodes.indexFd ?? -1,
   });
 }
