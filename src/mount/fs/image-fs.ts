@@ -237,6 +237,7 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
     return {
       index: this.index,
       deferred: new Set([...this.extra.children.keys(), ...this.extra.extra.keys()]),
+      indexFd: this.inline?.fd,
     };
   }
 

@@ -27,7 +27,11 @@ import { S_IFDIR, S_IFMT } from '../../../src/store/tree-index-format.js';
 import { TreeIndex } from '../../../src/store/tree-index.js';
 import { busyboxImage, debianImage } from '../../fixtures/images.js';
 import { name, request } from '../fuse/helpers.js';
-import { tempStore, type TempStore } from '../real-mount.js';
+import { fdSnapshot, fdsLeftSince, tempStore, type TempStore } from '../real-mount.js';
+import { createDetachedMount } from '../../../src/mount/detached.js';
+import { prepareImage, releaseWhenEnded } from '../../../src/mount/serve.js';
+import { run } from '../../fixtures/run.js';
+import { closeSync } from 'node:fs';
 
 let store: TempStore;
 const scratch = mkdtempSync(join(tmpdir(), 'strata-fast-path-'));
@@ -364,5 +368,40 @@ test('fastPathCreate refuses geometry outside the index, and other values than a
     /fastPath must be a handle/,
   );
 });
+
+for (const [reader, fastPath] of [
+  ['poll', true],
+  ['thread', true],
+  ['poll', false],
+] as const) {
+  test(`a real mount (${reader} reader, fast path ${fastPath ? 'on' : 'off'}): walk and read every file`, async () => {
+    const before = fdSnapshot();
+    const prepared = await prepareImage({ storeRoot: store.root, ref: 'busybox', passthrough: true });
+    const m = await createDetachedMount({ handler: prepared.handler, reader, fastPath });
+    prepared.bindDevice(m.devFd);
+    const done = releaseWhenEnded(m.session, prepared);
+    try {
+      assert.is(m.session.fastPath !== undefined, fastPath);
+      // Another process reads: this one's main thread serves the requests that reach JavaScript.
+      const root = `/proc/${process.pid}/fd/${m.mountFd}`;
+      const { stdout } = await run('sh', [
+        '-c',
+        'cd "$1" && ls -laR . | wc -l && cat $(find . -type f) | wc -c',
+        'sh',
+        root,
+      ]);
+      const [lines, bytes] = stdout.trim().split(/\s+/).map(Number);
+      assert.ok(lines > 300 && bytes > 100_000, `listed ${lines} lines, read ${bytes} bytes`);
+      if (fastPath) {
+        const answered = native.fastPathAnswered(m.session.fastPath!);
+        assert.ok(answered > 100, `${answered} requests answered natively`);
+      }
+    } finally {
+      closeSync(m.mountFd);
+    }
+    assert.equal(await done, { reason: 'unmounted' });
+    assert.equal(fdsLeftSince(before), [], 'no fd left (the fast path closed its index fd)');
+  });
+}
 
 test.run();
