@@ -80,10 +80,13 @@ export interface FastPathOptions {
   /** Seconds, as the TypeScript server answers them (whole, < 2^32). */
   entryTimeout: number;
   attrTimeout: number;
-  /** GETXATTR/LISTXATTR answer ENOSYS (the image has no xattrs at all). */
+  /** GETXATTR answers ENOSYS (the image has no xattrs at all). */
   xattrEnosys: boolean;
   /** The index file, for inline contents (duplicated when it is the whole of `index`); -1: none. */
   indexFd: number;
+  /** Passthrough backing id per inode number, u32 little-endian (0: none), kept alive and read
+   * as TypeScript updates it: OPEN of a file that has one is answered natively. */
+  backingIds: Buffer;
 }
 
 /** What waitidPidfd reports for an exited child: `code` is CLD_EXITED/KILLED/DUMPED, `status` the

@@ -1,6 +1,7 @@
 // The native fast path (docs/architecture.md, "Native fast path"): answers the hot read-only
-// requests — LOOKUP, GETATTR, READLINK, READDIR, READDIRPLUS, GETXATTR, LISTXATTR, and OPEN, READ
-// and RELEASE of inline files (stateless handles) — from
+// requests — LOOKUP, GETATTR, READLINK, READDIR, READDIRPLUS, GETXATTR, LISTXATTR, OPEN, READ
+// and RELEASE of inline files, and OPEN of object files that already have a passthrough backing
+// id (all stateless handles) — from
 // an image's mapped tree index without a trip through JavaScript. Mechanism only: the TypeScript
 // server (src/mount/fs/bridge.ts, image-fs.ts) defines every answer, and this file reproduces
 // those answers byte for byte for the requests it takes (test/native/fast-path.test.ts compares
@@ -30,6 +31,7 @@
 #define S_IFLNK_ 0120000
 #define BLKSIZE 4096
 #define S_IFREG_ 0100000
+#define STRATA_FOPEN_PASSTHROUGH (1u << 7) // FOPEN_PASSTHROUGH (7.40); the system header may predate it
 #define INLINE 0xffffffffu
 // bridge.ts STATELESS_FH: an open of an inline file is this + its ino, and nothing is recorded.
 #define STATELESS_FH (1ULL << 48)
@@ -45,8 +47,11 @@ struct fast_path {
   const uint8_t *defer; // bit per ino: 1 = JavaScript answers (placeholders changed it)
   size_t defer_len;
   uint64_t entry_valid, attr_valid;
-  bool xattr_enosys; // the image has no xattrs: GETXATTR/LISTXATTR answer ENOSYS
+  bool xattr_enosys; // the image has no xattrs: GETXATTR answers ENOSYS (image-fs.ts noXattrs)
   int index_fd;      // a duplicate of the index file's fd (inline contents), or -1
+  uint32_t *backing_ids; // per ino: the passthrough backing id TypeScript registered (0: none)
+  size_t backing_len;    // entries
+  napi_ref keep_backing;
   napi_ref keep_idx, keep_defer;
   uint64_t answered; // atomic
 };
@@ -260,17 +265,25 @@ static size_t readdir_(const struct fast_path *fp, uint64_t unique, uint64_t ino
   return ok_reply(out, unique, at);
 }
 
-// OPEN of an inline file (bridge.ts open + opened, image-fs.ts open): a stateless handle.
-static size_t open_(uint64_t unique, uint64_t ino, const uint8_t *in, const uint8_t *body, size_t blen,
-                    uint8_t *out) {
+// OPEN (bridge.ts open, opened, backedOpen; image-fs.ts open) of an inline file, or of an object
+// file TypeScript already registered a passthrough backing id for: a stateless handle.
+static size_t open_(const struct fast_path *fp, uint64_t unique, uint64_t ino, const uint8_t *in,
+                    const uint8_t *body, size_t blen, uint8_t *out) {
   if (blen < sizeof(struct fuse_open_in)) return 0;
   uint32_t flags = u32(body);
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) return error_reply(out, unique, EROFS);
-  if ((u32(in) & S_IFMT_) != S_IFREG_ || u32(in + 40) != INLINE) return 0; // objects: TypeScript
+  if ((u32(in) & S_IFMT_) != S_IFREG_) return 0;
+  uint32_t open_flags = FOPEN_KEEP_CACHE | FOPEN_NOFLUSH, backing = 0;
+  if (u32(in + 40) != INLINE) {
+    backing = ino < fp->backing_len ? __atomic_load_n(&fp->backing_ids[ino], __ATOMIC_ACQUIRE) : 0;
+    if (backing == 0) return 0; // the first open of an object: TypeScript opens and registers it
+    open_flags = STRATA_FOPEN_PASSTHROUGH | FOPEN_NOFLUSH;
+  }
   uint8_t *o = out + sizeof(struct fuse_out_header);
   memset(o, 0, sizeof(struct fuse_open_out));
   put64(o, STATELESS_FH + ino);
-  put32(o + 8, FOPEN_KEEP_CACHE | FOPEN_NOFLUSH);
+  put32(o + 8, open_flags);
+  put32(o + 12, backing);
   return ok_reply(out, unique, sizeof(struct fuse_open_out));
 }
 
@@ -385,7 +398,7 @@ size_t fp_answer(struct fast_path *fp, const uint8_t *req, size_t n, uint8_t *ou
     r = readdir_(fp, unique, nodeid, in, body, blen, opcode == FUSE_READDIRPLUS, out, cap);
     break;
   case FUSE_OPEN:
-    r = open_(unique, nodeid, in, body, blen, out);
+    r = open_(fp, unique, nodeid, in, body, blen, out);
     break;
   case FUSE_READ:
     r = read_(fp, unique, nodeid, in, body, blen, out, cap);
@@ -409,10 +422,7 @@ size_t fp_answer(struct fast_path *fp, const uint8_t *req, size_t n, uint8_t *ou
     }
     break;
   case FUSE_LISTXATTR:
-    if (fp->xattr_enosys)
-      r = blen < sizeof(struct fuse_getxattr_in) ? 0 : error_reply(out, unique, ENOSYS);
-    else
-      r = listxattr(fp, unique, in, body, blen, out, cap);
+    r = listxattr(fp, unique, in, body, blen, out, cap);
     break;
   default:
     return 0;
@@ -443,6 +453,7 @@ static void finalize_fp(napi_env env, void *data, void *hint) {
   close_index_fd(fp);
   napi_delete_reference(env, fp->keep_idx);
   napi_delete_reference(env, fp->keep_defer);
+  napi_delete_reference(env, fp->keep_backing);
   free(fp);
 }
 
@@ -466,7 +477,8 @@ static bool get_buffer(napi_env env, napi_value v, const char *name, const uint8
   return true;
 }
 
-// fastPathCreate(index, geometry, defer, {entryTimeout, attrTimeout, xattrEnosys, indexFd}) ->
+// fastPathCreate(index, geometry, defer, {entryTimeout, attrTimeout, xattrEnosys, indexFd,
+// backingIds}) ->
 // handle. indexFd (-1: none) is duplicated when it is the file `index` holds whole.
 static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -500,6 +512,18 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   int32_t index_fd;
   if (napi_get_named_property(env, argv[3], "indexFd", &v) != napi_ok || !arg_int32(env, v, "indexFd", &index_fd))
     return NULL;
+  napi_value ids;
+  const uint8_t *ids_data;
+  size_t ids_len;
+  if (napi_get_named_property(env, argv[3], "backingIds", &ids) != napi_ok ||
+      !get_buffer(env, ids, "backingIds", &ids_data, &ids_len))
+    return NULL;
+  if ((uintptr_t)ids_data % sizeof(uint32_t) != 0) {
+    throw_type(env, "backingIds must be 4-byte aligned");
+    return NULL;
+  }
+  f.backing_ids = (uint32_t *)ids_data;
+  f.backing_len = ids_len / sizeof(uint32_t);
   struct stat st;
   if (index_fd >= 0 && fstat(index_fd, &st) == 0 && (uint64_t)st.st_size == f.len) {
     f.index_fd = fcntl(index_fd, F_DUPFD_CLOEXEC, 0);
@@ -523,6 +547,7 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   *fp = f;
   napi_create_reference(env, argv[0], 1, &fp->keep_idx);
   napi_create_reference(env, argv[2], 1, &fp->keep_defer);
+  napi_create_reference(env, ids, 1, &fp->keep_backing);
   napi_value ext;
   if (napi_create_external(env, fp, finalize_fp, NULL, &ext) != napi_ok) {
     finalize_fp(env, fp, NULL);

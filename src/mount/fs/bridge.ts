@@ -58,11 +58,10 @@ function isDotOrDotDot(name: Buffer): boolean {
   return name[0] === 0x2e && (name.length === 1 || (name.length === 2 && name[1] === 0x2e));
 }
 
-/** An open file: the filesystem's handle, its node and whether it holds a passthrough backing id. */
+/** An open file: the filesystem's handle and its node. */
 interface OpenFile<H> {
   ino: number;
   handle: H;
-  backed: boolean;
 }
 
 /**
@@ -82,7 +81,9 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   private readonly lookups = new LookupCounts();
   /** Open files by fh, and the passthrough backing id per inode with its open count. */
   private readonly files = new FileTable<OpenFile<H>>();
-  private readonly backings = new Map<number, { id: number; refs: number }>();
+  private readonly backings = new Map<number, number>();
+  /** The backing id per inode number as u32s (0: none), shared with the native fast path. */
+  private backingTable?: Buffer;
 
   constructor(fs: Filesystem<H>, options: BridgeOptions = {}) {
     this.fs = fs;
@@ -109,9 +110,13 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   nativeFastPath(): FastPathHandle | undefined {
     const nodes = this.fs.indexedNodes?.();
     if (!nodes) return undefined;
+    this.backingTable ??= Buffer.alloc((nodes.index.inodeCount + 1) * 4);
+    for (const [ino, id] of this.backings)
+      if ((ino + 1) * 4 <= this.backingTable.length) this.backingTable.writeUInt32LE(id, ino * 4);
     const fast = createNativeFastPath(nodes, {
       entryTimeout: this.entryTimeout,
       attrTimeout: this.attrTimeout,
+      backingIds: this.backingTable,
     });
     if (fast) this.fastPaths.push(fast);
     return fast;
@@ -126,7 +131,8 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
 
   destroy(): void {
     for (const [, { ino, handle }] of this.files.entries()) this.fs.release?.(ino, handle);
-    for (const { id } of this.backings.values()) this.closeBacking(id);
+    for (const id of this.backings.values()) this.closeBacking(id);
+    this.backingTable?.fill(0);
     this.files.clear();
     this.backings.clear();
     this.lookups.clear();
@@ -192,6 +198,9 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
 
   open(_ctx: RequestContext, nodeid: number, inp: FuseOpenIn): Awaitable<FuseOpenOut> {
     if ((inp.flags & C.O_ACCMODE) !== C.O_RDONLY || inp.flags & C.O_TRUNC) throw new FuseError(C.EROFS);
+    // A file the kernel already has a backing file for needs nothing else (see opened()).
+    const backed = this.backings.get(nodeid);
+    if (backed !== undefined) return this.backedOpen(nodeid, backed);
     if ((this.cap('getattr').getattr(nodeid).mode & S_IFMT) === S_IFDIR) throw new FuseError(C.EISDIR);
     const opened = this.cap('open').open(nodeid, inp.flags);
     return opened instanceof Promise
@@ -199,31 +208,48 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
       : this.opened(nodeid, opened);
   }
 
+  /**
+   * With passthrough the kernel reads through the backing file, which holds its own reference to
+   * the object: the open keeps nothing (a stateless handle; the filesystem's handle is released at
+   * once) and the backing id stays registered for the inode until the session ends, so later opens
+   * of the file cost no fd and no ioctl (and the native fast path answers them,
+   * native-fast-path.ts). The kernel never sends READ for a passthrough open.
+   */
   private opened(nodeid: number, opened: OpenedFile<H>): FuseOpenOut {
-    if (opened.stateless && opened.fd === undefined && this.fs.reopen && nodeid < 2 ** 32)
+    const stateless = nodeid < 2 ** 32;
+    if (opened.stateless && opened.fd === undefined && this.fs.reopen && stateless)
       return { fh: STATELESS_FH + nodeid, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
-    const backingId = opened.fd === undefined ? undefined : this.acquireBacking(nodeid, opened.fd);
-    const fh = this.files.add({ ino: nodeid, handle: opened.handle, backed: backingId !== undefined });
+    const backingId =
+      opened.fd === undefined || !stateless ? undefined : this.acquireBacking(nodeid, opened.fd);
+    if (backingId !== undefined) {
+      this.fs.release?.(nodeid, opened.handle);
+      return this.backedOpen(nodeid, backingId);
+    }
+    const fh = this.files.add({ ino: nodeid, handle: opened.handle });
     // NOFLUSH: close(2) needs no FLUSH round trip on a read-only file.
-    if (backingId !== undefined)
-      return { fh, open_flags: C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH, backing_id: backingId };
     return { fh, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
+  }
+
+  private backedOpen(nodeid: number, backingId: number): FuseOpenOut {
+    return {
+      fh: STATELESS_FH + nodeid,
+      open_flags: C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH,
+      backing_id: backingId,
+    };
   }
 
   private acquireBacking(ino: number, fd: number): number | undefined {
     if (!this.passthrough || !this.backing) return undefined;
-    const have = this.backings.get(ino);
-    if (have) {
-      have.refs++;
-      return have.id;
-    }
     let id: number;
     try {
       id = this.backing.open(fd);
     } catch {
       return undefined; // e.g. EPERM without CAP_SYS_ADMIN: serve reads ourselves
     }
-    this.backings.set(ino, { id, refs: 1 });
+    this.backings.set(ino, id);
+    // The native fast path reads the same ids (native-fast-path.ts).
+    if (this.backingTable && (ino + 1) * 4 <= this.backingTable.length)
+      this.backingTable.writeUInt32LE(id, ino * 4);
     return id;
   }
 
@@ -252,13 +278,6 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
     // A stateless open (fh >= STATELESS_FH) left nothing to release: take() finds nothing.
     const file = this.files.take(inp.fh);
     if (!file) return; // unknown or already released: nothing is open
-    if (file.backed) {
-      const b = this.backings.get(file.ino);
-      if (b && --b.refs === 0) {
-        this.backings.delete(file.ino);
-        this.closeBacking(b.id);
-      }
-    }
     this.fs.release?.(file.ino, file.handle);
   }
 

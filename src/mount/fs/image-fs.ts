@@ -241,9 +241,11 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
     };
   }
 
-  /** An image without a single xattr answers xattr requests ENOSYS: the kernel then stops asking
-   * for good (getxattr(2) and listxattr(2) say EOPNOTSUPP, as on a filesystem without xattrs, and
-   * an overlay's trusted.overlay.* lookups on this lower layer cost nothing). */
+  /** An image without a single xattr answers GETXATTR ENOSYS: the kernel then stops asking for
+   * good (getxattr(2) says EOPNOTSUPP), so neither each exec's security.capability nor an
+   * overlay's trusted.overlay.* lookups on this lower layer reach the server. LISTXATTR still
+   * answers an empty list: listing tools (rsync -X, cp -a, Python's os.listxattr) take
+   * EOPNOTSUPP from listxattr(2) as an error, and an overlay above passes it on. */
   private noXattrs(): void {
     if (this.index.xattrTotal === 0) throw new FuseError(C.ENOSYS);
   }
@@ -255,7 +257,6 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
   }
 
   listxattr(ino: number): string[] {
-    this.noXattrs();
     if (!this.known(ino)) throw new FuseError(C.ENOENT);
     return this.index.has(ino) ? this.index.xattrs(ino).map((x) => x.name) : [];
   }

@@ -13,6 +13,8 @@ import type { IndexedNodes } from './api.js';
 export interface FastPathTimeouts {
   entryTimeout: number;
   attrTimeout: number;
+  /** The bridge's passthrough backing id per inode number (u32, 0: none), which it keeps current. */
+  backingIds: Buffer;
 }
 
 const U32 = 0x100000000;
@@ -35,5 +37,6 @@ export function createNativeFastPath(
     attrTimeout: timeouts.attrTimeout,
     xattrEnosys: geometry.xattrCount === 0,
     indexFd: nodes.indexFd ?? -1,
+    backingIds: timeouts.backingIds,
   });
 }

@@ -6,7 +6,10 @@
 // what it does not take (null) is left to TypeScript.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { objectPath } from '../../../src/store/layout.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native, type FastPathHandle } from '../../../src/native-addon.js';
@@ -319,7 +322,7 @@ test('without placeholders every index node is answered natively, and the count 
   assert.is(native.fastPathAnswered(fast) - before, index.inodeCount);
 });
 
-test('an image without xattrs answers GETXATTR and LISTXATTR ENOSYS on both paths', async () => {
+test('an image without xattrs answers GETXATTR ENOSYS and LISTXATTR an empty list, on both paths', async () => {
   const root = newDir();
   root.children!.set('a', {
     type: 'file',
@@ -347,13 +350,71 @@ test('an image without xattrs answers GETXATTR and LISTXATTR ENOSYS on both path
   }
   const list = request(C.FUSE_LISTXATTR, encodeGetxattrIn({ size: 0 }), { nodeid: 2 });
   assert.equal(native.fastPathAnswer(fast, list), await p.handleRequest(list));
-  assert.is((await p.handleRequest(list))!.readInt32LE(4), -C.ENOSYS);
+  assert.is((await p.handleRequest(list))!.readInt32LE(4), 0);
+  assert.is((await p.handleRequest(list))!.readUInt32LE(16), 0, 'no names');
+});
+
+test('passthrough: once TypeScript registered an object file, its OPENs are answered natively, identically', async () => {
+  const root = newDir();
+  const store2 = mkdtempSync(join(tmpdir(), 'strata-fast-path-obj-'));
+  const content = Buffer.alloc(10_000, 7);
+  const digest = createHash('sha256').update(content).digest('hex');
+  mkdirSync(dirname(objectPath(store2, digest)), { recursive: true });
+  writeFileSync(objectPath(store2, digest), content);
+  for (const n of ['a', 'b'])
+    root.children!.set(n, {
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtimeSec: 1,
+      size: content.length,
+      digest,
+    });
+  const index = TreeIndex.decode(encodeTreeIndex(root));
+  let next = 7;
+  const p = createImageHandler({
+    index,
+    storeRoot: store2,
+    fdCache: cache,
+    backing: { open: () => next++, close: () => undefined },
+  });
+  const flags = C.FUSE_INIT_EXT | C.FUSE_PASSTHROUGH;
+  await p.handleRequest(request(C.FUSE_INIT, encodeInitIn({ major: 7, minor: 45, max_readahead: 0, flags })));
+  const fast = p.nativeFastPath()!.handle;
+  const a = index.resolve('/a');
+  const openA = () => request(C.FUSE_OPEN, encodeOpenIn({ flags: 0, open_flags: 0 }), { nodeid: a });
+  assert.is(native.fastPathAnswer(fast, openA()), null, 'the first open is TypeScript’s');
+  const first = await p.handleRequest(openA());
+  assert.is(first!.readUInt32LE(16 + 12), 7, 'backing id 7');
+  const again = openA();
+  const mine = native.fastPathAnswer(fast, again);
+  assert.ok(mine, 'then the fast path answers');
+  assert.equal(mine, await p.handleRequest(again));
+  assert.is(mine.readUInt32LE(16 + 8), C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH);
+  assert.is(
+    native.fastPathAnswer(
+      fast,
+      request(C.FUSE_OPEN, encodeOpenIn({ flags: 0, open_flags: 0 }), { nodeid: index.resolve('/b') }),
+    ),
+    null,
+  );
+  // The session's end closes the backings and clears the table: TypeScript's again.
+  p.fs.destroy?.();
+  assert.is(native.fastPathAnswer(fast, openA()), null);
+  rmSync(store2, { recursive: true, force: true });
 });
 
 test('fastPathCreate refuses geometry outside the index, and other values than a handle', () => {
   const index = handBuilt();
   const { buffer, ...geometry } = index.encoded;
-  const opts = { entryTimeout: 1, attrTimeout: 1, xattrEnosys: false, indexFd: -1 };
+  const opts = {
+    entryTimeout: 1,
+    attrTimeout: 1,
+    xattrEnosys: false,
+    indexFd: -1,
+    backingIds: Buffer.alloc(4),
+  };
   assert.throws(
     () =>
       native.fastPathCreate(buffer, { ...geometry, poolSize: geometry.poolSize + 1 }, Buffer.alloc(1), opts),
