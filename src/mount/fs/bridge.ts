@@ -240,6 +240,9 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
 
   private acquireBacking(ino: number, fd: number): number | undefined {
     if (!this.passthrough || !this.backing) return undefined;
+    // Opens of one file that waited for its fd together: the first one registered it.
+    const have = this.backings.get(ino);
+    if (have !== undefined) return have;
     let id: number;
     try {
       id = this.backing.open(fd);
