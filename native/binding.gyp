@@ -25,6 +25,7 @@
         "src/reader.c",
         "src/thread-reader.c",
         "src/poll-reader.c",
+        "src/fast-path.c",
         "src/daemon.c",
         "src/seccomp.c"
       ],

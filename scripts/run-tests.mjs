@@ -34,13 +34,22 @@ function parseSummary(text) {
   return { total, passed, skipped };
 }
 
-function runFile(file) {
+// Run a second time with the FUSE server's native fast path off (docs/architecture.md, "Native
+// fast path"): the real-mount proofs hold for both serving paths.
+const BOTH_SERVING_PATHS = [
+  'test/mount/mount-equivalence.test.ts',
+  'test/mount/concurrency.test.ts',
+  'test/mount/teardown.test.ts',
+  'test/mount/robustness.test.ts',
+];
+
+function runFile(file, extraEnv = {}) {
   return new Promise((resolve) => {
     const started = Date.now();
     const child = spawn(process.execPath, ['--import', 'tsx', file], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, FORCE_COLOR: '0' },
+      env: { ...process.env, FORCE_COLOR: '0', ...extraEnv },
     });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
@@ -63,9 +72,13 @@ const files = findTests(join(root, 'test')).filter(
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-for (const file of files) {
+const runs = files.flatMap((file) => {
   const name = relative(root, file);
-  const r = await runFile(file);
+  const off = { name: `${name} [fast path off]`, file, env: { STRATA_FUSE_FAST_PATH: '0' } };
+  return [{ name, file, env: {} }, ...(BOTH_SERVING_PATHS.includes(name) ? [off] : [])];
+});
+for (const { name, file, env } of runs) {
+  const r = await runFile(file, env);
   const s = parseSummary(r.output);
   // uvu can exit 0 with tests not passed (a throwing before-hook): count from the summary.
   const notPassed = s ? s.total - s.passed - s.skipped : 0;

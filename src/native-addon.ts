@@ -60,6 +60,35 @@ export interface NativeConstants {
   readonly CLD_DUMPED: number;
 }
 
+/** A native fast path (native/src/fast-path.c) over one mapped tree index: fastPathCreate's
+ * result, opaque to TypeScript. */
+export type FastPathHandle = { readonly __brand: 'strata.FastPath' } & object;
+
+/** Where an encoded tree index keeps its sections (src/store/tree-index.ts reads the header). */
+export interface FastPathGeometry {
+  inodeCount: number;
+  direntCount: number;
+  xattrCount: number;
+  poolSize: number;
+  inodesOff: number;
+  direntsOff: number;
+  xattrsOff: number;
+  poolOff: number;
+}
+
+export interface FastPathOptions {
+  /** Seconds, as the TypeScript server answers them (whole, < 2^32). */
+  entryTimeout: number;
+  attrTimeout: number;
+  /** GETXATTR answers ENOSYS (the image has no xattrs at all). */
+  xattrEnosys: boolean;
+  /** The index file, for inline contents (duplicated when it is the whole of `index`); -1: none. */
+  indexFd: number;
+  /** Passthrough backing id per inode number, u32 little-endian (0: none), kept alive and read
+   * as TypeScript updates it: OPEN of a file that has one is answered natively. */
+  backingIds: Buffer;
+}
+
 /** What waitidPidfd reports for an exited child: `code` is CLD_EXITED/KILLED/DUMPED, `status` the
  * exit status or the signal number. */
 export interface ChildExit {
@@ -137,6 +166,24 @@ export interface NativeAddon {
   /** startReader's contract, but requests are read on the JS thread when libuv's epoll reports the
    * (non-blocking) device readable: one thread hand-over less per request. Stop with stopReader. */
   startPollReader(devFd: number, bufferSize: number, callback: ReaderCallback): number;
+  /** From now on the reader answers what the fast path can without calling back; once per reader.
+   * Unknown or finished handles are ignored. */
+  setReaderFastPath(handle: number, fastPath: FastPathHandle): void;
+
+  /** A fast path over `index` (which it keeps alive): `defer` has a bit per inode number (bit
+   * ino & 7 of byte ino >> 3) set for nodes whose requests must go to TypeScript. */
+  fastPathCreate(
+    index: Buffer,
+    geometry: FastPathGeometry,
+    defer: Buffer,
+    options: FastPathOptions,
+  ): FastPathHandle;
+  /** The fast path's reply to one request (header included), or null when TypeScript answers it. */
+  fastPathAnswer(fastPath: FastPathHandle, request: Buffer): Buffer | null;
+  /** How many requests it answered so far. */
+  fastPathAnswered(fastPath: FastPathHandle): number;
+  /** Closes its duplicate of the index file now (not when collected); once no reader uses it. */
+  fastPathClose(fastPath: FastPathHandle): void;
 
   /** SO_PEERCRED of a connected unix socket: who connected (native/src/daemon.c). */
   getPeerCred(sockFd: number): PeerCred;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "fast-path.h"
 #include "reader.h"
 
 #define POLL_BATCH 64 // requests handled per wakeup before yielding to the rest of the loop
@@ -27,6 +28,9 @@ struct poll_reader {
   napi_async_cleanup_hook_handle cleanup;
   const char *reason; // set once ending
   bool call_js;       // false when the environment is being torn down
+  struct fast_path *fp; // answers what it can before JavaScript sees a request (or NULL)
+  napi_ref fp_ref;
+  uint8_t *fp_out; // its reply buffer
   struct poll_reader *next;
 };
 
@@ -52,6 +56,8 @@ static void poll_closed(uv_handle_t *h) {
     napi_close_handle_scope(env, scope);
   }
   napi_delete_reference(env, r->cb);
+  if (r->fp_ref) napi_delete_reference(env, r->fp_ref);
+  free(r->fp_out);
   napi_async_destroy(env, r->actx);
   if (r->cleanup) napi_remove_async_cleanup_hook(r->cleanup);
   free(r->buf);
@@ -83,6 +89,13 @@ static void poll_readable(uv_poll_t *h, int status, int events) {
     if (n == 0) {
       poll_end(r, "ENODEV");
       break;
+    }
+    if (r->fp) {
+      size_t len = fp_answer(r->fp, (const uint8_t *)r->buf, n, r->fp_out, FP_REPLY_CAP);
+      if (len) {
+        fp_write(r->dev_fd, r->fp_out, len);
+        continue;
+      }
     }
     deliver(env, r->actx, cb, NULL, r->buf, n);
   }
@@ -155,6 +168,30 @@ static napi_value js_start_poll_reader(napi_env env, napi_callback_info info) {
 
 void init_poll_reader(napi_env env, napi_value exports) {
   register_fn(env, exports, "startPollReader", js_start_poll_reader);
+}
+
+bool set_poll_fast_path(napi_env env, uint32_t id, napi_value fp_value) {
+  pthread_mutex_lock(&poll_readers_lock);
+  struct poll_reader *r = poll_readers;
+  while (r && r->id != id) r = r->next;
+  if (r && r->env != env) r = NULL;
+  pthread_mutex_unlock(&poll_readers_lock);
+  if (r == NULL) return false;
+  if (r->reason) return true; // ending: nothing more to answer
+  if (r->fp) {
+    throw_type(env, "the reader already has a fast path");
+    return true;
+  }
+  struct fast_path *fp;
+  if (!fp_from(env, fp_value, &fp)) return true;
+  r->fp_out = malloc(FP_REPLY_CAP); // only the pages replies touch become resident
+  if (r->fp_out == NULL) {
+    throw_errno(env, ENOMEM, "malloc", NULL);
+    return true;
+  }
+  napi_create_reference(env, fp_value, 1, &r->fp_ref);
+  r->fp = fp;
+  return true;
 }
 
 // Ends the reader on this turn of the loop: its callback gets (null, "stopped") once closed.

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include "reader.h"
+#include "fast-path.h"
 
 bool reader_args(napi_env env, napi_callback_info info, napi_value argv[3], int32_t *dev_fd, uint32_t *bufsize) {
   if (!get_args(env, info, 3, argv) || !arg_int32(env, argv[0], "devFd", dev_fd) ||
@@ -76,7 +77,23 @@ static napi_value js_stop_reader(napi_env env, napi_callback_info info) {
   return make_undefined(env);
 }
 
+// setReaderFastPath(handle, fastPath): from now on the reader answers what the fast path can
+// without calling back (the session sets it once INIT is answered). Unknown or finished handles
+// are ignored.
+static napi_value js_set_reader_fast_path(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uint32_t id;
+  struct fast_path *fp;
+  if (!get_args(env, info, 2, argv) || !arg_uint32(env, argv[0], "handle", &id) || !fp_from(env, argv[1], &fp))
+    return NULL;
+  if (!set_poll_fast_path(env, id, argv[1])) set_thread_fast_path(env, id, argv[1]);
+  bool thrown;
+  if (napi_is_exception_pending(env, &thrown) != napi_ok || thrown) return NULL;
+  return make_undefined(env);
+}
+
 void init_reader(napi_env env, napi_value exports, napi_value c) {
+  register_fn(env, exports, "setReaderFastPath", js_set_reader_fast_path);
   init_thread_reader(env, exports);
   init_poll_reader(env, exports);
   register_fn(env, exports, "stopReader", js_stop_reader);

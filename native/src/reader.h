@@ -26,6 +26,12 @@ uint32_t next_reader_id(void);
 bool stop_thread_reader(napi_env env, uint32_t id);
 bool stop_poll_reader(napi_env env, uint32_t id);
 
+// Each gives reader `id` (of its kind, this environment) a fast path (fast-path.h) that answers
+// what it can before a request goes to JavaScript; `fp_value` is the handle, kept alive until the
+// reader ends. False when `id` is not one of theirs; once per reader (a second call throws).
+bool set_thread_fast_path(napi_env env, uint32_t id, napi_value fp_value);
+bool set_poll_fast_path(napi_env env, uint32_t id, napi_value fp_value);
+
 void init_thread_reader(napi_env env, napi_value exports);
 void init_poll_reader(napi_env env, napi_value exports);
 

@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "fast-path.h"
 #include "reader.h"
 
 #define END_STOPPED (-1)
@@ -35,6 +36,8 @@ struct reader {
   napi_threadsafe_function tsfn;
   bool joined;    // set on the JS thread once pthread_join returned
   bool finalized; // set when the threadsafe function is gone
+  struct fast_path *fp; // set once, atomically; read by the thread before each hand-over
+  napi_ref fp_ref;      // keeps it alive until the thread was joined
   struct reader *next;
 };
 
@@ -78,12 +81,15 @@ static void join_reader(struct reader *r) {
   pthread_join(r->thread, NULL);
   close(r->stop_fd);
   r->joined = true;
+  if (r->fp_ref) napi_delete_reference(r->env, r->fp_ref);
+  r->fp_ref = NULL;
   unlink_reader(r);
 }
 
 static void *reader_main(void *arg) {
   struct reader *r = arg;
   char *buf = malloc(r->bufsize);
+  uint8_t *out = NULL; // the fast path's replies, once it is set
   int end = buf ? 0 : ENOMEM;
   while (!end) {
     struct pollfd p[2] = {{.fd = r->dev_fd, .events = POLLIN}, {.fd = r->stop_fd, .events = POLLIN}};
@@ -106,6 +112,14 @@ static void *reader_main(void *arg) {
       end = ENODEV;
       continue;
     }
+    struct fast_path *fp = __atomic_load_n(&r->fp, __ATOMIC_ACQUIRE);
+    if (fp && (out || (out = malloc(FP_REPLY_CAP)))) {
+      size_t len = fp_answer(fp, (const uint8_t *)buf, n, out, FP_REPLY_CAP);
+      if (len) {
+        fp_write(r->dev_fd, out, len);
+        continue;
+      }
+    }
     struct item *it = malloc(sizeof *it + n);
     if (it == NULL) {
       end = ENOMEM;
@@ -121,6 +135,7 @@ static void *reader_main(void *arg) {
     }
   }
   free(buf);
+  free(out);
   struct item *it = malloc(sizeof *it);
   if (it) {
     it->r = r;
@@ -219,6 +234,20 @@ bool stop_thread_reader(napi_env env, uint32_t id) {
   if (r == NULL) return false;
   uint64_t one = 1;
   if (write(r->stop_fd, &one, sizeof one) < 0) throw_errno(env, errno, "write(eventfd)", NULL);
+  return true;
+}
+
+bool set_thread_fast_path(napi_env env, uint32_t id, napi_value fp_value) {
+  struct reader *r = find_reader(env, id);
+  if (r == NULL) return false;
+  struct fast_path *fp;
+  if (!fp_from(env, fp_value, &fp)) return true;
+  if (r->fp_ref) {
+    throw_type(env, "the reader already has a fast path");
+    return true;
+  }
+  napi_create_reference(env, fp_value, 1, &r->fp_ref);
+  __atomic_store_n(&r->fp, fp, __ATOMIC_RELEASE);
   return true;
 }
 

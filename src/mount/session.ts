@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { closeSync, writeSync } from 'node:fs';
 
 import { isErrno } from '../errors.js';
-import { native } from '../native-addon.js';
+import { native, type FastPathHandle } from '../native-addon.js';
 import { EIO, FUSE_BATCH_FORGET, FUSE_FORGET } from './fuse/constants.js';
 import { recycleReply } from './fuse/reply-pool.js';
 import {
@@ -21,6 +21,9 @@ import {
 export interface FuseRequestHandler {
   /** One request in, one reply out (null: no reply, e.g. FORGET). */
   handle(req: Buffer): Promise<Buffer | null> | Buffer | null;
+  /** A native fast path answering some requests exactly as handle() would, and when it may start
+   * (fuse/protocol.ts). */
+  nativeFastPath?(): { handle: FastPathHandle; ready(start: () => void): void } | undefined;
 }
 
 /** unmounted: the last reference to the mount went (ENODEV; or ECONNABORTED, which a read can
@@ -49,6 +52,14 @@ export interface FuseSessionOptions {
    * for (cold walk ~0.25 s -> ~0.15 s in bench-fs). 'thread': a native reader thread reads and
    * hands each request over. Neither ever occupies libuv's thread pool. */
   reader?: 'poll' | 'thread';
+  /** Let the reader answer what the handler's native fast path can (fs/native-fast-path.ts).
+   * Default: on, unless $STRATA_FUSE_FAST_PATH is 0 (the test suite runs both ways). */
+  fastPath?: boolean;
+}
+
+/** The fast path's default: the switch that turns it off everywhere. */
+export function fastPathDefault(): boolean {
+  return process.env.STRATA_FUSE_FAST_PATH !== '0';
 }
 
 export const DEFAULT_BUFFER_SIZE = 1024 * 1024 + 4096;
@@ -78,7 +89,15 @@ export class FuseSession extends EventEmitter {
       if (req) this.dispatch(req);
       else this.finish(why ?? 'EIO');
     });
+    const fast = (options.fastPath ?? fastPathDefault()) ? handler.nativeFastPath?.() : undefined;
+    this.fastPath = fast?.handle;
+    fast?.ready(() => {
+      if (this.open && !this.closing) native.setReaderFastPath(this.reader, fast.handle);
+    });
   }
+
+  /** The native fast path this session's reader uses once INIT is answered, if any. */
+  readonly fastPath?: FastPathHandle;
 
   get isOpen(): boolean {
     return this.open;

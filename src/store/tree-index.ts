@@ -298,6 +298,37 @@ export class TreeIndex {
     return this.xattrs(ino).find((x) => x.name === name)?.value;
   }
 
+  /** How many xattrs the whole image has (0: the server answers xattr requests ENOSYS). */
+  get xattrTotal(): number {
+    return this.xattrCount;
+  }
+
+  /** The encoded index and where its sections are: what the native fast path reads
+   * (src/mount/fs/native-fast-path.ts). */
+  get encoded(): {
+    buffer: Buffer;
+    inodeCount: number;
+    direntCount: number;
+    xattrCount: number;
+    poolSize: number;
+    inodesOff: number;
+    direntsOff: number;
+    xattrsOff: number;
+    poolOff: number;
+  } {
+    return {
+      buffer: this.buf,
+      inodeCount: this.inodeCount,
+      direntCount: this.direntCount,
+      xattrCount: this.xattrCount,
+      poolSize: this.poolSize,
+      inodesOff: this.inodesOff,
+      direntsOff: this.direntsOff,
+      xattrsOff: this.xattrsOff,
+      poolOff: this.poolOff,
+    };
+  }
+
   get byteLength(): number {
     return this.buf.length;
   }

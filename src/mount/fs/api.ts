@@ -3,7 +3,7 @@
 // protocol; a missing capability answers ENOSYS. Methods signal errnos by throwing FuseError.
 // `H` is the filesystem's own open-file handle: the bridge numbers open files for the kernel and
 // hands the handle back on read, lseek and release, so the filesystem keeps no handle table.
-import type { InodeAttr } from '../../store/tree-index.js';
+import type { InodeAttr, TreeIndex } from '../../store/tree-index.js';
 
 /** A node's attributes are the tree index's inode attributes (placeholders use the same shape). */
 export type NodeAttr = InodeAttr;
@@ -19,6 +19,9 @@ export interface OpenedFile<H> {
   handle: H;
   /** An fd on the file's content, for a passthrough backing id; absent for content held in memory. */
   fd?: number;
+  /** The handle holds nothing that reopen(ino) cannot rebuild: the bridge keeps no record of the
+   * open file (its fh names the node, bridge.ts STATELESS_FH) and RELEASE has nothing to undo. */
+  stateless?: boolean;
 }
 
 export interface StatfsInfo {
@@ -54,6 +57,11 @@ export interface NodeOpener<H> {
    * file walk then cost no promise, no abort controller and no extra event-loop turn. */
   open(ino: number, flags: number): OpenedFile<H> | Promise<OpenedFile<H>>;
 }
+export interface NodeReopener<H> {
+  /** The handle of a stateless open of ino (OpenedFile.stateless), rebuilt; undefined when ino has
+   * no such handle. */
+  reopen(ino: number): H | undefined;
+}
 export interface NodeReader<H> {
   /** `alloc`: where to read into when the data is not already in memory. `request.signal` aborts
    * on INTERRUPT; read it only when the read can wait on something: the signal is made on first
@@ -88,6 +96,19 @@ export interface NodeLseeker<H> {
   /** `file`: undefined when the request names no open file. */
   lseek(ino: number, file: H | undefined, offset: number, whence: number): number;
 }
+/** A filesystem whose answers for some nodes are exactly what a tree index says: the native fast
+ * path may answer those (native-fast-path.ts). */
+export interface NodeIndexed {
+  indexedNodes(): IndexedNodes;
+}
+export interface IndexedNodes {
+  index: TreeIndex;
+  /** Index nodes the filesystem answers differently (the fast path leaves them to TypeScript). */
+  deferred: Iterable<number>;
+  /** The index file, open, when inline contents are read from it rather than through the mapping
+   * (inline-reader.ts); the fast path reads its own duplicate of it. */
+  indexFd?: number;
+}
 export interface FilesystemDestroyer {
   /** The session ended (the bridge has released every open file first). */
   destroy(): void;
@@ -99,11 +120,13 @@ export type Filesystem<H extends object = object> = Partial<
     NodeForgetter &
     NodeReadlinker &
     NodeOpener<H> &
+    NodeReopener<H> &
     NodeReader<H> &
     NodeReleaser<H> &
     NodeReaddirer &
     NodeXattrer &
     NodeStatfser &
     NodeLseeker<H> &
+    NodeIndexed &
     FilesystemDestroyer
 >;

@@ -17,6 +17,8 @@ import { S_IFDIR, S_IFMT } from '../../store/tree-index-format.js';
 import type { Filesystem, NodeAttr, OpenedFile } from './api.js';
 import { FileTable } from './file-table.js';
 import { LookupCounts } from './lookup-counts.js';
+import { createNativeFastPath } from './native-fast-path.js';
+import { native, type FastPathHandle } from '../../native-addon.js';
 
 export interface BridgeOptions {
   /** Seconds the kernel may cache names and attributes (default 86400: the image never changes). */
@@ -56,12 +58,19 @@ function isDotOrDotDot(name: Buffer): boolean {
   return name[0] === 0x2e && (name.length === 1 || (name.length === 2 && name[1] === 0x2e));
 }
 
-/** An open file: the filesystem's handle, its node and whether it holds a passthrough backing id. */
+/** An open file: the filesystem's handle and its node. */
 interface OpenFile<H> {
   ino: number;
   handle: H;
-  backed: boolean;
 }
+
+/**
+ * File handles at and above this name a stateless open (OpenedFile.stateless): fh = STATELESS_FH +
+ * the node id, nothing recorded, the handle rebuilt by reopen() on each READ. No table number
+ * reaches it (they count up from 1 and are reused), node ids stay below 2^32, and the sum is
+ * exact in a JavaScript number. The native fast path hands out the same numbers.
+ */
+export const STATELESS_FH = 2 ** 48;
 
 export class FilesystemBridge<H extends object = object> implements RawFileSystem {
   private readonly fs: Filesystem<H>;
@@ -72,7 +81,9 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   private readonly lookups = new LookupCounts();
   /** Open files by fh, and the passthrough backing id per inode with its open count. */
   private readonly files = new FileTable<OpenFile<H>>();
-  private readonly backings = new Map<number, { id: number; refs: number }>();
+  private readonly backings = new Map<number, number>();
+  /** The backing id per inode number as u32s (0: none), shared with the native fast path. */
+  private backingTable?: Buffer;
 
   constructor(fs: Filesystem<H>, options: BridgeOptions = {}) {
     this.fs = fs;
@@ -94,16 +105,38 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
     return this.backings.size;
   }
 
+  /** The native fast path for the filesystem's indexed nodes (native-fast-path.ts), answering
+   * exactly as this bridge does; undefined when the filesystem has no index. */
+  nativeFastPath(): FastPathHandle | undefined {
+    const nodes = this.fs.indexedNodes?.();
+    if (!nodes) return undefined;
+    this.backingTable ??= Buffer.alloc((nodes.index.inodeCount + 1) * 4);
+    for (const [ino, id] of this.backings)
+      if ((ino + 1) * 4 <= this.backingTable.length) this.backingTable.writeUInt32LE(id, ino * 4);
+    const fast = createNativeFastPath(nodes, {
+      entryTimeout: this.entryTimeout,
+      attrTimeout: this.attrTimeout,
+      backingIds: this.backingTable,
+    });
+    if (fast) this.fastPaths.push(fast);
+    return fast;
+  }
+
+  /** Fast paths handed out, whose index fd destroy() closes (their sessions are over by then). */
+  private readonly fastPaths: FastPathHandle[] = [];
+
   init(info: InitInfo): void {
     this.passthrough = info.passthrough && this.backing !== undefined;
   }
 
   destroy(): void {
     for (const [, { ino, handle }] of this.files.entries()) this.fs.release?.(ino, handle);
-    for (const { id } of this.backings.values()) this.closeBacking(id);
+    for (const id of this.backings.values()) this.closeBacking(id);
+    this.backingTable?.fill(0);
     this.files.clear();
     this.backings.clear();
     this.lookups.clear();
+    for (const fast of this.fastPaths.splice(0)) native.fastPathClose(fast);
     this.fs.destroy?.();
   }
 
@@ -165,6 +198,9 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
 
   open(_ctx: RequestContext, nodeid: number, inp: FuseOpenIn): Awaitable<FuseOpenOut> {
     if ((inp.flags & C.O_ACCMODE) !== C.O_RDONLY || inp.flags & C.O_TRUNC) throw new FuseError(C.EROFS);
+    // A file the kernel already has a backing file for needs nothing else (see opened()).
+    const backed = this.backings.get(nodeid);
+    if (backed !== undefined) return this.backedOpen(nodeid, backed);
     if ((this.cap('getattr').getattr(nodeid).mode & S_IFMT) === S_IFDIR) throw new FuseError(C.EISDIR);
     const opened = this.cap('open').open(nodeid, inp.flags);
     return opened instanceof Promise
@@ -172,29 +208,51 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
       : this.opened(nodeid, opened);
   }
 
+  /**
+   * With passthrough the kernel reads through the backing file, which holds its own reference to
+   * the object: the open keeps nothing (a stateless handle; the filesystem's handle is released at
+   * once) and the backing id stays registered for the inode until the session ends, so later opens
+   * of the file cost no fd and no ioctl (and the native fast path answers them,
+   * native-fast-path.ts). The kernel never sends READ for a passthrough open.
+   */
   private opened(nodeid: number, opened: OpenedFile<H>): FuseOpenOut {
-    const backingId = opened.fd === undefined ? undefined : this.acquireBacking(nodeid, opened.fd);
-    const fh = this.files.add({ ino: nodeid, handle: opened.handle, backed: backingId !== undefined });
+    const stateless = nodeid < 2 ** 32;
+    if (opened.stateless && opened.fd === undefined && this.fs.reopen && stateless)
+      return { fh: STATELESS_FH + nodeid, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
+    const backingId =
+      opened.fd === undefined || !stateless ? undefined : this.acquireBacking(nodeid, opened.fd);
+    if (backingId !== undefined) {
+      this.fs.release?.(nodeid, opened.handle);
+      return this.backedOpen(nodeid, backingId);
+    }
+    const fh = this.files.add({ ino: nodeid, handle: opened.handle });
     // NOFLUSH: close(2) needs no FLUSH round trip on a read-only file.
-    if (backingId !== undefined)
-      return { fh, open_flags: C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH, backing_id: backingId };
     return { fh, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
+  }
+
+  private backedOpen(nodeid: number, backingId: number): FuseOpenOut {
+    return {
+      fh: STATELESS_FH + nodeid,
+      open_flags: C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH,
+      backing_id: backingId,
+    };
   }
 
   private acquireBacking(ino: number, fd: number): number | undefined {
     if (!this.passthrough || !this.backing) return undefined;
+    // Opens of one file that waited for its fd together: the first one registered it.
     const have = this.backings.get(ino);
-    if (have) {
-      have.refs++;
-      return have.id;
-    }
+    if (have !== undefined) return have;
     let id: number;
     try {
       id = this.backing.open(fd);
     } catch {
       return undefined; // e.g. EPERM without CAP_SYS_ADMIN: serve reads ourselves
     }
-    this.backings.set(ino, { id, refs: 1 });
+    this.backings.set(ino, id);
+    // The native fast path reads the same ids (native-fast-path.ts).
+    if (this.backingTable && (ino + 1) * 4 <= this.backingTable.length)
+      this.backingTable.writeUInt32LE(id, ino * 4);
     return id;
   }
 
@@ -209,21 +267,20 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   /** Reads into reply bodies from the pool: the reply header is written in front of the data. */
   read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Awaitable<Buffer> {
     const fs = this.cap('read');
+    if (inp.fh >= STATELESS_FH) {
+      const handle = inp.fh - STATELESS_FH === nodeid ? this.fs.reopen?.(nodeid) : undefined;
+      if (handle === undefined) throw new FuseError(C.EBADF);
+      return fs.read(nodeid, handle, inp.offset, inp.size, allocReplyBody, ctx);
+    }
     const file = this.files.get(inp.fh);
     if (!file || file.ino !== nodeid) throw new FuseError(C.EBADF);
     return fs.read(nodeid, file.handle, inp.offset, inp.size, allocReplyBody, ctx);
   }
 
   release(_ctx: RequestContext, _nodeid: number, inp: FuseReleaseIn): void {
+    // A stateless open (fh >= STATELESS_FH) left nothing to release: take() finds nothing.
     const file = this.files.take(inp.fh);
     if (!file) return; // unknown or already released: nothing is open
-    if (file.backed) {
-      const b = this.backings.get(file.ino);
-      if (b && --b.refs === 0) {
-        this.backings.delete(file.ino);
-        this.closeBacking(b.id);
-      }
-    }
     this.fs.release?.(file.ino, file.handle);
   }
 
@@ -302,6 +359,7 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   }
 
   lseek(_ctx: RequestContext, nodeid: number, inp: FuseLseekIn): number {
-    return this.cap('lseek').lseek(nodeid, this.files.get(inp.fh)?.handle, inp.offset, inp.whence);
+    const handle = inp.fh >= STATELESS_FH ? this.fs.reopen?.(nodeid) : this.files.get(inp.fh)?.handle;
+    return this.cap('lseek').lseek(nodeid, handle, inp.offset, inp.whence);
   }
 }

@@ -9,7 +9,15 @@ import { FuseError } from '../fuse/errors.js';
 import { objectPath } from '../../store/layout.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../store/tree-index-format.js';
 import type { TreeIndex } from '../../store/tree-index.js';
-import type { DirEntryInfo, Filesystem, NodeAttr, OpenedFile, ReadBufferAlloc, StatfsInfo } from './api.js';
+import type {
+  DirEntryInfo,
+  Filesystem,
+  IndexedNodes,
+  NodeAttr,
+  OpenedFile,
+  ReadBufferAlloc,
+  StatfsInfo,
+} from './api.js';
 import { FdCache, sharedFdCache, type FdLease } from './fd-cache.js';
 import { InlineReader } from './inline-reader.js';
 import { buildPlaceholders, type PlaceholderSpec, type PlaceholderTree } from './placeholders.js';
@@ -130,9 +138,9 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
   open(ino: number): OpenedFile<ImageFile> | Promise<OpenedFile<ImageFile>> {
     const mode = this.mode(ino);
     if ((mode & S_IFMT) !== S_IFREG) throw new FuseError((mode & S_IFMT) === S_IFDIR ? C.EISDIR : C.EINVAL);
-    if (this.extra.nodes.has(ino)) return { handle: EMPTY_FILE };
+    if (this.extra.nodes.has(ino)) return { handle: EMPTY_FILE, stateless: true };
     const content = this.index.content(ino);
-    if (content.kind === 'inline') return { handle: { inline: content.data } };
+    if (content.kind === 'inline') return { handle: { inline: content.data }, stateless: true };
     const path = objectPath(this.storeRoot, content.digest);
     const cached = this.fdCache.tryAcquire(path);
     if (cached) return this.opened(ino, cached);
@@ -143,6 +151,15 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
         throw new FuseError(C.EIO, `cannot open object ${content.digest} for inode ${ino}: ${String(error)}`);
       },
     );
+  }
+
+  /** Files held in memory (inline contents, placeholders) need nothing but their node to read. */
+  reopen(ino: number): ImageFile | undefined {
+    const p = this.extra.nodes.get(ino);
+    if (p) return (p.mode & S_IFMT) === S_IFREG ? EMPTY_FILE : undefined;
+    if (!this.index.has(ino) || (this.index.mode(ino) & S_IFMT) !== S_IFREG) return undefined;
+    const content = this.index.content(ino);
+    return content.kind === 'inline' ? { inline: content.data } : undefined;
   }
 
   private opened(ino: number, lease: FdLease): OpenedFile<ImageFile> {
@@ -214,7 +231,27 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
     if ('lease' in file) file.lease.release();
   }
 
+  /** Every node answers from the index except the directories placeholders add names to or
+   * shadow names in (their entries and link counts differ); placeholders are above the index. */
+  indexedNodes(): IndexedNodes {
+    return {
+      index: this.index,
+      deferred: new Set([...this.extra.children.keys(), ...this.extra.extra.keys()]),
+      indexFd: this.inline?.fd,
+    };
+  }
+
+  /** An image without a single xattr answers GETXATTR ENOSYS: the kernel then stops asking for
+   * good (getxattr(2) says EOPNOTSUPP), so neither each exec's security.capability nor an
+   * overlay's trusted.overlay.* lookups on this lower layer reach the server. LISTXATTR still
+   * answers an empty list: listing tools (rsync -X, cp -a, Python's os.listxattr) take
+   * EOPNOTSUPP from listxattr(2) as an error, and an overlay above passes it on. */
+  private noXattrs(): void {
+    if (this.index.xattrTotal === 0) throw new FuseError(C.ENOSYS);
+  }
+
   getxattr(ino: number, name: string): Buffer | undefined {
+    this.noXattrs();
     if (!this.known(ino)) throw new FuseError(C.ENOENT);
     return this.index.has(ino) ? this.index.getxattr(ino, name) : undefined;
   }

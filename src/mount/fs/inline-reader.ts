@@ -6,13 +6,13 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 export class InlineReader {
-  private fd: number;
+  private fileFd: number;
   private readonly size: number;
 
   /** `path`: the index file the TreeIndex was decoded from. */
   constructor(path: string) {
-    this.fd = openSync(path, 'r');
-    this.size = fstatSync(this.fd).size;
+    this.fileFd = openSync(path, 'r');
+    this.size = fstatSync(this.fileFd).size;
   }
 
   /**
@@ -25,19 +25,25 @@ export class InlineReader {
     const n = Math.min(size, data.length - start);
     // An ArrayBuffer exactly the file's size is the whole file (mapped or read): a view's
     // byteOffset in it is then its offset in the file.
-    if (this.fd < 0 || n <= 0 || data.buffer.byteLength !== this.size) return data.subarray(start, start + n);
+    if (this.fileFd < 0 || n <= 0 || data.buffer.byteLength !== this.size)
+      return data.subarray(start, start + n);
     const out = Buffer.allocUnsafe(n);
     try {
-      if (readSync(this.fd, out, 0, n, data.byteOffset + start) === n) return out;
+      if (readSync(this.fileFd, out, 0, n, data.byteOffset + start) === n) return out;
     } catch {
       // the mapping still has the bytes
     }
     return data.subarray(start, start + n);
   }
 
+  /** The index file's fd (-1 once closed). */
+  get fd(): number {
+    return this.fileFd;
+  }
+
   close(): void {
-    if (this.fd < 0) return;
-    closeSync(this.fd);
-    this.fd = -1;
+    if (this.fileFd < 0) return;
+    closeSync(this.fileFd);
+    this.fileFd = -1;
   }
 }

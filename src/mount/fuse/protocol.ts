@@ -9,6 +9,7 @@ import { FuseError } from './errors.js';
 import { InflightRequests, RequestRecord } from './inflight.js';
 import { opcodeName, opcodeRow, type InitReply, type OpcodeServer, type ReplyRow } from './opcodes.js';
 import type { Awaitable, InitInfo, RawFileSystem, RequestContext } from './raw.js';
+import type { FastPathHandle } from '../../native-addon.js';
 import {
   FUSE_IN_HEADER_SIZE,
   decodeInHeader,
@@ -181,6 +182,20 @@ export class FuseProtocol extends EventEmitter implements OpcodeServer {
       error,
     } satisfies FuseWarning);
     return encodeErrorReply(header.unique, C.EIO);
+  }
+
+  /** The filesystem's native fast path, and when it may start answering: once INIT is answered
+   * (every other request before INIT is this server's EIO). session.ts asks for it. */
+  nativeFastPath(): { handle: FastPathHandle; ready(start: () => void): void } | undefined {
+    const handle = this.fs.nativeFastPath?.();
+    if (!handle) return undefined;
+    return {
+      handle,
+      ready: (start) => {
+        if (this.initInfo) start();
+        else this.once('init', start);
+      },
+    };
   }
 
   /** @internal INIT (opcodes.ts). */

@@ -6,6 +6,7 @@ import type { FuseInHeader } from './wire/header.js';
 import type { FuseFlushIn, FuseOpenIn, FuseOpenOut, FuseReadIn, FuseReleaseIn } from './wire/open.js';
 import type { FuseKstatfs } from './wire/statfs.js';
 import type { FuseLseekIn } from './wire/lseek.js';
+import type { FastPathHandle } from '../../native-addon.js';
 
 export type Awaitable<T> = T | Promise<T>;
 
@@ -31,6 +32,9 @@ export interface InitInfo {
 
 export interface RawFileSystem {
   init?(info: InitInfo): void;
+  /** A native fast path that answers some requests exactly as this filesystem would
+   * (fs/native-fast-path.ts); the session hands it to its reader once INIT is answered. */
+  nativeFastPath?(): FastPathHandle | undefined;
   destroy?(): void;
   lookup?(ctx: RequestContext, parent: number, name: Buffer): Awaitable<FuseEntryOut>;
   forget?(nodeid: number, nlookup: number): void;

@@ -468,7 +468,7 @@ test('placeholders: added without touching the store, parents created, wrong-typ
   assert.is(root.attr.nlink, index.attr(1).nlink + 2, 'proc and sys count as subdirectories');
 });
 
-test('passthrough: OPEN hands out one backing id per inode, RELEASE closes it, inline files stay cached', async () => {
+test('passthrough: one backing id per inode, kept until the session ends; opens keep nothing; inline files stay cached', async () => {
   const calls: string[] = [];
   let next = 10;
   const backing = {
@@ -488,16 +488,21 @@ test('passthrough: OPEN hands out one backing id per inode, RELEASE closes it, i
   const inline = await open(p, index.resolve('/etc/passwd'));
   assert.is(inline.open_flags, C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH);
   assert.is(inline.backing_id, 0);
+  assert.is(bridgeOf(p).openFileCount, 0, 'passthrough and inline opens are stateless');
+  assert.is(cache.pinned, 0, 'the object fds went back to the cache: the kernel holds its own');
   await release(p, big, a.fh);
-  assert.equal(calls, ['open number', 'open number']);
   await release(p, big, b.fh);
-  assert.equal(calls, ['open number', 'open number', 'close 10']);
+  assert.equal(calls, ['open number', 'open number'], 'nothing closed at RELEASE');
+  const c = await open(p, big);
+  assert.is(c.backing_id, 10, 'a later open reuses the id');
+  assert.equal(calls, ['open number', 'open number']);
   // DESTROY releases what is left
   let destroyed = false;
   p.on('destroy', () => (destroyed = true));
   assert.is(errnoOf(await p.handleRequest(request(C.FUSE_DESTROY))), 0);
   assert.ok(destroyed);
   assert.equal(calls, ['open number', 'open number', 'close 10', 'close 11']);
+  assert.is(bridgeOf(p).backingCount, 0);
   assert.is(bridgeOf(p).openFileCount, 0);
   assert.is(cache.pinned, 0);
 });
