@@ -40,6 +40,15 @@
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     },
     {
+      "target_name": "strata-agent",
+      "type": "executable",
+      "dependencies": ["contract-header"],
+      "include_dirs": ["generated"],
+      "sources": ["vm/strata-agent.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "ldflags": ["-static"]
+    },
+    {
       "target_name": "strata-cli",
       "product_name": "strata",
       "type": "executable",

@@ -81,3 +81,9 @@ export function serviceDaemonArgv(loc: DaemonLocation): string[] {
   const extra = loc.logFile ? ['--log-file', loc.logFile] : [];
   return cliArgv(['daemon', '--root', loc.storeRoot, '--socket', loc.socketPath, ...extra]);
 }
+
+/** native/build/Release/strata-agent: the VM guest agent built for this machine (static; the VM
+ * image script copies it into the initramfs; tests run it with --stdio). */
+export function agentExecutable(): string {
+  return nativeExecutable('strata-agent');
+}
