@@ -49,6 +49,22 @@
       "ldflags": ["-static"]
     },
     {
+      "target_name": "strata-agent-arm64",
+      "type": "none",
+      "dependencies": ["contract-header"],
+      "actions": [
+        {
+          "action_name": "cross-build-agent-arm64",
+          "inputs": ["vm/strata-agent.c", "generated/strata-contract.h"],
+          "outputs": ["<(PRODUCT_DIR)/strata-agent-arm64"],
+          "action": [
+            "aarch64-linux-gnu-gcc", "-std=gnu11", "-Wall", "-Wextra", "-O2", "-static", "-Igenerated",
+            "-o", "<(PRODUCT_DIR)/strata-agent-arm64", "vm/strata-agent.c"
+          ]
+        }
+      ]
+    },
+    {
       "target_name": "strata-cli",
       "product_name": "strata",
       "type": "executable",

@@ -218,6 +218,7 @@ static void kill_all(void) {
     free(p->inbuf);
     p->inbuf = NULL;
     p->failed = 1;
+    p->id = 0; /* no frame reaches it any more; its id is free for the new session */
     /* kept until reaped (pid), but nothing more is sent for it */
     if (p->exited || p->pid <= 0) p->used = 0;
   }
@@ -254,7 +255,9 @@ static int parse_exec(const unsigned char *p, size_t len, struct spec *s, char *
     memcpy(m, v, n);
     m[n] = 0;
     m += n + 1;
-    if (memchr(v, 0, n)) return snprintf(err, errlen, "NUL byte in an EXEC string"), -1;
+    int is_str = key == STRATA_VM_KEY_ARGV || key == STRATA_VM_KEY_ENV || key == STRATA_VM_KEY_CWD ||
+                 key == STRATA_VM_KEY_ROOT_PATH || key == STRATA_VM_KEY_HOSTNAME;
+    if (is_str && memchr(v, 0, n)) return snprintf(err, errlen, "NUL byte in an EXEC string"), -1;
     switch (key) {
       case STRATA_VM_KEY_ARGV:
         if (s->argc >= 255) return snprintf(err, errlen, "too many arguments"), -1;
@@ -384,7 +387,7 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   uint32_t ch = chan(id, 0);
   char err[512];
   struct spec s;
-  if (find_proc(id)) {
+  if (id == 0 || find_proc(id)) {
     send_error(ch, "process id %u is in use", id);
     return;
   }

@@ -105,7 +105,9 @@ export class AgentSession {
     this.helloTimeoutMs = opts.helloTimeoutMs ?? VM.helloTimeoutMs;
     this.decoder.expect(this.session);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('error', (err) => this.fail(new UnavailableError(`the VM agent connection failed: ${err.message}`)));
+    stream.on('error', (err) =>
+      this.fail(new UnavailableError(`the VM agent connection failed: ${err.message}`)),
+    );
     stream.on('close', () => this.fail(new UnavailableError('the VM agent went away')));
     stream.on('end', () => this.fail(new UnavailableError('the VM agent went away')));
   }
@@ -128,7 +130,8 @@ export class AgentSession {
   start(): Promise<Hello> {
     return new Promise<Hello>((resolve, reject) => {
       const timer = setTimeout(
-        () => this.fail(new UnavailableError(`the VM agent did not say hello within ${this.helloTimeoutMs} ms`)),
+        () =>
+          this.fail(new UnavailableError(`the VM agent did not say hello within ${this.helloTimeoutMs} ms`)),
         this.helloTimeoutMs,
       );
       this.helloWaiter = {
@@ -150,6 +153,7 @@ export class AgentSession {
     const started = deferred<number>();
     const exited = deferred<ExitStatus>();
     started.promise.catch(() => undefined);
+    exited.promise.catch(() => undefined);
     const proc: Proc = {
       id,
       io,
@@ -239,7 +243,9 @@ export class AgentSession {
         proc.started.resolve(decodeU32('STARTED', f.payload));
         return;
       case FRAME.error: {
-        const err = new FailedPreconditionError(`in the VM: ${f.payload.toString('utf8')}`, { op: 'vm-exec' });
+        const err = new FailedPreconditionError(`in the VM: ${f.payload.toString('utf8')}`, {
+          op: 'vm-exec',
+        });
         this.finish(proc, err);
         return;
       }

@@ -28,7 +28,8 @@ export class ProtocolError extends InvalidArgumentError {
 }
 
 export function encodeFrame(type: number, session: number, channel: number, payload: Buffer = EMPTY): Buffer {
-  if (payload.length > MAX_PAYLOAD) throw new ProtocolError(`frame of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  if (payload.length > MAX_PAYLOAD)
+    throw new ProtocolError(`frame of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
   const out = Buffer.allocUnsafe(HEADER_SIZE + payload.length);
   out.writeUInt16LE(VM.magic, 0);
   out.writeUInt8(type, 2);
@@ -105,7 +106,11 @@ export class FrameDecoder {
       const length = this.buf.readUInt32LE(off + 12);
       if (!this.synced) {
         const candidate =
-          magic === VM.magic && type === FRAME.hello && session === this.session && length <= 4096 && length >= 16;
+          magic === VM.magic &&
+          type === FRAME.hello &&
+          session === this.session &&
+          length <= 4096 &&
+          length >= 16;
         if (!candidate) {
           off += 1;
           this.staleBytes += 1;
@@ -197,7 +202,8 @@ export function encodeExec(spec: ExecSpec): Buffer {
   if (spec.hostname !== undefined) parts.push(record(K.hostname, cstr('the hostname', spec.hostname)));
   if (spec.tty) parts.push(record(K.tty, encodeResize(spec.tty)));
   const out = Buffer.concat(parts);
-  if (out.length > MAX_EXEC) throw new InvalidArgumentError(`the command and its environment exceed ${MAX_EXEC} bytes`);
+  if (out.length > MAX_EXEC)
+    throw new InvalidArgumentError(`the command and its environment exceed ${MAX_EXEC} bytes`);
   return out;
 }
 

@@ -24,7 +24,12 @@ import {
 
 const nonce = 0x1122334455667788n;
 const session = sessionOf(nonce);
-const hello = encodeFrame(FRAME.hello, session, 0, encodeHello({ version: VM.version, nonce, info: 'arch=x' }));
+const hello = encodeFrame(
+  FRAME.hello,
+  session,
+  0,
+  encodeHello({ version: VM.version, nonce, info: 'arch=x' }),
+);
 
 test('frames round-trip, one byte at a time too', () => {
   const d = new FrameDecoder();
@@ -71,7 +76,10 @@ test('a bad magic after HELLO is a protocol error', () => {
   const d = new FrameDecoder();
   d.expect(session);
   d.push(hello);
-  assert.throws(() => d.push(Buffer.alloc(HEADER_SIZE, 0x41)), (e: unknown) => e instanceof ProtocolError);
+  assert.throws(
+    () => d.push(Buffer.alloc(HEADER_SIZE, 0x41)),
+    (e: unknown) => e instanceof ProtocolError,
+  );
 });
 
 test('an oversized frame is refused on both sides', () => {
@@ -109,7 +117,10 @@ test('EXEC records round-trip; NUL bytes and empty commands are refused', () => 
 test('EXIT carries a code and the signal', () => {
   assert.equal(decodeExit(encodeExit({ code: 137, signal: 9 })), { code: 137, signal: 9 });
   assert.equal(decodeExit(encodeExit({ code: 3 })), { code: 3 });
-  assert.throws(() => decodeExit(Buffer.alloc(3)), (e: unknown) => e instanceof ProtocolError);
+  assert.throws(
+    () => decodeExit(Buffer.alloc(3)),
+    (e: unknown) => e instanceof ProtocolError,
+  );
 });
 
 test.run();
