@@ -545,11 +545,12 @@ static void on_frame(int type, uint32_t channel, const unsigned char *p, size_t 
 static void on_hello(const unsigned char *p, size_t len) {
   if (len < 16) return;
   uint64_t nonce = get64(p + 8);
-  if (have_session) {
+  uint32_t next = (uint32_t)nonce ? (uint32_t)nonce : 1;
+  if (have_session && next != session) {
     logf_("a new session: ending the processes of the last one");
     kill_all();
   }
-  session = (uint32_t)nonce ? (uint32_t)nonce : 1;
+  session = next; /* the same nonce again: the host repeated HELLO, only answer it */
   have_session = 1;
   struct utsname u;
   uname(&u);

@@ -72,6 +72,8 @@ export interface AgentProcess {
   resize(size: { rows: number; cols: number }): void;
 }
 
+const HELLO_REPEAT_MS = 500;
+
 function deferred<T>(): { promise: Promise<T>; resolve(v: T): void; reject(e: Error): void } {
   let resolve!: (v: T) => void;
   let reject!: (e: Error) => void;
@@ -144,7 +146,13 @@ export class AgentSession {
           reject(e);
         },
       };
-      this.send(FRAME.hello, 0, encodeHello({ version: this.version, nonce: this.nonce, info: '' }), 0);
+      // Repeated until answered: bytes written before the guest opened its port may be lost.
+      const hello = encodeHello({ version: this.version, nonce: this.nonce, info: '' });
+      const again = setInterval(() => this.send(FRAME.hello, 0, hello, 0), HELLO_REPEAT_MS);
+      const stop = () => clearInterval(again);
+      this.helloWaiter.resolve = ((resolve0) => (h: Hello) => (stop(), resolve0(h)))(this.helloWaiter.resolve);
+      this.helloWaiter.reject = ((reject0) => (e: Error) => (stop(), reject0(e)))(this.helloWaiter.reject);
+      this.send(FRAME.hello, 0, hello, 0);
     });
   }
 
