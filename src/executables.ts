@@ -87,3 +87,10 @@ export function serviceDaemonArgv(loc: DaemonLocation): string[] {
 export function agentExecutable(): string {
   return nativeExecutable('strata-agent');
 }
+
+/** scripts/build-vm-image.sh: builds the VM guest's kernel + initramfs (src/vm/image.ts). */
+export function vmImageScript(): string {
+  const path = firstExisting(['../scripts/build-vm-image.sh', '../../scripts/build-vm-image.sh']);
+  if (!path) throw new NotFoundError('cannot find scripts/build-vm-image.sh', { op: 'vm-image' });
+  return path;
+}

@@ -150,7 +150,9 @@ export class AgentSession {
       const hello = encodeHello({ version: this.version, nonce: this.nonce, info: '' });
       const again = setInterval(() => this.send(FRAME.hello, 0, hello, 0), HELLO_REPEAT_MS);
       const stop = () => clearInterval(again);
-      this.helloWaiter.resolve = ((resolve0) => (h: Hello) => (stop(), resolve0(h)))(this.helloWaiter.resolve);
+      this.helloWaiter.resolve = ((resolve0) => (h: Hello) => (stop(), resolve0(h)))(
+        this.helloWaiter.resolve,
+      );
       this.helloWaiter.reject = ((reject0) => (e: Error) => (stop(), reject0(e)))(this.helloWaiter.reject);
       this.send(FRAME.hello, 0, hello, 0);
     });
@@ -188,8 +190,15 @@ export class AgentSession {
     }
     this.procs.set(id, proc);
     this.send(FRAME.exec, 0, encodeExec(spec), base);
+    // Without stdin the process reads EOF at once (docker's behaviour without -i).
+    if (!io.stdin) this.send(FRAME.eof, 0, Buffer.alloc(0), channelOf(id, KIND.stdin));
     this.pumpStdin(proc);
     return handle;
+  }
+
+  /** Asks the agent (as the guest's init) to power the guest off: SIGNAL on the control channel. */
+  powerOff(): void {
+    if (this.hello) this.send(FRAME.signal, 0, encodeU32(15), 0);
   }
 
   /** Ends the connection from our side; running processes fail. */

@@ -63,7 +63,11 @@ export function findExecutable(candidates: string[], install: string): string {
 
 /** Connects to a unix socket, retrying while it does not exist yet or refuses (the hypervisor is
  * starting), until `deadline` (ms since epoch). */
-export async function connectWhenReady(path: string, deadline: number, alive: () => boolean): Promise<Socket> {
+export async function connectWhenReady(
+  path: string,
+  deadline: number,
+  alive: () => boolean,
+): Promise<Socket> {
   for (;;) {
     try {
       return await new Promise<Socket>((resolve, reject) => {
@@ -75,8 +79,10 @@ export async function connectWhenReady(path: string, deadline: number, alive: ()
         s.once('error', reject);
       });
     } catch (err) {
-      if (!alive()) throw new UnavailableError(`the VM exited before its agent socket ${path} was ready`, { cause: err });
-      if (Date.now() > deadline) throw new UnavailableError(`the VM's agent socket ${path} never came up`, { cause: err });
+      if (!alive())
+        throw new UnavailableError(`the VM exited before its agent socket ${path} was ready`, { cause: err });
+      if (Date.now() > deadline)
+        throw new UnavailableError(`the VM's agent socket ${path} never came up`, { cause: err });
       await new Promise((r) => setTimeout(r, 20));
     }
   }

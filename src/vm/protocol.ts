@@ -90,6 +90,12 @@ export class FrameDecoder {
     this.synced = false;
   }
 
+  /** The agent's side: its HELLO answer starts `session`, and the stream stays in sync. */
+  adopt(session: number): void {
+    this.session = session >>> 0;
+    this.synced = true;
+  }
+
   get isSynced(): boolean {
     return this.synced;
   }
@@ -165,6 +171,8 @@ export interface ExecSpec {
   rootPath?: string;
   tty?: { rows: number; cols: number };
   hostname?: string;
+  /** Client to VM host only: the store ref whose tree becomes the FUSE root. */
+  image?: string;
 }
 
 const MAX_EXEC = 256 * 1024;
@@ -201,6 +209,7 @@ export function encodeExec(spec: ExecSpec): Buffer {
   if (spec.rootPath !== undefined) parts.push(record(K.rootPath, cstr('the root path', spec.rootPath)));
   if (spec.hostname !== undefined) parts.push(record(K.hostname, cstr('the hostname', spec.hostname)));
   if (spec.tty) parts.push(record(K.tty, encodeResize(spec.tty)));
+  if (spec.image !== undefined) parts.push(record(K.image, cstr('the image', spec.image)));
   const out = Buffer.concat(parts);
   if (out.length > MAX_EXEC)
     throw new InvalidArgumentError(`the command and its environment exceed ${MAX_EXEC} bytes`);
@@ -222,12 +231,13 @@ export function decodeExec(p: Buffer): ExecSpec {
     if (key === K.argv) spec.argv.push(v.toString('utf8'));
     else if (key === K.env) spec.env.push(v.toString('utf8'));
     else if (key === K.cwd) spec.cwd = v.toString('utf8');
-    else if (key === K.uid) spec.uid = v.readUInt32LE(0);
-    else if (key === K.gid) spec.gid = v.readUInt32LE(0);
+    else if (key === K.uid) spec.uid = decodeU32('EXEC uid', v);
+    else if (key === K.gid) spec.gid = decodeU32('EXEC gid', v);
     else if (key === K.fuseRoot) spec.fuseRoot = true;
     else if (key === K.rootPath) spec.rootPath = v.toString('utf8');
     else if (key === K.hostname) spec.hostname = v.toString('utf8');
     else if (key === K.tty) spec.tty = decodeResize(v);
+    else if (key === K.image) spec.image = v.toString('utf8');
   }
   return spec;
 }

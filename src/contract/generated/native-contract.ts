@@ -35,6 +35,7 @@ export const NATIVE_CONTRACT = {
     initialCredit: 262144,
     helloTimeoutMs: 30000,
     portName: 'strata.agent',
+    vsockPort: 1024,
     frame: {
       hello: 1,
       data: 2,
@@ -49,7 +50,18 @@ export const NATIVE_CONTRACT = {
       ping: 11,
       pong: 12,
     },
-    key: { argv: 1, env: 2, cwd: 3, uid: 4, gid: 5, fuseRoot: 6, tty: 7, rootPath: 8, hostname: 9 },
+    key: {
+      argv: 1,
+      env: 2,
+      cwd: 3,
+      uid: 4,
+      gid: 5,
+      fuseRoot: 6,
+      tty: 7,
+      rootPath: 8,
+      hostname: 9,
+      image: 10,
+    },
     kind: { fuse: 0, stdin: 1, stdout: 2, stderr: 3 },
   },
 } as const;
