@@ -244,8 +244,10 @@ export class VmHost {
       const gone = new Promise((r) => child.once('exit', r));
       if (this.agent?.isOpen && this.agent.hello) {
         this.agent.powerOff();
+      } else if (this.opts.backend.requestStop) {
+        await this.opts.backend.requestStop(this.opts.config).catch(() => child.kill('SIGTERM'));
       } else {
-        await this.opts.backend.requestStop?.(this.opts.config).catch(() => undefined);
+        child.kill('SIGTERM');
       }
       const t = setTimeout(() => child.kill('SIGKILL'), 3000);
       await gone;
