@@ -30,6 +30,8 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <linux/vm_sockets.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -614,8 +616,40 @@ static void load_modules(void) {
   fclose(f);
 }
 
+static int vsock_listener = -1;
+
+/* vfkit (macOS) has no named virtio-serial port: the agent listens on vsock instead, and vfkit
+ * connects the host's unix socket to it. */
+static int vsock_listen(void) {
+  int s = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  struct sockaddr_vm addr;
+  memset(&addr, 0, sizeof addr);
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = VMADDR_CID_ANY;
+  addr.svm_port = STRATA_VM_VSOCK_PORT;
+  if (bind(s, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(s, 4) < 0) {
+    logf_("vsock port %d: %s", STRATA_VM_VSOCK_PORT, strerror(errno));
+    close(s);
+    return -1;
+  }
+  return s;
+}
+
+static int vsock_accept(void) {
+  for (;;) {
+    int c = accept4(vsock_listener, NULL, NULL, SOCK_CLOEXEC);
+    if (c >= 0) return c;
+    if (errno != EINTR) return -1;
+  }
+}
+
 static int open_port(void) {
   for (int tries = 0; tries < 500; tries++) {
+    if (tries > 0 && access("/dev/vsock", F_OK) == 0 && (vsock_listener = vsock_listen()) >= 0) {
+      logf_("listening on vsock port %d", STRATA_VM_VSOCK_PORT);
+      return vsock_accept();
+    }
     DIR *d = opendir("/sys/class/virtio-ports");
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -799,6 +833,16 @@ int main(int argc, char **argv) {
         if (!init_mode) {
           kill_all();
           return 0; /* the host went away */
+        }
+        if (vsock_listener >= 0) {
+          /* vsock: the host's connection ended; the next one starts a new session */
+          close(sfd);
+          kill_all();
+          have_session = 0;
+          rlen = 0;
+          sfd = wfd = vsock_accept();
+          if (sfd < 0) return 1;
+          continue;
         }
         /* virtio-serial with no host connected: wait for one */
         struct timespec ts = {0, 50 * 1000 * 1000};

@@ -242,11 +242,12 @@ export class VmHost {
     const child = this.hypervisor;
     if (child && child.exitCode === null && child.signalCode === null) {
       const gone = new Promise((r) => child.once('exit', r));
-      if (this.agent?.isOpen && this.agent.hello) {
-        this.agent.powerOff();
-      } else if (this.opts.backend.requestStop) {
+      // The guest powers itself off; the hypervisor is asked too where it has a way (vfkit's
+      // REST stop), and signalled when it has none.
+      if (this.agent?.isOpen && this.agent.hello) this.agent.powerOff();
+      if (this.opts.backend.requestStop) {
         await this.opts.backend.requestStop(this.opts.config).catch(() => child.kill('SIGTERM'));
-      } else {
+      } else if (!this.agent?.hello) {
         child.kill('SIGTERM');
       }
       const t = setTimeout(() => child.kill('SIGKILL'), 3000);
