@@ -261,6 +261,42 @@ test('the agent dying mid-request fails the process and leaves nothing', async (
   );
 });
 
+test('a terminal: its window size at start and after RESIZE, input through it, a signal', async () => {
+  const a = startAgent();
+  const s = new AgentSession(a.stream);
+  await s.start();
+  const out: Buffer[] = [];
+  const stdout = new PassThrough();
+  stdout.on('data', (d: Buffer) => out.push(d));
+  const stdin = new PassThrough();
+  const p = s.exec(
+    {
+      argv: ['/bin/sh', '-c', 'stty size; read line; stty size; echo "got $line"; [ -t 0 ] && echo tty'],
+      env: ['PATH=/bin:/usr/bin'],
+      tty: { rows: 33, cols: 101 },
+    },
+    { stdout, stderr: new PassThrough(), stdin },
+  );
+  await p.pid;
+  for (let i = 0; i < 200 && !Buffer.concat(out).toString().includes('33 101'); i++)
+    await new Promise((r) => setTimeout(r, 10));
+  p.resize({ rows: 40, cols: 120 });
+  await new Promise((r) => setTimeout(r, 50));
+  stdin.write('hello\n');
+  assert.equal(await p.exited, { code: 0 });
+  const text = Buffer.concat(out).toString().replace(/\r/g, '');
+  assert.match(text, /33 101\n/);
+  assert.match(text, /40 120\ngot hello\ntty\n/);
+  const q = s.exec(
+    { argv: ['sleep', '30'], env: ['PATH=/bin:/usr/bin'], tty: { rows: 24, cols: 80 } },
+    { stdout: new PassThrough(), stderr: new PassThrough() },
+  );
+  await q.pid;
+  q.signal(9);
+  assert.equal(await q.exited, { code: 137, signal: 9 });
+  await stopAgent(a);
+});
+
 test('the arm64 agent speaks the same protocol under qemu-aarch64-static', async () => {
   const arm = agentExecutable() + '-arm64';
   const qemu = '/usr/bin/qemu-aarch64-static';

@@ -150,6 +150,23 @@ test('concurrent containers in one VM; no lease is left after them', async () =>
   assert.match(ls.stdout, /default\s+running\s+qemu/);
 });
 
+test('a signal to strata run --vm reaches the container', async () => {
+  const [cmd, ...rest] = cliArgv([
+    '--root',
+    env.storeRoot,
+    ...['run', '--vm', '--rm', '--run-dir', runDir, '--entrypoint', '', 'busybox'],
+    ...['sh', '-c', 'trap "echo got TERM; exit 3" TERM; echo ready; while true; do sleep 0.1; done'],
+  ]);
+  const child = spawn(cmd, rest, { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d));
+  const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  assert.ok(await eventually(() => stdout.includes('ready'), 60_000), 'the container started');
+  child.kill('SIGTERM');
+  assert.is(await closed, 3);
+  assert.is(stdout, 'ready\ngot TERM\n');
+});
+
 test('the hypervisor dying mid-run fails the container; the next run boots a fresh VM', async () => {
   const st = readVmState(stateDir())!;
   const running = vmRun(['--entrypoint', '', 'busybox', 'sh', '-c', 'echo started; sleep 60']);
