@@ -235,7 +235,7 @@ struct spec {
   int envc;
   char *cwd, *root_path, *hostname;
   uint32_t uid, gid;
-  int fuse_root, tty;
+  int fuse_root, tty, writable;
   uint16_t rows, cols;
   char *mem; /* the strings, NUL-terminated copies */
 };
@@ -275,6 +275,7 @@ static int parse_exec(const unsigned char *p, size_t len, struct spec *s, char *
       case STRATA_VM_KEY_UID: if (n != 4) return snprintf(err, errlen, "bad uid"), -1; s->uid = get32(v); break;
       case STRATA_VM_KEY_GID: if (n != 4) return snprintf(err, errlen, "bad gid"), -1; s->gid = get32(v); break;
       case STRATA_VM_KEY_FUSE_ROOT: s->fuse_root = 1; break;
+      case STRATA_VM_KEY_WRITABLE: s->writable = 1; break;
       case STRATA_VM_KEY_TTY:
         if (n != 4) return snprintf(err, errlen, "bad tty size"), -1;
         s->tty = 1;
@@ -354,10 +355,22 @@ static void child_exec(struct spec *s, int mfd, int errfd, int stdio[3], int pty
     const char *root = s->root_path;
     if (mfd >= 0) {
       root = "/run/strata-root";
+      const char *lower = s->writable ? "/run/strata-lower" : root;
       mkdir(root, 0755);
-      if (syscall(__NR_move_mount, mfd, "", AT_FDCWD, root, A_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+      mkdir(lower, 0755);
+      if (syscall(__NR_move_mount, mfd, "", AT_FDCWD, lower, A_MOVE_MOUNT_F_EMPTY_PATH) < 0)
         child_fail(errfd, "attaching the root", NULL);
       close(mfd);
+      if (s->writable) {
+        /* Writes go to a tmpfs upper layer that lives as long as this mount namespace. */
+        mkdir("/run/strata-rw", 0755);
+        if (mount("tmpfs", "/run/strata-rw", "tmpfs", 0, "mode=0755") < 0) child_fail(errfd, "tmpfs upper", NULL);
+        mkdir("/run/strata-rw/upper", 0755);
+        mkdir("/run/strata-rw/work", 0755);
+        if (mount("overlay", root, "overlay", 0,
+                  "lowerdir=/run/strata-lower,upperdir=/run/strata-rw/upper,workdir=/run/strata-rw/work") < 0)
+          child_fail(errfd, "overlay root", NULL);
+      }
       /* The image's own mount points, when it has them (a read-only root has no others). */
       char path[256];
       snprintf(path, sizeof path, "%s/proc", root);

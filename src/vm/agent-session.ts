@@ -107,9 +107,7 @@ export class AgentSession {
     this.helloTimeoutMs = opts.helloTimeoutMs ?? VM.helloTimeoutMs;
     this.decoder.expect(this.session);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('error', (err) =>
-      this.fail(new UnavailableError(`the VM agent connection failed: ${err.message}`)),
-    );
+    stream.on('error', (err) => this.fail(new UnavailableError(`the VM agent went away (${err.message})`)));
     stream.on('close', () => this.fail(new UnavailableError('the VM agent went away')));
     stream.on('end', () => this.fail(new UnavailableError('the VM agent went away')));
   }

@@ -130,6 +130,7 @@ export async function buildVmExec(storeRoot: string, args: RunArgs): Promise<Exe
     uid: proc.user?.uid ?? 0,
     gid: proc.user?.gid ?? 0,
     hostname: config.hostname,
+    writable: !args.readOnly,
     image: image.manifestDigest,
   };
 }

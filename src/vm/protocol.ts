@@ -171,6 +171,8 @@ export interface ExecSpec {
   rootPath?: string;
   tty?: { rows: number; cols: number };
   hostname?: string;
+  /** A tmpfs-backed overlay over the FUSE root, so the container can write (docker's default). */
+  writable?: boolean;
   /** Client to VM host only: the store ref whose tree becomes the FUSE root. */
   image?: string;
 }
@@ -206,6 +208,7 @@ export function encodeExec(spec: ExecSpec): Buffer {
   if (spec.uid !== undefined) parts.push(record(K.uid, u32(spec.uid)));
   if (spec.gid !== undefined) parts.push(record(K.gid, u32(spec.gid)));
   if (spec.fuseRoot) parts.push(record(K.fuseRoot, EMPTY));
+  if (spec.writable) parts.push(record(K.writable, EMPTY));
   if (spec.rootPath !== undefined) parts.push(record(K.rootPath, cstr('the root path', spec.rootPath)));
   if (spec.hostname !== undefined) parts.push(record(K.hostname, cstr('the hostname', spec.hostname)));
   if (spec.tty) parts.push(record(K.tty, encodeResize(spec.tty)));
@@ -234,6 +237,7 @@ export function decodeExec(p: Buffer): ExecSpec {
     else if (key === K.uid) spec.uid = decodeU32('EXEC uid', v);
     else if (key === K.gid) spec.gid = decodeU32('EXEC gid', v);
     else if (key === K.fuseRoot) spec.fuseRoot = true;
+    else if (key === K.writable) spec.writable = true;
     else if (key === K.rootPath) spec.rootPath = v.toString('utf8');
     else if (key === K.hostname) spec.hostname = v.toString('utf8');
     else if (key === K.tty) spec.tty = decodeResize(v);

@@ -180,6 +180,25 @@ test('a process whose root is the FUSE server of a store, relayed over the strea
     );
     assert.equal(await p.exited, { code: 0 }, c.err());
     assert.is(c.out(), 'strata busybox test image\nowned by app, group staff\n5\n1000\n');
+    const w = collect();
+    const q = s.exec(
+      {
+        argv: ['/bin/sh', '-c', 'echo new > /etc/motd && cat /etc/motd && touch /made && ls /made'],
+        env: ['PATH=/bin'],
+        fuseRoot: true,
+        writable: true,
+      },
+      { ...w.io, fuse: prepared.handler },
+    );
+    assert.equal(await q.exited, { code: 0 }, w.err());
+    assert.is(w.out(), 'new\n/made\n', 'a writable root: an overlay over the FUSE root');
+    const ro = collect();
+    const r = s.exec(
+      { argv: ['/bin/sh', '-c', 'touch /x'], env: ['PATH=/bin'], fuseRoot: true },
+      { ...ro.io, fuse: prepared.handler },
+    );
+    assert.is((await r.exited).code, 1);
+    assert.match(ro.err(), /Read-only file system/);
     await stopAgent(a);
     await prepared.release();
     assert.is(readFileSync('/proc/self/mountinfo', 'utf8').includes(dir), false);

@@ -61,6 +61,7 @@ export const NATIVE_CONTRACT = {
       rootPath: 8,
       hostname: 9,
       image: 10,
+      writable: 11,
     },
     kind: { fuse: 0, stdin: 1, stdout: 2, stderr: 3 },
   },
