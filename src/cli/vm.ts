@@ -38,7 +38,7 @@ async function stopVm(dir: string): Promise<boolean> {
 
 export const vmCommand: CommandModule<GlobalArgs, VmArgs> = {
   command: 'vm <action> [name]',
-  describe: 'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME] (serve: the VM host itself)',
+  describe: 'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME]',
   builder: (y: Argv<GlobalArgs>) =>
     y
       .positional('action', { type: 'string', choices: ['ls', 'stop', 'rm', 'serve'], demandOption: true })

@@ -11,6 +11,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 
 import { prepareImage } from '../mount/serve.js';
+import { releaseStaleLeases } from '../store/leases.js';
 import { AgentSession } from './agent-session.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
 import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
@@ -91,6 +92,11 @@ export class VmHost {
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
 
+  /** What this VM's leases say they are held by (and a later host looks for). */
+  private get leaseHolder(): string {
+    return `vm ${this.opts.config.stateDir}`;
+  }
+
   constructor(opts: VmHostOptions) {
     this.opts = opts;
     this.log = opts.log ?? ((l) => process.stderr.write(`strata vm: ${l}\n`));
@@ -104,6 +110,10 @@ export class VmHost {
     checkGuestFiles(config);
     const argv = backend.argv(config);
     killStaleHypervisor(dir);
+    // Leases of an earlier host of this VM that was killed (its pid is gone).
+    await releaseStaleLeases(this.opts.storeRoot, (l) => JSON.stringify(l).includes(this.leaseHolder), {
+      timeoutMs: 10_000,
+    }).catch((err: unknown) => this.log(`releasing stale leases: ${(err as Error).message}`));
     for (const f of ['host.sock', 'agent.sock', 'hypervisor.pid', 'state.json', 'rest.sock']) {
       rmSync(join(dir, f), { force: true });
     }
@@ -189,7 +199,7 @@ export class VmHost {
         storeRoot: this.opts.storeRoot,
         ref: proc.spec.image,
         passthrough: false,
-        lease: { kind: 'mount', holder: `vm ${this.opts.config.stateDir} pid ${process.pid}` },
+        lease: { kind: 'mount', holder: `${this.leaseHolder} pid ${process.pid}` },
       });
       release = prepared.release;
       const { image: _image, ...spec } = proc.spec;

@@ -183,6 +183,26 @@ test('the hypervisor dying mid-run fails the container; the next run boots a fre
   assert.is.not(readVmState(stateDir())?.hostPid, st.hostPid);
 });
 
+test('the VM host killed with -9 mid-run: the next run kills its hypervisor and releases its lease', async () => {
+  const st = readVmState(stateDir())!;
+  const running = vmRun(['--entrypoint', '', 'busybox', 'sh', '-c', 'echo started; sleep 60']);
+  assert.ok(await eventually(async () => (await leaseIds(env)).length > 0, 60_000), 'the container started');
+  const stale = await leaseIds(env);
+  process.kill(st.hostPid, 'SIGKILL');
+  const r = await running;
+  assert.is.not(r.code, 0);
+  assert.ok(isAlive(st.hypervisorPid), 'the orphaned hypervisor still runs until the next host');
+  const again = await vmRun(['--entrypoint', '', 'busybox', 'echo', 'again']);
+  assert.is(again.stdout, 'again\n', again.stderr);
+  assert.ok(await eventually(() => !isAlive(st.hypervisorPid), 5000), 'the old hypervisor was killed');
+  const now = await leaseIds(env);
+  assert.equal(
+    now.filter((id) => stale.includes(id)),
+    [],
+    "the dead host's lease was released",
+  );
+});
+
 test('strata vm stop leaves no qemu, socket, lease or state behind', async () => {
   const st = readVmState(stateDir())!;
   const r = await strata(['vm', 'stop', '--run-dir', runDir]);

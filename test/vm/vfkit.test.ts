@@ -134,4 +134,24 @@ test('a VM host on the vfkit backend: REST state, a process from the store, REST
   assert.equal(await leaseIds(env), []);
 });
 
+test('a VM without containers stops itself when idle', async () => {
+  const c = { ...config(), stateDir: join(dir, 'idle') };
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(c.stateDir, { recursive: true });
+  const host = new VmHost({
+    config: c,
+    backend: new VfkitBackend({ binary: join(dir, 'vfkit') }),
+    storeRoot: env.storeRoot,
+    idleMs: 300,
+    log: () => undefined,
+  });
+  await host.start();
+  const pid = JSON.parse(readFileSync(join(c.stateDir, 'state.json'), 'utf8')).hypervisorPid as number;
+  const t0 = Date.now();
+  await host.stopped;
+  assert.ok(Date.now() - t0 < 5000, 'stopped soon after the idle time');
+  assert.not.ok(isAlive(pid));
+  assert.not.ok(existsSync(join(c.stateDir, 'host.sock')));
+});
+
 test.run();
