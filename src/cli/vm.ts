@@ -7,7 +7,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { resolveRunDir } from '../run/paths.js';
 import { resolveRoot } from '../store/store.js';
 import { vmStateDir } from '../vm/client.js';
-import { hostRunning, pidAlive, readVmState } from '../vm/host.js';
+import { hostRunning, killStaleHypervisor, pidAlive, readVmState, removeRuntimeFiles } from '../vm/host.js';
 import type { GlobalArgs } from './context.js';
 import { printJson, printTable } from './output.js';
 
@@ -29,7 +29,12 @@ function names(runDir: string): string[] {
 
 async function stopVm(dir: string): Promise<boolean> {
   const st = readVmState(dir);
-  if (!st || !pidAlive(st.hostPid)) return false;
+  if (!st || !pidAlive(st.hostPid)) {
+    // A host killed with -9 leaves its hypervisor and sockets: clean them up.
+    killStaleHypervisor(dir);
+    removeRuntimeFiles(dir);
+    return false;
+  }
   process.kill(st.hostPid, 'SIGTERM');
   for (let i = 0; i < 200 && pidAlive(st.hostPid); i++) await new Promise((r) => setTimeout(r, 50));
   if (pidAlive(st.hostPid)) process.kill(st.hostPid, 'SIGKILL');

@@ -74,7 +74,13 @@ export async function ensureHost(opts: EnsureHostOptions): Promise<Socket> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const lock = await lockFile(join(dir, 'start.lock'), 'exclusive');
   try {
-    if (hostRunning(dir)) return await connectSocket(hostSocket(dir));
+    if (hostRunning(dir)) {
+      try {
+        return await connectSocket(hostSocket(dir));
+      } catch {
+        // a host that is going away: start a new one
+      }
+    }
     const log = join(dir, 'host.log');
     const fd = openSync(log, 'w');
     const argv = cliArgv(['vm', 'serve', '--state-dir', dir, '--root', opts.storeRoot]);

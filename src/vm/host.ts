@@ -52,17 +52,23 @@ export function readVmState(stateDir: string): VmState | undefined {
   }
 }
 
+/** A process that exists and is not a zombie (a killed host may linger unreaped for a moment). */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return process.platform !== 'linux';
   }
 }
 
 /** A hypervisor left by a host that was killed: ours if its command line names our state dir. */
-function killStaleHypervisor(stateDir: string): void {
+export function killStaleHypervisor(stateDir: string): void {
   const pidFile = join(stateDir, 'hypervisor.pid');
   let pid: number;
   try {
@@ -75,6 +81,13 @@ function killStaleHypervisor(stateDir: string): void {
     if (pid > 0 && cmdline.includes(stateDir)) process.kill(pid, 'SIGKILL');
   } catch {
     // gone already
+  }
+}
+
+/** The sockets, pid file and state of a VM that is not running. */
+export function removeRuntimeFiles(stateDir: string): void {
+  for (const f of ['host.sock', 'agent.sock', 'hypervisor.pid', 'state.json', 'rest.sock']) {
+    rmSync(join(stateDir, f), { force: true });
   }
 }
 
@@ -114,9 +127,7 @@ export class VmHost {
     await releaseStaleLeases(this.opts.storeRoot, (l) => JSON.stringify(l).includes(this.leaseHolder), {
       timeoutMs: 10_000,
     }).catch((err: unknown) => this.log(`releasing stale leases: ${(err as Error).message}`));
-    for (const f of ['host.sock', 'agent.sock', 'hypervisor.pid', 'state.json', 'rest.sock']) {
-      rmSync(join(dir, f), { force: true });
-    }
+    removeRuntimeFiles(dir);
     const t0 = Date.now();
     const log = openSync(join(dir, 'hypervisor.log'), 'w');
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', log, log] });
@@ -265,9 +276,7 @@ export class VmHost {
       clearTimeout(t);
     }
     this.agent?.close();
-    for (const f of ['host.sock', 'agent.sock', 'hypervisor.pid', 'state.json', 'rest.sock']) {
-      rmSync(join(dir, f), { force: true });
-    }
+    removeRuntimeFiles(dir);
     this.resolveStopped();
   }
 }
