@@ -56,7 +56,8 @@ export const vmCommand: CommandModule<GlobalArgs, VmArgs> = {
     if (argv.action === 'serve') {
       const { serveVm } = await import('../vm/serve.js');
       await serveVm(argv['state-dir'] ?? vmStateDir(runDir, argv.name), resolveRoot(argv.root));
-      return;
+      // The VM is down and its files are gone: nothing may keep the host alive past that.
+      process.exit(0);
     }
     if (argv.action === 'ls') {
       const rows = names(runDir).map((name) => {

@@ -20,10 +20,10 @@ import * as assert from 'uvu/assert';
 
 import { cliArgv } from '../../src/executables.js';
 import { DEFAULT_CMDLINE } from '../../src/vm/backend.js';
-import { VmHost, readVmState } from '../../src/vm/host.js';
+import { VmHost, pidAlive, readVmState } from '../../src/vm/host.js';
 import { QemuBackend } from '../../src/vm/qemu.js';
 import { vmImageDir, vmImageFiles } from '../fixtures/vm-image.js';
-import { eventually, isAlive, leaseIds, makeEnv, removeEnv, type Env } from '../integration/harness.js';
+import { eventually, leaseIds, makeEnv, removeEnv, type Env } from '../integration/harness.js';
 
 let env: Env;
 let runDir: string;
@@ -79,7 +79,7 @@ test.before(async () => {
 
 test.after(async () => {
   const st = readVmState(stateDir());
-  if (st && isAlive(st.hostPid)) process.kill(st.hostPid, 'SIGKILL');
+  if (st && pidAlive(st.hostPid)) process.kill(st.hostPid, 'SIGKILL');
   for (const pid of ourQemus()) process.kill(pid, 'SIGKILL');
   removeEnv(env);
   rmSync(runDir, { recursive: true, force: true });
@@ -90,7 +90,7 @@ test('busybox in a VM: output, exit code, env, workdir and user from the image a
   assert.is(r.stdout, 'hello from strata\n', r.stderr);
   assert.is(r.code, 0);
   const st = readVmState(stateDir());
-  assert.ok(st && st.backend === 'qemu' && isAlive(st.hypervisorPid), 'one VM serves the runs');
+  assert.ok(st && st.backend === 'qemu' && pidAlive(st.hypervisorPid), 'one VM serves the runs');
   const r2 = await vmRun([
     '--entrypoint',
     '',
@@ -175,7 +175,7 @@ test('the hypervisor dying mid-run fails the container; the next run boots a fre
   const r = await running;
   assert.is.not(r.code, 0);
   assert.match(r.stderr, /VM agent|went away|stopping/);
-  assert.ok(await eventually(() => !isAlive(st.hostPid), 10_000), 'the VM host ended');
+  assert.ok(await eventually(() => !pidAlive(st.hostPid), 10_000), 'the VM host ended');
   assert.not.ok(existsSync(join(stateDir(), 'host.sock')));
   assert.not.ok(existsSync(join(stateDir(), 'agent.sock')));
   const again = await vmRun(['--entrypoint', '', 'busybox', 'echo', 'back']);
@@ -191,10 +191,10 @@ test('the VM host killed with -9 mid-run: the next run kills its hypervisor and 
   process.kill(st.hostPid, 'SIGKILL');
   const r = await running;
   assert.is.not(r.code, 0);
-  assert.ok(isAlive(st.hypervisorPid), 'the orphaned hypervisor still runs until the next host');
+  assert.ok(pidAlive(st.hypervisorPid), 'the orphaned hypervisor still runs until the next host');
   const again = await vmRun(['--entrypoint', '', 'busybox', 'echo', 'again']);
   assert.is(again.stdout, 'again\n', again.stderr);
-  assert.ok(await eventually(() => !isAlive(st.hypervisorPid), 5000), 'the old hypervisor was killed');
+  assert.ok(await eventually(() => !pidAlive(st.hypervisorPid), 5000), 'the old hypervisor was killed');
   const now = await leaseIds(env);
   assert.equal(
     now.filter((id) => stale.includes(id)),
@@ -207,8 +207,8 @@ test('strata vm stop leaves no qemu, socket, lease or state behind', async () =>
   const st = readVmState(stateDir())!;
   const r = await strata(['vm', 'stop', '--run-dir', runDir]);
   assert.is(r.code, 0, r.stderr);
-  assert.not.ok(isAlive(st.hostPid));
-  assert.not.ok(isAlive(st.hypervisorPid));
+  assert.not.ok(pidAlive(st.hostPid));
+  assert.not.ok(pidAlive(st.hypervisorPid));
   assert.equal(ourQemus(), []);
   const left = readdirSync(stateDir()).filter((f) => f.endsWith('.sock') || f === 'state.json');
   assert.equal(left, []);
