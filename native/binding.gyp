@@ -55,12 +55,9 @@
       "actions": [
         {
           "action_name": "cross-build-agent-arm64",
-          "inputs": ["vm/strata-agent.c", "generated/strata-contract.h"],
+          "inputs": ["vm/strata-agent.c", "vm/cross-build-arm64.sh", "generated/strata-contract.h"],
           "outputs": ["<(PRODUCT_DIR)/strata-agent-arm64"],
-          "action": [
-            "aarch64-linux-gnu-gcc", "-std=gnu11", "-Wall", "-Wextra", "-O2", "-static", "-Igenerated",
-            "-o", "<(PRODUCT_DIR)/strata-agent-arm64", "vm/strata-agent.c"
-          ]
+          "action": ["sh", "vm/cross-build-arm64.sh", "<(PRODUCT_DIR)/strata-agent-arm64"]
         }
       ]
     },
