@@ -11,12 +11,15 @@ cd "$(dirname "$0")/.."
 # build-essential: node-gyp compiles native/ (the addon, strata-hook and the strata front end).
 # golang-github-containers-common: /usr/share/containers/seccomp.json, podman's default seccomp
 # profile, which strata applies to every container (src/spec/seccomp.ts).
+# containerd (with ctr): `strata image import containerd:NAME` asks ctr for an image's digest; the
+# containerd tests run a private one. catatonit: the pause image of their CRI pods.
 packages=(
   build-essential crun runc podman skopeo umoci buildah busybox-static debootstrap
   golang-github-containers-common
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
   qemu-system-x86 qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-image-cloud-amd64 cpio
+  containerd catatonit
 )
 missing=()
 for p in "${packages[@]}"; do
