@@ -210,7 +210,7 @@ export class VmHost {
         storeRoot: this.opts.storeRoot,
         ref: proc.spec.image,
         passthrough: false,
-        lease: { kind: 'mount', holder: `${this.leaseHolder} pid ${process.pid}` },
+        lease: { kind: 'mount', reader: `${this.leaseHolder} pid ${process.pid}` },
       });
       release = prepared.release;
       const { image: _image, ...spec } = proc.spec;
