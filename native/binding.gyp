@@ -43,6 +43,28 @@
       "ldflags": ["-static"]
     },
     {
+      "target_name": "strata-agent",
+      "type": "executable",
+      "dependencies": ["contract-header"],
+      "include_dirs": ["generated"],
+      "sources": ["vm/strata-agent.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "ldflags": ["-static"]
+    },
+    {
+      "target_name": "strata-agent-arm64",
+      "type": "none",
+      "dependencies": ["contract-header"],
+      "actions": [
+        {
+          "action_name": "cross-build-agent-arm64",
+          "inputs": ["vm/strata-agent.c", "vm/cross-build-arm64.sh", "generated/strata-contract.h"],
+          "outputs": ["<(PRODUCT_DIR)/strata-agent-arm64"],
+          "action": ["sh", "vm/cross-build-arm64.sh", "<(PRODUCT_DIR)/strata-agent-arm64"]
+        }
+      ]
+    },
+    {
       "target_name": "strata-cli",
       "product_name": "strata",
       "type": "executable",

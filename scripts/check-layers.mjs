@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS = [
   ['cli'],
   ['daemon'],
+  ['vm'],
   ['run'],
   ['spec', 'mount'],
   ['store'],

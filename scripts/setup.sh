@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# qemu-system-x86, linux-image-cloud-amd64, cpio: the VM guests of `strata run --vm`
+# (scripts/build-vm-image.sh); gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user-static:
+# the arm64 guest agent is cross-built by node-gyp and tested under qemu-aarch64-static.
 # build-essential: node-gyp compiles native/ (the addon, strata-hook and the strata front end).
 # golang-github-containers-common: /usr/share/containers/seccomp.json, podman's default seccomp
 # profile, which strata applies to every container (src/spec/seccomp.ts).
@@ -15,6 +18,7 @@ packages=(
   golang-github-containers-common
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
+  qemu-system-x86 qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-image-cloud-amd64 cpio
   containerd catatonit
 )
 missing=()

@@ -81,3 +81,16 @@ export function serviceDaemonArgv(loc: DaemonLocation): string[] {
   const extra = loc.logFile ? ['--log-file', loc.logFile] : [];
   return cliArgv(['daemon', '--root', loc.storeRoot, '--socket', loc.socketPath, ...extra]);
 }
+
+/** native/build/Release/strata-agent: the VM guest agent built for this machine (static; the VM
+ * image script copies it into the initramfs; tests run it with --stdio). */
+export function agentExecutable(): string {
+  return nativeExecutable('strata-agent');
+}
+
+/** scripts/build-vm-image.sh: builds the VM guest's kernel + initramfs (src/vm/image.ts). */
+export function vmImageScript(): string {
+  const path = firstExisting(['../scripts/build-vm-image.sh', '../../scripts/build-vm-image.sh']);
+  if (!path) throw new NotFoundError('cannot find scripts/build-vm-image.sh', { op: 'vm-image' });
+  return path;
+}

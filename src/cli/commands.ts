@@ -72,6 +72,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./stop.js')).stopCommand,
   },
   {
+    command: 'vm <action> [name]',
+    describe: 'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME]',
+    load: async () => (await import('./vm.js')).vmCommand,
+  },
+  {
     command: 'rm <containers..>',
     describe: 'remove containers (-f: kill running ones first)',
     load: async () => (await import('./rm.js')).rmCommand,

@@ -20,6 +20,16 @@ export async function runMain(argv: string[], globalRoot?: string): Promise<numb
       process.stdout.write(RUN_USAGE);
       return 0;
     }
+    if (args.vm) {
+      const { runInVm, execFailureCode } = await import('../vm/client.js');
+      const storeRoot = resolveRoot(args.root ?? globalRoot);
+      try {
+        return await runInVm({ storeRoot, runDir: resolveRunDir(args.runDir), args });
+      } catch (err) {
+        printError(err);
+        return execFailureCode(err) ?? RUN_FAILED;
+      }
+    }
     const ctx = {
       storeRoot: resolveRoot(args.root ?? globalRoot),
       socketPath: resolveSocket(args.socket),

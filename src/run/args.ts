@@ -16,6 +16,8 @@ export interface RunArgs extends Omit<RunOptions, 'mounts'> {
   detach: boolean;
   interactive: boolean;
   tty: boolean;
+  /** Run in a VM (qemu on Linux; src/vm/). */
+  vm: boolean;
   name?: string;
   runtime?: RuntimeName;
   env: string[];
@@ -33,7 +35,7 @@ export interface RunArgs extends Omit<RunOptions, 'mounts'> {
   help: boolean;
 }
 
-type Flag = 'rm' | 'detach' | 'interactive' | 'tty' | 'readOnly' | 'help';
+type Flag = 'rm' | 'detach' | 'interactive' | 'tty' | 'readOnly' | 'help' | 'vm';
 type Value =
   | 'name'
   | 'runtime'
@@ -63,6 +65,7 @@ const FLAGS: Record<string, Flag> = {
   tty: 'tty',
   t: 'tty',
   'read-only': 'readOnly',
+  vm: 'vm',
   help: 'help',
   h: 'help',
 };
@@ -102,6 +105,8 @@ Options:
   -d, --detach             run in the background and print the container id
   -i, --interactive        keep stdin open (pass it to the container)
   -t, --tty                allocate a pseudo-terminal
+      --vm                 run it in a VM (qemu; one VM serves every --vm container, stopped
+                           when idle: strata vm ls|stop|rm)
       --name NAME          container name (default: generated)
       --runtime crun|runc  OCI runtime (default: crun when it works here, else runc; $STRATA_RUNTIME)
   -e, --env K=V|K          set an environment variable (K alone: copy it from here)
@@ -182,6 +187,7 @@ export function parseRunArgs(argv: string[]): RunArgs {
     detach: false,
     interactive: false,
     tty: false,
+    vm: false,
     env: [],
     readOnly: false,
     volumes: [],

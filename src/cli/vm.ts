@@ -1,0 +1,90 @@
+// strata vm serve|ls|stop|rm: the VMs of `strata run --vm` (src/vm/). `serve` is the VM host
+// process itself; the first `strata run --vm` starts it.
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+
+import { resolveRunDir } from '../run/paths.js';
+import { resolveRoot } from '../store/store.js';
+import { vmStateDir } from '../vm/client.js';
+import { hostRunning, killStaleHypervisor, pidAlive, readVmState, removeRuntimeFiles } from '../vm/host.js';
+import type { GlobalArgs } from './context.js';
+import { printJson, printTable } from './output.js';
+
+interface VmArgs extends GlobalArgs {
+  action: string;
+  name?: string;
+  'run-dir'?: string;
+  'state-dir'?: string;
+  json: boolean;
+}
+
+function names(runDir: string): string[] {
+  try {
+    return readdirSync(join(runDir, 'vm'));
+  } catch {
+    return [];
+  }
+}
+
+async function stopVm(dir: string): Promise<boolean> {
+  const st = readVmState(dir);
+  if (!st || !pidAlive(st.hostPid)) {
+    // A host killed with -9 leaves its hypervisor and sockets: clean them up.
+    killStaleHypervisor(dir);
+    removeRuntimeFiles(dir);
+    return false;
+  }
+  process.kill(st.hostPid, 'SIGTERM');
+  for (let i = 0; i < 200 && pidAlive(st.hostPid); i++) await new Promise((r) => setTimeout(r, 50));
+  if (pidAlive(st.hostPid)) process.kill(st.hostPid, 'SIGKILL');
+  return true;
+}
+
+export const vmCommand: CommandModule<GlobalArgs, VmArgs> = {
+  command: 'vm <action> [name]',
+  describe: 'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME]',
+  builder: (y: Argv<GlobalArgs>) =>
+    y
+      .positional('action', { type: 'string', choices: ['ls', 'stop', 'rm', 'serve'], demandOption: true })
+      .positional('name', { type: 'string' })
+      .option('run-dir', { type: 'string', describe: 'state ($STRATA_RUN_DIR, /run/strata)' })
+      .option('state-dir', { type: 'string', describe: 'serve: the VM state directory' })
+      .option('json', { type: 'boolean', default: false }) as unknown as Argv<VmArgs>,
+  handler: async (argv) => {
+    const runDir = resolveRunDir(argv['run-dir']);
+    if (argv.action === 'serve') {
+      const { serveVm } = await import('../vm/serve.js');
+      await serveVm(argv['state-dir'] ?? vmStateDir(runDir, argv.name), resolveRoot(argv.root));
+      // The VM is down and its files are gone: nothing may keep the host alive past that.
+      process.exit(0);
+    }
+    if (argv.action === 'ls') {
+      const rows = names(runDir).map((name) => {
+        const dir = vmStateDir(runDir, name);
+        const st = readVmState(dir);
+        return { name, running: hostRunning(dir), ...st };
+      });
+      if (argv.json) return printJson(rows);
+      printTable(
+        ['NAME', 'STATUS', 'BACKEND', 'HOST PID', 'BOOT MS', 'STORE'],
+        rows.map((r) => [
+          r.name,
+          r.running ? 'running' : 'stopped',
+          r.backend ?? '',
+          r.hostPid ? String(r.hostPid) : '',
+          r.bootMs !== undefined ? String(r.bootMs) : '',
+          r.storeRoot ?? '',
+        ]),
+      );
+      return;
+    }
+    const targets = argv.name ? [argv.name] : names(runDir);
+    for (const name of targets) {
+      const dir = vmStateDir(runDir, name);
+      const stopped = await stopVm(dir);
+      if (argv.action === 'rm') rmSync(dir, { recursive: true, force: true });
+      process.stdout.write(`${name}${stopped ? '' : ' (was not running)'}\n`);
+    }
+  },
+};

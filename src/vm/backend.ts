@@ -1,0 +1,89 @@
+// How a VM is started, reached and stopped, without the rest of strata knowing which hypervisor
+// runs it: qemu on Linux (qemu.ts), vfkit on macOS (vfkit.ts). A backend turns a VmConfig into an
+// argv, says how to reach the agent's byte stream, and how to ask the VM to stop.
+// docs/architecture.md#vm-guests.
+import { existsSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+
+import { FailedPreconditionError, NotFoundError, UnavailableError } from '../errors.js';
+
+export interface VmConfig {
+  /** The VM's state directory: sockets, console log, pid files live here. */
+  stateDir: string;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  memoryMiB: number;
+  cpus: number;
+}
+
+export interface VmBackend {
+  readonly name: 'qemu' | 'vfkit';
+  /** The hypervisor's executable, or a FailedPreconditionError naming what to install. */
+  executable(): string;
+  argv(cfg: VmConfig): string[];
+  /** The unix socket the agent's stream is reached through (qemu: the chardev; vfkit: the vsock
+   * bridge). */
+  agentSocket(cfg: VmConfig): string;
+  /** Ask the VM to stop (the agent's power-off is tried first by the caller); resolves when asked. */
+  requestStop?(cfg: VmConfig): Promise<void>;
+  /** 'running' | 'stopped' | other hypervisor words, when the backend can say. */
+  state?(cfg: VmConfig): Promise<string>;
+}
+
+export const DEFAULT_CMDLINE = 'console=ttyS0 quiet panic=-1 loglevel=3';
+
+/** The kernel and initramfs must exist before a hypervisor is started for them. */
+export function checkGuestFiles(cfg: Pick<VmConfig, 'kernel' | 'initrd'>): void {
+  for (const [what, path] of [
+    ['kernel', cfg.kernel],
+    ['initramfs', cfg.initrd],
+  ] as const) {
+    if (!existsSync(path)) {
+      throw new NotFoundError(`the VM ${what} ${path} is missing: run scripts/build-vm-image.sh`, {
+        op: 'vm-start',
+        path,
+      });
+    }
+  }
+}
+
+/** The first of `candidates` that exists, else an error naming the package that provides it. */
+export function findExecutable(candidates: string[], install: string): string {
+  const dirs = (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':');
+  for (const c of candidates) {
+    if (c.includes('/')) {
+      if (existsSync(c)) return c;
+      continue;
+    }
+    for (const d of dirs) if (d && existsSync(`${d}/${c}`)) return `${d}/${c}`;
+  }
+  throw new FailedPreconditionError(`${candidates[0]} is not installed: ${install}`, { op: 'vm-start' });
+}
+
+/** Connects to a unix socket, retrying while it does not exist yet or refuses (the hypervisor is
+ * starting), until `deadline` (ms since epoch). */
+export async function connectWhenReady(
+  path: string,
+  deadline: number,
+  alive: () => boolean,
+): Promise<Socket> {
+  for (;;) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const s = connect(path);
+        s.once('connect', () => {
+          s.removeAllListeners('error');
+          resolve(s);
+        });
+        s.once('error', reject);
+      });
+    } catch (err) {
+      if (!alive())
+        throw new UnavailableError(`the VM exited before its agent socket ${path} was ready`, { cause: err });
+      if (Date.now() > deadline)
+        throw new UnavailableError(`the VM's agent socket ${path} never came up`, { cause: err });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}

@@ -1,0 +1,288 @@
+// The VM host: one process per VM (`strata vm serve`, started by the first `strata run --vm`).
+// It starts the hypervisor through a VmBackend, holds the one agent stream (AgentSession), and
+// serves clients on <stateDir>/host.sock with the same protocol (AgentServer): a client's EXEC
+// names an image, which the host serves from the store as the process's FUSE root (src/mount's
+// FuseProtocol, relayed over the stream; no copy of the image enters the VM). It stops the VM
+// when no process ran for idleMs, when asked (SIGTERM), or when the agent goes away (the next
+// `strata run --vm` starts a fresh one). docs/architecture.md#vm-guests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+
+import { prepareImage } from '../mount/serve.js';
+import { releaseStaleLeases } from '../store/leases.js';
+import { AgentSession } from './agent-session.js';
+import { AgentServer, type ServedProcess } from './agent-server.js';
+import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
+
+export interface VmHostOptions {
+  config: VmConfig;
+  backend: VmBackend;
+  storeRoot: string;
+  /** Stop the VM after this long without a process. Default 60 s ($STRATA_VM_IDLE_MS). */
+  idleMs?: number;
+  /** How long the guest has to say hello after the hypervisor starts. */
+  helloTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface VmState {
+  hostPid: number;
+  hypervisorPid: number;
+  backend: string;
+  storeRoot: string;
+  startedAt: string;
+  bootMs: number;
+}
+
+export function hostSocket(stateDir: string): string {
+  return join(stateDir, 'host.sock');
+}
+
+export function stateFile(stateDir: string): string {
+  return join(stateDir, 'state.json');
+}
+
+export function readVmState(stateDir: string): VmState | undefined {
+  try {
+    return JSON.parse(readFileSync(stateFile(stateDir), 'utf8')) as VmState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process that exists and is not a zombie (a killed host may linger unreaped for a moment). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return process.platform !== 'linux';
+  }
+}
+
+/** A hypervisor left by a host that was killed: ours if its command line names our state dir. */
+export function killStaleHypervisor(stateDir: string): void {
+  const pidFile = join(stateDir, 'hypervisor.pid');
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return;
+  }
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (pid > 0 && cmdline.includes(stateDir)) process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+/** The sockets, pid file and state of a VM that is not running. */
+export function removeRuntimeFiles(stateDir: string): void {
+  for (const f of ['host.sock', 'agent.sock', 'hypervisor.pid', 'state.json', 'rest.sock']) {
+    rmSync(join(stateDir, f), { force: true });
+  }
+}
+
+export class VmHost {
+  private readonly opts: VmHostOptions;
+  private hypervisor?: ChildProcess;
+  private agent?: AgentSession;
+  private server?: Server;
+  private readonly clients = new Set<AgentServer>();
+  private running = 0;
+  private idleTimer?: NodeJS.Timeout;
+  private stopping?: Promise<void>;
+  private readonly log: (line: string) => void;
+  /** Resolves when the host has stopped (VM down, sockets gone). */
+  readonly stopped: Promise<void>;
+  private resolveStopped!: () => void;
+
+  /** What this VM's leases say they are held by (and a later host looks for). */
+  private get leaseHolder(): string {
+    return `vm ${this.opts.config.stateDir}`;
+  }
+
+  constructor(opts: VmHostOptions) {
+    this.opts = opts;
+    this.log = opts.log ?? ((l) => process.stderr.write(`strata vm: ${l}\n`));
+    this.stopped = new Promise((r) => (this.resolveStopped = r));
+  }
+
+  /** Boots the VM, waits for the agent's hello, then listens for clients. */
+  async start(): Promise<void> {
+    const { config, backend } = this.opts;
+    const dir = config.stateDir;
+    checkGuestFiles(config);
+    const argv = backend.argv(config);
+    killStaleHypervisor(dir);
+    // Leases of an earlier host of this VM that was killed (its pid is gone).
+    await releaseStaleLeases(this.opts.storeRoot, (l) => JSON.stringify(l).includes(this.leaseHolder), {
+      timeoutMs: 10_000,
+    }).catch((err: unknown) => this.log(`releasing stale leases: ${(err as Error).message}`));
+    removeRuntimeFiles(dir);
+    const t0 = Date.now();
+    const log = openSync(join(dir, 'hypervisor.log'), 'w');
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', log, log] });
+    this.hypervisor = child;
+    let exited = false;
+    child.on('exit', (code, signal) => {
+      exited = true;
+      if (!this.stopping)
+        this.log(`the hypervisor exited (${signal ?? code}); see ${join(dir, 'hypervisor.log')}`);
+      void this.stop();
+    });
+    child.on('error', (err) => this.log(`the hypervisor failed: ${err.message}`));
+    try {
+      const helloMs = this.opts.helloTimeoutMs ?? 60_000;
+      const sock = await connectWhenReady(backend.agentSocket(config), Date.now() + 15_000, () => !exited);
+      this.agent = new AgentSession(sock, { helloTimeoutMs: helloMs });
+      const hello = await this.agent.start();
+      this.agent.onClose((err) => {
+        if (!this.stopping) this.log(`the agent connection ended: ${err.message}`);
+        void this.stop();
+      });
+      const bootMs = Date.now() - t0;
+      this.log(`agent ready after ${bootMs} ms (${hello.info})`);
+      await this.listen();
+      const state: VmState = {
+        hostPid: process.pid,
+        hypervisorPid: child.pid ?? 0,
+        backend: backend.name,
+        storeRoot: this.opts.storeRoot,
+        startedAt: new Date().toISOString(),
+        bootMs,
+      };
+      writeFileSync(stateFile(dir), JSON.stringify(state) + '\n');
+      this.armIdle();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private listen(): Promise<void> {
+    const path = hostSocket(this.opts.config.stateDir);
+    return new Promise((resolve, reject) => {
+      const server = createServer((sock) => this.accept(sock));
+      server.once('error', reject);
+      server.listen(path, () => {
+        this.server = server;
+        resolve();
+      });
+    });
+  }
+
+  private accept(sock: Socket): void {
+    const client = new AgentServer(sock, {
+      info: `vm-host pid=${process.pid}`,
+      onExec: (proc) => void this.run(proc),
+      onClose: (running) => {
+        this.clients.delete(client);
+        for (const p of running) p.onSignal?.(9);
+      },
+    });
+    this.clients.add(client);
+  }
+
+  private async run(proc: ServedProcess): Promise<void> {
+    const agent = this.agent;
+    if (!agent || !agent.isOpen || this.stopping) {
+      proc.error('the VM is stopping');
+      return;
+    }
+    if (!proc.spec.image) {
+      proc.error('no image to run');
+      return;
+    }
+    this.running += 1;
+    this.disarmIdle();
+    let release: (() => Promise<void>) | undefined;
+    try {
+      const prepared = await prepareImage({
+        storeRoot: this.opts.storeRoot,
+        ref: proc.spec.image,
+        passthrough: false,
+        lease: { kind: 'mount', reader: `${this.leaseHolder} pid ${process.pid}` },
+      });
+      release = prepared.release;
+      const { image: _image, ...spec } = proc.spec;
+      const p = agent.exec(
+        { ...spec, fuseRoot: true },
+        { stdin: proc.stdin, stdout: proc.stdout, stderr: proc.stderr, fuse: prepared.handler },
+      );
+      proc.onSignal = (signo) => p.signal(signo);
+      proc.onResize = (size) => p.resize(size);
+      p.pid.then(
+        (pid) => proc.started(pid),
+        () => undefined,
+      );
+      proc.exit(await p.exited);
+    } catch (err) {
+      proc.error(err instanceof Error ? err.message : String(err));
+    } finally {
+      await release?.().catch(() => undefined);
+      this.running -= 1;
+      this.armIdle();
+    }
+  }
+
+  private armIdle(): void {
+    if (this.running > 0 || this.stopping) return;
+    const ms = this.opts.idleMs ?? Number(process.env.STRATA_VM_IDLE_MS ?? 60_000);
+    this.disarmIdle();
+    this.idleTimer = setTimeout(() => {
+      this.log(`idle for ${ms} ms: stopping`);
+      void this.stop();
+    }, ms);
+  }
+
+  private disarmIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  /** Powers the guest off (the agent's SIGNAL on the control channel), kills the hypervisor if it
+   * lingers, and removes every socket and state file; idempotent. */
+  stop(): Promise<void> {
+    return (this.stopping ??= this.doStop());
+  }
+
+  private async doStop(): Promise<void> {
+    this.disarmIdle();
+    const dir = this.opts.config.stateDir;
+    this.server?.close();
+    for (const c of this.clients) c.close();
+    const child = this.hypervisor;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child.once('exit', r));
+      // The guest powers itself off; the hypervisor is asked too where it has a way (vfkit's
+      // REST stop), and signalled when it has none.
+      if (this.agent?.isOpen && this.agent.hello) this.agent.powerOff();
+      if (this.opts.backend.requestStop) {
+        await this.opts.backend.requestStop(this.opts.config).catch(() => child.kill('SIGTERM'));
+      } else if (!this.agent?.hello) {
+        child.kill('SIGTERM');
+      }
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await gone;
+      clearTimeout(t);
+    }
+    this.agent?.close();
+    removeRuntimeFiles(dir);
+    this.resolveStopped();
+  }
+}
+
+/** True when a VM host answers on its socket (state.json names a live host). */
+export function hostRunning(stateDir: string): boolean {
+  const st = readVmState(stateDir);
+  return st !== undefined && pidAlive(st.hostPid) && existsSync(hostSocket(stateDir));
+}

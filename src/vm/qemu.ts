@@ -1,0 +1,82 @@
+// The qemu backend (Linux): -accel kvm when /dev/kvm really works, else TCG; the kernel and
+// initramfs booted directly; one virtio-serial port (named by the contract) whose chardev is a
+// unix socket qemu listens on; the serial console to a log file. ENVIRONMENT facts: PVM "KVM"
+// (kvm_pvm) cannot run a stock kernel, so it counts as no KVM.
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
+import { findExecutable, type VmBackend, type VmConfig } from './backend.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+/** kvm when /dev/kvm opens read-write and is not PVM; $STRATA_VM_ACCEL overrides. */
+export function detectAccel(env: NodeJS.ProcessEnv = process.env): Accel {
+  const forced = env.STRATA_VM_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') return forced;
+  if (existsSync('/sys/module/kvm_pvm')) return 'tcg';
+  try {
+    closeSync(openSync('/dev/kvm', 'r+'));
+    return 'kvm';
+  } catch {
+    return 'tcg';
+  }
+}
+
+export class QemuBackend implements VmBackend {
+  readonly name = 'qemu' as const;
+  readonly accel: Accel;
+  private readonly binary?: string;
+
+  constructor(opts: { accel?: Accel; binary?: string } = {}) {
+    this.accel = opts.accel ?? detectAccel();
+    this.binary = opts.binary ?? process.env.STRATA_VM_QEMU;
+  }
+
+  executable(): string {
+    return findExecutable(
+      this.binary ? [this.binary] : ['qemu-system-x86_64'],
+      'apt-get install qemu-system-x86 (or set $STRATA_VM_QEMU)',
+    );
+  }
+
+  agentSocket(cfg: VmConfig): string {
+    return join(cfg.stateDir, 'agent.sock');
+  }
+
+  argv(cfg: VmConfig): string[] {
+    return [
+      this.executable(),
+      '-nodefaults',
+      '-no-user-config',
+      '-nographic',
+      '-no-reboot',
+      '-machine',
+      'q35',
+      '-accel',
+      this.accel,
+      '-cpu',
+      this.accel === 'kvm' ? 'host' : 'max',
+      '-m',
+      String(cfg.memoryMiB),
+      '-smp',
+      String(cfg.cpus),
+      '-kernel',
+      cfg.kernel,
+      '-initrd',
+      cfg.initrd,
+      '-append',
+      cfg.cmdline,
+      '-serial',
+      `file:${join(cfg.stateDir, 'console.log')}`,
+      '-device',
+      'virtio-serial-pci',
+      '-chardev',
+      `socket,path=${this.agentSocket(cfg)},server=on,wait=off,id=agent`,
+      '-device',
+      `virtserialport,chardev=agent,name=${NATIVE_CONTRACT.vm.portName}`,
+      '-pidfile',
+      join(cfg.stateDir, 'hypervisor.pid'),
+    ];
+  }
+}

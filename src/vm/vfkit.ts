@@ -1,0 +1,123 @@
+// The vfkit backend (macOS, Apple's Virtualization.framework): vfkit is spawned with the kernel
+// and initramfs (--bootloader linux), the console on a virtio-serial log file, the agent's stream
+// on a virtio-vsock device whose host end vfkit exposes as a unix socket (`listen`: vfkit
+// listens there and connects each client to the guest agent's vsock port), and its REST API on
+// a unix socket for state and stop. The com.apple.security.virtualization entitlement is
+// vfkit's. Manual check on a Mac: docs/architecture.md#vm-guests.
+import { request } from 'node:http';
+import { join } from 'node:path';
+
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
+import { UnavailableError } from '../errors.js';
+import { findExecutable, type VmBackend, type VmConfig } from './backend.js';
+
+export const VSOCK_PORT = NATIVE_CONTRACT.vm.vsockPort;
+
+function restSocket(cfg: VmConfig): string {
+  return join(cfg.stateDir, 'rest.sock');
+}
+
+/** One REST call to vfkit over its unix socket; resolves with the parsed JSON body (or {}). */
+export function restCall(
+  socketPath: string,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = request(
+      {
+        socketPath,
+        method,
+        path,
+        headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {},
+        timeout: 5000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > 64 * 1024) req.destroy(new Error('vfkit REST answer over 64 KiB'));
+          else chunks.push(c);
+        });
+        res.on('end', () => {
+          if ((res.statusCode ?? 500) >= 300) {
+            reject(
+              new UnavailableError(`vfkit ${method} ${path}: HTTP ${res.statusCode}`, { op: 'vm-rest' }),
+            );
+            return;
+          }
+          const text = Buffer.concat(chunks).toString('utf8').trim();
+          try {
+            resolve(text ? JSON.parse(text) : {});
+          } catch {
+            reject(
+              new UnavailableError(`vfkit ${method} ${path}: not JSON: ${text.slice(0, 100)}`, {
+                op: 'vm-rest',
+              }),
+            );
+          }
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (err) =>
+      reject(
+        new UnavailableError(`vfkit ${method} ${path} failed: ${err.message}`, { op: 'vm-rest', cause: err }),
+      ),
+    );
+    req.end(data);
+  });
+}
+
+export class VfkitBackend implements VmBackend {
+  readonly name = 'vfkit' as const;
+  private readonly binary?: string;
+
+  constructor(opts: { binary?: string } = {}) {
+    this.binary = opts.binary ?? process.env.STRATA_VM_VFKIT;
+  }
+
+  executable(): string {
+    return findExecutable(
+      this.binary ? [this.binary] : ['vfkit'],
+      'brew install vfkit (or set $STRATA_VM_VFKIT)',
+    );
+  }
+
+  agentSocket(cfg: VmConfig): string {
+    return join(cfg.stateDir, 'agent.sock');
+  }
+
+  argv(cfg: VmConfig): string[] {
+    return [
+      this.executable(),
+      '--cpus',
+      String(cfg.cpus),
+      '--memory',
+      String(cfg.memoryMiB),
+      '--bootloader',
+      `linux,kernel=${cfg.kernel},initrd=${cfg.initrd},cmdline="${cfg.cmdline}"`,
+      '--device',
+      `virtio-serial,logFilePath=${join(cfg.stateDir, 'console.log')}`,
+      '--device',
+      `virtio-vsock,port=${VSOCK_PORT},socketURL=${this.agentSocket(cfg)},listen`,
+      '--restful-uri',
+      `unix://${restSocket(cfg)}`,
+    ];
+  }
+
+  /** vfkit's words: VirtualMachineStateRunning, ...Stopped, ...Paused, ... */
+  async state(cfg: VmConfig): Promise<string> {
+    const body = (await restCall(restSocket(cfg), 'GET', '/vm/state')) as { state?: unknown };
+    if (typeof body.state !== 'string')
+      throw new UnavailableError('vfkit /vm/state without a state', { op: 'vm-rest' });
+    return body.state;
+  }
+
+  async requestStop(cfg: VmConfig): Promise<void> {
+    await restCall(restSocket(cfg), 'POST', '/vm/state', { state: 'Stop' });
+  }
+}

@@ -1,0 +1,269 @@
+// `strata run --vm` with real qemu (TCG here): one VM boot shared by the tests, busybox and Debian
+// through the agent with their roots served from the host's store, exit codes, env/workdir/user,
+// stdin, concurrent containers, the hypervisor dying mid-run (the container fails, the next run
+// boots a fresh VM), `strata vm ls|stop`, and nothing left on the host: no qemu, no socket, no
+// lease. Faults without a boot: a missing kernel, qemu absent, a guest that never says hello.
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  chmodSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { cliArgv } from '../../src/executables.js';
+import { DEFAULT_CMDLINE } from '../../src/vm/backend.js';
+import { VmHost, pidAlive, readVmState } from '../../src/vm/host.js';
+import { QemuBackend } from '../../src/vm/qemu.js';
+import { vmImageDir, vmImageFiles } from '../fixtures/vm-image.js';
+import { eventually, leaseIds, makeEnv, removeEnv, type Env } from '../integration/harness.js';
+
+let env: Env;
+let runDir: string;
+let imageDir: string;
+const stateDir = () => join(runDir, 'vm', 'default');
+
+function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, STRATA_VM_IMAGE: imageDir, STRATA_VM_IDLE_MS: '300000', ...extra };
+}
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function strata(args: string[], input?: string, extra?: NodeJS.ProcessEnv): Promise<Result> {
+  const [cmd, ...rest] = cliArgv(['--root', env.storeRoot, ...args]);
+  return new Promise((resolve) => {
+    const child = spawn(cmd, rest, { env: cliEnv(extra), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdin.end(input);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const vmRun = (args: string[], input?: string) =>
+  strata(['run', '--vm', '--rm', '--run-dir', runDir, ...args], input);
+
+/** qemu processes whose command line names our run dir. */
+function ourQemus(): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (cmd.includes('qemu-system') && cmd.includes(runDir)) out.push(Number(p));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+test.before(async () => {
+  imageDir = await vmImageDir();
+  env = await makeEnv(['busybox', 'debian']);
+  runDir = mkdtempSync(join(tmpdir(), 'strata-vm-run-'));
+});
+
+test.after(async () => {
+  const st = readVmState(stateDir());
+  if (st && pidAlive(st.hostPid)) process.kill(st.hostPid, 'SIGKILL');
+  for (const pid of ourQemus()) process.kill(pid, 'SIGKILL');
+  removeEnv(env);
+  rmSync(runDir, { recursive: true, force: true });
+});
+
+test('busybox in a VM: output, exit code, env, workdir and user from the image and the flags', async () => {
+  const r = await vmRun(['busybox']);
+  assert.is(r.stdout, 'hello from strata\n', r.stderr);
+  assert.is(r.code, 0);
+  const st = readVmState(stateDir());
+  assert.ok(st && st.backend === 'qemu' && pidAlive(st.hypervisorPid), 'one VM serves the runs');
+  const r2 = await vmRun([
+    '--entrypoint',
+    '',
+    '-e',
+    'X=from-flag',
+    'busybox',
+    '/bin/sh',
+    '-c',
+    'echo "$X $STRATA_TEST $(pwd) $(id -u):$(id -g)"; cat /home/app/notes.txt; exit 7',
+  ]);
+  assert.is(r2.stdout, 'from-flag busybox /home/app 1000:1000\nowned by app, group staff\n', r2.stderr);
+  assert.is(r2.code, 7);
+  const r3 = await vmRun([
+    '-u',
+    'root',
+    '-w',
+    '/tmp',
+    '--entrypoint',
+    '',
+    'busybox',
+    'sh',
+    '-c',
+    'pwd; id -u',
+  ]);
+  assert.is(r3.stdout, '/tmp\n0\n');
+});
+
+test('Debian in the same VM; stdin with -i; a missing command is 127', async () => {
+  const bootMs = readVmState(stateDir())?.bootMs;
+  const r = await vmRun(['debian', 'sh', '-c', 'cat /etc/debian_version; ls /usr/bin | wc -l']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^12\.\d+\n\d+\n$/);
+  assert.is(readVmState(stateDir())?.bootMs, bootMs, 'no second boot');
+  const i = await vmRun(['-i', 'debian', 'sh', '-c', 'tr a-z A-Z'], 'piped through\n');
+  assert.is(i.stdout, 'PIPED THROUGH\n');
+  const missing = await vmRun(['debian', '/no/such/cmd']);
+  assert.is(missing.code, 127);
+  assert.match(missing.stderr, /\/no\/such\/cmd: No such file or directory/);
+});
+
+test('concurrent containers in one VM; no lease is left after them', async () => {
+  const runs = await Promise.all(
+    [1, 2, 3].map((n) =>
+      vmRun(['--entrypoint', '', 'busybox', 'sh', '-c', `sleep 1; echo run ${n}; exit ${n}`]),
+    ),
+  );
+  assert.equal(
+    runs.map((r) => [r.code, r.stdout]),
+    [
+      [1, 'run 1\n'],
+      [2, 'run 2\n'],
+      [3, 'run 3\n'],
+    ],
+  );
+  assert.ok(await eventually(async () => (await leaseIds(env)).length === 0, 5000), 'leases released');
+  const ls = await strata(['vm', 'ls', '--run-dir', runDir]);
+  assert.match(ls.stdout, /default\s+running\s+qemu/);
+});
+
+test('a signal to strata run --vm reaches the container', async () => {
+  const [cmd, ...rest] = cliArgv([
+    '--root',
+    env.storeRoot,
+    ...['run', '--vm', '--rm', '--run-dir', runDir, '--entrypoint', '', 'busybox'],
+    ...['sh', '-c', 'trap "echo got TERM; exit 3" TERM; echo ready; while true; do sleep 0.1; done'],
+  ]);
+  const child = spawn(cmd, rest, { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d));
+  const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  assert.ok(await eventually(() => stdout.includes('ready'), 60_000), 'the container started');
+  child.kill('SIGTERM');
+  assert.is(await closed, 3);
+  assert.is(stdout, 'ready\ngot TERM\n');
+});
+
+test('the hypervisor dying mid-run fails the container; the next run boots a fresh VM', async () => {
+  const st = readVmState(stateDir())!;
+  const running = vmRun(['--entrypoint', '', 'busybox', 'sh', '-c', 'echo started; sleep 60']);
+  assert.ok(await eventually(async () => (await leaseIds(env)).length > 0, 60_000), 'the container started');
+  process.kill(st.hypervisorPid, 'SIGKILL');
+  const r = await running;
+  assert.is.not(r.code, 0);
+  assert.match(r.stderr, /VM agent|went away|stopping/);
+  assert.ok(await eventually(() => !pidAlive(st.hostPid), 10_000), 'the VM host ended');
+  assert.not.ok(existsSync(join(stateDir(), 'host.sock')));
+  assert.not.ok(existsSync(join(stateDir(), 'agent.sock')));
+  const again = await vmRun(['--entrypoint', '', 'busybox', 'echo', 'back']);
+  assert.is(again.stdout, 'back\n', again.stderr);
+  assert.is.not(readVmState(stateDir())?.hostPid, st.hostPid);
+});
+
+test('the VM host killed with -9 mid-run: the next run kills its hypervisor and releases its lease', async () => {
+  const st = readVmState(stateDir())!;
+  const running = vmRun(['--entrypoint', '', 'busybox', 'sh', '-c', 'echo started; sleep 60']);
+  assert.ok(await eventually(async () => (await leaseIds(env)).length > 0, 60_000), 'the container started');
+  const stale = await leaseIds(env);
+  process.kill(st.hostPid, 'SIGKILL');
+  const r = await running;
+  assert.is.not(r.code, 0);
+  assert.ok(pidAlive(st.hypervisorPid), 'the orphaned hypervisor still runs until the next host');
+  const again = await vmRun(['--entrypoint', '', 'busybox', 'echo', 'again']);
+  assert.is(again.stdout, 'again\n', again.stderr);
+  assert.ok(await eventually(() => !pidAlive(st.hypervisorPid), 5000), 'the old hypervisor was killed');
+  const now = await leaseIds(env);
+  assert.equal(
+    now.filter((id) => stale.includes(id)),
+    [],
+    "the dead host's lease was released",
+  );
+});
+
+test('strata vm stop leaves no qemu, socket, lease or state behind', async () => {
+  const st = readVmState(stateDir())!;
+  const r = await strata(['vm', 'stop', '--run-dir', runDir]);
+  assert.is(r.code, 0, r.stderr);
+  assert.not.ok(pidAlive(st.hostPid));
+  assert.not.ok(pidAlive(st.hypervisorPid));
+  assert.equal(ourQemus(), []);
+  const left = readdirSync(stateDir()).filter((f) => f.endsWith('.sock') || f === 'state.json');
+  assert.equal(left, []);
+  assert.equal(await leaseIds(env), []);
+});
+
+test('faults: a missing kernel, qemu absent, a guest that never says hello', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-vm-fault-'));
+  try {
+    const files = vmImageFiles(imageDir);
+    const config = { stateDir: dir, ...files, cmdline: DEFAULT_CMDLINE, memoryMiB: 256, cpus: 1 };
+    const missing = new VmHost({
+      config: { ...config, kernel: join(dir, 'nope') },
+      backend: new QemuBackend(),
+      storeRoot: env.storeRoot,
+    });
+    try {
+      await missing.start();
+      assert.unreachable('started without a kernel');
+    } catch (err) {
+      assert.match((err as Error).message, /VM kernel .*nope is missing: run scripts\/build-vm-image.sh/);
+    }
+    const absent = new QemuBackend({ binary: join(dir, 'no-qemu') });
+    assert.throws(() => absent.argv(config), /not installed: apt-get install qemu-system-x86/);
+    // A "hypervisor" that opens the agent socket and never answers.
+    const fake = join(dir, 'fake-qemu');
+    writeFileSync(
+      fake,
+      `#!${process.execPath}\nconst a = process.argv; const i = a.indexOf('-chardev');\n` +
+        `const path = /path=([^,]+)/.exec(a[i + 1])[1];\n` +
+        `require('net').createServer(() => {}).listen(path);\n`,
+    );
+    chmodSync(fake, 0o755);
+    const silent = new VmHost({
+      config,
+      backend: new QemuBackend({ binary: fake }),
+      storeRoot: env.storeRoot,
+      helloTimeoutMs: 500,
+      log: () => undefined,
+    });
+    try {
+      await silent.start();
+      assert.unreachable('started without a hello');
+    } catch (err) {
+      assert.match((err as Error).message, /did not say hello within 500 ms/);
+    }
+    await silent.stopped;
+    assert.equal(
+      readdirSync(dir).filter((f) => f.endsWith('.sock')),
+      [],
+    );
+    assert.is(spawnSync('pgrep', ['-f', fake]).status, 1, 'the fake hypervisor was stopped');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
