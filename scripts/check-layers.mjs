@@ -22,6 +22,7 @@ export const LAYERS = [
   ['daemon'],
   ['run'],
   ['spec', 'mount'],
+  ['registry'],
   ['store'],
   ['schema', 'native-addon', 'executables'],
   ['errors', 'contract'],

@@ -5,6 +5,7 @@ import { removeImage, tagImage } from '../store/images.js';
 import { listImages, resolveImage, type ImageInfo } from '../store/records.js';
 import { storeFor, type GlobalArgs } from './context.js';
 import { formatBytes, printJson, printTable, progress, shortDigest } from './output.js';
+import { pullCmd } from './pull.js';
 
 interface JsonArgs extends GlobalArgs {
   json: boolean;
@@ -133,6 +134,6 @@ export const imageCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'image <command>',
   describe: 'manage images in the store',
   builder: (y: Argv<GlobalArgs>) =>
-    y.command(importCmd).command(lsCmd).command(inspectCmd).command(tagCmd).command(rmCmd).demandCommand(1),
+    y.command(importCmd).command(pullCmd).command(lsCmd).command(inspectCmd).command(tagCmd).command(rmCmd).demandCommand(1),
   handler: () => {},
 };
