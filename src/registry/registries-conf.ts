@@ -204,6 +204,12 @@ function rewrite(
 ): PullSource {
   const rewritten = prefix.startsWith('*.') ? name : location + name.slice(prefix.length);
   const slash = rewritten.indexOf('/');
+  if (slash <= 0 || slash === rewritten.length - 1) {
+    throw new InvalidArgumentError(
+      `registries.conf: location ${JSON.stringify(location)} for prefix ${JSON.stringify(prefix)} leaves ${name} no repository`,
+      { op: 'registries-conf', ref: name },
+    );
+  }
   return { registry: rewritten.slice(0, slash), repository: rewritten.slice(slash + 1), insecure, mirror };
 }
 
