@@ -36,7 +36,7 @@ const importCmd: CommandModule<
       if (p.phase === 'waiting') bar.note(`${p.reason}...`);
       else if (p.phase === 'layer') {
         bar.update(p.index, p.count, `layer ${p.index + 1}/${p.count} ${formatBytes(p.bytes)}`);
-      } else bar.update(1, 1, 'committing');
+      } else if (p.phase === 'commit') bar.update(1, 1, 'committing');
     };
     const result = await importImage(store, argv.source, {
       name: argv.name,
@@ -134,6 +134,13 @@ export const imageCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'image <command>',
   describe: 'manage images in the store',
   builder: (y: Argv<GlobalArgs>) =>
-    y.command(importCmd).command(pullCmd).command(lsCmd).command(inspectCmd).command(tagCmd).command(rmCmd).demandCommand(1),
+    y
+      .command(importCmd)
+      .command(pullCmd)
+      .command(lsCmd)
+      .command(inspectCmd)
+      .command(tagCmd)
+      .command(rmCmd)
+      .demandCommand(1),
   handler: () => {},
 };

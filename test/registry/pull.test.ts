@@ -22,7 +22,14 @@ import { listImages, loadTreeIndex } from '../../src/store/records.js';
 import { listRefs } from '../../src/store/refs.js';
 import { fsck } from '../../src/store/fsck.js';
 import { openStore, type Store } from '../../src/store/store.js';
-import { busyboxImage, diffTrees, walkTree, walkTreeIndex } from '../fixtures/images.js';
+import {
+  busyboxImage,
+  debianAppImage,
+  debianImage,
+  diffTrees,
+  walkTree,
+  walkTreeIndex,
+} from '../fixtures/images.js';
 import {
   push,
   sha256,
@@ -482,6 +489,59 @@ test('registries.conf: a mirror that is down falls back to the registry; blocked
     assert.instance(err, FailedPreconditionError);
     assert.match((err as Error).message, /blocked/);
   }
+});
+
+test('a store holding the base image: only the new layer is downloaded, the tree equals the archive import', async () => {
+  const [deb, app] = [await debianImage(), await debianAppImage()];
+  await push(`oci:${deb.ociLayout}:latest`, `${anon.host}/test/debian:latest`);
+  await push(`oci:${app.ociLayout}:latest`, `${anon.host}/test/debian-app:latest`);
+  const proxy = await startProxy(anon.host);
+  cleanups.push(() => proxy.stop());
+  const store = await freshStore();
+  await pullImage(store, `${proxy.host}/test/debian`, FAST);
+  const appManifest = JSON.parse(
+    await fs.readFile(
+      join(
+        app.ociLayout,
+        'blobs/sha256',
+        (
+          JSON.parse(await fs.readFile(join(app.ociLayout, 'index.json'), 'utf8')) as {
+            manifests: { digest: string }[];
+          }
+        ).manifests[0].digest.slice(7),
+      ),
+      'utf8',
+    ),
+  ) as { layers: { digest: string }[] };
+  proxy.requests.length = 0;
+  const reused: number[] = [];
+  const r = await pullImage(store, `${proxy.host}/test/debian-app`, {
+    ...FAST,
+    onProgress: (p) => p.phase === 'reuse' && reused.push(p.layers),
+  });
+  assert.equal(reused, [1], 'the base layer came from the stored debian image');
+  const blobGets = proxy.requests
+    .filter((q) => q.url.includes('/blobs/') && q.method === 'GET')
+    .map((q) => q.url.split('/blobs/')[1]);
+  assert.not.ok(
+    blobGets.includes(appManifest.layers[0].digest),
+    `the base layer was not downloaded (${blobGets.join(', ')})`,
+  );
+  assert.ok(blobGets.includes(appManifest.layers[1].digest), 'the new layer was');
+  const imported = await importImage(await freshStore(), `oci:${app.ociLayout}:latest`, {
+    name: 'x',
+    minFree: 0,
+  });
+  assert.is(
+    r.record.indexDigest,
+    imported.record.indexDigest,
+    'same tree as importing debian-app from its archive',
+  );
+  const diff = diffTrees(
+    await walkTree(app.rootfs),
+    await walkTreeIndex(loadTreeIndex(store.root, r.record), store.root),
+  );
+  assert.equal(diff, []);
 });
 
 test.run();
