@@ -8,11 +8,14 @@ cd "$(dirname "$0")/.."
 # build-essential: node-gyp compiles native/ (the addon, strata-hook and the strata front end).
 # golang-github-containers-common: /usr/share/containers/seccomp.json, podman's default seccomp
 # profile, which strata applies to every container (src/spec/seccomp.ts).
+# docker-registry, apache2-utils (htpasswd), openssl: the loopback registry of test/registry/
+# (Basic and token auth) and npm run bench:pull.
 packages=(
   build-essential crun runc podman skopeo umoci buildah busybox-static debootstrap
   golang-github-containers-common
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
+  docker-registry apache2-utils openssl
 )
 missing=()
 for p in "${packages[@]}"; do
