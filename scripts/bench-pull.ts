@@ -18,6 +18,7 @@
 import { join } from 'node:path';
 import { pullImage, type PullResult } from '../src/registry/pull.js';
 import { emptyRegistriesConf } from '../src/registry/registries-conf.js';
+import { importImage } from '../src/store/import.js';
 import { openStore } from '../src/store/store.js';
 import { debianAppImage, debianImage } from '../test/fixtures/images.js';
 import { PrivatePodman } from '../test/fixtures/private-podman.js';
@@ -40,7 +41,13 @@ async function main(): Promise<void> {
     await push(`oci:${app.ociLayout}:latest`, `${reg.host}/bench/debian-app:latest`);
     const debRef = `${reg.host}/bench/debian:latest`;
     const appRef = `${reg.host}/bench/debian-app:latest`;
-    const t = { empty: [] as number[], base: [] as number[], skopeo: [] as number[], podman: [] as number[] };
+    const t = {
+      empty: [] as number[],
+      base: [] as number[],
+      skopeo: [] as number[],
+      podman: [] as number[],
+      imp: [] as number[],
+    };
     let baseDownloaded = 0;
     let appTotal = 0;
     let layers: PullResult['layers'] = [];
@@ -63,6 +70,18 @@ async function main(): Promise<void> {
       baseDownloaded = downloaded;
       appTotal = b.value.record.layers.reduce((n, l) => n + l.size, 0);
       await run('rm', ['-rf', join(dir, `strata-${i}`)]);
+
+      // The same image imported from its OCI layout: what the pull costs over a local import.
+      await run('sync', []);
+      const local = await openStore(join(dir, `import-${i}`));
+      t.imp.push(
+        (
+          await timed(() =>
+            importImage(local, `oci:${deb.ociLayout}:latest`, { name: 'bench/debian', minFree: 0 }),
+          )
+        ).ms,
+      );
+      await run('rm', ['-rf', join(dir, `import-${i}`)]);
 
       await run('sync', []);
       const oci = join(dir, `skopeo-${i}`);
@@ -95,6 +114,7 @@ async function main(): Promise<void> {
       empty: median(t.empty),
       base: median(t.base),
       skopeo: median(t.skopeo),
+      imp: median(t.imp),
       podman: median(t.podman),
     };
     const line = (label: string, ms: number, note = '') =>
@@ -105,6 +125,11 @@ async function main(): Promise<void> {
       'strata image pull (empty store)',
       m.empty,
       `${(m.empty / m.skopeo).toFixed(2)}x skopeo, ${(m.empty / m.podman).toFixed(2)}x podman`,
+    );
+    line(
+      'strata image import oci:DIR (same image, local)',
+      m.imp,
+      `pull costs ${(m.empty / m.imp).toFixed(2)}x the local import`,
     );
     line('skopeo copy docker://… oci:DIR (no unpack)', m.skopeo);
     line('podman pull (private root, overlay)', m.podman);

@@ -196,6 +196,11 @@ test('token auth: anonymous pull-scoped token, cached per scope, expired token r
   const store2 = await freshStore();
   await pullImage(store2, `${reg.host}/${BB}`, FAST);
   assert.is(ts.requests.length, 2, 'the expired token was replaced once');
+  // A token that grants nothing: insufficient_scope, one fresh token for the scope named.
+  ts.requests.length = 0;
+  ts.emptyNext = 1;
+  await pullImage(await freshStore(), `${reg.host}/${BB}`, FAST);
+  assert.is(ts.requests.length, 2, 'one more token after insufficient_scope');
   // Always expired: a clear failure, not a loop.
   ts.expireNext = 100;
   const store3 = await freshStore();
@@ -489,6 +494,59 @@ test('registries.conf: a mirror that is down falls back to the registry; blocked
     assert.instance(err, FailedPreconditionError);
     assert.match((err as Error).message, /blocked/);
   }
+});
+
+test('a server that stalls: timeout naming the host, resumed when it comes back; nothing visible on failure', async () => {
+  const bb = await busyboxImage();
+  const top = JSON.parse(await fs.readFile(join(bb.ociLayout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  const layer = (
+    JSON.parse(
+      await fs.readFile(join(bb.ociLayout, 'blobs/sha256', top.manifests[0].digest.slice(7)), 'utf8'),
+    ) as {
+      layers: { digest: string }[];
+    }
+  ).layers[0].digest;
+  const proxy = await startProxy(anon.host);
+  cleanups.push(() => proxy.stop());
+  let stalls = 1;
+  proxy.intercept = (req, _res, forward) => {
+    if (stalls > 0 && req.url?.endsWith(layer)) {
+      stalls--;
+      // 50 KB, then nothing more on an open connection.
+      forward((b, offset) =>
+        offset >= 50_000 ? 'stall' : b.subarray(0, Math.min(b.length, 50_000 - offset)),
+      );
+      return;
+    }
+    forward();
+  };
+  const opts = { ...FAST, http: { retries: 2, backoffMs: 10, timeoutMs: 700 } };
+  const r = await pullImage(await freshStore(), `${proxy.host}/${BB}`, opts);
+  assert.ok(r.objectsWritten > 0, 'resumed after the stall');
+  stalls = 100;
+  const store = await freshStore();
+  try {
+    await pullImage(store, `${proxy.host}/${BB}`, opts);
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, UnavailableError);
+    assert.match((err as Error).message, `${proxy.host} stalled`);
+  }
+  await assertNothingVisible(store);
+});
+
+test('the free-space floor: refused before any layer, nothing visible', async () => {
+  const store = await freshStore();
+  try {
+    await pullImage(store, `${anon.host}/${BB}`, { ...FAST, minFree: '100%' });
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, FailedPreconditionError);
+    assert.match((err as Error).message, /free-space floor/);
+  }
+  await assertNothingVisible(store);
 });
 
 test('a store holding the base image: only the new layer is downloaded, the tree equals the archive import', async () => {
