@@ -3,6 +3,7 @@
 // (ES256 token server: pull-only, expired token), a redirect to a second loopback address, a
 // connection cut mid-blob, 429 then 200, a multi-platform index, a wrong digest, a mirror that is
 // down. The pulled tree equals the archive-imported one; a failed pull leaves nothing visible.
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import {
   NotFoundError,
   UnavailableError,
 } from '../../src/errors.js';
+import { cliArgv } from '../../src/executables.js';
 import { pullImage, type PullOptions } from '../../src/registry/pull.js';
 import { emptyRegistriesConf, loadRegistriesConf } from '../../src/registry/registries-conf.js';
 import { importImage } from '../../src/store/import.js';
@@ -535,6 +537,41 @@ test('a server that stalls: timeout naming the host, resumed when it comes back;
     assert.match((err as Error).message, `${proxy.host} stalled`);
   }
   await assertNothingVisible(store);
+});
+
+test('Ctrl-C during a pull (the CLI): nothing visible, fsck clean, the next pull succeeds', async () => {
+  const proxy = await startProxy(anon.host);
+  cleanups.push(() => proxy.stop());
+  let stall = true;
+  proxy.intercept = (req, _res, forward) => {
+    if (stall && req.url?.includes('/blobs/')) forward((b, offset) => (offset > 20_000 ? 'stall' : b));
+    else forward();
+  };
+  const store = await freshStore();
+  const [cmd, ...args] = cliArgv([
+    '--root',
+    store.root,
+    'image',
+    'pull',
+    '--tls-verify=false',
+    `${proxy.host}/${BB}`,
+  ]);
+  const child = spawn(cmd, args, { stdio: 'ignore', env: { ...process.env, STRATA_MIN_FREE: '0' } });
+  const exited = new Promise<number | null>((r) =>
+    child.on('exit', (code, sig) => r(code ?? (sig ? 128 : null))),
+  );
+  for (let i = 0; i < 200 && proxy.requests.filter((q) => q.url.includes('/blobs/')).length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  child.kill('SIGINT');
+  assert.ok((await exited) !== 0, 'the pull was interrupted');
+  assert.equal(await listImages(store.root), []);
+  assert.equal(await listRefs(store.root), []);
+  assert.is((await fsck(store)).errors, 0, 'fsck: no errors (a stale ingest dir is a warning, swept by gc)');
+  stall = false;
+  const r = await pullImage(store, `${proxy.host}/${BB}`, FAST);
+  assert.ok(r.objectsWritten > 0);
 });
 
 test('the free-space floor: refused before any layer, nothing visible', async () => {
