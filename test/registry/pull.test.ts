@@ -574,6 +574,57 @@ test('Ctrl-C during a pull (the CLI): nothing visible, fsck clean, the next pull
   assert.ok(r.objectsWritten > 0);
 });
 
+test('TLS: an unverifiable certificate is refused naming the host; accepted only when marked insecure', async () => {
+  const { createServer } = await import('node:https');
+  const { execa } = await import('execa');
+  const dir = await fs.mkdtemp(join(work, 'tls-'));
+  await execa('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    join(dir, 'k'),
+    '-out',
+    join(dir, 'c'),
+    '-days',
+    '1',
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
+  const server = createServer(
+    { key: await fs.readFile(join(dir, 'k')), cert: await fs.readFile(join(dir, 'c')) },
+    (_req, res) => {
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}');
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  const host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  const store = await freshStore();
+  try {
+    await pullImage(store, `${host}/x/y`, { ...FAST, tlsVerify: undefined });
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, UnavailableError);
+    assert.match((err as Error).message, `registry ${host}: TLS failed`);
+    assert.match((err as Error).message, 'insecure');
+  }
+  try {
+    await pullImage(store, `${host}/x/y`, { ...FAST, tlsVerify: false });
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, NotFoundError, String(err));
+    assert.match((err as Error).message, 'NAME_UNKNOWN');
+  }
+  await assertNothingVisible(store);
+});
+
 test('the free-space floor: refused before any layer, nothing visible', async () => {
   const store = await freshStore();
   try {
