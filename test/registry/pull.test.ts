@@ -17,6 +17,7 @@ import {
   UnavailableError,
 } from '../../src/errors.js';
 import { cliArgv } from '../../src/executables.js';
+import { verifyLogin } from '../../src/registry/login.js';
 import { pullImage, type PullOptions } from '../../src/registry/pull.js';
 import { emptyRegistriesConf, loadRegistriesConf } from '../../src/registry/registries-conf.js';
 import { importImage } from '../../src/store/import.js';
@@ -163,6 +164,11 @@ test('htpasswd Basic auth: refused without credentials, pulls with auth.json, wr
     assert.match((err as Error).message, authFile);
   }
   await assertNothingVisible(store);
+  // strata login checks the credentials against the registry before saving them.
+  assert.is(await verifyLogin(reg.host, 'alice', 's3cret', false), reg.host);
+  let refused = '';
+  await verifyLogin(reg.host, 'alice', 'nope', false).catch((e: Error) => (refused = e.message));
+  assert.match(refused, `login to ${reg.host} failed`);
   // A more specific key (host/namespace) wins over the host's.
   await fs.writeFile(
     authFile,
