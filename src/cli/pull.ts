@@ -19,18 +19,21 @@ export interface PullArgs extends GlobalArgs {
 
 interface PullDisplay {
   event(e: PullEvent): void;
+  /** The first `layers` layers come from an image in the store: nothing to download. */
+  reused(layers: number): void;
   stop(): void;
 }
 
 /** Bars on stderr when it is a TTY; else a line per fallback/retry unless quiet. */
 export function pullDisplay(quiet: boolean): PullDisplay {
-  if (quiet) return { event() {}, stop() {} };
+  if (quiet) return { event() {}, reused() {}, stop() {} };
   if (!process.stderr.isTTY) {
     return {
       event(e) {
         if (e.type === 'source-failed')
           process.stderr.write(`strata: ${e.from} failed, trying the next source: ${e.error}\n`);
       },
+      reused() {},
       stop() {},
     };
   }
@@ -79,6 +82,11 @@ export function pullDisplay(quiet: boolean): PullDisplay {
       else if (e.type === 'retry')
         multi.log(`layer ${e.index + 1}: resuming at ${e.offset} bytes (${e.error})\n`);
     },
+    reused(layers) {
+      for (let i = 0; i < layers && i < bars.length; i++) {
+        bars[i].update(bars[i].getTotal(), { value_h: 'in the store', total_h: '', rate: '' });
+      }
+    },
     stop() {
       multi.stop();
     },
@@ -116,6 +124,7 @@ export const pullCmd: CommandModule<GlobalArgs, PullArgs> = {
       tlsVerify: argv['tls-verify'],
       minFree: argv['min-free'],
       onEvent: (e) => display.event(e),
+      onProgress: (p) => p.phase === 'reuse' && display.reused(p.layers),
     }).finally(() => display.stop());
     if (argv.json) return printJson(result);
     const what = result.existing ? 'already present' : `${result.objectsWritten} new objects`;
