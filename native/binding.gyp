@@ -25,11 +25,12 @@
         "src/reader.c",
         "src/thread-reader.c",
         "src/poll-reader.c",
-        "src/daemon.c"
+        "src/daemon.c",
+        "src/seccomp.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-ldl"]
     },
     {
       "target_name": "strata-hook",
@@ -37,7 +38,8 @@
       "dependencies": ["contract-header"],
       "include_dirs": ["generated"],
       "sources": ["hook/strata-hook.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "ldflags": ["-static"]
     },
     {
       "target_name": "strata-cli",

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # build-essential: node-gyp compiles native/ (the addon, strata-hook and the strata front end).
 # golang-github-containers-common: /usr/share/containers/seccomp.json, podman's default seccomp
 # profile, which strata applies to every container (src/spec/seccomp.ts).
+# containerd (with ctr): `strata image import containerd:NAME` asks ctr for an image's digest; the
+# containerd tests run a private one. catatonit: the pause image of their CRI pods.
 # docker-registry, apache2-utils (htpasswd), openssl: the loopback registry of test/registry/
 # (Basic and token auth) and npm run bench:pull.
 packages=(
@@ -15,6 +17,7 @@ packages=(
   golang-github-containers-common
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
+  containerd catatonit
   docker-registry apache2-utils openssl
 )
 missing=()

@@ -142,6 +142,18 @@ export interface NativeAddon {
   getPeerCred(sockFd: number): PeerCred;
   /** One datagram to the AF_UNIX socket at `path` ('@name' is abstract): sd_notify. */
   sendDatagram(path: string, data: Buffer): void;
+
+  /** libseccomp's version ("2.5.4"), or null when libseccomp.so.2 cannot be loaded (dlopen). */
+  seccompVersion(): string | null;
+  /** seccomp_init(defaultAction), seccomp_arch_add of each arch (EEXIST ignored), one
+   * seccomp_rule_add_array per rule (args: [arg, op, datumA, datumB] per comparison; a syscall
+   * name libseccomp does not know is skipped and listed in `skipped`), seccomp_export_bpf.
+   * Throws code 'ESECCOMP' for an unknown arch or a refused rule. */
+  seccompCompile(
+    defaultAction: number,
+    arches: string[],
+    rules: { action: number; syscall: string; args: number[] }[],
+  ): Buffer & { skipped: string[] };
 }
 
 const require = createRequire(import.meta.url);

@@ -3,6 +3,7 @@
 #include "util.h"
 
 void init_daemon(napi_env env, napi_value exports, napi_value constants); // daemon.c
+void init_seccomp(napi_env env, napi_value exports, napi_value constants); // seccomp.c
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value constants;
@@ -14,6 +15,7 @@ static napi_value init(napi_env env, napi_value exports) {
   init_process(env, exports, constants);
   init_reader(env, exports, constants);
   init_daemon(env, exports, constants);
+  init_seccomp(env, exports, constants);
   napi_object_freeze(env, constants);
   napi_set_named_property(env, exports, "constants", constants);
   return exports;

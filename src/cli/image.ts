@@ -13,12 +13,21 @@ interface JsonArgs extends GlobalArgs {
 
 const json = { type: 'boolean', default: false, describe: 'print JSON' } as const;
 
+interface ForeignArgs {
+  'containerd-root'?: string;
+  address?: string;
+  namespace?: string;
+  'storage-root'?: string;
+  'storage-conf'?: string;
+}
+
 const importCmd: CommandModule<
   GlobalArgs,
-  JsonArgs & { source: string; name?: string; 'min-free'?: string }
+  JsonArgs & ForeignArgs & { source: string; name?: string; 'min-free'?: string }
 > = {
   command: 'import <source>',
-  describe: 'import an image: oci:DIR[:tag], oci-archive:TAR, docker-archive:TAR or a path',
+  describe:
+    'import an image: oci:DIR[:tag], oci-archive:TAR, docker-archive:TAR, a path, containerd:NAME or containers-storage:NAME',
   builder: (y: Argv<GlobalArgs>) =>
     y
       .positional('source', { type: 'string', demandOption: true })
@@ -28,9 +37,37 @@ const importCmd: CommandModule<
         describe:
           "free space to leave on the store's filesystem: 2G, 512M or 5% (default: $STRATA_MIN_FREE, else 1G)",
       })
+      .option('containerd-root', {
+        type: 'string',
+        describe: 'containerd:NAME: containerd root (default /var/lib/containerd)',
+      })
+      .option('address', {
+        type: 'string',
+        describe:
+          'containerd:NAME: containerd socket (default $CONTAINERD_ADDRESS, else /run/containerd/containerd.sock)',
+      })
+      .option('namespace', {
+        type: 'string',
+        describe: 'containerd:NAME: containerd namespace (default $CONTAINERD_NAMESPACE, else default)',
+      })
+      .option('storage-root', {
+        type: 'string',
+        describe:
+          "containers-storage:NAME: graph root (default storage.conf's graphroot, else /var/lib/containers/storage)",
+      })
+      .option('storage-conf', {
+        type: 'string',
+        describe:
+          'containers-storage:NAME: storage.conf (default $CONTAINERS_STORAGE_CONF, else /etc/containers/storage.conf)',
+      })
       .option('json', json),
   handler: async (argv) => {
     const store = await storeFor(argv);
+    const { openSource } = await import('../store/source/open-source.js');
+    const sourceOptions = {
+      containerd: { root: argv['containerd-root'], address: argv.address, namespace: argv.namespace },
+      containersStorage: { root: argv['storage-root'], storageConf: argv['storage-conf'] },
+    };
     const bar = progress(!argv.json);
     const onProgress = (p: ImportProgress) => {
       if (p.phase === 'waiting') bar.note(`${p.reason}...`);
@@ -40,6 +77,7 @@ const importCmd: CommandModule<
     };
     const result = await importImage(store, argv.source, {
       name: argv.name,
+      openSource: (spec) => openSource(spec, sourceOptions),
       onProgress,
       minFree: argv['min-free'],
     }).finally(() => bar.stop());

@@ -240,9 +240,18 @@ export class ContainerManager {
     return { mountFd, rootfs: s.rootfs, readonly: s.readonly };
   }
 
-  /** poststop: release whatever is left; unknown ids are fine (already released, or never ours). */
-  async poststop(stateJson: string): Promise<void> {
-    await this.containerEnded(parseHookState(stateJson).id, 'poststop');
+  /**
+   * poststop: release whatever is left; unknown ids are fine (already released, or never ours).
+   * The hook is answered before the release ends: the runtime waits for its poststop hooks
+   * before it exits, and the release (session end, handler, lease) has nothing to tell it. The
+   * root leaves list() at once; its lease goes when the release ends (as for any release).
+   */
+  poststop(stateJson: string): Promise<void> {
+    const { id } = parseHookState(stateJson);
+    void this.release(id, 'poststop').catch((err: unknown) =>
+      this.logger.log('error', `container ${id}: release after poststop: ${String(err)}`),
+    );
+    return Promise.resolve();
   }
 
   /**

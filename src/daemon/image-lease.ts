@@ -57,7 +57,7 @@ export function containerLease(
 ): ImageLeaseRequest {
   return {
     kind: 'container',
-    holder: containerId,
+    reader: containerId,
     id: leaseIdFor(containerId),
     // What container leases always carried, for readers of the older format.
     labels: { container: containerId, bundle },

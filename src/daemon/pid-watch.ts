@@ -1,7 +1,7 @@
 // Watching a process that is not our child: a container's init between the createRuntime and
 // createContainer hooks. Node cannot poll a pidfd, so this polls /proc/<pid>/stat and compares
 // the start time, which also tells a dead process from a reused pid.
-import { processStartTime } from '../mount/image-lease.js';
+import { liveStartTime } from '../store/holder.js';
 
 export interface PidWatch {
   stop(): void;
@@ -9,10 +9,10 @@ export interface PidWatch {
 
 /** Calls onExit once when `pid` (as it is now) is gone; polls every intervalMs. */
 export function watchPid(pid: number, onExit: () => void, intervalMs = 200): PidWatch {
-  const start = processStartTime(pid);
+  const start = liveStartTime(pid);
   let stopped = false;
   const check = (): void => {
-    if (stopped || (start !== undefined && processStartTime(pid) === start)) return;
+    if (stopped || (start !== undefined && liveStartTime(pid) === start)) return;
     stopped = true;
     clearInterval(timer);
     onExit();

@@ -72,7 +72,7 @@ export async function mountImage(opts: MountImageOptions): Promise<AttachedImage
   const dir = resolve(opts.dir);
   const method = methodFor(opts);
   const allowOther = opts.allowOther ?? false;
-  const lease = opts.lease ?? { kind: 'mount' as const, holder: dir };
+  const lease = opts.lease ?? { kind: 'mount' as const, reader: dir };
   if (method !== 'fusermount3') {
     try {
       const served = await serveImage({

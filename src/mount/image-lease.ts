@@ -3,28 +3,24 @@
 // `image rm` + `gc` under a live mount changes nothing it reads. This module is the only place
 // that takes or releases such a lease (serve.ts calls it once per session).
 //
-// The record says who holds it, in labels (store/leases.ts's format is unchanged: labels are
+// The record says what reads, in labels (store/leases.ts's format is unchanged: labels are
 // free-form strings, and leases written before these labels carry only `container`/`bundle`):
 //   kind      'container' | 'mount'
-//   holder    the container id, or the mount point
-//   pid       the process that serves the reader (the daemon, or `strata mount`)
-//   pidStart  that process's start time (/proc/<pid>/stat field 22, clock ticks since boot), so a
-//             reconciler can tell the holder from a later process that reused its pid
-// A holder killed with SIGKILL leaves its lease; `isLeaseHolderAlive` is what a reconciler asks.
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-
+//   reader    the container id, or the mount point
+// and which process serves the reader in its `holder` field (store/holder.ts: pid, start time and
+// boot id), so a reconciler tells a live holder from a dead one, or from a later process that
+// reused its pid. A holder killed with SIGKILL leaves its lease; daemon start, gc and rm release it.
 import { AlreadyExistsError, NotFoundError } from '../errors.js';
-import type { Lease } from '../schema/generated/lease.js';
+import { currentHolder } from '../store/holder.js';
 import { createLease, releaseLease } from '../store/leases.js';
 
 export type ImageLeaseKind = 'container' | 'mount';
 
 export interface ImageLeaseRequest {
   kind: ImageLeaseKind;
-  /** Who reads: a container id, a mount point. */
-  holder: string;
-  /** Default `<kind>-<pid>-<8 random hex>`. */
+  /** What reads: a container id, a mount point. */
+  reader: string;
+  /** Default `<kind>-<pid>-<start time>-<n>`. */
   id?: string;
   /** More labels (the daemon keeps `container` and `bundle`, as leases always had). */
   labels?: Record<string, string>;
@@ -40,53 +36,24 @@ export interface ImageLease {
   release(): Promise<void>;
 }
 
-/** Field 22 (starttime, clock ticks since boot) of /proc/<pid>/stat, or undefined when the
- * process is gone or a zombie. With the pid it names one process, even after the pid is reused. */
-export function processStartTime(pid: number | 'self'): string | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return undefined;
-  }
-  // comm (field 2) may hold spaces and parentheses: fields after it follow the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
-  return fields[19];
-}
-
-/** Whether the process a lease names is still the one that took it. undefined: the lease does not
- * say (written before holders were recorded). */
-export function isLeaseHolderAlive(lease: Pick<Lease, 'labels'>): boolean | undefined {
-  const pid = Number(lease.labels?.pid);
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  const started = processStartTime(pid);
-  return started !== undefined && started === lease.labels?.pidStart;
-}
-
-let selfStart: string | undefined;
+let taken = 0;
 
 export async function takeImageLease(
   storeRoot: string,
   imageDigest: string,
   req: ImageLeaseRequest,
 ): Promise<ImageLease> {
-  const id = req.id ?? `${req.kind}-${process.pid}-${randomBytes(4).toString('hex')}`;
-  selfStart ??= processStartTime('self') ?? '';
-  const labels: Record<string, string> = {
-    ...req.labels,
-    kind: req.kind,
-    holder: req.holder,
-    pid: String(process.pid),
-    pidStart: selfStart,
-  };
+  const holder = currentHolder(req.kind === 'mount' ? 'strata mount' : 'strata daemon');
+  // pid + start time name this process for this boot; the count tells its leases apart.
+  const id = req.id ?? `${req.kind}-${holder.pid}-${holder.startTime}-${++taken}`;
+  const labels: Record<string, string> = { ...req.labels, kind: req.kind, reader: req.reader };
   try {
-    await createLease(storeRoot, id, imageDigest, labels);
+    await createLease(storeRoot, id, imageDigest, labels, holder);
   } catch (err) {
     if (!(err instanceof AlreadyExistsError) || !req.onStale) throw err;
     req.onStale(id);
     await releaseLease(storeRoot, id).catch(() => undefined);
-    await createLease(storeRoot, id, imageDigest, labels);
+    await createLease(storeRoot, id, imageDigest, labels, holder);
   }
   let released: Promise<void> | undefined;
   return {

@@ -21,7 +21,7 @@ import type { BackingCapability, FuseProtocol } from './fuse/protocol.js';
 import { setReadahead } from './fuse/readahead.js';
 import { releaseIdleReplyPool } from './fuse/reply-pool.js';
 import { takeImageLease, type ImageLease, type ImageLeaseRequest } from './image-lease.js';
-import { createDetachedOverlay, type OverlayOptions } from './overlay.js';
+import type { OverlayOptions } from './overlay.js';
 import type { FuseSession, SessionEnd } from './session.js';
 
 export interface ServeImageOptions {
@@ -82,7 +82,7 @@ async function beginPrepare(opts: ServeImageOptions): Promise<Preparing> {
   const lease = takeImageLease(
     opts.storeRoot,
     image.manifestDigest,
-    opts.lease ?? { kind: 'mount', holder: `pid ${process.pid}` },
+    opts.lease ?? { kind: 'mount', reader: `pid ${process.pid}` },
   );
   lease.catch(() => undefined); // awaited by every path below
   const releaseLease = async () => (await lease.catch(() => undefined))?.release();
@@ -233,13 +233,15 @@ export async function serveImage(opts: ServeDetachedOptions): Promise<ServedImag
   try {
     // The window belongs to the FUSE superblock's bdi: set on it, not on an overlay above it.
     // The overlay is async: making it looks up our own FUSE mount, which this thread serves.
+    const overlayOpts = opts.overlay === true ? {} : opts.overlay || undefined;
     const [, taken, overlay] = await Promise.all([
       setReadahead(`/proc/self/fd/${mount.mountFd}`, READAHEAD_KIB),
       lease,
-      opts.overlay
-        ? createDetachedOverlay(mount.mountFd, opts.overlay === true ? {} : opts.overlay).then(
-            (fd) => (overlayFd = fd),
-          )
+      overlayOpts
+        ? // Loaded when first asked for: `strata mount` never is, and stays smaller.
+          import('./overlay.js')
+            .then((o) => o.createDetachedOverlay(mount.mountFd, overlayOpts))
+            .then((fd) => (overlayFd = fd))
         : undefined,
     ]);
     if (overlay !== undefined) {

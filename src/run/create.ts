@@ -68,6 +68,7 @@ export async function writeContainer(
       daemonArgv: daemonArgv({ storeRoot: ctx.storeRoot, socketPath: ctx.socketPath }),
       rootFromDaemon: opts.rootFromDaemon,
       indexes: opts.indexes,
+      durable: false, // run-dir state: see BundleOptions.durable
       run: { ...args, hostEnv: opts.hostEnv, containerId: id, mounts, runtime: rt.name },
     });
     const record: ContainerRecord = {

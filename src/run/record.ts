@@ -152,7 +152,9 @@ export function releaseName(runDir: string, name: string, id: string): void {
 export function writeRecord(runDir: string, record: ContainerRecord): void {
   const path = statePath(runDir, record.id);
   mkdirSync(containerDir(runDir, record.id), { recursive: true, mode: 0o700 });
-  writeFileAtomicSync(path, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+  // Atomic, not fsynced: a record describes processes of this boot (the run dir is /run), and
+  // the flushes were on `strata run`'s start path (docs/architecture.md#start-path).
+  writeFileAtomicSync(path, JSON.stringify(record, null, 2) + '\n', { mode: 0o600, durable: false });
 }
 
 /** Rewrites an existing record; false (and nothing written) when it was removed meanwhile (rm -f). */

@@ -4,3 +4,9 @@
 
 /** The image (a reference or, as strata writes it, the manifest digest) a bundle runs. */
 export const IMAGE_ANNOTATION = 'org.strata.image';
+
+/** crun's precompiled seccomp filter (base64 BPF): set only by strata, from linux.seccomp
+ * (seccomp-bpf.ts); a user's --annotation of it is refused. */
+export const SECCOMP_BPF_ANNOTATION = 'run.oci.seccomp_bpf_data';
+/** crun's switch that makes an unknown syscall name an error (a precompiled filter would hide it). */
+export const SECCOMP_FAIL_UNKNOWN_ANNOTATION = 'run.oci.seccomp_fail_unknown_syscall';

@@ -6,7 +6,7 @@ import { hostname as hostHostname } from 'node:os';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { IMAGE_ANNOTATION } from './annotations.js';
+import { IMAGE_ANNOTATION, SECCOMP_BPF_ANNOTATION, SECCOMP_FAIL_UNKNOWN_ANNOTATION } from './annotations.js';
 import { buildRuntimeConfig, type ImageConfigInput } from './runtime-config.js';
 import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
 import type { RunOptions } from './options.js';
@@ -17,6 +17,8 @@ import { loadTreeIndex, resolveImageRecord } from '../store/records.js';
 import type { TreeIndex } from '../store/tree-index.js';
 import { HOOK_STAGES, withStrataHooks } from './hook-injection.js';
 import { readImageFile } from '../store/image-file.js';
+import { precompileSeccomp } from './seccomp-bpf.js';
+import type { LinuxSeccomp } from './seccomp.js';
 
 export interface BundleOptions {
   storeRoot: string;
@@ -36,6 +38,12 @@ export interface BundleOptions {
    * a plain `crun run` of the bundle works on its own.
    */
   rootFromDaemon?: boolean;
+  /**
+   * fsync the files (default). `strata run` passes false: its bundle is of no use after a reboot
+   * (the container is gone with it), and each fsync was a disk flush on the start path where
+   * /run is not a tmpfs. The writes stay atomic (rename) either way.
+   */
+  durable?: boolean;
   /** Tree indexes already mapped (the daemon's cache); default: map the image's index here. */
   indexes?: { get(indexDigest: string): TreeIndex };
 }
@@ -93,12 +101,25 @@ export async function writeBundle(opts: BundleOptions): Promise<BundleResult> {
     (path) => readImageFile(index, opts.storeRoot, path),
   );
 
+  // crun takes the filter precompiled (seccomp-bpf.ts); runc ignores the annotation, so a bundle
+  // for runc goes without it. A user asking crun to fail on unknown syscalls gets crun's own compile.
+  const seccomp = config.linux?.seccomp as LinuxSeccomp | undefined;
+  if (
+    seccomp &&
+    opts.run.runtime !== 'runc' &&
+    config.annotations?.[SECCOMP_FAIL_UNKNOWN_ANNOTATION] === undefined
+  ) {
+    const bpf = precompileSeccomp(seccomp, opts.storeRoot);
+    if (bpf !== undefined) config.annotations = { ...config.annotations, [SECCOMP_BPF_ANNOTATION]: bpf };
+  }
+
   mkdirSync(join(dir, 'rootfs'), { recursive: true, mode: 0o755 });
   const name = config.hostname ?? (opts.run.network === 'host' ? hostHostname() : 'strata');
-  if (!opts.run.etcFiles?.hosts) writeFileAtomicSync(etcFiles.hosts, hostsFile(name), { mode: 0o644 });
-  if (!opts.run.etcFiles?.hostname) writeFileAtomicSync(etcFiles.hostname, `${name}\n`, { mode: 0o644 });
+  const file = { mode: 0o644, durable: opts.durable ?? true };
+  if (!opts.run.etcFiles?.hosts) writeFileAtomicSync(etcFiles.hosts, hostsFile(name), file);
+  if (!opts.run.etcFiles?.hostname) writeFileAtomicSync(etcFiles.hostname, `${name}\n`, file);
   if (!opts.run.etcFiles?.resolvConf)
-    writeFileAtomicSync(etcFiles.resolvConf, resolvConf(opts.run.network), { mode: 0o644 });
-  writeFileAtomicSync(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n', { mode: 0o644 });
+    writeFileAtomicSync(etcFiles.resolvConf, resolvConf(opts.run.network), file);
+  writeFileAtomicSync(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n', file);
   return { dir, config, manifestDigest: image.manifestDigest, indexDigest: image.indexDigest };
 }

@@ -20,6 +20,7 @@ import {
 } from './defaults.js';
 import { containerPath, type MountOption, type RunOptions } from './options.js';
 import { DEFAULT_SECCOMP_PROFILE, seccompFor } from './seccomp.js';
+import { SECCOMP_BPF_ANNOTATION } from './annotations.js';
 import { resolveUser, type ImageFileLookup } from './user.js';
 import { validate } from '../schema/validate.js';
 
@@ -204,6 +205,12 @@ export function buildRuntimeConfig(
   const annotations: Record<string, string> = {};
   const stopSignal = imageStopSignal(cfg);
   if (stopSignal !== undefined) annotations[STOP_SIGNAL_ANNOTATION] = stopSignal;
+  if (opts.annotations?.[SECCOMP_BPF_ANNOTATION] !== undefined)
+    throw new InvalidArgumentError(
+      `--annotation ${SECCOMP_BPF_ANNOTATION}: strata sets it itself, from the seccomp profile; ` +
+        'use --security-opt seccomp=FILE for another filter',
+      { op: 'annotation' },
+    );
   Object.assign(annotations, opts.annotations ?? {});
 
   const capabilities = buildCapabilities(opts.capAdd, opts.capDrop, user.uid);

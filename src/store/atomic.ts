@@ -113,6 +113,9 @@ export interface AtomicWriteOptions {
   /** Replace an existing file (rename) instead of keeping it (link, EEXIST = kept). */
   replace?: boolean;
   mode?: number;
+  /** fsync the file and its directory (default). false: still atomic, not durable across a
+   * power loss (for files whose meaning ends with the boot, such as leases). */
+  durable?: boolean;
 }
 
 /**
@@ -131,7 +134,7 @@ export async function writeFileAtomic(
     try {
       await fh.writeFile(data);
       if (opts.mode !== undefined) await fh.chmod(opts.mode);
-      await fh.sync();
+      if (opts.durable ?? true) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -140,7 +143,7 @@ export async function writeFileAtomic(
       await fs.mkdir(dirname(dest), { recursive: true });
       await fs.rename(temp, dest);
     } else created = await linkNoReplace(temp, dest);
-    await fsyncDir(dirname(dest));
+    if (opts.durable ?? true) await fsyncDir(dirname(dest));
     return created;
   } finally {
     await fs.rm(temp, { force: true });
@@ -150,8 +153,16 @@ export async function writeFileAtomic(
 /**
  * writeFileAtomic for synchronous callers (run records, bundles, hooks.d entries): always
  * replaces, with the temp file beside `dest` (".NAME-PID-RANDOM"), so the directory must exist.
+ * `durable: false` keeps the atomicity (rename) but skips both fsyncs: for files that cannot
+ * outlive this boot anyway (a container's bundle), where each fsync costs a disk flush on the
+ * start path when /run is not a tmpfs.
  */
-export function writeFileAtomicSync(dest: string, data: Buffer | string, opts: { mode?: number } = {}): void {
+export function writeFileAtomicSync(
+  dest: string,
+  data: Buffer | string,
+  opts: { mode?: number; durable?: boolean } = {},
+): void {
+  const durable = opts.durable ?? true;
   const dir = dirname(dest);
   const [temp, fd] = createTempSync(dir, `.${basename(dest)}`, opts.mode ?? 0o644);
   try {
@@ -161,12 +172,12 @@ export function writeFileAtomicSync(dest: string, data: Buffer | string, opts: {
         buf = buf.subarray(writeSync(fd, buf));
       }
       if (opts.mode !== undefined) fchmodSync(fd, opts.mode);
-      fsyncSync(fd);
+      if (durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(temp, dest);
-    fsyncDirSync(dir);
+    if (durable) fsyncDirSync(dir);
   } finally {
     rmSync(temp, { force: true });
   }

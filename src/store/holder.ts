@@ -37,6 +37,18 @@ export function procStat(pid: number): ProcStat | undefined {
   return { state: fields[0], startTime: fields[19] };
 }
 
+/** The start time of `pid` while it runs (not a zombie); with the pid it names one process, even
+ * after the pid is reused. undefined: gone. */
+export function liveStartTime(pid: number): string | undefined {
+  let stat: ProcStat | undefined;
+  try {
+    stat = procStat(pid);
+  } catch {
+    return undefined;
+  }
+  return stat && stat.state !== 'Z' && stat.state !== 'X' ? stat.startTime : undefined;
+}
+
 let ownStartTime: string | undefined;
 
 /** This process as a lease holder. */

@@ -133,6 +133,7 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
         layer: layer.digest,
         source: source.description,
       });
+      await source.finishLayer?.(index, root);
     }
     opts.onProgress?.({ phase: 'commit' });
     await writer.commit();

@@ -71,6 +71,11 @@ export function ingestDir(root: string): string {
   return join(root, 'ingest');
 }
 
+/** A compiled seccomp filter (src/spec/seccomp-bpf.ts): derived data, safe to delete. */
+export function seccompCachePath(root: string, keyHex: string): string {
+  return join(root, 'cache', 'seccomp', `${sha256Hex(keyHex)}.bpf`);
+}
+
 export function lockPath(root: string): string {
   return join(root, 'store.lock');
 }

@@ -3,11 +3,16 @@
 // sweep the image between the check and the write. Each lease names its holder (holder.ts); one
 // whose holder no longer exists is stale, and is released under the exclusive lock, so that no
 // lease created meanwhile under the same id can be taken for it.
+// Lease files are written atomically but not fsynced (nor is their removal): a lease means
+// something only while its holder lives, and no holder survives a power loss, so a lease that a
+// crash of the machine loses or brings back is moot or stale either way; a crash of the process
+// keeps the page cache. The fsyncs were disk flushes on every container's start and end
+// (docs/architecture.md#start-path).
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Lease } from '../schema/generated/lease.js';
 import { parseAndValidate, validate } from '../schema/validate.js';
-import { fsyncDir, writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from './atomic.js';
 import { AlreadyExistsError, isErrno, NotFoundError } from '../errors.js';
 import { currentHolder, holderAlive, type LeaseHolder } from './holder.js';
 import { ingestDir, leasePath, sha256Hex } from './layout.js';
@@ -34,7 +39,9 @@ export async function createLease(
   const path = leasePath(root, id);
   return withStoreLock(root, 'shared', async () => {
     await readRecord(root, image);
-    const created = await writeFileAtomic(ingestDir(root), path, JSON.stringify(lease) + '\n');
+    const created = await writeFileAtomic(ingestDir(root), path, JSON.stringify(lease) + '\n', {
+      durable: false,
+    });
     if (!created) throw new AlreadyExistsError(`lease ${id} already exists`, { op: 'create-lease', path });
     return lease;
   });
@@ -42,17 +49,16 @@ export async function createLease(
 
 export async function releaseLease(root: string, id: string): Promise<void> {
   const path = leasePath(root, id);
-  await withStoreLock(root, 'shared', () => unlinkLease(root, id, path));
+  await withStoreLock(root, 'shared', () => unlinkLease(id, path));
 }
 
-async function unlinkLease(root: string, id: string, path: string): Promise<void> {
+async function unlinkLease(id: string, path: string): Promise<void> {
   try {
     await fs.unlink(path);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) throw new NotFoundError(`no lease ${id}`, { op: 'release-lease', path });
     throw err;
   }
-  await fsyncDir(join(root, 'leases'));
 }
 
 export async function readLease(root: string, id: string): Promise<Lease> {
@@ -111,7 +117,7 @@ export async function releaseStaleLeasesLocked(
   const released: Lease[] = [];
   for (const entry of await listLeaseEntries(root)) {
     if (!entry.lease || !isStale(entry.lease) || !which(entry.lease)) continue;
-    await unlinkLease(root, entry.id, entry.path).catch((err: unknown) => {
+    await unlinkLease(entry.id, entry.path).catch((err: unknown) => {
       if (!(err instanceof NotFoundError)) throw err;
     });
     released.push(entry.lease);

@@ -7,7 +7,7 @@
 //
 // flock comes from the native addon; without it the lock is held by a util-linux flock(1)
 // child whose stdin is our pipe: when we release (or die), its `cat` sees EOF and the lock goes.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { constants, promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isErrno, UnavailableError } from '../errors.js';
@@ -85,6 +85,8 @@ const BUSY = 75;
 
 async function tryFlockCommand(path: string, mode: LockMode): Promise<Lock | undefined> {
   const flag = mode === 'shared' ? '--shared' : '--exclusive';
+  // child_process only where the addon is missing: the FUSE server never pays for loading it.
+  const { spawn } = await import('node:child_process');
   const child = spawn(
     'flock',
     [flag, '--nonblock', '-E', String(BUSY), path, '-c', 'echo locked; exec cat'],

@@ -32,7 +32,7 @@ test.after(async () => {
 });
 
 function serve(): Promise<ServedImage> {
-  return serveImage({ storeRoot: store.root, ref: 'busybox', lease: { kind: 'container', holder: 't' } });
+  return serveImage({ storeRoot: store.root, ref: 'busybox', lease: { kind: 'container', reader: 't' } });
 }
 
 /** A guard that counts its stops. */

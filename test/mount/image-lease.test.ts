@@ -1,30 +1,29 @@
-// image-lease.ts: the record names its holder (kind, holder, pid, pid start time) on top of the
-// lease format store/leases.ts always had; a taken id is refused unless the caller knows it can
-// only be stale; release is idempotent; a reconciler can tell a live holder from a dead one and
-// from a lease written before holders were recorded.
-import { spawn } from 'node:child_process';
+// image-lease.ts: the record says what reads (kind, reader) in labels and which process holds it
+// in its holder field (store/holder.ts); a taken id is refused unless the caller knows it can only
+// be stale; release is idempotent. Holder liveness itself is tested in test/store/holder.test.ts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { isLeaseHolderAlive, processStartTime, takeImageLease } from '../../src/mount/image-lease.js';
+import { takeImageLease } from '../../src/mount/image-lease.js';
 import { AlreadyExistsError } from '../../src/errors.js';
+import { currentHolder, holderAlive } from '../../src/store/holder.js';
 import { createLease, listLeases, readLease } from '../../src/store/leases.js';
 import { storeWithBusybox } from '../store/import-helpers.js';
 
 test('the record says who holds it; release is idempotent and tolerates a removed lease', async () => {
   const { store, cleanup, digest } = await storeWithBusybox();
   try {
-    const lease = await takeImageLease(store.root, digest, { kind: 'mount', holder: '/mnt/x' });
-    assert.match(lease.id, new RegExp(`^mount-${process.pid}-[0-9a-f]{8}$`));
+    const lease = await takeImageLease(store.root, digest, { kind: 'mount', reader: '/mnt/x' });
+    const second = await takeImageLease(store.root, digest, { kind: 'mount', reader: '/mnt/y' });
+    const me = currentHolder();
+    assert.match(lease.id, new RegExp(`^mount-${process.pid}-${me.startTime}-[0-9]+$`));
+    assert.is.not(second.id, lease.id, 'two leases of one process have two ids');
+    await second.release();
     const record = await readLease(store.root, lease.id);
     assert.is(record.image, digest);
-    assert.equal(record.labels, {
-      kind: 'mount',
-      holder: '/mnt/x',
-      pid: String(process.pid),
-      pidStart: processStartTime(process.pid),
-    });
-    assert.is(isLeaseHolderAlive(record), true);
+    assert.equal(record.labels, { kind: 'mount', reader: '/mnt/x' });
+    assert.equal(record.holder, { ...me, name: 'strata mount' });
+    assert.is(holderAlive(record.holder!), true);
     await Promise.all([lease.release(), lease.release()]);
     assert.equal(await listLeases(store.root), []);
     await lease.release();
@@ -38,11 +37,9 @@ test('a taken id: refused, or replaced (and reported) when the caller says it ca
   try {
     // As an older daemon wrote it: no holder labels.
     await createLease(store.root, 'web', digest, { container: 'web', bundle: '/b' });
-    const legacy = await readLease(store.root, 'web');
-    assert.is(isLeaseHolderAlive(legacy), undefined, 'an old record does not say');
     const req = {
       kind: 'container' as const,
-      holder: 'web',
+      reader: 'web',
       id: 'web',
       labels: { container: 'web', bundle: '/b' },
     };
@@ -59,18 +56,6 @@ test('a taken id: refused, or replaced (and reported) when the caller says it ca
   } finally {
     await cleanup();
   }
-});
-
-test('isLeaseHolderAlive: a dead holder, and a reused pid (same pid, other start time)', async () => {
-  const child = spawn('sleep', ['10']);
-  const pid = child.pid!;
-  const labels = { pid: String(pid), pidStart: processStartTime(pid)! };
-  assert.is(isLeaseHolderAlive({ labels }), true);
-  assert.is(isLeaseHolderAlive({ labels: { ...labels, pidStart: '1' } }), false, 'another process');
-  child.kill('SIGKILL');
-  await new Promise((r) => child.on('close', r));
-  assert.is(isLeaseHolderAlive({ labels }), false);
-  assert.is(isLeaseHolderAlive({ labels: { pid: 'x' } }), undefined);
 });
 
 test.run();

@@ -1,7 +1,8 @@
 // Issue 7 item 1: nothing an image carries becomes an annotation. An image whose labels name
 // crun's run.oci.hooks.stdout (crun opens that host path as root for the hooks' stdout), strata's
-// own org.strata.image and other runtimes' keys is built here, bundled and run with real crun and
-// runc: no host file appears and config.json carries none of the labels. The same annotation given
+// own org.strata.image, crun's run.oci.seccomp_bpf_data and other runtimes' keys is built here,
+// bundled and run with real crun and runc: no host file appears and config.json carries none of
+// the labels (its run.oci.seccomp_bpf_data is strata's own precompiled filter). The same annotation given
 // explicitly by the user does reach crun, which shows the probe can see the attack.
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
@@ -10,6 +11,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
+import { SECCOMP_BPF_ANNOTATION } from '../../src/spec/annotations.js';
+import type { LinuxSeccomp } from '../../src/spec/seccomp.js';
+import { precompileSeccomp } from '../../src/spec/seccomp-bpf.js';
 import { importImage } from '../../src/store/import.js';
 import { openStore } from '../../src/store/store.js';
 import { busyboxImage } from '../fixtures/images.js';
@@ -39,6 +43,8 @@ test.before(async () => {
     'io.kubernetes.cri.container-type': 'sandbox',
     'io.containerd.runc.v2.group': 'evil',
     'org.opencontainers.image.stopSignal': 'usr1',
+    // crun's precompiled filter: one zero instruction, which crun would load as the filter.
+    [SECCOMP_BPF_ANNOTATION]: 'AAAAAAAAAAA=',
   };
   execFileSync('umoci', [
     'config',
@@ -71,11 +77,13 @@ for (const runtime of ['crun', 'runc'] as const) {
     const { config, r } = await runHostile(runtime);
     assert.is(r.code, 0, r.stderr);
     assert.match(r.stdout, 'ran');
-    const annotations = config.annotations ?? {};
+    const { [SECCOMP_BPF_ANNOTATION]: bpf, ...annotations } = config.annotations ?? {};
     assert.equal(Object.keys(annotations).sort(), [
       'org.opencontainers.image.stopSignal',
       'org.strata.image',
     ]);
+    // strata's own precompiled filter (src/spec/seccomp-bpf.ts), not the label's.
+    assert.ok(bpf === precompileSeccomp(config.linux?.seccomp as LinuxSeccomp), 'strata’s own filter');
     // The busybox image's StopSignal (SIGQUIT) wins over the label (unit-tested in runtime-config).
     assert.is(annotations['org.opencontainers.image.stopSignal'], 'SIGQUIT');
     assert.match(annotations['org.strata.image'], /^sha256:[0-9a-f]{64}$/, 'strata’s own, not the label');

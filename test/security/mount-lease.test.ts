@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { isLeaseHolderAlive, processStartTime } from '../../src/mount/image-lease.js';
+import { holderAlive } from '../../src/store/holder.js';
 import { readMountinfo } from '../../src/mount/mountinfo.js';
 import { listLeases } from '../../src/store/leases.js';
 import { busyboxImage, type TestImage } from '../fixtures/images.js';
@@ -84,13 +84,10 @@ for (const end of ['umount', 'SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     const mnt = join(dir, 'mnt');
     const fg = await startMount(mnt);
     const [lease] = await listLeases(root);
-    assert.equal(lease.labels, {
-      kind: 'mount',
-      holder: mnt,
-      pid: String(fg.child.pid),
-      pidStart: processStartTime(fg.child.pid!),
-    });
-    assert.is(isLeaseHolderAlive(lease), true);
+    assert.equal(lease.labels, { kind: 'mount', reader: mnt });
+    assert.is(lease.holder?.pid, fg.child.pid);
+    assert.is(lease.holder?.name, 'strata mount');
+    assert.is(holderAlive(lease.holder!), true);
     await readFile(join(mnt, 'bin/busybox')); // one file open and read before, the rest after
 
     strata('image', 'rm', 'bb');
@@ -116,8 +113,8 @@ test('SIGKILL leaves a lease that shows its holder is dead, and gc releases it',
     assert.equal(await fg.exited, { code: null, signal: 'SIGKILL' });
     const [lease] = await listLeases(root);
     assert.is(lease.labels?.kind, 'mount');
-    assert.is(lease.labels?.pid, String(fg.child.pid));
-    assert.is(isLeaseHolderAlive(lease), false);
+    assert.is(lease.holder?.pid, fg.child.pid);
+    assert.is(holderAlive(lease.holder!), false);
     strata('image', 'rm', 'bb');
     // gc reconciles: a lease whose holder is gone (store/holder.ts) is released, then swept.
     strata('gc');

@@ -27,8 +27,11 @@ function safeRelative(path: string, where: string): string {
 
 export class DirReader implements ArchiveReader {
   readonly description: string;
-  constructor(private readonly dir: string) {
-    this.description = `OCI layout ${dir}`;
+  constructor(
+    private readonly dir: string,
+    description?: string,
+  ) {
+    this.description = description ?? `OCI layout ${dir}`;
   }
 
   async size(path: string): Promise<number | undefined> {

@@ -58,7 +58,9 @@ function checkMediaType(desc: Descriptor, docType: string | undefined, reader: A
   }
 }
 
-async function resolveManifest(
+/** Follows `desc` (an index by platform, nested up to MAX_INDEX_DEPTH, or a manifest) to a
+ * verified image manifest. */
+export async function resolveManifest(
   reader: ArchiveReader,
   desc: Descriptor,
   platform: Platform,
@@ -147,6 +149,24 @@ export async function openOciImage(
     throw new NotFoundError(`${reader.description} holds no image`, { op: 'import' });
   }
   const top = tops[0];
+  const names = index.manifests
+    .filter((d) => d.digest === top.digest)
+    .map((d) => d.annotations?.[REF_NAME_ANNOTATION])
+    .filter((n): n is string => n !== undefined && (tag === undefined || n === tag));
+  return imageFromDescriptor(reader, top, platform, where, [...new Set(names)]);
+}
+
+/**
+ * The image `top` (an index or a manifest whose blobs are at `blobs/ALG/HEX` in `reader`) for
+ * `platform`: manifest, config and layer refs, every blob verified against its descriptor.
+ */
+export async function imageFromDescriptor(
+  reader: ArchiveReader,
+  top: Descriptor,
+  platform: Platform,
+  where: string,
+  names: string[],
+): Promise<ImageSource> {
   const { desc, bytes, json } = await resolveManifest(reader, top, platform);
 
   if (!isConfigType(json.config.mediaType)) {
@@ -177,10 +197,6 @@ export async function openOciImage(
       throw missingBlob(reader, l.digest, 'layer');
     layers.push(layerRef(reader, layoutBlobPath(l.digest), { ...l, diffId: diffIds[i], compression }));
   }
-  const names = index.manifests
-    .filter((d) => d.digest === top.digest)
-    .map((d) => d.annotations?.[REF_NAME_ANNOTATION])
-    .filter((n): n is string => n !== undefined && (tag === undefined || n === tag));
   return {
     description: `${where} (image ${desc.digest})`,
     manifestDigest: desc.digest,
@@ -189,7 +205,7 @@ export async function openOciImage(
     manifestJson: json,
     configJson,
     layers,
-    names: [...new Set(names)],
+    names,
     close: () => reader.close(),
   };
 }

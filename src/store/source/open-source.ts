@@ -1,5 +1,6 @@
 // openSource(spec): the one entry point to read an image from what users have.
 //   oci:DIR[:tag]   oci-archive:FILE[:tag]   docker-archive:FILE[:name:tag | :@N]   PATH[:ref]
+//   containerd:NAME (containerd's content store)   containers-storage:NAME (podman's storage)
 // A bare path is detected: a directory with oci-layout, or a tar holding oci-layout (oci-archive)
 // or manifest.json (docker-archive). Since paths may contain ':', the path is the longest prefix
 // of the spec (cut at a ':') that exists; the rest is the reference.
@@ -52,9 +53,18 @@ export async function parseSpec(spec: string): Promise<ParsedSpec> {
 }
 
 export async function openSource(spec: string, opts: OpenSourceOptions = {}): Promise<ImageSource> {
+  const platform = opts.platform ?? DEFAULT_PLATFORM;
+  const foreign = /^(containerd|containers-storage):(.+)$/.exec(spec);
+  if (foreign?.[1] === 'containerd') {
+    const { openContainerdImage } = await import('./containerd-content.js');
+    return openContainerdImage({ ...opts.containerd, name: foreign[2], platform });
+  }
+  if (foreign?.[1] === 'containers-storage') {
+    const { openContainersStorageImage } = await import('./containers-storage.js');
+    return openContainersStorageImage({ ...opts.containersStorage, name: foreign[2] });
+  }
   const { kind, path: given, ref } = await parseSpec(spec);
   const path = resolve(given);
-  const platform = opts.platform ?? DEFAULT_PLATFORM;
   const isDir = (await stat(path)).isDirectory();
   if (isDir) {
     if (kind !== undefined && kind !== 'oci') {

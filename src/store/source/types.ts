@@ -3,6 +3,7 @@
 import type { Readable } from 'node:stream';
 import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
 import type { OciImageManifest } from '../../schema/generated/oci-image-manifest.js';
+import type { TreeNode } from '../tree-index-encode.js';
 
 export interface Platform {
   os: string;
@@ -13,6 +14,10 @@ export interface Platform {
 export interface OpenSourceOptions {
   /** Which image of a multi-platform index to take; linux/amd64 by default. */
   platform?: Platform;
+  /** Where `containerd:NAME` looks (containerd-content.ts; defaults: containerd's own). */
+  containerd?: { root?: string; address?: string; namespace?: string };
+  /** Where `containers-storage:NAME` looks (containers-storage.ts; default: storage.conf's graphroot). */
+  containersStorage?: { root?: string; storageConf?: string };
 }
 
 export interface LayerRef {
@@ -40,5 +45,8 @@ export interface ImageSource {
   layers: LayerRef[];
   /** Tags found for this image in the source (ref.name annotations or RepoTags). */
   names: string[];
+  /** Called by the importer after layer `index` is applied onto `root` (the in-memory tree), for
+   * sources whose layers need more than the tar says (containers-storage's overlay form). */
+  finishLayer?: (index: number, root: TreeNode) => Promise<void>;
   close(): Promise<void>;
 }
