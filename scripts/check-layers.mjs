@@ -23,6 +23,7 @@ export const LAYERS = [
   ['vm'],
   ['run'],
   ['spec', 'mount'],
+  ['registry'],
   ['store'],
   ['schema', 'native-addon', 'executables'],
   ['errors', 'contract'],

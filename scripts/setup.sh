@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 # profile, which strata applies to every container (src/spec/seccomp.ts).
 # containerd (with ctr): `strata image import containerd:NAME` asks ctr for an image's digest; the
 # containerd tests run a private one. catatonit: the pause image of their CRI pods.
+# docker-registry, apache2-utils (htpasswd), openssl: the loopback registry of test/registry/
+# (Basic and token auth) and npm run bench:pull.
 packages=(
   build-essential crun runc podman skopeo umoci buildah busybox-static debootstrap
   golang-github-containers-common
@@ -20,6 +22,7 @@ packages=(
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
   qemu-system-x86 qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-image-cloud-amd64 cpio
   containerd catatonit
+  docker-registry apache2-utils openssl
 )
 missing=()
 for p in "${packages[@]}"; do

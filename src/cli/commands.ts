@@ -22,6 +22,16 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./image.js')).imageCommand,
   },
   {
+    command: 'login <registry>',
+    describe: "log in to a registry (saved in podman's auth.json)",
+    load: async () => (await import('./login.js')).loginCommand,
+  },
+  {
+    command: 'logout [registry]',
+    describe: "remove a registry's credentials from podman's auth.json",
+    load: async () => (await import('./login.js')).logoutCommand,
+  },
+  {
     command: 'gc',
     describe: 'remove objects, blobs, indexes and images that no name or lease holds',
     load: async () => (await import('./gc.js')).gcCommand,

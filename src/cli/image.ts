@@ -5,6 +5,7 @@ import { removeImage, tagImage } from '../store/images.js';
 import { listImages, resolveImage, type ImageInfo } from '../store/records.js';
 import { storeFor, type GlobalArgs } from './context.js';
 import { formatBytes, printJson, printTable, progress, shortDigest } from './output.js';
+import { pullCmd } from './pull.js';
 
 interface JsonArgs extends GlobalArgs {
   json: boolean;
@@ -72,7 +73,7 @@ const importCmd: CommandModule<
       if (p.phase === 'waiting') bar.note(`${p.reason}...`);
       else if (p.phase === 'layer') {
         bar.update(p.index, p.count, `layer ${p.index + 1}/${p.count} ${formatBytes(p.bytes)}`);
-      } else bar.update(1, 1, 'committing');
+      } else if (p.phase === 'commit') bar.update(1, 1, 'committing');
     };
     const result = await importImage(store, argv.source, {
       name: argv.name,
@@ -171,6 +172,13 @@ export const imageCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'image <command>',
   describe: 'manage images in the store',
   builder: (y: Argv<GlobalArgs>) =>
-    y.command(importCmd).command(lsCmd).command(inspectCmd).command(tagCmd).command(rmCmd).demandCommand(1),
+    y
+      .command(importCmd)
+      .command(pullCmd)
+      .command(lsCmd)
+      .command(inspectCmd)
+      .command(tagCmd)
+      .command(rmCmd)
+      .demandCommand(1),
   handler: () => {},
 };

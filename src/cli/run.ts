@@ -4,7 +4,7 @@
 import type { CommandModule } from 'yargs';
 
 import { resolveSocket } from '../daemon/paths.js';
-import { parseRunArgs, RUN_USAGE } from '../run/args.js';
+import { parseRunArgs, RUN_USAGE, withPullDone } from '../run/args.js';
 import { RUN_FAILED } from '../run/exit-codes.js';
 import { resolveRunDir } from '../run/paths.js';
 import { selectRuntime } from '../run/runtime.js';
@@ -35,6 +35,10 @@ export async function runMain(argv: string[], globalRoot?: string): Promise<numb
       socketPath: resolveSocket(args.socket),
       runDir: resolveRunDir(args.runDir),
     };
+    if (args.pull !== 'never') {
+      const { ensureImage } = await import('../run/pull-policy.js');
+      await ensureImage(ctx.storeRoot, args.image, args.pull);
+    }
     const { ensureDaemon } = await import('../run/daemon.js');
     await ensureDaemon(ctx.storeRoot, ctx.socketPath);
     if (args.detach) {
@@ -46,7 +50,9 @@ export async function runMain(argv: string[], globalRoot?: string): Promise<numb
     }
     const { runThroughDaemon } = await import('../run/client.js');
     // The daemon parses the arguments again with our environment; a global --root goes along.
-    const forwarded = globalRoot && args.root === undefined ? ['--root', globalRoot, ...argv] : argv;
+    // It gets --pull=never: the image is here now (or was asked never to be pulled).
+    const sent = withPullDone(argv);
+    const forwarded = globalRoot && args.root === undefined ? ['--root', globalRoot, ...sent] : sent;
     return await runThroughDaemon(ctx.socketPath, forwarded);
   } catch (err) {
     printError(err);

@@ -10,6 +10,7 @@ import { parseRunArgs, type RunArgs } from '../run/args.js';
 import { RUN_FAILED } from '../run/exit-codes.js';
 import { finishForeground, startForeground, type ForegroundStart } from '../run/foreground.js';
 import { resolveRunDir } from '../run/paths.js';
+import { needsPull } from '../run/pull-policy.js';
 import { selectRuntime, type Runtime } from '../run/runtime.js';
 import type { RunContext } from '../run/create.js';
 import type { CgroupNamespace } from '../run/cgroup-ns.js';
@@ -133,6 +134,12 @@ export function serveRunConnection(
       return;
     }
     const storeRoot = resolve(req.cwd, resolveRoot(args.root, env));
+    if (storeRoot === opts.storeRoot && (await needsPull(storeRoot, args.image, args.pull))) {
+      // The Node CLI pulls (progress on the user's terminal, credentials from the user's env).
+      reply(encodeRunMessage('fallback', []), true);
+      ended = true;
+      return;
+    }
     if (storeRoot !== opts.storeRoot) {
       throw new FailedPreconditionError(
         `the daemon on ${opts.socketPath} serves the store ${opts.storeRoot}, not ${storeRoot}: ` +

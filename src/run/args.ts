@@ -32,8 +32,12 @@ export interface RunArgs extends Omit<RunOptions, 'mounts'> {
   root?: string;
   socket?: string;
   runDir?: string;
+  /** podman's --pull: missing (default), always, never. */
+  pull?: PullPolicy;
   help: boolean;
 }
+
+export type PullPolicy = 'missing' | 'always' | 'never';
 
 type Flag = 'rm' | 'detach' | 'interactive' | 'tty' | 'readOnly' | 'help' | 'vm';
 type Value =
@@ -54,7 +58,8 @@ type Value =
   | 'annotation'
   | 'root'
   | 'socket'
-  | 'runDir';
+  | 'runDir'
+  | 'pull';
 
 const FLAGS: Record<string, Flag> = {
   rm: 'rm',
@@ -94,6 +99,7 @@ const VALUES: Record<string, Value> = {
   root: 'root',
   socket: 'socket',
   'run-dir': 'runDir',
+  pull: 'pull',
 };
 
 export const RUN_USAGE = `Usage: strata run [OPTIONS] IMAGE [COMMAND [ARG...]]
@@ -123,6 +129,7 @@ Options:
                            seccomp profile (default: podman's, /usr/share/containers/seccomp.json)
       --pids-limit N       most tasks in the container (default 2048 where cgroups allow; -1: none)
       --annotation K=V     add an annotation to the container's config
+      --pull missing|always|never   pull the image from its registry (default: when missing)
       --root DIR           store root ($STRATA_ROOT, /var/lib/strata)
       --socket PATH        daemon socket ($STRATA_SOCKET, /run/strata/strata.sock)
       --run-dir DIR        container records ($STRATA_RUN_DIR, /run/strata)
@@ -170,6 +177,11 @@ function setValue(out: RunArgs, key: Value, value: string, opt: string): void {
     case 'network':
       if (value !== 'none' && value !== 'host') bad(`${opt} "${value}": use none or host`);
       out.network = value;
+      return;
+    case 'pull':
+      if (value !== 'missing' && value !== 'always' && value !== 'never')
+        bad(`${opt} "${value}": use missing, always or never`);
+      out.pull = value;
       return;
     case 'entrypoint':
       // "" clears the image's entrypoint.
@@ -255,4 +267,33 @@ export function parseRunArgs(argv: string[]): RunArgs {
     bad('-d with -t is not supported: a detached container has no terminal to attach');
   if (out.detach && out.interactive) bad('-d with -i is not supported: nothing would read stdin');
   return out;
+}
+
+/**
+ * `argv` with its --pull options replaced by one `--pull=never`: what the Node front end sends
+ * the daemon once it has pulled (the daemon hands a run that still needs a pull back to it).
+ */
+export function withPullDone(argv: string[]): string[] {
+  const out: string[] = ['--pull=never'];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--' || !a.startsWith('-') || a === '-') break;
+    if (a === '--pull') {
+      i++;
+      continue;
+    }
+    if (a.startsWith('--pull=')) continue;
+    out.push(a);
+    if (a.startsWith('--')) {
+      const name = a.slice(2);
+      if (!a.includes('=') && VALUES[name] && name.length > 1 && i + 1 < argv.length) out.push(argv[++i]);
+    } else {
+      // A short cluster takes the next word when its last letter is a value option with nothing after it.
+      const last = a[a.length - 1];
+      const valueAt = [...a.slice(1)].findIndex((c) => VALUES[c] !== undefined);
+      if (valueAt === a.length - 2 && VALUES[last] && i + 1 < argv.length) out.push(argv[++i]);
+    }
+  }
+  return [...out, ...argv.slice(i)];
 }

@@ -20,11 +20,13 @@ import { TreeIndex } from './tree-index.js';
 import type { ImageSource } from './source/types.js';
 import type { ApplyLayer, OpenSource } from './types.js';
 import { DEFAULT_MIN_FREE, SpaceFloor } from './space-floor.js';
+import { findBaseImage, treeFromIndex } from './layer-reuse.js';
 import { ObjectWriter, type SyncMode } from './writer.js';
 
 export type ImportProgress =
   | { phase: 'waiting'; reason: string }
   | { phase: 'layer'; index: number; count: number; digest: string; bytes: number }
+  | { phase: 'reuse'; layers: number; from: string }
   | { phase: 'commit' };
 
 export interface ImportOptions {
@@ -41,6 +43,8 @@ export interface ImportOptions {
    * STRATA_MIN_FREE, else 1G (see space-floor.ts).
    */
   minFree?: string | number;
+  /** Start from a stored image holding the same leading layers (default true; layer-reuse.ts). */
+  reuseLayers?: boolean;
 }
 
 export interface ImportResult {
@@ -103,8 +107,18 @@ async function importFrom(store: Store, source: ImageSource, opts: ImportOptions
   try {
     await fs.writeFile(join(work, 'ref'), `${source.description}\n${process.pid}\n`);
     const applyLayer = opts.applyLayer ?? (await defaultApplyLayer());
-    const root = newDir();
+    // Leading layers an image in the store already applied are not opened (not downloaded).
+    const base =
+      opts.reuseLayers === false
+        ? undefined
+        : await findBaseImage(
+            store,
+            source.layers.map((l) => l.diffId),
+          );
+    const root = base ? treeFromIndex(loadTreeIndex(store.root, base.record)) : newDir();
+    if (base) opts.onProgress?.({ phase: 'reuse', layers: base.layers, from: base.record.manifestDigest });
     for (const [index, layer] of source.layers.entries()) {
+      if (base && index < base.layers) continue;
       const progress = (bytes: number) =>
         opts.onProgress?.({
           phase: 'layer',

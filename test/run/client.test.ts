@@ -38,10 +38,14 @@ async function lostAfterExec(script: string, pidFile: string) {
   });
   await new Promise<void>((r) => server.listen(socketPath, r));
   try {
-    const child = spawn(process.execPath, [join(repo, 'dist/src/cli/main.js'), 'run', 'img'], {
-      env: { ...process.env, STRATA_SOCKET: socketPath },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [join(repo, 'dist/src/cli/main.js'), 'run', '--pull=never', 'img'],
+      {
+        env: { ...process.env, STRATA_SOCKET: socketPath },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 20000);

@@ -16,6 +16,8 @@ export const validatorModules: Record<string, string> = {
   'oci-image-index': 'oci-image-index.cjs',
   'oci-image-layout': 'oci-image-layout.cjs',
   'oci-image-manifest': 'oci-image-manifest.cjs',
+  'registry-auth-file': 'registry-auth-file.cjs',
+  'registry-token': 'registry-token.cjs',
   'runtime-config': 'runtime-config.cjs',
   'seccomp-profile': 'seccomp-profile.cjs',
   'daemon-api#/definitions/request': 'daemon-api.request.cjs',

@@ -1,0 +1,73 @@
+// `strata image pull`: an image from a registry into the store, through the store's importer
+// (src/store/import.ts), so that a pull makes visible exactly what an import does and in the
+// same order: nothing until every layer's bytes matched their digests and diff_ids, the tree
+// index and blobs were written, and then the record and names. A failed or interrupted pull
+// leaves only its ingest dir (removed, or swept by gc) and unreferenced objects.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { importImage, type ImportProgress, type ImportResult } from '../store/import.js';
+import type { Store } from '../store/store.js';
+import type { Platform } from '../store/source/types.js';
+import type { CredentialOptions } from './credentials.js';
+import { Http, type HttpOptions } from './http.js';
+import { loadRegistriesConf, type RegistriesConf } from './registries-conf.js';
+import { openRegistrySource, type PullEvent } from './source.js';
+
+export interface PullOptions {
+  platform?: Platform;
+  tlsVerify?: boolean;
+  /** Default: registries.conf as podman reads it. */
+  conf?: RegistriesConf;
+  credentials?: CredentialOptions;
+  http?: HttpOptions;
+  prefetch?: number;
+  minFree?: string | number;
+  /** An extra name for the image besides the reference pulled. */
+  name?: string;
+  onEvent?: (e: PullEvent) => void;
+  onProgress?: (p: ImportProgress) => void;
+}
+
+export interface PullResult extends ImportResult {
+  /** Per layer: compressed size, uncompressed bytes, ms from first byte to applied. */
+  layers: { digest: string; size: number; uncompressed: number; ms: number }[];
+  from: string;
+}
+
+export async function pullImage(store: Store, ref: string, opts: PullOptions = {}): Promise<PullResult> {
+  const http = new Http(opts.http);
+  const conf = opts.conf ?? (await loadRegistriesConf());
+  const layers: PullResult['layers'] = [];
+  let from = '';
+  const onEvent = (e: PullEvent) => {
+    if (e.type === 'resolved') {
+      from = e.from;
+      for (const l of e.layers) layers.push({ digest: l.digest, size: l.size, uncompressed: 0, ms: 0 });
+    } else if (e.type === 'layer-done' && layers[e.index]) {
+      layers[e.index].uncompressed = e.uncompressed;
+      layers[e.index].ms = e.ms;
+    }
+    opts.onEvent?.(e);
+  };
+  try {
+    const result = await importImage(store, ref, {
+      name: opts.name,
+      minFree: opts.minFree,
+      onProgress: opts.onProgress,
+      openSource: () =>
+        openRegistrySource(ref, {
+          http,
+          conf,
+          platform: opts.platform,
+          tlsVerify: opts.tlsVerify,
+          credentials: opts.credentials,
+          spoolDir: join(store.ingestRoot, `pull-${randomBytes(8).toString('hex')}`),
+          prefetch: opts.prefetch,
+          onEvent,
+        }),
+    });
+    return { ...result, layers, from };
+  } finally {
+    await http.close();
+  }
+}
