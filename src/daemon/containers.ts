@@ -50,6 +50,8 @@ interface PrepareRequest {
   pid?: number;
   /** The hook state's annotations (podman passes the image annotation there). */
   stateAnnotations?: Record<string, string>;
+  /** The image, when the caller found it elsewhere than the annotations (strata-runtime). */
+  ref?: string;
 }
 
 interface Served {
@@ -123,8 +125,8 @@ export class ContainerManager {
    * `strata run`: prepare the root while the runtime starts (the bundle has no createRuntime
    * hook); createContainer waits for it. The caller releases it when the runtime ends.
    */
-  prepareAhead(id: string, bundle: string, config: RuntimeConfig): Promise<void> {
-    const prepared = this.prepare({ id, bundle, config });
+  prepareAhead(id: string, bundle: string, config: RuntimeConfig, ref?: string): Promise<void> {
+    const prepared = this.prepare({ id, bundle, config, ref });
     this.pending.set(id, prepared);
     void prepared.then(
       () => this.pending.delete(id),
@@ -159,7 +161,7 @@ export class ContainerManager {
     }
     const rootfs = resolve(bundle, config.root.path);
     const readonly = config.root.readonly ?? false;
-    const ref = config.annotations?.[IMAGE_ANNOTATION] ?? req.stateAnnotations?.[IMAGE_ANNOTATION];
+    const ref = req.ref ?? config.annotations?.[IMAGE_ANNOTATION] ?? req.stateAnnotations?.[IMAGE_ANNOTATION];
     if (!ref) {
       throw new FailedPreconditionError(
         `config.json of bundle ${bundle} has no ${IMAGE_ANNOTATION} annotation naming the image to run ` +
@@ -292,6 +294,16 @@ export class ContainerManager {
       );
     }
     return true;
+  }
+
+  /**
+   * The runtime that was to attach `id`'s root has ended (strata-runtime): a root still being
+   * prepared or never attached will never be; release it. An attached root is the container's.
+   */
+  async releaseUnattached(id: string, why: string): Promise<void> {
+    await this.pending.get(id)?.catch(() => undefined);
+    if (this.served.get(id)?.root.status === 'prepared')
+      await this.release(id, `${why} without attaching it`);
   }
 
   /** Release everything (daemon shutdown): running containers lose their root. */

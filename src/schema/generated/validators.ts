@@ -3,6 +3,7 @@
 /** schemas/<name>.schema.json (and a few sub-schemas, <name>#/definitions/<d>) -> the module in
  * ./validators/ whose export is its validator. */
 export const validatorModules: Record<string, string> = {
+  'containers-storage-containers': 'containers-storage-containers.cjs',
   'daemon-api': 'daemon-api.cjs',
   'docker-archive-manifest': 'docker-archive-manifest.cjs',
   'hook-state': 'hook-state.cjs',
