@@ -137,7 +137,12 @@ export async function decideRuntime(
   let ref = config.annotations?.[IMAGE_ANNOTATION];
   let source = `annotation ${IMAGE_ANNOTATION}`;
   if (!ref) {
-    const imageId = containersStorageImage(bundle, id);
+    let imageId: string | undefined;
+    try {
+      imageId = containersStorageImage(bundle, id);
+    } catch (err) {
+      return { kind: 'pass', reason: `containers/storage's record is unreadable: ${(err as Error).message}` };
+    }
     if (!imageId) {
       return {
         kind: 'pass',
@@ -161,7 +166,10 @@ export async function decideRuntime(
   writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(served), { mode });
 
   const prepared = opts.manager.prepareAhead(id, bundle, served, ref);
-  prepared.catch(() => undefined); // the createContainer hook reports it
+  // The createContainer hook reports it to the runtime; the log keeps it too.
+  prepared.catch((err: unknown) =>
+    opts.logger.log('warn', `container ${id}: preparing its root failed: ${(err as Error).message}`),
+  );
   watchPid(peerPid, () => void opts.manager.releaseUnattached(id, `its runtime (pid ${peerPid}) ended`));
   return { kind: 'serve', note: `container ${id}: serving image ${ref} (${source}) from the strata store` };
 }
