@@ -26,7 +26,6 @@ import {
   eventually,
   openDaemonEnv,
   runCollect,
-  served,
   type DaemonEnv,
 } from '../integration/harness.js';
 
