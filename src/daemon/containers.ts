@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { serveImage } from '../mount/serve.js';
+import type { OverlayOptions } from '../mount/overlay.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
 import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
 import type { ServedContainer } from '../schema/generated/daemon-api.js';
@@ -52,6 +53,8 @@ interface PrepareRequest {
   stateAnnotations?: Record<string, string>;
   /** The image, when the caller found it elsewhere than the annotations (strata-runtime). */
   ref?: string;
+  /** Where a writable root keeps its upper layer (default: a fresh tmpfs, gone with the root). */
+  overlay?: OverlayOptions;
 }
 
 interface Served {
@@ -125,8 +128,13 @@ export class ContainerManager {
    * `strata run`: prepare the root while the runtime starts (the bundle has no createRuntime
    * hook); createContainer waits for it. The caller releases it when the runtime ends.
    */
-  prepareAhead(id: string, bundle: string, config: RuntimeConfig, ref?: string): Promise<void> {
-    const prepared = this.prepare({ id, bundle, config, ref });
+  prepareAhead(
+    id: string,
+    bundle: string,
+    config: RuntimeConfig,
+    found: Pick<PrepareRequest, 'ref' | 'overlay'> = {},
+  ): Promise<void> {
+    const prepared = this.prepare({ id, bundle, config, ...found });
     this.pending.set(id, prepared);
     void prepared.then(
       () => this.pending.delete(id),
@@ -185,7 +193,7 @@ export class ContainerManager {
       // The source names the container in mountinfo (where a mount shows up if it ever leaks).
       fsname: `strata-ctr:${id.replace(/[^A-Za-z0-9_.+-]/g, '_')}`,
       subtype: 'strata',
-      overlay: !readonly,
+      overlay: readonly ? false : (req.overlay ?? true),
     });
     const { session } = served;
 

@@ -15,9 +15,9 @@
 // A root prepared for a runtime that ends without attaching it (create failed before its
 // createContainer hook) is released when that process ends: the executable's pid (SO_PEERCRED)
 // is the runtime's, as it execs it. An attached root ends with its container's mount namespace.
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import type { Socket } from 'node:net';
-import { basename, dirname, isAbsolute, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
 import { StrataError } from '../errors.js';
@@ -117,6 +117,14 @@ export function servedConfig(
   };
 }
 
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The decision for one request; prepares the root when it serves. */
 export async function decideRuntime(
   req: RuntimeRequest,
@@ -165,7 +173,23 @@ export async function decideRuntime(
   const mode = statSync(join(bundle, 'config.json')).mode & 0o777;
   writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(served), { mode });
 
-  const prepared = opts.manager.prepareAhead(id, bundle, served, ref);
+  // The container's writes live in its bundle, as podman keeps them in its own layer: they
+  // survive a stop and start of the same container and go when the container is removed.
+  // A new layer's root (which the overlay's "/" shows) takes the mode and owner of the root the
+  // runtime would have used (podman's shows 0555), else of the image's root.
+  const upperDir = join(bundle, RT.upperDir);
+  let fromLower = false;
+  if (mkdirSync(upperDir, { recursive: true, mode: 0o755 }) !== undefined) {
+    const theirs = statOrUndefined(resolve(bundle, config.root.path));
+    if (theirs?.isDirectory()) {
+      chownSync(upperDir, theirs.uid, theirs.gid);
+      chmodSync(upperDir, theirs.mode & 0o7777);
+    } else fromLower = true;
+  }
+  const prepared = opts.manager.prepareAhead(id, bundle, served, {
+    ref,
+    overlay: { upperDir, upperRootFromLower: fromLower },
+  });
   // The createContainer hook reports it to the runtime; the log keeps it too.
   prepared.catch((err: unknown) =>
     opts.logger.log('warn', `container ${id}: preparing its root failed: ${(err as Error).message}`),

@@ -195,6 +195,20 @@ test('-d, then exec, logs, pause, unpause, stop, rm', async () => {
   await assertNothingLeft();
 });
 
+test('a container\'s writes survive its restart, as in podman\'s own layer; "/" looks as podman makes it', async () => {
+  const script = 'stat -c %a /; echo x >> /tmp/count; wc -l < /tmp/count';
+  const name = 'rt-restart';
+  const first = await podman(['run', '--name', name, '--entrypoint', '', SERVED, 'sh', '-c', script]);
+  assert.is(first.code, 0, first.stderr);
+  const again = await podman(['start', '-a', name]);
+  assert.is(again.code, 0, again.stderr);
+  const baseline = await podman(['run', '--rm', '--entrypoint', '', SERVED, 'stat', '-c', '%a', '/'], 'runc');
+  assert.is(first.stdout, `${baseline.stdout.trim()}\n1\n`);
+  assert.is(again.stdout, `${baseline.stdout.trim()}\n2\n`);
+  assert.is((await podman(['rm', name])).code, 0);
+  await assertNothingLeft();
+});
+
 test('no daemon: pass-through works with a note naming the socket; a strata-annotated bundle fails naming it', async () => {
   const dead = join(dir, 'no-daemon.sock');
   const r = await podman(['run', '--rm', '--entrypoint', '', SERVED, 'sh', '-c', 'echo plain'], deadWrapper);

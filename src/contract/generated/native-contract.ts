@@ -33,6 +33,7 @@ export const NATIVE_CONTRACT = {
     confDefault: '/etc/strata/runtime.conf',
     replyTimeoutMs: 30000,
     rootDir: 'strata-rootfs',
+    upperDir: 'strata-upper',
     failed: 1,
   },
   exit: { runFailed: 125, cannotExecute: 126, notFound: 127 },
