@@ -61,7 +61,7 @@ daemon_pid=
 cleanup() {
   for mode in runc strata; do
     [ -d "$tmp/$mode" ] || continue
-    CONTAINERS_CONF=$tmp/containers.conf podman --root "$tmp/$mode/root" --runroot "$tmp/$mode/run" \
+    CONTAINERS_CONF=$tmp/$mode.conf podman --root "$tmp/$mode/root" --runroot "$tmp/$mode/run" \
       system reset --force >/dev/null 2>&1 || true
   done
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
@@ -70,8 +70,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-printf '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n' >"$tmp/containers.conf"
-export CONTAINERS_CONF=$tmp/containers.conf
+# One containers.conf per mode: this host's ulimits, and podman's per-boot state and container
+# locks in the mode's own directory. By default every podman on the machine shares /run/libpod
+# and the /dev/shm/libpod_lock table, whatever its --root: another podman's `system reset` or lock
+# numbering then breaks these tests ("acquiring lock N ... file exists", "/run/libpod/alive").
+for mode in runc strata; do
+  mkdir -p "$tmp/$mode"
+  printf '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n[engine]\ntmp_dir = "%s"\nlock_type = "file"\n' \
+    "$tmp/$mode/tmp" >"$tmp/$mode.conf"
+done
 
 # ---- the stand-in test image ----
 rootfs=$tmp/image-rootfs
@@ -92,7 +99,7 @@ tar -C "$rootfs" -cf "$tmp/image.tar" .
 image=quay.io/libpod/testimage:20220615
 setup_podman() { # MODE RUNTIME
   local p=(podman --root "$tmp/$1/root" --runroot "$tmp/$1/run" --runtime "$2")
-  "${p[@]}" import -q \
+  CONTAINERS_CONF=$tmp/$1.conf "${p[@]}" import -q \
     --change 'WORKDIR /home/podman' \
     --change 'CMD ["/bin/echo", "This container is intended for podman CI testing"]' \
     --change 'LABEL created_by=test/system/build-testimage' \
@@ -102,7 +109,6 @@ setup_podman() { # MODE RUNTIME
 }
 
 # ---- strata: a private store and daemon, the image imported from podman's save ----
-mkdir -p "$tmp/strata"
 export STRATA_ROOT=$tmp/strata/store
 socket=$tmp/strata/strata.sock
 node "$strata_cli" daemon --socket "$socket" --log-file "$tmp/strata/daemon.log" >/dev/null 2>&1 &
@@ -117,7 +123,7 @@ echo "log = $tmp/strata/notes.log" >"$tmp/strata/runtime.conf"
 
 PODMAN_RUNC=$(setup_podman runc "$(command -v runc || echo /usr/sbin/runc)")
 PODMAN_STRATA=$(setup_podman strata "$tmp/strata/strata-runtime")
-podman --root "$tmp/strata/root" --runroot "$tmp/strata/run" save -q -o "$tmp/image.docker.tar" "$image"
+CONTAINERS_CONF=$tmp/strata.conf podman --root "$tmp/strata/root" --runroot "$tmp/strata/run" save -q -o "$tmp/image.docker.tar" "$image"
 node "$strata_cli" image import "docker-archive:$tmp/image.docker.tar" --name testimage >/dev/null
 for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
 
@@ -127,7 +133,7 @@ run_mode() { # MODE PODMAN-CMD FILE
   local out=$tmp/$1-$3.tap
   local args=(--tap)
   [ -n "$filter" ] && args+=(--filter "$filter")
-  PODMAN="$2" timeout 1800 bats "${args[@]}" "$tests/$3.bats" >"$out" 2>&1 || true
+  CONTAINERS_CONF=$tmp/$1.conf PODMAN="$2" timeout 1800 bats "${args[@]}" "$tests/$3.bats" >"$out" 2>&1 || true
   pass[$1-$3]=$(grep '^ok ' "$out" | grep -vc '# skip' || true)
   skip[$1-$3]=$(grep -c '^ok .*# skip' "$out" || true)
   fail[$1-$3]=$(grep -c '^not ok ' "$out" || true)

@@ -66,9 +66,12 @@ test.before(async () => {
   d = await openDaemonEnv(['busybox']);
   dir = join(d.env.dir, 'podman');
   mkdirSync(dir);
+  // This host's ulimits; podman's per-boot state and locks in this test's own directory (by
+  // default every podman shares /run/libpod and /dev/shm/libpod_lock, whatever its --root).
   writeFileSync(
     join(dir, 'containers.conf'),
-    '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n',
+    '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n' +
+      `[engine]\ntmp_dir = "${join(dir, 'tmp')}"\nlock_type = "file"\n`,
   );
   noteLog = join(dir, 'notes.log');
   writeFileSync(join(dir, 'runtime.conf'), `# test\nlog = ${noteLog}\n`);
