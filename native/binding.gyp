@@ -73,6 +73,14 @@
       "sources": ["front/strata.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
       "defines": ["STRATA_NODE=<!(node -p \"JSON.stringify(process.execPath)\")"]
+    },
+    {
+      "target_name": "strata-runtime",
+      "type": "executable",
+      "dependencies": ["contract-header"],
+      "include_dirs": ["generated"],
+      "sources": ["runtime/strata-runtime.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
     }
   ]
 }

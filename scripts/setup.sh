@@ -48,3 +48,14 @@ if [ -x "$front" ] && { [ ! -e "$link" ] || [ -L "$link" ]; }; then
 elif [ -e "$link" ] && [ ! -L "$link" ]; then
   echo "setup: $link exists and is not ours; leaving it (the front end is $front)"
 fi
+
+# `strata-runtime` on PATH: the runc-compatible CLI for `podman --runtime` and runc's other drivers
+# (native/runtime/strata-runtime.c).
+rt="$PWD/native/build/Release/strata-runtime"
+rt_link=/usr/local/bin/strata-runtime
+if [ -x "$rt" ] && { [ ! -e "$rt_link" ] || [ -L "$rt_link" ]; }; then
+  ln -sfn "$rt" "$rt_link"
+  echo "setup: $rt_link -> $rt"
+elif [ -e "$rt_link" ] && [ ! -L "$rt_link" ]; then
+  echo "setup: $rt_link exists and is not ours; leaving it (strata-runtime is $rt)"
+fi

@@ -31,6 +31,11 @@ export function frontExecutable(): string {
   return nativeExecutable('strata');
 }
 
+/** native/build/Release/strata-runtime: the runc-compatible CLI (native/runtime/strata-runtime.c). */
+export function runtimeExecutable(): string {
+  return nativeExecutable('strata-runtime');
+}
+
 /**
  * The argv that runs a program of ours: node and the compiled `<rel>.js`, or, when running from
  * sources (tests), node with tsx's loader and `<rel>.ts`. `rel` is relative to the repo root.

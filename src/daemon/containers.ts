@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { serveImage } from '../mount/serve.js';
+import type { OverlayOptions } from '../mount/overlay.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
 import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
 import type { ServedContainer } from '../schema/generated/daemon-api.js';
@@ -50,6 +51,10 @@ interface PrepareRequest {
   pid?: number;
   /** The hook state's annotations (podman passes the image annotation there). */
   stateAnnotations?: Record<string, string>;
+  /** The image, when the caller found it elsewhere than the annotations (strata-runtime). */
+  ref?: string;
+  /** Where a writable root keeps its upper layer (default: a fresh tmpfs, gone with the root). */
+  overlay?: OverlayOptions;
 }
 
 interface Served {
@@ -123,8 +128,13 @@ export class ContainerManager {
    * `strata run`: prepare the root while the runtime starts (the bundle has no createRuntime
    * hook); createContainer waits for it. The caller releases it when the runtime ends.
    */
-  prepareAhead(id: string, bundle: string, config: RuntimeConfig): Promise<void> {
-    const prepared = this.prepare({ id, bundle, config });
+  prepareAhead(
+    id: string,
+    bundle: string,
+    config: RuntimeConfig,
+    found: Pick<PrepareRequest, 'ref' | 'overlay'> = {},
+  ): Promise<void> {
+    const prepared = this.prepare({ id, bundle, config, ...found });
     this.pending.set(id, prepared);
     void prepared.then(
       () => this.pending.delete(id),
@@ -159,7 +169,7 @@ export class ContainerManager {
     }
     const rootfs = resolve(bundle, config.root.path);
     const readonly = config.root.readonly ?? false;
-    const ref = config.annotations?.[IMAGE_ANNOTATION] ?? req.stateAnnotations?.[IMAGE_ANNOTATION];
+    const ref = req.ref ?? config.annotations?.[IMAGE_ANNOTATION] ?? req.stateAnnotations?.[IMAGE_ANNOTATION];
     if (!ref) {
       throw new FailedPreconditionError(
         `config.json of bundle ${bundle} has no ${IMAGE_ANNOTATION} annotation naming the image to run ` +
@@ -183,7 +193,7 @@ export class ContainerManager {
       // The source names the container in mountinfo (where a mount shows up if it ever leaks).
       fsname: `strata-ctr:${id.replace(/[^A-Za-z0-9_.+-]/g, '_')}`,
       subtype: 'strata',
-      overlay: !readonly,
+      overlay: readonly ? false : (req.overlay ?? true),
     });
     const { session } = served;
 
@@ -301,6 +311,16 @@ export class ContainerManager {
       );
     }
     return true;
+  }
+
+  /**
+   * The runtime that was to attach `id`'s root has ended (strata-runtime): a root still being
+   * prepared or never attached will never be; release it. An attached root is the container's.
+   */
+  async releaseUnattached(id: string, why: string): Promise<void> {
+    await this.pending.get(id)?.catch(() => undefined);
+    if (this.served.get(id)?.root.status === 'prepared')
+      await this.release(id, `${why} without attaching it`);
   }
 
   /** Release everything (daemon shutdown): running containers lose their root. */

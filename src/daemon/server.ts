@@ -32,6 +32,7 @@ import { encodeExit, isRunRequest } from '../run/protocol.js';
 import { RUN_FAILED } from '../run/exit-codes.js';
 import { serveRunConnection, type RunServiceOptions } from './run-service.js';
 import { CgroupNamespace } from '../run/cgroup-ns.js';
+import { isRuntimeRequest, serveRuntimeConnection } from './runtime-service.js';
 
 const MAX_HOOK_REQUEST = MAX_HOOK_STATE + 64;
 const MAX_API_LINE = 64 * 1024;
@@ -216,7 +217,8 @@ function serveConnection(
         socket.removeAllListeners('data');
         socket.removeAllListeners('end');
         idle(false); // for as long as the container runs
-        serveRunConnection(socket, head, cred.pid, opts);
+        if (isRuntimeRequest(head)) serveRuntimeConnection(socket, head, cred.pid, opts);
+        else serveRunConnection(socket, head, cred.pid, opts);
         return;
       }
     }

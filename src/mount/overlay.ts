@@ -3,6 +3,7 @@
 // fresh detached tmpfs (or in given directories on one filesystem), "lowerdir+" by fd (legacy
 // "lowerdir" with an fd is EINVAL), then fsmount. The overlay holds its own references, so every
 // intermediate fd is closed here; the caller still owns lowerMountFd.
+import { readdir, stat, chmod, chown } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import { constants } from '../native-addon.js';
@@ -17,6 +18,9 @@ export interface OverlayOptions {
   workDir?: string;
   /** tmpfs size option (e.g. '512m') when no upperDir is given. Default: tmpfs's own. */
   tmpfsSize?: string;
+  /** Give an empty upperDir the mode and owner of the lower root (the image's "/"), which the
+   * overlay's root shows: a fresh directory would show 0755 root:root whatever the image says. */
+  upperRootFromLower?: boolean;
   /** Mount attributes for the overlay's fsmount. Default 0. */
   mountAttrs?: number;
   syscalls?: Syscalls;
@@ -52,6 +56,12 @@ export async function createDetachedOverlay(
     } else {
       const workDir = opts.workDir ?? join(dirname(opts.upperDir), `.${basename(opts.upperDir)}.work`);
       if (opts.workDir === undefined) ensureDir(sys, workDir);
+      if (opts.upperRootFromLower && (await readdir(opts.upperDir)).length === 0) {
+        // Async: the lower root may be a FUSE mount this very thread serves.
+        const root = await stat(`/proc/self/fd/${lowerMountFd}`);
+        await chown(opts.upperDir, root.uid, root.gid);
+        await chmod(opts.upperDir, root.mode & 0o7777);
+      }
       upperFd = track(sys.openat2(constants.AT_FDCWD, opts.upperDir, DIR_FLAGS(), 0, 0));
       workFd = track(sys.openat2(constants.AT_FDCWD, workDir, DIR_FLAGS(), 0, 0));
     }

@@ -43,6 +43,15 @@ export function withStrataHooks(
   return out;
 }
 
+/**
+ * `hooks` with the strata hook first at `stage` and the hooks already there after it (someone
+ * else's config.json: strata-runtime keeps podman's own hooks), once even if called again.
+ */
+export function withStrataHookFirst(hooks: Hooks | undefined, setup: HookSetup, stage: HookStage): Hooks {
+  const others = (hooks?.[stage] ?? []).filter((h) => h.path !== setup.hookPath);
+  return { ...hooks, [stage]: [strataHook(stage, setup), ...others] };
+}
+
 /** A copy of `config` carrying the strata hooks at `stages` (default: all three). */
 export function injectStrataHooks(
   config: RuntimeConfig,

@@ -1,4 +1,15 @@
-import { closeSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  mkdirSync,
+  statSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +60,29 @@ test('overlay with a given upper directory keeps the changes there', async () =>
     closeSync(lower);
     assert.is(readFileSync(join(upper, 'b'), 'utf8'), 'new');
     assert.ok(readdirSync(dir).includes('.upper.work'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("upperRootFromLower: an empty upper directory takes the lower root's mode and owner, a used one is kept", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-ovl-'));
+  try {
+    const lower = detachedTmpfs();
+    chmodSync(`/proc/self/fd/${lower}`, 0o555);
+    chownSync(`/proc/self/fd/${lower}`, 12, 34);
+    const upper = join(dir, 'upper');
+    mkdirSync(upper, { mode: 0o755 });
+    const ovl = await createDetachedOverlay(lower, { upperDir: upper, upperRootFromLower: true });
+    const root = statSync(`/proc/self/fd/${ovl}`);
+    assert.equal([root.mode & 0o7777, root.uid, root.gid], [0o555, 12, 34]);
+    closeSync(ovl);
+    chmodSync(upper, 0o700);
+    writeFileSync(join(upper, 'kept'), '');
+    const again = await createDetachedOverlay(lower, { upperDir: upper, upperRootFromLower: true });
+    assert.is(statSync(`/proc/self/fd/${again}`).mode & 0o7777, 0o700, 'a layer in use is left as it is');
+    closeSync(again);
+    closeSync(lower);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,0 +1,256 @@
+// strata-runtime benchmark, in one run on one machine (load average printed with the numbers):
+//
+//   podman run --rm IMG true   median wall time with --runtime crun, runc, strata-runtime on an
+//                              image strata's store lacks (pass-through; the daemon is asked) and
+//                              on one it holds (store-served). Each strata row has its own runc
+//                              row on the same image: the ratio is against the runtime it wraps.
+//                              strata-runtime is reached through a two-line sh wrapper that sets
+//                              STRATA_SOCKET (podman strips the env of start and delete); its
+//                              cost is in the "sh wrapper" row.
+//   each verb                  strata-runtime VERB against the same verb of the runtime called
+//                              directly: runc, and crun (which needs a cgroup2 mount namespace on
+//                              this hybrid host: strata-runtime makes one per call; "crun in a
+//                              kept namespace" enters one made beforehand, the floor; "crun with
+//                              unshare" is what a user would type).
+//
+//   npm run bench:runtime [-- --runs N]     (after npm install && npm run build)
+//
+// Goals (issue 9): pass-through <= 1.05x podman with the runtime it wraps, store-served <= 1.1x,
+// no verb adds more than 2 ms.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { runtimeExecutable } from '../src/executables.js';
+import { CgroupNamespace } from '../src/run/cgroup-ns.js';
+import { findExecutable, hostCgroupMounts, isHybridCgroups } from '../src/run/runtime.js';
+import { importImage } from '../src/store/import.js';
+import { openStore } from '../src/store/store.js';
+import { startDaemon } from '../test/integration/harness.js';
+import { busyboxImage } from '../test/fixtures/images.js';
+import { PrivatePodman } from '../test/fixtures/private-podman.js';
+import { benchDir, loadAverage, median } from './lib/bench-util.js';
+
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 15;
+if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positive integer');
+const WARMUP = 2;
+
+function time(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, ok = true): number {
+  const t0 = process.hrtime.bigint();
+  // No pipes: a container created here keeps the runtime's stdio open for its whole life.
+  const r = spawnSync(cmd, args, { env, stdio: 'ignore' });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (ok && r.status !== 0) throw new Error(`${[cmd, ...args].join(' ')} failed (${r.status ?? r.signal})`);
+  return ms;
+}
+
+function medianOf(fn: (i: number) => number): number {
+  for (let i = 0; i < WARMUP; i++) fn(-1 - i);
+  const xs: number[] = [];
+  for (let i = 0; i < RUNS; i++) xs.push(fn(i));
+  return median(xs);
+}
+
+const fmt = (ms: number | undefined): string => (ms === undefined ? 'fails' : `${ms.toFixed(1)} ms`);
+
+async function main(): Promise<void> {
+  const { dir, cleanup } = await benchDir('strata-bench-runtime-');
+  let stopDaemon: (() => Promise<unknown>) | undefined;
+  const unshare = findExecutable('unshare');
+  const cgroupNs = unshare ? new CgroupNamespace(unshare) : undefined;
+  const podman = new PrivatePodman(join(dir, 'pm'));
+  try {
+    const img = await busyboxImage();
+    const store = await openStore(join(dir, 'store'));
+    await importImage(store, `oci:${img.ociLayout}:latest`, { name: 'busybox' });
+    const env = {
+      dir,
+      storeRoot: store.root,
+      socket: join(dir, 'run', 'strata.sock'),
+      logFile: join(dir, 'daemon.log'),
+    };
+    stopDaemon = (await startDaemon(env)).stop;
+    const wrapper = join(dir, 'strata-runtime');
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\nexport STRATA_SOCKET=${env.socket} STRATA_RUNTIME_CONF=${join(dir, 'rt.conf')}\nexec ${runtimeExecutable()} "$@"\n`,
+    );
+    chmodSync(wrapper, 0o755);
+    writeFileSync(join(dir, 'rt.conf'), `log = ${join(dir, 'notes.log')}\n`);
+
+    await podman.init();
+    const pm = (...args: string[]) => podman.podman(...args);
+    const served = (await pm('pull', '-q', `oci:${img.ociLayout}:latest`)).stdout.trim();
+    await pm('tag', served, 'localhost/bench/served:latest');
+    spawnSync(
+      'sh',
+      [
+        '-c',
+        `tar -C ${img.rootfs} -c . | podman --root ${podman.root} --runroot ${podman.runroot} --storage-driver ${podman.driver} import -q - localhost/bench/other:latest`,
+      ],
+      { env: { ...process.env, CONTAINERS_CONF: join(dir, 'pm', 'containers.conf') } },
+    );
+    const pmEnv = { ...process.env, CONTAINERS_CONF: join(dir, 'pm', 'containers.conf') };
+    const podmanRun = (runtime: string, image: string) => () =>
+      time(
+        'podman',
+        [
+          '--root',
+          podman.root,
+          '--runroot',
+          podman.runroot,
+          '--storage-driver',
+          podman.driver,
+          '--runtime',
+          runtime,
+          'run',
+          '--rm',
+          '--network',
+          'none',
+          '--entrypoint',
+          '',
+          image,
+          'true',
+        ],
+        pmEnv,
+      );
+    const runc = findExecutable('runc') ?? 'runc';
+    const crun = findExecutable('crun') ?? 'crun';
+    const tryMedian = (fn: () => number): number | undefined => {
+      try {
+        return medianOf(fn);
+      } catch {
+        return undefined;
+      }
+    };
+
+    const load0 = await loadAverage();
+    // Round robin: one run of each row, then the next round, so a change of load on this shared
+    // machine weighs on every row alike.
+    const rows: [string, () => number][] = [
+      ['--runtime runc (image strata lacks)', podmanRun(runc, 'localhost/bench/other:latest')],
+      [
+        '--runtime strata-runtime, pass-through (wraps runc)',
+        podmanRun(wrapper, 'localhost/bench/other:latest'),
+      ],
+      ['--runtime runc (image strata holds)', podmanRun(runc, 'localhost/bench/served:latest')],
+      [
+        '--runtime strata-runtime, store-served (wraps runc)',
+        podmanRun(wrapper, 'localhost/bench/served:latest'),
+      ],
+    ];
+    const samples = rows.map((): number[] => []);
+    for (let i = -WARMUP; i < RUNS; i++) {
+      rows.forEach(([, fn], k) => {
+        const ms = fn();
+        if (i >= 0) samples[k].push(ms);
+      });
+    }
+    const [runcOther, pass, runcServed, servedMs] = samples.map((xs) => median(xs));
+    console.log(`podman run --rm IMG true (median of ${RUNS}, round robin; load average ${load0}):`);
+    console.log(
+      `  ${'--runtime crun'.padEnd(58)} ${fmt(tryMedian(podmanRun(crun, 'localhost/bench/other:latest')))}`,
+    );
+    rows.forEach(([label], k) => console.log(`  ${label.padEnd(58)} ${fmt(median(samples[k]))}`));
+    console.log(
+      `  ratios: pass-through ${(pass / runcOther).toFixed(3)}x (goal <= 1.05), store-served ${(servedMs / runcServed).toFixed(3)}x (goal <= 1.1)`,
+    );
+
+    // ---- verbs ----
+    const bundle = join(dir, 'bundle');
+    mkdirSync(bundle);
+    spawnSync('crun', ['spec'], { cwd: bundle });
+    const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    config.root = { path: img.rootfs, readonly: true };
+    config.process.terminal = false;
+    config.process.args = ['/bin/sleep', '1000'];
+    delete config.linux.resources; // crun's eBPF device filter needs CAP_SYS_RESOURCE
+    config.mounts = config.mounts.filter((m: { type: string }) => m.type !== 'cgroup');
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(config));
+    const dead = { ...process.env, STRATA_SOCKET: join(dir, 'none.sock') };
+    const hybrid = isHybridCgroups(hostCgroupMounts());
+    const nsPath = hybrid && cgroupNs ? await cgroupNs.path() : undefined;
+
+    type Caller = (args: string[]) => [string, string[], NodeJS.ProcessEnv];
+    const callers: [string, Caller][] = [
+      ['runc', (a) => [runc, a, process.env]],
+      ['strata-runtime (runc)', (a) => [runtimeExecutable(), a, { ...dead, STRATA_OCI_RUNTIME: 'runc' }]],
+      [
+        'crun in a kept namespace',
+        (a) =>
+          nsPath ? ['nsenter', [`--mount=${nsPath}`, '--', crun, ...a], process.env] : [crun, a, process.env],
+      ],
+      [
+        'crun with unshare',
+        (a) =>
+          hybrid
+            ? [
+                'unshare',
+                [
+                  '-m',
+                  '--propagation',
+                  'slave',
+                  'sh',
+                  '-c',
+                  'mount -t cgroup2 none /sys/fs/cgroup && exec "$@"',
+                  'sh',
+                  crun,
+                  ...a,
+                ],
+                process.env,
+              ]
+            : [crun, a, process.env],
+      ],
+      ['strata-runtime (crun)', (a) => [runtimeExecutable(), a, { ...dead, STRATA_OCI_RUNTIME: 'crun' }]],
+    ];
+    const verbs = ['create', 'state', 'start', 'pause', 'resume', 'kill', 'delete', 'list', '--version'];
+    const table = new Map<string, Map<string, number[]>>(
+      callers.map(([name]) => [name, new Map<string, number[]>(verbs.map((v) => [v, []]))]),
+    );
+    for (let i = -WARMUP; i < RUNS; i++) {
+      for (const [name, call] of callers) {
+        const root = join(dir, `state-${name.replace(/\W+/g, '-')}`);
+        const id = `bench-${i + WARMUP}`;
+        const argsOf: Record<string, string[]> = {
+          create: ['create', '--bundle', bundle, id],
+          state: ['state', id],
+          start: ['start', id],
+          pause: ['pause', id],
+          resume: ['resume', id],
+          kill: ['kill', id, 'KILL'],
+          delete: ['delete', '--force', id],
+          list: ['list'],
+          '--version': ['--version'],
+        };
+        for (const v of verbs) {
+          const [cmd, args, e] = call(['--root', root, ...argsOf[v]]);
+          // pause/resume need a freezer the runtime can use here: timed even if they fail.
+          const ms = time(cmd, args, e, v !== 'pause' && v !== 'resume');
+          if (i >= 0) table.get(name)?.get(v)?.push(ms);
+        }
+      }
+    }
+    const load1 = await loadAverage();
+    console.log(`\nverbs (median of ${RUNS} ms; load average ${load1}):`);
+    console.log(`  ${'verb'.padEnd(10)}${callers.map(([n]) => n.padStart(26)).join('')}`);
+    for (const v of verbs) {
+      const cells = callers.map(([n]) =>
+        median(table.get(n)?.get(v) ?? [])
+          .toFixed(2)
+          .padStart(26),
+      );
+      console.log(`  ${v.padEnd(10)}${cells.join('')}`);
+    }
+    console.log(
+      '  (strata-runtime (runc) vs runc, strata-runtime (crun) vs crun in a kept namespace: goal +2 ms at most)',
+    );
+  } finally {
+    await stopDaemon?.();
+    await cgroupNs?.stop();
+    await podman.destroy();
+    await cleanup();
+  }
+}
+
+await main();

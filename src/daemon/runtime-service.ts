@@ -1,0 +1,262 @@
+// The daemon's side of strata-runtime (native/runtime/strata-runtime.c), the runc-compatible CLI
+// for `podman --runtime` and runc's other drivers. On `create` and `run` the executable asks,
+// over the run protocol (src/run/protocol.ts), "runtime" [version, verb, id, bundle]; this
+// decides, with all the policy here:
+//   - which image the bundle runs: an org.strata.image annotation in its config.json, else
+//     containers/storage's record of the container (podman's bundle is
+//     <graphroot>/<driver>-containers/<id>/userdata; containers.json beside the container
+//     directories names the image ID, the sha256 of the image config, which strata's image
+//     records keep as configDigest);
+//   - an image the store holds: config.json is rewritten (root.path becomes an empty directory in
+//     the bundle, the strata createContainer hook goes first in its stage; nothing else changes),
+//     the root is prepared ahead as `strata run` does, and the answer is "serve";
+//   - anything else (no image known, one the store lacks, a bundle the runtime will refuse
+//     itself): "pass" with the reason, and the runtime runs the bundle unchanged.
+// A root prepared for a runtime that ends without attaching it (create failed before its
+// createContainer hook) is released when that process ends: the executable's pid (SO_PEERCRED)
+// is the runtime's, as it execs it. An attached root ends with its container's mount namespace.
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import type { Socket } from 'node:net';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
+import { StrataError } from '../errors.js';
+import { hookExecutable } from '../executables.js';
+import { decodeRunMessages, encodeExit, encodeRunMessage, type RunMessage } from '../run/protocol.js';
+import type { ContainersStorageContainers } from '../schema/generated/containers-storage-containers.js';
+import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
+import { parseAndValidate } from '../schema/validate.js';
+import { IMAGE_ANNOTATION } from '../spec/annotations.js';
+import { loadBundleConfig } from '../spec/bundle-config.js';
+import { isContainerId } from '../spec/container-id.js';
+import { withStrataHookFirst } from '../spec/hook-injection.js';
+import { writeFileAtomicSync } from '../store/atomic.js';
+import { listRecordDigests, readRecord } from '../store/records.js';
+import type { ContainerManager } from './containers.js';
+import type { Logger } from './log.js';
+import { watchPid } from './pid-watch.js';
+
+const RT = NATIVE_CONTRACT.runtime;
+/** containers.json holds every container of a podman store: far below this in practice. */
+const MAX_CONTAINERS_JSON = 64 * 1024 * 1024;
+
+export interface RuntimeServiceOptions {
+  storeRoot: string;
+  socketPath: string;
+  manager: ContainerManager;
+  logger: Logger;
+}
+
+export interface RuntimeRequest {
+  verb: 'create' | 'run';
+  id: string;
+  bundle: string;
+}
+
+export type RuntimeDecision =
+  | { kind: 'serve'; note: string }
+  | { kind: 'pass'; reason: string }
+  | { kind: 'exit'; code: number; message: string };
+
+/** Does this run message open a strata-runtime conversation? */
+export function isRuntimeRequest(head: Buffer): boolean {
+  return head.subarray(0, 8).toString('latin1') === 'runtime ';
+}
+
+/** The request's fields, or a reason to refuse it. */
+export function parseRuntimeRequest(msg: RunMessage): RuntimeRequest | string {
+  const [version, verb, id, bundle] = msg.fields;
+  if (msg.verb !== 'runtime' || msg.fields.length !== 4) return 'malformed runtime request';
+  if (version !== RT.version) {
+    return `this daemon speaks runtime protocol ${RT.version}, strata-runtime ${JSON.stringify(version)}: restart the daemon after an upgrade`;
+  }
+  if (verb !== 'create' && verb !== 'run') return `unknown runtime verb ${JSON.stringify(verb)}`;
+  if (!isAbsolute(bundle)) return `the bundle path ${JSON.stringify(bundle)} is not absolute`;
+  return { verb, id, bundle };
+}
+
+/**
+ * podman's image ID for container `id` from containers/storage's record, or undefined when the
+ * bundle is not in a containers/storage layout or the record does not name one.
+ */
+export function containersStorageImage(bundle: string, id: string): string | undefined {
+  if (basename(bundle) !== 'userdata' || basename(dirname(bundle)) !== id) return undefined;
+  const file = join(dirname(dirname(bundle)), 'containers.json');
+  let text: string;
+  try {
+    if (statSync(file).size > MAX_CONTAINERS_JSON) return undefined;
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const records = parseAndValidate<ContainersStorageContainers>('containers-storage-containers', text, file);
+  const image = records.find((r) => r.id === id)?.image;
+  return image && /^[0-9a-f]{64}$/.test(image) ? `sha256:${image}` : undefined;
+}
+
+/** The manifest digest of the stored image whose config digest is `configDigest`, if any. */
+export async function imageByConfig(storeRoot: string, configDigest: string): Promise<string | undefined> {
+  for (const digest of await listRecordDigests(storeRoot)) {
+    const record = await readRecord(storeRoot, digest).catch(() => undefined);
+    if (record?.configDigest === configDigest) return record.manifestDigest;
+  }
+  return undefined;
+}
+
+/** `config` as strata serves it: root.path an empty directory, the strata hook first at createContainer. */
+export function servedConfig(
+  config: RuntimeConfig,
+  rootDir: string,
+  hookPath: string,
+  socketPath: string,
+): RuntimeConfig {
+  return {
+    ...config,
+    root: { ...config.root, path: rootDir },
+    hooks: withStrataHookFirst(config.hooks, { hookPath, socketPath }, 'createContainer'),
+  };
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The decision for one request; prepares the root when it serves. */
+export async function decideRuntime(
+  req: RuntimeRequest,
+  peerPid: number,
+  opts: RuntimeServiceOptions,
+): Promise<RuntimeDecision> {
+  const { id, bundle } = req;
+  // The runtime refuses these in its own words (runc's, when it is runc).
+  if (!isContainerId(id)) return { kind: 'pass', reason: `${JSON.stringify(id)} is not a container id` };
+  let config: RuntimeConfig;
+  try {
+    config = loadBundleConfig(bundle);
+  } catch (err) {
+    return { kind: 'pass', reason: (err as Error).message };
+  }
+  if (!config.root?.path) return { kind: 'pass', reason: `config.json of bundle ${bundle} has no root.path` };
+
+  let ref = config.annotations?.[IMAGE_ANNOTATION];
+  let source = `annotation ${IMAGE_ANNOTATION}`;
+  if (!ref) {
+    let imageId: string | undefined;
+    try {
+      imageId = containersStorageImage(bundle, id);
+    } catch (err) {
+      return { kind: 'pass', reason: `containers/storage's record is unreadable: ${(err as Error).message}` };
+    }
+    if (!imageId) {
+      return {
+        kind: 'pass',
+        reason: `no image known for it (no ${IMAGE_ANNOTATION} annotation, no containers/storage record)`,
+      };
+    }
+    ref = await imageByConfig(opts.storeRoot, imageId);
+    if (!ref) {
+      return {
+        kind: 'pass',
+        reason: `image ${imageId} is not in the strata store ${opts.storeRoot} (import it with \`strata image import\`)`,
+      };
+    }
+    source = `containers/storage image ${imageId}`;
+  }
+
+  const rootDir = join(bundle, RT.rootDir);
+  mkdirSync(rootDir, { recursive: true, mode: 0o755 });
+  const served = servedConfig(config, rootDir, hookExecutable(), opts.socketPath);
+  const mode = statSync(join(bundle, 'config.json')).mode & 0o777;
+  writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(served), { mode });
+
+  // The container's writes live in its bundle, as podman keeps them in its own layer: they
+  // survive a stop and start of the same container and go when the container is removed.
+  // A new layer's root (which the overlay's "/" shows) takes the mode and owner of the root the
+  // runtime would have used (podman's shows 0555), else of the image's root.
+  const upperDir = join(bundle, RT.upperDir);
+  let fromLower = false;
+  if (mkdirSync(upperDir, { recursive: true, mode: 0o755 }) !== undefined) {
+    const theirs = statOrUndefined(resolve(bundle, config.root.path));
+    if (theirs?.isDirectory()) {
+      chownSync(upperDir, theirs.uid, theirs.gid);
+      chmodSync(upperDir, theirs.mode & 0o7777);
+    } else fromLower = true;
+  }
+  const prepared = opts.manager.prepareAhead(id, bundle, served, {
+    ref,
+    overlay: { upperDir, upperRootFromLower: fromLower },
+  });
+  // The createContainer hook reports it to the runtime; the log keeps it too.
+  prepared.catch((err: unknown) =>
+    opts.logger.log('warn', `container ${id}: preparing its root failed: ${(err as Error).message}`),
+  );
+  watchPid(peerPid, () => void opts.manager.releaseUnattached(id, `its runtime (pid ${peerPid}) ended`));
+  return { kind: 'serve', note: `container ${id}: serving image ${ref} (${source}) from the strata store` };
+}
+
+/** Serves one strata-runtime connection whose first bytes (`head`) are a runtime message. */
+export function serveRuntimeConnection(
+  socket: Socket,
+  head: Buffer,
+  peerPid: number,
+  opts: RuntimeServiceOptions,
+): void {
+  let buf = head;
+  let done = false;
+  const answer = (data: Buffer): void => {
+    done = true;
+    if (!socket.destroyed) socket.end(data);
+  };
+  const take = (): void => {
+    if (done) return;
+    let messages: RunMessage[];
+    try {
+      ({ messages, rest: buf } = decodeRunMessages(buf));
+    } catch (err) {
+      answer(encodeExit(RT.failed, `strata-runtime: ${(err as Error).message}`));
+      return;
+    }
+    const msg = messages[0];
+    if (!msg) return;
+    done = true;
+    const req = parseRuntimeRequest(msg);
+    if (typeof req === 'string') {
+      answer(encodeExit(RT.failed, `strata-runtime: ${req}`));
+      return;
+    }
+    decideRuntime(req, peerPid, opts).then(
+      (d) => {
+        opts.logger.log(
+          'info',
+          d.kind === 'serve'
+            ? d.note
+            : `container ${req.id}: ${d.kind === 'pass' ? `pass-through: ${d.reason}` : d.message}`,
+        );
+        answer(
+          d.kind === 'serve'
+            ? encodeRunMessage('serve', [d.note])
+            : d.kind === 'pass'
+              ? encodeRunMessage('pass', [d.reason])
+              : encodeExit(d.code, d.message),
+        );
+      },
+      (err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err);
+        opts.logger.log(
+          err instanceof StrataError ? 'warn' : 'error',
+          `strata-runtime ${req.verb} ${req.id}: ${message}`,
+        );
+        answer(encodeExit(RT.failed, `strata-runtime: container ${req.id}: ${message}`));
+      },
+    );
+  };
+  socket.on('data', (data: Buffer) => {
+    buf = Buffer.concat([buf, data]);
+    take();
+  });
+  take();
+}

@@ -1,0 +1,208 @@
+// The daemon's side of strata-runtime (src/daemon/runtime-service.ts) against a real daemon with
+// the busybox image, driven by the real executable with a stand-in runtime (`STRATA_OCI_RUNTIME`
+// = /bin/true: it "creates" nothing and exits at once) or over a raw socket. Bundles are laid out
+// as containers/storage lays out podman's (<root>/overlay-containers/<id>/userdata, with
+// containers.json beside the container directories naming the image ID).
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { hookExecutable, runtimeExecutable } from '../../src/executables.js';
+import { decodeRunMessages, encodeRunMessage, type RunMessage } from '../../src/run/protocol.js';
+import {
+  containersStorageImage,
+  isRuntimeRequest,
+  parseRuntimeRequest,
+  servedConfig,
+} from '../../src/daemon/runtime-service.js';
+import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
+import { resolveImageRecord } from '../../src/store/records.js';
+import {
+  assertNoLeaks,
+  bundle,
+  closeDaemonEnv,
+  eventually,
+  openDaemonEnv,
+  runCollect,
+  type DaemonEnv,
+} from '../integration/harness.js';
+
+let d: DaemonEnv;
+let template: RuntimeConfig;
+let configDigest: string;
+let n = 0;
+
+test.before(async () => {
+  d = await openDaemonEnv(['busybox']);
+  const b = await bundle(d.env, 'busybox', { command: ['true'] });
+  template = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')) as RuntimeConfig;
+  delete template.annotations;
+  delete template.hooks;
+  configDigest = (await resolveImageRecord(d.env.storeRoot, 'busybox')).configDigest;
+});
+
+test.after(() => closeDaemonEnv(d));
+
+/** A podman-like bundle for container `id` whose containers.json names `image`. */
+function podmanBundle(image: string | undefined, containersJson?: string): { id: string; bundle: string } {
+  const id = `${String(++n).padStart(2, '0')}${'a'.repeat(62)}`;
+  const root = join(d.env.dir, `cs-${n}`, 'overlay-containers');
+  const bundleDir = join(root, id, 'userdata');
+  mkdirSync(join(bundleDir, 'rootfs'), { recursive: true });
+  writeFileSync(join(bundleDir, 'config.json'), JSON.stringify({ ...template, root: { path: 'rootfs' } }));
+  writeFileSync(
+    join(root, 'containers.json'),
+    containersJson ??
+      JSON.stringify([
+        { id: 'other', image: 'x' },
+        { id, image, layer: 'l', names: ['n'] },
+      ]),
+  );
+  return { id, bundle: bundleDir };
+}
+
+/** strata-runtime VERB --bundle B ID with /bin/true as the runtime; notes go to a log file. */
+async function strataRuntime(id: string, bundleDir: string, socket = d.env.socket) {
+  const conf = join(d.env.dir, 'runtime.conf');
+  const notes = join(d.env.dir, `notes-${n}.log`);
+  writeFileSync(conf, `log = ${notes}\n`);
+  const r = await runCollect(
+    runtimeExecutable(),
+    ['create', '--bundle', bundleDir, '--pid-file', '/dev/null', id],
+    {
+      env: {
+        ...process.env,
+        STRATA_SOCKET: socket,
+        STRATA_RUNTIME_CONF: conf,
+        STRATA_OCI_RUNTIME: '/bin/true',
+      },
+    },
+  );
+  let note = '';
+  try {
+    note = readFileSync(notes, 'utf8');
+  } catch {
+    // no note
+  }
+  return { ...r, note };
+}
+
+test('an image the store holds: config.json gets the root and the hook, nothing else; the root is released when the runtime ends unattached', async () => {
+  const { id, bundle: b } = podmanBundle(configDigest.slice('sha256:'.length));
+  const before = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')) as RuntimeConfig;
+  const r = await strataRuntime(id, b);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stdout + r.stderr, '', 'nothing on the container stdio');
+  assert.match(r.note, `container ${id}: serving image sha256:`);
+  const after = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')) as RuntimeConfig;
+  assert.is(after.root?.path, join(b, 'strata-rootfs'));
+  assert.is(after.hooks?.createContainer?.[0].path, hookExecutable());
+  assert.equal({ ...after, root: before.root, hooks: undefined }, { ...before, hooks: undefined });
+  // /bin/true never attached it: the daemon sees the runtime's pid go and releases the root
+  // once it is prepared.
+  const released = `container ${id}: released (its runtime (pid`;
+  const logged = await eventually(() => readFileSync(d.env.logFile, 'utf8').includes(released), 15_000);
+  assert.ok(logged, readFileSync(d.env.logFile, 'utf8'));
+  await assertNoLeaks(d.env, d.mountsBefore);
+});
+
+test('an image the store lacks, no record, an unreadable record: pass-through, config.json untouched', async () => {
+  for (const [image, json, why] of [
+    ['b'.repeat(64), undefined, 'is not in the strata store'],
+    [undefined, undefined, 'no image known for it'],
+    ['c'.repeat(64), '{"not": "an array"}', "containers/storage's record is unreadable"],
+  ] as const) {
+    const { id, bundle: b } = podmanBundle(image, json);
+    const before = readFileSync(join(b, 'config.json'), 'utf8');
+    const r = await strataRuntime(id, b);
+    assert.is(r.code, 0, r.stderr);
+    assert.match(r.note, why);
+    assert.match(r.note, 'running bundle');
+    assert.is(readFileSync(join(b, 'config.json'), 'utf8'), before);
+  }
+  await assertNoLeaks(d.env, d.mountsBefore);
+});
+
+test('an annotated bundle without a daemon fails naming the socket; an unannotated one passes', async () => {
+  const { id, bundle: b } = podmanBundle(undefined);
+  const dead = join(d.env.dir, 'dead.sock');
+  const pass = await strataRuntime(id, b, dead);
+  assert.is(pass.code, 0);
+  assert.match(pass.note, `no strata daemon on ${dead}`);
+  const c = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')) as RuntimeConfig;
+  writeFileSync(
+    join(b, 'config.json'),
+    JSON.stringify({ ...c, annotations: { 'org.strata.image': 'busybox' } }),
+  );
+  const fail = await strataRuntime(id, b, dead);
+  assert.is(fail.code, 1);
+  assert.match(fail.stderr, `no strata daemon answers on ${dead}`);
+});
+
+/** One raw runtime message to the daemon; its answer. */
+function ask(fields: string[]): Promise<RunMessage> {
+  return new Promise((resolve, reject) => {
+    const s = connect(d.env.socket);
+    let buf = Buffer.alloc(0);
+    s.on('data', (x) => (buf = Buffer.concat([buf, x])));
+    s.on('error', reject);
+    s.on('end', () => {
+      const { messages } = decodeRunMessages(buf);
+      if (messages[0]) resolve(messages[0]);
+      else reject(new Error('no answer'));
+    });
+    s.write(encodeRunMessage('runtime', fields));
+  });
+}
+
+test('the protocol: a wrong version or verb, a relative bundle, a bad id', async () => {
+  let m = await ask(['9', 'create', 'x', '/tmp']);
+  assert.is(m.verb, 'exit');
+  assert.equal(m.fields[0], '1');
+  assert.match(m.fields[1], 'runtime protocol 1');
+  m = await ask(['1', 'start', 'x', '/tmp']);
+  assert.match(m.fields[1], 'unknown runtime verb "start"');
+  m = await ask(['1', 'create', 'x', 'rel/dir']);
+  assert.match(m.fields[1], 'not absolute');
+  m = await ask(['1', 'create', 'bad/id', '/tmp']);
+  assert.is(m.verb, 'pass');
+  assert.match(m.fields[0], 'is not a container id');
+});
+
+test('pure parts: request parsing, the containers/storage lookup, the served config', () => {
+  assert.ok(isRuntimeRequest(encodeRunMessage('runtime', ['1'])));
+  assert.not.ok(isRuntimeRequest(encodeRunMessage('run', ['1'])));
+  assert.equal(parseRuntimeRequest({ verb: 'runtime', fields: ['1', 'run', 'i', '/b'] }), {
+    verb: 'run',
+    id: 'i',
+    bundle: '/b',
+  });
+  const { id, bundle: b } = podmanBundle('d'.repeat(64));
+  assert.is(containersStorageImage(b, id), `sha256:${'d'.repeat(64)}`);
+  assert.is(containersStorageImage(b, 'another-id'), undefined, "the bundle is not that container's");
+  const elsewhere = join(d.env.dir, 'plain-bundle');
+  mkdirSync(elsewhere);
+  copyFileSync(join(b, 'config.json'), join(elsewhere, 'config.json'));
+  assert.is(containersStorageImage(elsewhere, id), undefined, 'not a containers/storage layout');
+  const theirs = { path: '/usr/libexec/oci/hooks/x', args: ['x'] };
+  const c = servedConfig(
+    { ...template, hooks: { createContainer: [theirs] } },
+    '/b/strata-rootfs',
+    '/h',
+    '/s',
+  );
+  assert.equal(
+    c.hooks?.createContainer?.map((h) => h.path),
+    ['/h', theirs.path],
+  );
+  const again = servedConfig(c, '/b/strata-rootfs', '/h', '/s');
+  assert.equal(
+    again.hooks?.createContainer?.map((h) => h.path),
+    ['/h', theirs.path],
+    'once',
+  );
+});
+
+test.run();

@@ -1,0 +1,258 @@
+// Real `podman --runtime strata-runtime` (native/runtime/strata-runtime.c) with a private
+// --root/--runroot and the containers.conf this host needs (docs/architecture.md#host-facts): the
+// busybox image, which the test daemon's store holds too, is served from strata's store (inside,
+// the root is strata's; on the host nothing of strata's is mounted); an image only podman holds
+// runs unchanged on podman's own rootfs (pass-through) with one note. Exit codes, -it under a
+// pty, -d then exec/logs/pause/unpause/stop/kill/rm, bad input, a dead daemon. After each test:
+// no mount, lease, daemon session, container or conmon left.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { runtimeExecutable } from '../../src/executables.js';
+import { busyboxImage } from '../fixtures/images.js';
+import { unmountAll } from '../fixtures/mounts.js';
+import {
+  assertNoLeaks,
+  closeDaemonEnv,
+  eventually,
+  openDaemonEnv,
+  runCollect,
+  type DaemonEnv,
+  type RunResult,
+} from './harness.js';
+
+let d: DaemonEnv;
+let dir: string;
+let wrapper: string;
+let deadWrapper: string;
+let noteLog: string;
+const SERVED = 'localhost/strata-rt/busybox:latest';
+const PASS = 'localhost/strata-rt/other:latest';
+
+/** A wrapper with the env podman strips from start and delete (it keeps PATH only). */
+function writeWrapper(name: string, socket: string): string {
+  const path = join(dir, name);
+  writeFileSync(
+    path,
+    `#!/bin/sh\nexport STRATA_SOCKET=${socket} STRATA_RUNTIME_CONF=${join(dir, 'runtime.conf')}\n` +
+      `exec ${runtimeExecutable()} "$@"\n`,
+  );
+  chmodSync(path, 0o755);
+  return path;
+}
+
+const podmanEnv = () => ({ ...process.env, CONTAINERS_CONF: join(dir, 'containers.conf') });
+const podmanBase = (runtime: string) => [
+  '--root',
+  join(dir, 'root'),
+  '--runroot',
+  join(dir, 'run'),
+  '--runtime',
+  runtime,
+];
+
+function podman(args: string[], runtime = wrapper): Promise<RunResult> {
+  return runCollect('podman', [...podmanBase(runtime), ...args], { env: podmanEnv() });
+}
+
+function podmanSync(args: string[]) {
+  return spawnSync('podman', [...podmanBase(wrapper), ...args], { encoding: 'utf8', env: podmanEnv() });
+}
+
+test.before(async () => {
+  d = await openDaemonEnv(['busybox']);
+  dir = join(d.env.dir, 'podman');
+  mkdirSync(dir);
+  // This host's ulimits; podman's per-boot state and locks in this test's own directory (by
+  // default every podman shares /run/libpod and /dev/shm/libpod_lock, whatever its --root).
+  writeFileSync(
+    join(dir, 'containers.conf'),
+    '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n' +
+      `[engine]\ntmp_dir = "${join(dir, 'tmp')}"\nlock_type = "file"\n`,
+  );
+  noteLog = join(dir, 'notes.log');
+  writeFileSync(join(dir, 'runtime.conf'), `# test\nlog = ${noteLog}\n`);
+  wrapper = writeWrapper('strata-runtime', d.env.socket);
+  deadWrapper = writeWrapper('strata-runtime-dead', join(dir, 'no-daemon.sock'));
+  const img = await busyboxImage();
+  // The same OCI layout the store imported: podman's image ID is the config digest strata records.
+  let r = podmanSync(['pull', '-q', `oci:${img.ociLayout}:latest`]);
+  assert.is(r.status, 0, r.stderr);
+  r = podmanSync(['tag', r.stdout.trim(), SERVED]);
+  assert.is(r.status, 0, r.stderr);
+  // An image strata does not hold: busybox's files under a config podman writes itself.
+  r = spawnSync(
+    'sh',
+    ['-c', `tar -C ${img.rootfs} -c . | podman ${podmanBase(wrapper).join(' ')} import -q - ${PASS}`],
+    { encoding: 'utf8', env: podmanEnv() },
+  );
+  assert.is(r.status, 0, r.stderr);
+});
+
+test.after(async () => {
+  try {
+    podmanSync(['system', 'reset', '--force']);
+    await unmountAll(dir);
+  } finally {
+    await closeDaemonEnv(d);
+  }
+});
+
+/** No container, conmon, strata mount, lease or served root left. */
+async function assertNothingLeft(): Promise<void> {
+  assert.is(podmanSync(['ps', '-aq']).stdout, '', 'podman keeps no container');
+  const conmons = spawnSync('pgrep', ['-f', `conmon.*${dir}`], { encoding: 'utf8' }).stdout.trim();
+  assert.is(conmons, '', 'no conmon left');
+  await assertNoLeaks(d.env, d.mountsBefore);
+}
+
+test("store-served: the root inside is strata's, exit codes 0 and 1, one note, nothing left", async () => {
+  const r = await podman([
+    'run',
+    '--rm',
+    '--entrypoint',
+    '',
+    SERVED,
+    'sh',
+    '-c',
+    'grep " / " /proc/self/mountinfo; head -1 /etc/passwd; exit 1',
+  ]);
+  assert.is(r.code, 1, r.stderr);
+  // The writable overlay strata serves over its FUSE tree (src/mount/serve.ts), not podman's.
+  assert.match(r.stdout, / \/ \/ rw,[^\n]* - overlay strata /);
+  assert.match(r.stdout, 'root:x:0:0:root:/root:/bin/sh');
+  const ok = await podman(['run', '--rm', '--entrypoint', '', SERVED, 'true']);
+  assert.is(ok.code, 0, ok.stderr);
+  const log = readFileSync(d.env.logFile, 'utf8');
+  assert.match(log, /serving image sha256:[0-9a-f]{64} \(containers\/storage image sha256:/);
+  assert.match(log, /released \(FUSE session ended: unmounted \(ENODEV\)/);
+  assert.match(readFileSync(noteLog, 'utf8'), /level=info msg="container [0-9a-f]{64}: serving image/);
+  await assertNothingLeft();
+});
+
+test("pass-through: an image strata lacks runs on podman's rootfs, with one note", async () => {
+  const r = await podman(['run', '--rm', PASS, 'sh', '-c', 'grep " / " /proc/self/mountinfo; exit 0']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, / \/ \/ [^\n]* - overlay overlay /);
+  assert.match(
+    readFileSync(noteLog, 'utf8'),
+    /is not in the strata store [^\n]*; running bundle [^\n]* unchanged/,
+  );
+  await assertNothingLeft();
+});
+
+test('exit codes as with runc: 125 (bad option), 126 (not executable), 127 (not found), 137 (killed)', async () => {
+  const bad = await podman(['run', '--rm', '--no-such-option', SERVED]);
+  assert.is(bad.code, 125);
+  const noexec = await podman(['run', '--rm', '--entrypoint', '/etc/passwd', SERVED]);
+  assert.is(noexec.code, 126, noexec.stderr);
+  assert.match(noexec.stderr, 'permission denied');
+  const missing = await podman(['run', '--rm', '--entrypoint', '/nonexistent', SERVED]);
+  assert.is(missing.code, 127, missing.stderr);
+  assert.match(missing.stderr, 'no such file or directory');
+  const id = (await podman(['run', '-d', '--entrypoint', '', SERVED, 'sleep', '60'])).stdout.trim();
+  assert.match(id, /^[0-9a-f]{64}$/);
+  assert.is((await podman(['kill', id])).code, 0);
+  const wait = await podman(['wait', id]);
+  assert.is(wait.stdout.trim(), '137', wait.stderr);
+  assert.is((await podman(['rm', id])).code, 0);
+  await assertNothingLeft();
+});
+
+test('-it under a pty: a terminal inside, the exit code out', async () => {
+  const cmd = `podman ${podmanBase(wrapper).join(' ')} run -it --rm --entrypoint '' ${SERVED} sh -c 'tty; exit 5'`;
+  const r = await runCollect('script', ['-qec', cmd, '/dev/null'], { env: podmanEnv() });
+  assert.is(r.code, 5, r.stdout + r.stderr);
+  assert.match(r.stdout, '/dev/pts/0');
+  await assertNothingLeft();
+});
+
+test('-d, then exec, logs, pause, unpause, stop, rm', async () => {
+  const run = await podman([
+    'run',
+    '-d',
+    '--entrypoint',
+    '',
+    SERVED,
+    'sh',
+    '-c',
+    'echo started; exec sleep 60',
+  ]);
+  assert.is(run.code, 0, run.stderr);
+  const id = run.stdout.trim();
+  const exec = await podman(['exec', id, 'sh', '-c', 'head -1 /etc/group; exit 4']);
+  assert.is(exec.code, 4, exec.stderr);
+  assert.is(exec.stdout, 'root:x:0:\n');
+  assert.ok(await eventually(async () => (await podman(['logs', id])).stdout === 'started\n'));
+  assert.is((await podman(['pause', id])).code, 0);
+  assert.is((await podman(['inspect', '--format', '{{.State.Status}}', id])).stdout.trim(), 'paused');
+  assert.is((await podman(['unpause', id])).code, 0);
+  assert.is((await podman(['inspect', '--format', '{{.State.Status}}', id])).stdout.trim(), 'running');
+  const stop = await podman(['stop', '-t', '1', id]);
+  assert.is(stop.code, 0, stop.stderr);
+  assert.is((await podman(['inspect', '--format', '{{.State.Status}}', id])).stdout.trim(), 'exited');
+  assert.is((await podman(['rm', id])).code, 0);
+  await assertNothingLeft();
+});
+
+test('a container\'s writes survive its restart, as in podman\'s own layer; "/" looks as podman makes it', async () => {
+  const script = 'stat -c %a /; echo x >> /tmp/count; wc -l < /tmp/count';
+  const name = 'rt-restart';
+  const first = await podman(['run', '--name', name, '--entrypoint', '', SERVED, 'sh', '-c', script]);
+  assert.is(first.code, 0, first.stderr);
+  const again = await podman(['start', '-a', name]);
+  assert.is(again.code, 0, again.stderr);
+  const baseline = await podman(['run', '--rm', '--entrypoint', '', SERVED, 'stat', '-c', '%a', '/'], 'runc');
+  assert.is(first.stdout, `${baseline.stdout.trim()}\n1\n`);
+  assert.is(again.stdout, `${baseline.stdout.trim()}\n2\n`);
+  assert.is((await podman(['rm', name])).code, 0);
+  await assertNothingLeft();
+});
+
+test('no daemon: pass-through works with a note naming the socket; a strata-annotated bundle fails naming it', async () => {
+  const dead = join(dir, 'no-daemon.sock');
+  const r = await podman(['run', '--rm', '--entrypoint', '', SERVED, 'sh', '-c', 'echo plain'], deadWrapper);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stdout, 'plain\n');
+  assert.match(readFileSync(noteLog, 'utf8'), `no strata daemon on ${dead}; running bundle`);
+  const f = await podman(
+    ['run', '--rm', '--annotation', 'org.strata.image=busybox', '--entrypoint', '', SERVED, 'true'],
+    deadWrapper,
+  );
+  assert.ok(f.code !== 0);
+  assert.match(f.stderr, `no strata daemon answers on ${dead}`);
+  await assertNothingLeft();
+});
+
+/** strata-runtime and runc on the same bad input: the same words (less runc's timestamps) and code. */
+async function sameAsRunc(args: string[], cwd: string): Promise<RunResult> {
+  const strip = (s: string) => s.replace(/time="[^"]*"/g, 'time=T');
+  const a = await runCollect(runtimeExecutable(), args, {
+    cwd,
+    env: { ...process.env, STRATA_SOCKET: d.env.socket, STRATA_OCI_RUNTIME: 'runc' },
+  });
+  const b = await runCollect('runc', args, { cwd });
+  assert.is(a.code, b.code, `${args.join(' ')}: ${a.stderr}`);
+  assert.is(strip(a.stdout), strip(b.stdout));
+  assert.is(strip(a.stderr), strip(b.stderr));
+  return a;
+}
+
+test("bad input gets runc's own answer: no config.json, a bad id, an unknown verb or flag", async () => {
+  const empty = join(dir, 'empty-bundle');
+  mkdirSync(empty, { recursive: true });
+  const r = await sameAsRunc(['create', '--bundle', empty, 'rt-no-config'], dir);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, 'config.json');
+  await sameAsRunc(['create', '--bundle', empty, 'bad/id'], dir);
+  await sameAsRunc(['no-such-verb'], dir);
+  await sameAsRunc(['--no-such-flag', 'list'], dir);
+  await sameAsRunc(['state', 'rt-no-such-container'], dir);
+  assert.not.ok(existsSync(join(empty, 'strata-rootfs')), 'the bundle is left as it was');
+  await assertNoLeaks(d.env, d.mountsBefore);
+});
+
+test.run();
