@@ -81,3 +81,9 @@ export function serviceDaemonArgv(loc: DaemonLocation): string[] {
   const extra = loc.logFile ? ['--log-file', loc.logFile] : [];
   return cliArgv(['daemon', '--root', loc.storeRoot, '--socket', loc.socketPath, ...extra]);
 }
+
+/** native/build/Release/strata-fdholder: keeps FUSE device fds while no daemon runs
+ * (native/holder/strata-fdholder.c). $STRATA_FDHOLDER overrides it (tests of another build). */
+export function fdHolderExecutable(): string {
+  return process.env.STRATA_FDHOLDER || nativeExecutable('strata-fdholder');
+}

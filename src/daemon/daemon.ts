@@ -7,6 +7,12 @@
 // On start it releases the leases whose holder is gone (a daemon killed with -9 left them): in the
 // background, as it needs the store lock exclusively and a container start must not wait for an
 // import to finish.
+//
+// Containers outlive the daemon (docs/architecture.md#sessions-outlive-the-daemon): every session's
+// /dev/fuse fd is deposited with the fd holder (fd-holder.ts), which restarts a daemon that dies
+// while it holds any; a starting daemon first takes every held session over (containers.ts adopt),
+// then releases stale leases. `--upgrade` starts a daemon that takes the sessions over while the
+// running one still serves them, then asks it to leave (the API's handover).
 import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
@@ -18,7 +24,10 @@ import { describeHolder } from '../store/holder.js';
 import { releaseStaleLeases } from '../store/leases.js';
 import { openStore } from '../store/store.js';
 import type { DaemonStatus } from '../schema/generated/daemon-api.js';
+import { daemonRequest } from './client.js';
 import { ContainerManager } from './containers.js';
+import { FdHolder, fdHolderSocket } from './fd-holder.js';
+import { journalDir } from './held-session.js';
 import { watchIdle, type IdleWatch } from './idle.js';
 import { openLog, type Logger } from './log.js';
 import { sdNotify } from './notify.js';
@@ -34,6 +43,13 @@ export interface DaemonOptions {
   exitIdleMs?: number;
   /** Close a client connection after this long without a request in flight (server.ts). */
   idleConnectionMs?: number;
+  /** Take over from the daemon running on socketPath (strata daemon --upgrade). */
+  upgrade?: boolean;
+  /** Deposit sessions with the fd holder so that they outlive this daemon. Default true. */
+  holdSessions?: boolean;
+  /** What the fd holder runs when this daemon dies while it holds sessions. Default: this
+   * process's own command line (without --upgrade); [] for none. */
+  restartArgv?: string[];
 }
 
 function version(): string {
@@ -115,16 +131,79 @@ export async function reconcileLeases(storeRoot: string, logger: Logger): Promis
   }
 }
 
+/** This process's command line, to start a daemon like it again (without --upgrade). */
+function ownArgv(): string[] {
+  return [process.execPath, ...process.execArgv, ...process.argv.slice(1).filter((a) => a !== '--upgrade')];
+}
+
+/** The startup lock, waiting for the daemon we asked to leave to let go of it. */
+async function takeLockAfterHandover(socketPath: string): Promise<number> {
+  const lockFd = openSync(`${socketPath}.lock`, 'a', 0o600);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      native.flock(lockFd, constants.LOCK_EX | constants.LOCK_NB);
+      return lockFd;
+    } catch (err) {
+      if (!isErrno(err, 'EWOULDBLOCK') && !isErrno(err, 'EAGAIN')) throw err;
+    }
+    if (Date.now() > deadline) {
+      closeSync(lockFd);
+      throw new Error(`the daemon on ${socketPath} did not leave within 10 s of handing over`);
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** Takes over every session the fd holder keeps (a daemon before this one died or is leaving). */
+async function adoptAll(manager: ContainerManager, holder: FdHolder, logger: Logger): Promise<void> {
+  const held = holder.take();
+  if (held.length === 0) return;
+  const t0 = performance.now();
+  const adopted = await Promise.all(held.map((h) => manager.adopt(h)));
+  logger.log(
+    'info',
+    `took over ${adopted.filter(Boolean).length} of ${held.length} held sessions in ` +
+      `${(performance.now() - t0).toFixed(1)} ms`,
+  );
+}
+
 /** Runs until stopped; resolves when everything is released and the socket removed. */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let logger: Logger | undefined;
   let lockFd: number | 'running' | undefined;
   let reconciled: Promise<void> | undefined;
+  let holder: FdHolder | undefined;
   limitServerHeap();
   try {
     logger = openLog(opts.logFile);
     const store = await openStore(opts.storeRoot);
-    lockFd = await takeStartupLock(opts.socketPath);
+    const hold = opts.holdSessions ?? true;
+    const restartArgv = opts.restartArgv ?? ownArgv();
+    const connectHolder = () =>
+      FdHolder.connect(fdHolderSocket(opts.socketPath), restartArgv.length > 0 ? restartArgv : undefined);
+    const newManager = (h: FdHolder | undefined) =>
+      new ContainerManager({
+        storeRoot: store.root,
+        logger: logger!,
+        holder: h,
+        journalDir: journalDir(opts.socketPath),
+      });
+    let manager: ContainerManager | undefined;
+    if (opts.upgrade && (await socketAnswers(opts.socketPath, 1000))) {
+      // Serve every session alongside the running daemon first, then ask it to leave: the kernel
+      // never lacks a reader.
+      holder = await connectHolder();
+      manager = newManager(holder);
+      await adoptAll(manager, holder, logger);
+      const t0 = performance.now();
+      await daemonRequest(opts.socketPath, { op: 'handover' }, 15_000).catch(() => undefined);
+      lockFd = await takeLockAfterHandover(opts.socketPath);
+      manager.resendAll();
+      logger.log('info', `took over from the running daemon in ${(performance.now() - t0).toFixed(1)} ms`);
+    } else {
+      lockFd = await takeStartupLock(opts.socketPath);
+    }
     if (lockFd === 'running') {
       logger.log('info', `another strata daemon already serves ${opts.socketPath}; leaving it to serve`);
       sdNotify({ READY: '1', STATUS: `already served by another daemon at ${opts.socketPath}` });
@@ -135,7 +214,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw err;
     }
-    const manager = new ContainerManager({ storeRoot: store.root, logger });
+    if (!manager) {
+      holder = hold ? await connectHolder() : undefined;
+      manager = newManager(holder);
+      // Before stale leases go: an adopted session's lease is taken over, not released.
+      if (holder) await adoptAll(manager, holder, logger);
+    }
     reconciled = reconcileLeases(store.root, logger);
     // One daemon serves every running container's root: a bug in one request must not take the
     // others' filesystems down. Log it and keep serving.
@@ -149,6 +233,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     );
     const startedAt = new Date().toISOString();
     const log = logger;
+    const served = manager;
+    let handedOver: ((why: string) => void) | undefined;
+    const handoverStop = new Promise<string>((resolve) => (handedOver = resolve));
     const status = (): DaemonStatus => ({
       pid: process.pid,
       version: version(),
@@ -166,6 +253,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       logger,
       status,
       idleConnectionMs: opts.idleConnectionMs,
+      handover: async () => {
+        log.log('info', 'handing every session over to a new daemon (strata daemon --upgrade)');
+        server.stopListening();
+        await served.handOverAll(5000);
+        if (typeof lockFd === 'number') closeSync(lockFd);
+        lockFd = undefined; // the new daemon owns the socket now: not ours to remove
+        holder?.close();
+        holder = undefined;
+        handedOver!('handed over to a new daemon');
+      },
     });
     logger.log(
       'info',
@@ -173,7 +270,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     );
     sdNotify({ READY: '1', MAINPID: String(process.pid), STATUS: `serving ${opts.socketPath}` });
 
-    const stops = [opts.stopSignal ?? signalled()];
+    const stops = [opts.stopSignal ?? signalled(), handoverStop];
     let idle: IdleWatch | undefined;
     const idleMs = opts.exitIdleMs;
     if (idleMs !== undefined) {
@@ -195,6 +292,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await server.close();
     await manager.releaseAll(`the daemon is stopping (${why})`);
     await reconciled;
+    holder?.close();
     logger.log('info', 'stopped');
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
@@ -202,6 +300,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     sdNotify({ STATUS: `strata daemon failed: ${message} (log: ${opts.logFile})`, ERRNO: '1' });
     throw err;
   } finally {
+    holder?.close();
     if (typeof lockFd === 'number') {
       try {
         unlinkSync(opts.socketPath);

@@ -3,6 +3,14 @@
 // counts per node id (LOOKUP and READDIRPLUS add, FORGET subtracts), the open files by fh, cache
 // timeouts and open flags, dirent packing, reply buffers — and the passthrough backing ids,
 // shared per inode because the kernel refuses two different backing files for one inode.
+//
+// Restartable without state (docs/architecture.md#sessions-outlive-the-daemon): a file handle is
+// the file's node id, and every open of a node shares one handle (an image file's handle holds
+// nothing per open), so a READ whose fh this bridge never handed out — one opened under a server
+// that has since died — is answered by opening the node again. Node ids are the tree index's
+// inode numbers and FORGET frees nothing, so lookup counts are bookkeeping only. Backing ids are
+// reported to `onBacking` as they are made and closed, and a new server takes the live ones back
+// with adoptBackings (they are kept for the session's life: old opens may still use them).
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
 import type { BackingCapability } from '../fuse/protocol.js';
@@ -23,6 +31,9 @@ export interface BridgeOptions {
   entryTimeout?: number;
   attrTimeout?: number;
   backing?: BackingCapability;
+  /** Told of every passthrough backing id made (open) and closed, e.g. to persist them for a
+   * server that adopts this session later. */
+  onBacking?: (ino: number, id: number, open: boolean) => void;
 }
 
 function fuseAttr(a: NodeAttr, into?: FuseAttr): FuseAttr {
@@ -56,11 +67,13 @@ function isDotOrDotDot(name: Buffer): boolean {
   return name[0] === 0x2e && (name.length === 1 || (name.length === 2 && name[1] === 0x2e));
 }
 
-/** An open file: the filesystem's handle, its node and whether it holds a passthrough backing id. */
+/** The open files of one node (fh = node id): the filesystem's handle, how many OPENs this
+ * bridge answered for it and how many of those hold a passthrough backing id. */
 interface OpenFile<H> {
   ino: number;
   handle: H;
-  backed: boolean;
+  refs: number;
+  backed: number;
 }
 
 export class FilesystemBridge<H extends object = object> implements RawFileSystem {
@@ -73,12 +86,24 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   /** Open files by fh, and the passthrough backing id per inode with its open count. */
   private readonly files = new FileTable<OpenFile<H>>();
   private readonly backings = new Map<number, { id: number; refs: number }>();
+  private readonly onBacking?: (ino: number, id: number, open: boolean) => void;
 
   constructor(fs: Filesystem<H>, options: BridgeOptions = {}) {
     this.fs = fs;
     this.entryTimeout = options.entryTimeout ?? 86400;
     this.attrTimeout = options.attrTimeout ?? 86400;
     this.backing = options.backing;
+    this.onBacking = options.onBacking;
+  }
+
+  /**
+   * Backing ids a previous server of this session registered and did not close (ino -> id). They
+   * are reused for later OPENs of the same inode (the kernel refuses a second backing file for an
+   * inode that still has one open) and never closed before the session ends: files opened under
+   * the previous server may still use them, and nobody knows how many.
+   */
+  adoptBackings(entries: Iterable<[number, number]>): void {
+    for (const [ino, id] of entries) this.backings.set(ino, { id, refs: Number.POSITIVE_INFINITY });
   }
 
   /** How many lookups the kernel holds on a node id (0 when forgotten or never seen). */
@@ -174,7 +199,21 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
 
   private opened(nodeid: number, opened: OpenedFile<H>): FuseOpenOut {
     const backingId = opened.fd === undefined ? undefined : this.acquireBacking(nodeid, opened.fd);
-    const fh = this.files.add({ ino: nodeid, handle: opened.handle, backed: backingId !== undefined });
+    const fh = nodeid;
+    const have = this.files.get(fh);
+    if (have) {
+      // One handle per node: the one already open serves this OPEN too.
+      this.fs.release?.(nodeid, opened.handle);
+      have.refs++;
+      if (backingId !== undefined) have.backed++;
+    } else {
+      this.files.set(fh, {
+        ino: nodeid,
+        handle: opened.handle,
+        refs: 1,
+        backed: backingId !== undefined ? 1 : 0,
+      });
+    }
     // NOFLUSH: close(2) needs no FLUSH round trip on a read-only file.
     if (backingId !== undefined)
       return { fh, open_flags: C.FOPEN_PASSTHROUGH | C.FOPEN_NOFLUSH, backing_id: backingId };
@@ -195,6 +234,7 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
       return undefined; // e.g. EPERM without CAP_SYS_ADMIN: serve reads ourselves
     }
     this.backings.set(ino, { id, refs: 1 });
+    this.onBacking?.(ino, id, true);
     return id;
   }
 
@@ -209,21 +249,42 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   /** Reads into reply bodies from the pool: the reply header is written in front of the data. */
   read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Awaitable<Buffer> {
     const fs = this.cap('read');
+    // The handle is the node id; anything else was never handed out by any server of this session.
+    if (inp.fh !== nodeid) throw new FuseError(C.EBADF);
     const file = this.files.get(inp.fh);
-    if (!file || file.ino !== nodeid) throw new FuseError(C.EBADF);
-    return fs.read(nodeid, file.handle, inp.offset, inp.size, allocReplyBody, ctx);
+    if (file) return fs.read(nodeid, file.handle, inp.offset, inp.size, allocReplyBody, ctx);
+    return this.readUnopened(nodeid, inp, ctx);
+  }
+
+  /**
+   * A READ of a file this bridge has no open handle for: one opened under an earlier server of
+   * this session (adoption), or already released. The node is opened for this read alone, so
+   * nothing is kept that no RELEASE would ever free; the object fd stays in the shared cache.
+   */
+  private async readUnopened(nodeid: number, inp: FuseReadIn, ctx: RequestContext): Promise<Buffer> {
+    const opened = await this.cap('open').open(nodeid, C.O_RDONLY);
+    try {
+      return await this.cap('read').read(nodeid, opened.handle, inp.offset, inp.size, allocReplyBody, ctx);
+    } finally {
+      this.fs.release?.(nodeid, opened.handle);
+    }
   }
 
   release(_ctx: RequestContext, _nodeid: number, inp: FuseReleaseIn): void {
-    const file = this.files.take(inp.fh);
-    if (!file) return; // unknown or already released: nothing is open
-    if (file.backed) {
+    const file = this.files.get(inp.fh);
+    // Unknown: opened under an earlier server of this session, or never. Nothing to free.
+    if (!file) return;
+    if (file.backed > 0) {
+      file.backed--;
       const b = this.backings.get(file.ino);
       if (b && --b.refs === 0) {
         this.backings.delete(file.ino);
         this.closeBacking(b.id);
+        this.onBacking?.(file.ino, b.id, false);
       }
     }
+    if (--file.refs > 0) return;
+    this.files.take(inp.fh);
     this.fs.release?.(file.ino, file.handle);
   }
 

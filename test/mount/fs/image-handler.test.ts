@@ -226,8 +226,15 @@ test('read: inline files, object files across 64 KiB boundaries, at and past EOF
   await release(p, big, h.fh);
   assert.is(bridgeOf(p).openFileCount, 0);
   assert.is(cache.pinned, 0);
+  // Handles are stateless (the node id): a READ of a file this server never opened — one opened
+  // under a daemon that has since died — is still answered, and keeps nothing open.
+  assert.is(h.fh, big);
+  assert.equal(await read(p, big, h.fh, 10, 10), BIG.subarray(10, 20));
+  assert.is(bridgeOf(p).openFileCount, 0);
+  assert.is(cache.pinned, 0);
+  // A handle that is not the node's id was never handed out by any server.
   assert.is(
-    errnoOf(await p.handleRequest(request(C.FUSE_READ, readIn(h.fh, 0, 10), { nodeid: big }))),
+    errnoOf(await p.handleRequest(request(C.FUSE_READ, readIn(h.fh + 1, 0, 10), { nodeid: big }))),
     C.EBADF,
   );
 });
