@@ -7,7 +7,14 @@
 import { closeSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import { adoptImage, serveImage, type AdoptedImage, type ServedImage } from '../mount/serve.js';
+import {
+  prepareImage,
+  serveAdopted,
+  serveImage,
+  type AdoptedImage,
+  type PreparedImage,
+  type ServedImage,
+} from '../mount/serve.js';
 import type { PlaceholderSpec } from '../mount/fs/placeholders.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
 import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
@@ -291,6 +298,16 @@ export class ContainerManager {
    * other. Resolves false when the session could not be taken over (it is then dropped).
    */
   async adopt(h: HeldFd): Promise<boolean> {
+    const start = await this.prepareAdoption(h);
+    return start ? start() : false;
+  }
+
+  /**
+   * adopt() in two steps: this one resolves the image, loads its index and takes the lease over;
+   * the function it resolves with reads the backing journal and starts serving (false: failed,
+   * dropped). undefined: the session cannot be taken over (dropped already).
+   */
+  async prepareAdoption(h: HeldFd): Promise<(() => boolean) | undefined> {
     let tag: HeldSession;
     try {
       tag = decodeHeldSession(h.tag, h.name);
@@ -300,52 +317,74 @@ export class ContainerManager {
     } catch (err) {
       this.logger.log('warn', `dropping held session ${h.name}: ${(err as Error).message}`);
       closeSync(h.fd);
-      this.holder?.drop(h.name);
-      return false;
+      this.dropHeld(h.name);
+      return undefined;
     }
     const id = tag.container;
     if (this.served.has(id)) {
       closeSync(h.fd);
-      return true;
+      return () => true;
     }
-    const started = performance.now();
-    const journal = new BackingJournal(this.journalDir!, h.name, false);
-    let adopted: AdoptedImage;
+    const t0 = performance.now();
+    const journalDir = this.journalDir!;
+    const journal = new BackingJournal(journalDir, h.name, false);
+    let prepared: PreparedImage;
     try {
-      adopted = await adoptImage({
+      prepared = await prepareImage({
         storeRoot: this.storeRoot,
         ref: tag.image,
         loadIndex: (i) => this.indexes.get(i.indexDigest),
         lease: containerLease(id, tag.bundle, () => undefined),
         placeholders: tag.placeholders as PlaceholderSpec[],
-        devFd: h.fd,
-        backings: BackingJournal.replay(this.journalDir!, h.name),
         onBacking: journal.record,
       });
     } catch (err) {
       this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
+      closeSync(h.fd);
       journal.remove();
-      this.holder?.drop(h.name);
-      return false;
+      this.dropHeld(h.name);
+      return undefined;
     }
-    this.served.set(id, {
-      root: new ContainerRoot(id, { ...adopted, mountFd: -1 }, [], true),
-      session: adopted.session,
-      leaseId: adopted.lease.id,
-      image: tag.image,
-      bundle: tag.bundle,
-      rootfs: tag.rootfs,
-      readonly: tag.readonly,
-      since: new Date(tag.since),
-      held: { name: h.name, journal },
-    });
-    this.watchSession(id, adopted.session);
-    this.logger.log(
-      'info',
-      `container ${id}: took its root over from an earlier daemon (image ${tag.image}) in ` +
-        `${(performance.now() - started).toFixed(1)} ms`,
-    );
-    return true;
+    return () => {
+      let adopted: AdoptedImage;
+      try {
+        adopted = serveAdopted(prepared, {
+          devFd: h.fd,
+          backings: BackingJournal.replay(journalDir, h.name),
+        });
+      } catch (err) {
+        this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
+        journal.remove();
+        this.dropHeld(h.name);
+        return false;
+      }
+      this.served.set(id, {
+        root: new ContainerRoot(id, { ...adopted, mountFd: -1 }, [], true),
+        session: adopted.session,
+        leaseId: adopted.lease.id,
+        image: tag.image,
+        bundle: tag.bundle,
+        rootfs: tag.rootfs,
+        readonly: tag.readonly,
+        since: new Date(tag.since),
+        held: { name: h.name, journal },
+      });
+      this.watchSession(id, adopted.session);
+      this.logger.log(
+        'info',
+        `container ${id}: took its root over from an earlier daemon (image ${tag.image}) in ` +
+          `${(performance.now() - t0).toFixed(1)} ms`,
+      );
+      return true;
+    };
+  }
+
+  private dropHeld(name: string): void {
+    try {
+      this.holder?.drop(name);
+    } catch (err) {
+      this.logger.log('warn', `dropping held session ${name}: ${(err as Error).message}`);
+    }
   }
 
   /** Every attached root stops being served here and is left, with its lease and held fd, to
@@ -420,11 +459,7 @@ export class ContainerManager {
     const first = s.root.status === 'prepared' || s.root.status === 'attached';
     if (first && s.held) {
       // Before the session can be aborted: the holder's copy would keep the connection alive.
-      try {
-        this.holder?.drop(s.held.name);
-      } catch (err) {
-        this.logger.log('warn', `container ${id}: dropping its held fd: ${(err as Error).message}`);
-      }
+      this.dropHeld(s.held.name);
       s.held.journal.remove();
     }
     let outcome: ReleaseOutcome | undefined;

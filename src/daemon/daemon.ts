@@ -13,7 +13,7 @@
 // while it holds any; a starting daemon first takes every held session over (containers.ts adopt),
 // then releases stale leases. `--upgrade` starts a daemon that takes the sessions over while the
 // running one still serves them, then asks it to leave (the API's handover).
-import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
 
@@ -155,16 +155,42 @@ async function takeLockAfterHandover(socketPath: string): Promise<number> {
   }
 }
 
-/** Takes over every session the fd holder keeps (a daemon before this one died or is leaving). */
-async function adoptAll(manager: ContainerManager, holder: FdHolder, logger: Logger): Promise<void> {
+/**
+ * Takes over every session the fd holder keeps (a daemon before this one died, or is leaving).
+ * `beforeServing` runs between preparing (leases, indexes) and serving: the handover of a running
+ * daemon, which must have stopped making and closing backing ids before their journal is read.
+ */
+async function adoptAll(
+  manager: ContainerManager,
+  holder: FdHolder,
+  logger: Logger,
+  beforeServing?: () => Promise<void>,
+): Promise<void> {
   const held = holder.take();
-  if (held.length === 0) return;
   const t0 = performance.now();
-  const adopted = await Promise.all(held.map((h) => manager.adopt(h)));
+  const starts = await Promise.all(held.map((h) => manager.prepareAdoption(h)));
+  const t1 = performance.now();
+  let adopted = 0;
+  if (beforeServing) {
+    await beforeServing();
+    // Sessions the leaving daemon made after we looked.
+    const seen = new Set(held.map((h) => h.name));
+    for (const h of holder.take()) {
+      if (seen.has(h.name)) {
+        closeSync(h.fd);
+        continue;
+      }
+      held.push(h);
+      starts.push(await manager.prepareAdoption(h));
+    }
+  }
+  adopted = starts.map((start) => start?.() ?? false).filter(Boolean).length;
+  if (held.length === 0) return;
+  const t2 = performance.now();
   logger.log(
     'info',
-    `took over ${adopted.filter(Boolean).length} of ${held.length} held sessions in ` +
-      `${(performance.now() - t0).toFixed(1)} ms`,
+    `took over ${adopted} of ${held.length} held sessions (prepared in ${(t1 - t0).toFixed(1)} ms, ` +
+      `serving ${(t2 - t1).toFixed(1)} ms later)`,
   );
 }
 
@@ -195,11 +221,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       // never lacks a reader.
       holder = await connectHolder();
       manager = newManager(holder);
-      await adoptAll(manager, holder, logger);
-      const t0 = performance.now();
-      await daemonRequest(opts.socketPath, { op: 'handover' }, 15_000).catch(() => undefined);
+      let t0 = 0;
+      await adoptAll(manager, holder, logger, async () => {
+        t0 = performance.now();
+        await daemonRequest(opts.socketPath, { op: 'handover' }, 15_000).catch(() => undefined);
+      });
       lockFd = await takeLockAfterHandover(opts.socketPath);
-      manager.resendAll();
       logger.log('info', `took over from the running daemon in ${(performance.now() - t0).toFixed(1)} ms`);
     } else {
       lockFd = await takeStartupLock(opts.socketPath);
@@ -293,6 +320,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await manager.releaseAll(`the daemon is stopping (${why})`);
     await reconciled;
     holder?.close();
+    try {
+      rmdirSync(journalDir(opts.socketPath)); // only when no session is left to anyone
+    } catch {
+      // absent, or holds the journals of sessions a next daemon takes over
+    }
     logger.log('info', 'stopped');
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

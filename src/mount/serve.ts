@@ -125,6 +125,10 @@ async function beginPrepare(opts: ServeImageOptions): Promise<Preparing> {
     keepLease: () => void (keep = true),
     release: () =>
       (released ??= (async () => {
+        // Only after the session ended: its device fd is closed, and the number may already name
+        // another session's device, whose backing ids a BACKING_CLOSE would take away. The kernel
+        // drops a connection's backing files with it.
+        if (backing) backing.devFd = -1;
         handler.fs.destroy?.();
         await fdCache.closeIdle();
         if (!keep) await releaseLease();
@@ -304,6 +308,18 @@ export async function adoptImage(opts: AdoptImageOptions): Promise<AdoptedImage>
     closeSync(opts.devFd);
     throw err;
   }
+  return serveAdopted(prepared, opts);
+}
+
+/**
+ * The second half of adoptImage, for a caller that prepares first (lease, index) and starts
+ * serving later (strata daemon --upgrade: the backing ids are read only once the earlier server
+ * stopped making and closing them).
+ */
+export function serveAdopted(
+  prepared: PreparedImage,
+  opts: FuseSessionOptions & Pick<AdoptImageOptions, 'devFd' | 'backings'>,
+): AdoptedImage {
   const bridge = prepared.handler.fs;
   if (opts.backings && bridge instanceof FilesystemBridge) bridge.adoptBackings(opts.backings);
   prepared.bindDevice(opts.devFd);
@@ -313,7 +329,7 @@ export async function adoptImage(opts: AdoptImageOptions): Promise<AdoptedImage>
     session = new FuseSession(opts.devFd, prepared.handler, opts);
   } catch (err) {
     closeSync(opts.devFd);
-    await prepared.release();
+    void prepared.release();
     throw err;
   }
   session.resend();

@@ -1,0 +1,63 @@
+// Containers outlive the daemon (issue 12), with real runc containers from `strata run -d`: every
+// file every container reads while the daemon is killed with -9 (restarted by the fd holder), or
+// replaced by `strata daemon --upgrade`, has the image's contents, no read fails, and afterwards
+// nothing is left. The full loop (10 containers, 5 kills in 10 s) is scripts/outlive-soak.ts;
+// here 2 containers keep CI time small.
+import { readFileSync } from 'node:fs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { hostMounts, makeEnv, removeEnv, startDaemon } from './harness.js';
+import {
+  checkReaders,
+  killDaemon,
+  leftovers,
+  morePasses,
+  referenceDigests,
+  startReaders,
+  stopDaemon,
+  stopReaders,
+  upgradeDaemon,
+} from './outlive.js';
+
+const READERS = 2;
+
+test('kill -9 and --upgrade of the daemon under reading containers: every read succeeds and matches', async () => {
+  const env = await makeEnv(['debian']);
+  try {
+    const reference = await referenceDigests(env);
+    assert.ok(reference.size > 1000, `the image has files to read (${reference.size})`);
+    const first = await startDaemon(env);
+    const mountsBefore = hostMounts(env);
+    let pid = first.pid;
+    const readers = await startReaders(env, READERS);
+    try {
+      assert.ok(await morePasses(readers, 1, 120_000), 'every reader completed a pass');
+
+      const killed = await killDaemon(env, pid);
+      assert.is(await first.stop(), 'SIGKILL');
+      pid = killed.pid;
+      assert.ok(await morePasses(readers, 1, 120_000), 'every reader went on after kill -9');
+
+      const upgraded = await upgradeDaemon(env, pid);
+      pid = upgraded.pid;
+      assert.ok(await morePasses(readers, 1, 120_000), 'every reader went on after --upgrade');
+    } finally {
+      assert.ok(await stopReaders(readers), 'the readers stopped');
+    }
+    const checked = checkReaders(readers, reference);
+    assert.equal(checked.problems, [], 'no read failed and every content matched');
+    assert.ok(checked.passes >= READERS * 3, `passes checked: ${checked.passes}`);
+    assert.ok(await stopDaemon(env, pid), 'the last daemon and the fd holder left');
+    assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
+  } catch (err) {
+    process.stderr.write(
+      `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-40).join('\n')}\n`,
+    );
+    throw err;
+  } finally {
+    if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
+  }
+});
+
+test.run();
