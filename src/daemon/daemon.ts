@@ -170,7 +170,6 @@ async function adoptAll(
   const t0 = performance.now();
   const starts = await Promise.all(held.map((h) => manager.prepareAdoption(h)));
   const t1 = performance.now();
-  let adopted = 0;
   if (beforeServing) {
     await beforeServing();
     // Sessions the leaving daemon made after we looked.
@@ -184,7 +183,7 @@ async function adoptAll(
       starts.push(await manager.prepareAdoption(h));
     }
   }
-  adopted = starts.map((start) => start?.() ?? false).filter(Boolean).length;
+  const adopted = starts.map((start) => start?.() ?? false).filter(Boolean).length;
   if (held.length === 0) return;
   const t2 = performance.now();
   logger.log(
