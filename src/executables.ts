@@ -87,3 +87,9 @@ export function serviceDaemonArgv(loc: DaemonLocation): string[] {
 export function fdHolderExecutable(): string {
   return process.env.STRATA_FDHOLDER || nativeExecutable('strata-fdholder');
 }
+
+/** The daemon's own entry (src/daemon/main.ts, no yargs) with `args`: what the fd holder runs
+ * to restart a daemon that died, the fastest way to start one. */
+export function daemonMainArgv(args: string[]): string[] {
+  return nodeArgv('src/daemon/main', args);
+}

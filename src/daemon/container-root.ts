@@ -165,8 +165,10 @@ class AttachedState implements RootState {
     this.mount.keepLease();
     const outcome = (async (): Promise<ReleaseOutcome> => {
       // Our device fd goes; the fd holder's copy keeps the connection for the next daemon.
+      // The handler's files and idle fds are released after we answered (done): the next daemon
+      // waits for our answer, and the kernel for the next daemon.
       const end = await this.mount.session.close();
-      await this.mount.done.catch(() => undefined);
+      void this.mount.done.catch(() => undefined);
       return { end, aborted: false };
     })();
     this.root.go(new ReleasedState(this.root, outcome));

@@ -17,6 +17,7 @@ import { closeSync, openSync, readFileSync, rmdirSync, unlinkSync } from 'node:f
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
 
+import { daemonMainArgv } from '../executables.js';
 import { limitServerHeap } from '../mount/serve.js';
 import { constants, native } from '../native-addon.js';
 import { isErrno } from '../errors.js';
@@ -47,8 +48,8 @@ export interface DaemonOptions {
   upgrade?: boolean;
   /** Deposit sessions with the fd holder so that they outlive this daemon. Default true. */
   holdSessions?: boolean;
-  /** What the fd holder runs when this daemon dies while it holds sessions. Default: this
-   * process's own command line (without --upgrade); [] for none. */
+  /** What the fd holder runs when this daemon dies while it holds sessions. Default: the
+   * daemon's own entry with these options; [] for none. */
   restartArgv?: string[];
 }
 
@@ -131,9 +132,14 @@ export async function reconcileLeases(storeRoot: string, logger: Logger): Promis
   }
 }
 
-/** This process's command line, to start a daemon like it again (without --upgrade). */
-function ownArgv(): string[] {
-  return [process.execPath, ...process.execArgv, ...process.argv.slice(1).filter((a) => a !== '--upgrade')];
+/** The command that starts a daemon like this one again: its own entry (src/daemon/main.ts, no
+ * yargs: this start is on the path of every stalled container). */
+function restartArgvFor(opts: DaemonOptions, storeRoot: string): string[] {
+  const args = ['--root', storeRoot, '--socket', resolve(opts.socketPath), '--log-file', resolve(opts.logFile)];
+  if (opts.exitIdleMs !== undefined) args.push('--exit-idle', String(opts.exitIdleMs / 1000));
+  if (opts.idleConnectionMs !== undefined)
+    args.push('--idle-connection-timeout', String(opts.idleConnectionMs / 1000));
+  return daemonMainArgv(args);
 }
 
 /** The startup lock, waiting for the daemon we asked to leave to let go of it. */
@@ -204,7 +210,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     logger = openLog(opts.logFile);
     const store = await openStore(opts.storeRoot);
     const hold = opts.holdSessions ?? true;
-    const restartArgv = opts.restartArgv ?? ownArgv();
+    const restartArgv = opts.restartArgv ?? restartArgvFor(opts, resolve(store.root));
     const connectHolder = () =>
       FdHolder.connect(fdHolderSocket(opts.socketPath), restartArgv.length > 0 ? restartArgv : undefined);
     const newManager = (h: FdHolder | undefined) =>
