@@ -135,7 +135,14 @@ export async function reconcileLeases(storeRoot: string, logger: Logger): Promis
 /** The command that starts a daemon like this one again: its own entry (src/daemon/main.ts, no
  * yargs: this start is on the path of every stalled container). */
 function restartArgvFor(opts: DaemonOptions, storeRoot: string): string[] {
-  const args = ['--root', storeRoot, '--socket', resolve(opts.socketPath), '--log-file', resolve(opts.logFile)];
+  const args = [
+    '--root',
+    storeRoot,
+    '--socket',
+    resolve(opts.socketPath),
+    '--log-file',
+    resolve(opts.logFile),
+  ];
   if (opts.exitIdleMs !== undefined) args.push('--exit-idle', String(opts.exitIdleMs / 1000));
   if (opts.idleConnectionMs !== undefined)
     args.push('--idle-connection-timeout', String(opts.idleConnectionMs / 1000));
@@ -210,9 +217,24 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     logger = openLog(opts.logFile);
     const store = await openStore(opts.storeRoot);
     const hold = opts.holdSessions ?? true;
-    const restartArgv = opts.restartArgv ?? restartArgvFor(opts, resolve(store.root));
-    const connectHolder = () =>
-      FdHolder.connect(fdHolderSocket(opts.socketPath), restartArgv.length > 0 ? restartArgv : undefined);
+    // Under systemd (INVOCATION_ID), systemd restarts the daemon (systemd/strata.service).
+    const restartArgv =
+      opts.restartArgv ?? (process.env.INVOCATION_ID ? [] : restartArgvFor(opts, resolve(store.root)));
+    const connectHolder = async (): Promise<FdHolder | undefined> => {
+      try {
+        return await FdHolder.connect(
+          fdHolderSocket(opts.socketPath),
+          restartArgv.length > 0 ? restartArgv : undefined,
+        );
+      } catch (err) {
+        // Serving without it works; only restarts would cost the containers their roots.
+        logger!.log(
+          'warn',
+          `no fd holder: container roots will not outlive this daemon: ${(err as Error).message}`,
+        );
+        return undefined;
+      }
+    };
     const newManager = (h: FdHolder | undefined) =>
       new ContainerManager({
         storeRoot: store.root,
@@ -225,6 +247,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       // Serve every session alongside the running daemon first, then ask it to leave: the kernel
       // never lacks a reader.
       holder = await connectHolder();
+      if (!holder) throw new Error('cannot take over without the fd holder');
       manager = newManager(holder);
       let t0 = 0;
       await adoptAll(manager, holder, logger, async () => {
