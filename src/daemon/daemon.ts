@@ -217,9 +217,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     logger = openLog(opts.logFile);
     const store = await openStore(opts.storeRoot);
     const hold = opts.holdSessions ?? true;
-    // Under systemd (INVOCATION_ID), systemd restarts the daemon (systemd/strata.service).
-    const restartArgv =
-      opts.restartArgv ?? (process.env.INVOCATION_ID ? [] : restartArgvFor(opts, resolve(store.root)));
+    // A systemd service's main process (INVOCATION_ID, a child of pid 1) is restarted by systemd
+    // (systemd/strata.service); anything merely started under a systemd service is not.
+    const underSystemd = Boolean(process.env.INVOCATION_ID) && process.ppid === 1;
+    const restartArgv = opts.restartArgv ?? (underSystemd ? [] : restartArgvFor(opts, resolve(store.root)));
     const connectHolder = async (): Promise<FdHolder | undefined> => {
       try {
         return await FdHolder.connect(
