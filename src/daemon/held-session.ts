@@ -40,13 +40,15 @@ export class BackingJournal {
     this.path = join(dir, `${name}.backing`);
     const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND | (fresh ? fsc.O_TRUNC : 0);
     this.fd = openSync(this.path, flags, 0o600);
+    // A daemon killed in the middle of a line left it unfinished: ours start on a fresh one.
+    if (!fresh) this.record(0, 0, true, '\n');
   }
 
   /** For ServeImageOptions.onBacking. A failed write only costs the next daemon this id. */
-  readonly record = (ino: number, id: number, open: boolean): void => {
+  readonly record = (ino: number, id: number, open: boolean, raw?: string): void => {
     if (this.fd < 0) return;
     try {
-      writeSync(this.fd, `${open ? '+' : '-'}${ino} ${id}\n`);
+      writeSync(this.fd, raw ?? `${open ? '+' : '-'}${ino} ${id}\n`);
     } catch {
       // disk full or the like: the session itself is unaffected
     }

@@ -98,7 +98,12 @@ const PLACEHOLDERS = [
   { path: '/sys', type: 'dir' as const, mode: 0o555 },
 ];
 
-async function mount(opts: { backing?: { open(fd: number): number; close(id: number): void } } = {}) {
+async function mount(
+  opts: {
+    backing?: { open(fd: number): number; close(id: number): void };
+    onBacking?: (ino: number, id: number, open: boolean) => void;
+  } = {},
+) {
   const p = createImageHandler({
     index,
     storeRoot: store,
@@ -506,6 +511,52 @@ test('passthrough: OPEN hands out one backing id per inode, RELEASE closes it, i
   assert.ok(destroyed);
   assert.equal(calls, ['open number', 'open number', 'close 10', 'close 11']);
   assert.is(bridgeOf(p).openFileCount, 0);
+  assert.is(cache.pinned, 0);
+});
+
+test('adoption: a second server of a session answers without INIT, with the same node ids, handles and backing ids', async () => {
+  const made: [number, number][] = [];
+  let next = 20;
+  const first = await mount({
+    backing: { open: () => next++, close: () => undefined },
+    onBacking: (ino: number, id: number, open: boolean) => void (open && made.push([ino, id])),
+  });
+  const big = await entryOf(first, index.resolve('/bin'), 'big');
+  const opened = await open(first, big.nodeid);
+  assert.is(opened.backing_id, 20);
+  const smallIno = index.resolve('/bin/small');
+  const small = await open(first, smallIno);
+  assert.equal(made, [
+    [big.nodeid, 20],
+    [smallIno, 21],
+  ]);
+  // The first server dies here: the kernel still has both files open and knows every node id.
+
+  const calls: string[] = [];
+  const second = createImageHandler({
+    index,
+    storeRoot: store,
+    placeholders: PLACEHOLDERS,
+    fdCache: cache,
+    backing: { open: () => (calls.push('open'), 99), close: (id) => void calls.push(`close ${id}`) },
+  });
+  second.adopt();
+  bridgeOf(second).adoptBackings(made);
+  assert.is(second.info?.passthrough, true);
+  assert.is((await entryOf(second, index.resolve('/bin'), 'big')).nodeid, big.nodeid, 'same node id');
+  // A READ on a file the first server opened: served from the handle value alone.
+  assert.is(small.fh, smallIno);
+  assert.equal(await read(second, smallIno, small.fh, 0, 4096), SMALL);
+  assert.is(bridgeOf(second).openFileCount, 0, 'nothing kept for it');
+  // A new OPEN of a file the kernel still has open under the old backing id reuses that id.
+  const again = await open(second, big.nodeid);
+  assert.is(again.backing_id, 20);
+  await release(second, big.nodeid, again.fh);
+  // RELEASE of a handle the first server gave out: nothing to free, and the adopted id stays.
+  await release(second, smallIno, small.fh);
+  assert.equal(calls, [], 'no backing made or closed');
+  second.fs.destroy?.();
+  first.fs.destroy?.();
   assert.is(cache.pinned, 0);
 });
 
