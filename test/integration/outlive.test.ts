@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { hostMounts, makeEnv, removeEnv, startDaemon } from './harness.js';
+import { NATIVE_CONTRACT } from '../../src/contract/generated/native-contract.js';
+import { listLeases } from '../../src/store/leases.js';
+import { eventually, hostMounts, makeEnv, removeEnv, served, startDaemon } from './harness.js';
 import {
   checkReaders,
   killDaemon,
@@ -15,6 +17,7 @@ import {
   morePasses,
   referenceDigests,
   startReaders,
+  strataCli,
   stopDaemon,
   stopReaders,
   upgradeDaemon,
@@ -55,6 +58,35 @@ test('kill -9 and --upgrade of the daemon under reading containers: every read s
       `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-40).join('\n')}\n`,
     );
     throw err;
+  } finally {
+    if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
+  }
+});
+
+test('a foreground strata run keeps its container when the daemon is killed under it', async () => {
+  const env = await makeEnv(['busybox']);
+  try {
+    const first = await startDaemon(env);
+    const mountsBefore = hostMounts(env);
+    const run = strataCli(env, ['run', '--name', 'fg', 'busybox', 'sh', '-c', 'sleep 2; ls /bin | wc -l']);
+    assert.ok(
+      await eventually(async () => (await served(env)).some((c) => c.state === 'attached'), 20_000),
+      'the container runs',
+    );
+    const killed = await killDaemon(env, first.pid);
+    await first.stop();
+    const r = await run;
+    assert.is(r.code, 0, r.stderr);
+    assert.ok(Number(r.stdout.trim()) > 10, `it read its root after the kill: ${r.stdout}`);
+    // The front ends do not reconnect yet: they report the runtime's code and say so.
+    assert.match(r.stderr, NATIVE_CONTRACT.run.lostMessage);
+    assert.ok(
+      await eventually(async () => (await listLeases(env.storeRoot)).length === 0, 10_000),
+      'the new daemon saw the container end and released its root',
+    );
+    assert.is((await strataCli(env, ['rm', 'fg'])).code, 0);
+    assert.ok(await stopDaemon(env, killed.pid), 'the daemon and the fd holder left');
+    assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
   } finally {
     if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
   }
