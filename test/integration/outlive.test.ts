@@ -68,7 +68,8 @@ test('a foreground strata run keeps its container when the daemon is killed unde
   try {
     const first = await startDaemon(env);
     const mountsBefore = hostMounts(env);
-    const run = strataCli(env, ['run', '--name', 'fg', 'busybox', 'sh', '-c', 'sleep 2; ls /bin | wc -l']);
+    // The test image's entrypoint is sh -c.
+    const run = strataCli(env, ['run', '--name', 'fg', 'busybox', 'sleep 2; ls /bin | wc -l']);
     assert.ok(
       await eventually(async () => (await served(env)).some((c) => c.state === 'attached'), 20_000),
       'the container runs',
