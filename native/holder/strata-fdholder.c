@@ -19,7 +19,8 @@
 // 10 s after start if none ever came). With --restart, when the last peer leaves while fds are
 // held (the daemon died), it runs ARGV (a new daemon, in its own session) at once, and again every
 // 5 s while no peer comes (at most once a second in all).
-// A second holder on the same PATH (flock on PATH.lock) exits at once with status 0.
+// A second holder on the same PATH (flock on PATH.lock) exits at once with status 0. Once it
+// listens it forks and the first process exits: the holder is not the daemon's child.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -253,6 +254,12 @@ int main(int argc, char **argv) {
   if (bind(lsock, (struct sockaddr *)&addr, sizeof addr) < 0) die("bind");
   umask(old);
   if (listen(lsock, 16) < 0) die("listen");
+  /* Listening: leave our starter (the daemon) and its session, so that we are nobody's child and
+   * whatever waits for the daemon's children does not wait for us. The lock goes with us. */
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child > 0) _exit(0);
+  setsid();
 
   struct pollfd pfd[1 + MAX_PEERS];
   int peers[MAX_PEERS], npeers = 0;
