@@ -132,6 +132,9 @@ export async function reconcileLeases(storeRoot: string, logger: Logger): Promis
   }
 }
 
+/** How long a daemon the fd holder restarted stays without anything to serve. */
+const RESTARTED_EXIT_IDLE_MS = 30_000;
+
 /** The command that starts a daemon like this one again: its own entry (src/daemon/main.ts, no
  * yargs: this start is on the path of every stalled container). */
 function restartArgvFor(opts: DaemonOptions, storeRoot: string): string[] {
@@ -143,7 +146,9 @@ function restartArgvFor(opts: DaemonOptions, storeRoot: string): string[] {
     '--log-file',
     resolve(opts.logFile),
   ];
-  if (opts.exitIdleMs !== undefined) args.push('--exit-idle', String(opts.exitIdleMs / 1000));
+  // Like a daemon the hook starts, it leaves once it serves nothing (RESTARTED_EXIT_IDLE_MS unless
+  // this one had its own): nobody may be there to stop it (a test that killed its daemon).
+  args.push('--exit-idle', String((opts.exitIdleMs ?? RESTARTED_EXIT_IDLE_MS) / 1000));
   if (opts.idleConnectionMs !== undefined)
     args.push('--idle-connection-timeout', String(opts.idleConnectionMs / 1000));
   return daemonMainArgv(args);
