@@ -65,6 +65,12 @@
       ]
     },
     {
+      "target_name": "strata-fdholder",
+      "type": "executable",
+      "sources": ["holder/strata-fdholder.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "strata-cli",
       "product_name": "strata",
       "type": "executable",

@@ -99,3 +99,15 @@ export function vmImageScript(): string {
   if (!path) throw new NotFoundError('cannot find scripts/build-vm-image.sh', { op: 'vm-image' });
   return path;
 }
+
+/** native/build/Release/strata-fdholder: keeps FUSE device fds while no daemon runs
+ * (native/holder/strata-fdholder.c). $STRATA_FDHOLDER overrides it (tests of another build). */
+export function fdHolderExecutable(): string {
+  return process.env.STRATA_FDHOLDER || nativeExecutable('strata-fdholder');
+}
+
+/** The daemon's own entry (src/daemon/main.ts, no yargs) with `args`: what the fd holder runs
+ * to restart a daemon that died, the fastest way to start one. */
+export function daemonMainArgv(args: string[]): string[] {
+  return nodeArgv('src/daemon/main', args);
+}

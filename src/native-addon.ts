@@ -135,6 +135,8 @@ export interface NativeAddon {
   /** One recvmsg; received fds are close-on-exec. Empty `data` means end of stream. Throws
    * EMSGSIZE (closing what arrived) when more than maxFds descriptors were sent. */
   recvFds(sockFd: number, maxBytes: number, maxFds: number): { data: Buffer; fds: number[] };
+  /** A blocking, close-on-exec SOCK_SEQPACKET connection to the unix socket at `path`. */
+  unixConnectSeqpacket(path: string): number;
 
   fuseDevClone(newDevFd: number, sessionDevFd: number): void;
   fuseBackingOpen(devFd: number, fd: number): number;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -153,7 +154,42 @@ static napi_value js_recv_fds(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// unixConnectSeqpacket(path) -> fd: a blocking, close-on-exec SOCK_SEQPACKET connection to the
+// unix socket at path (the fd holder: one message per request, fds travel with it).
+static napi_value js_unix_connect_seqpacket(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  size_t len;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok) {
+    throw_type(env, "path must be a string");
+    return NULL;
+  }
+  if (len == 0 || len >= sizeof path - 1) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "socket path empty or too long");
+    return NULL;
+  }
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  memcpy(addr.sun_path, path, len + 1);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw_errno(env, errno, "socket", NULL);
+    return NULL;
+  }
+  int r;
+  do r = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int err = errno;
+    close(fd);
+    throw_errno(env, err, "connect", path);
+    return NULL;
+  }
+  return make_int(env, fd);
+}
+
 void init_fds(napi_env env, napi_value exports, napi_value c) {
+  register_fn(env, exports, "unixConnectSeqpacket", js_unix_connect_seqpacket);
   register_fn(env, exports, "socketpair", js_socketpair);
   register_fn(env, exports, "sendFds", js_send_fds);
   register_fn(env, exports, "recvFds", js_recv_fds);

@@ -1,4 +1,4 @@
-// strata daemon [--socket PATH] [--log-file FILE] [--exit-idle SECONDS] [--list | --status]
+// strata daemon [--socket PATH] [--log-file FILE] [--exit-idle SECONDS] [--upgrade] [--list | --status]
 import type { Argv, CommandModule } from 'yargs';
 
 import { daemonRequest } from '../daemon/client.js';
@@ -16,6 +16,7 @@ interface DaemonArgs extends GlobalArgs {
   'exit-idle'?: string;
   list: boolean;
   status: boolean;
+  upgrade: boolean;
 }
 
 export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
@@ -34,6 +35,12 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
       .option('exit-idle', {
         type: 'string',
         describe: 'exit once no container has been served for this many seconds (as on-demand daemons do)',
+      })
+      .option('upgrade', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'take every container over from the daemon running on the socket (e.g. a newer build), then ask it to leave; no request fails meanwhile',
       })
       .option('list', { type: 'boolean', default: false, describe: 'ask the running daemon what it serves' })
       .option('status', {
@@ -71,6 +78,7 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
       storeRoot: resolveRoot(argv.root),
       logFile: resolveLogFile(argv['log-file']),
       exitIdleMs,
+      upgrade: argv.upgrade,
     });
   },
 };

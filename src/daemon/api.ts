@@ -2,7 +2,7 @@
 // response per line. The only place where daemon-side errors become wire errors.
 import type { DaemonRequest, DaemonResponse, DaemonStatus } from '../schema/generated/daemon-api.js';
 import { parseAndValidate } from '../schema/validate.js';
-import { StrataError } from '../errors.js';
+import { FailedPreconditionError, StrataError } from '../errors.js';
 import type { ContainerManager } from './containers.js';
 
 export const API_SCHEMA_REQUEST = 'daemon-api#/definitions/request';
@@ -17,6 +17,7 @@ export async function handleApiLine(
   line: string,
   manager: ContainerManager,
   status: () => DaemonStatus,
+  handover?: () => Promise<void>,
 ): Promise<DaemonResponse> {
   try {
     const req = parseAndValidate<DaemonRequest>(API_SCHEMA_REQUEST, line, 'daemon API request');
@@ -29,6 +30,10 @@ export async function handleApiLine(
         return { ok: true, containers: manager.list() };
       case 'release':
         return { ok: true, released: await manager.release(req.id as string, 'released through the API') };
+      case 'handover':
+        if (!handover) throw new FailedPreconditionError('this daemon cannot hand its sessions over');
+        await handover();
+        return { ok: true };
     }
   } catch (err) {
     return errorResponse(err);

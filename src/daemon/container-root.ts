@@ -4,8 +4,8 @@
 // both. The hooks today, and the containerd shim and the OCI runtime CLI tomorrow, drive it
 // through the two events below and nothing else.
 //
-//   prepared ──attach()──▶ attached
-//      │                      │
+//   prepared ──attach()──▶ attached ◀── (adopted: a session taken over from a daemon that died)
+//      │                      │    └──handOver()──▶ released (the session goes on elsewhere)
 //      └───────release()──────┴──▶ releasing ──▶ released
 //
 //   prepared   the daemon holds the mount fd, waiting for createContainer; guards (a deadline,
@@ -17,7 +17,9 @@
 //   released   nothing is left: no fd, no session, no lease
 //
 // release() is allowed from every state: in releasing it joins the release under way, in
-// released it resolves with the same outcome. attach() is allowed only from prepared.
+// released it resolves with the same outcome. attach() is allowed only from prepared; handOver()
+// only from attached: it stops serving without releasing anything the next daemon takes over (the
+// lease, the fd held by the fd holder).
 import { closeSync } from 'node:fs';
 
 import type { SessionEnd } from '../mount/session.js';
@@ -25,7 +27,7 @@ import type { ServedImage } from '../mount/serve.js';
 import { StrataError } from '../errors.js';
 
 export type RootStatus = 'prepared' | 'attached' | 'releasing' | 'released';
-export type RootEvent = 'attach' | 'release';
+export type RootEvent = 'attach' | 'release' | 'handOver';
 
 /** A running check that ends the prepared state from outside (a timer, a pid watch). */
 export interface Guard {
@@ -58,11 +60,12 @@ interface RootState {
   /** The mount fd for the container; the caller owns it from then on. */
   attach(): number;
   release(graceMs: number): Promise<ReleaseOutcome>;
+  handOver(): Promise<void>;
 }
 
 /** The served image a root needs: its mount fd, its session, and `done` (the session's end once
  * handler and lease were released). */
-export type RootMount = Pick<ServedImage, 'mountFd' | 'session' | 'done'>;
+export type RootMount = Pick<ServedImage, 'mountFd' | 'session' | 'done' | 'keepLease'>;
 
 /** What a state sees of its machine: the id for messages, and the one way to move on. */
 interface Machine {
@@ -73,14 +76,21 @@ interface Machine {
 export class ContainerRoot {
   private state: RootState;
 
-  /** `guards` stop when the root leaves prepared, whichever way. */
+  /** `guards` stop when the root leaves prepared, whichever way. `adopted`: the session was
+   * taken over from an earlier daemon; the container holds the mount (no mount fd). */
   constructor(
     readonly id: string,
     mount: RootMount,
     guards: Guard[] = [],
+    adopted = false,
   ) {
     const machine: Machine = { id, go: (to) => (this.state = to) };
-    this.state = new PreparedState(machine, mount, guards);
+    this.state = adopted ? new AttachedState(machine, mount) : new PreparedState(machine, mount, guards);
+  }
+
+  /** attached → released, leaving the session, its lease and its held fd to the next daemon. */
+  handOver(): Promise<void> {
+    return this.state.handOver();
   }
 
   get status(): RootStatus {
@@ -118,6 +128,17 @@ class PreparedState implements RootState {
     closeSync(this.mount.mountFd); // ours until attach: with it gone, the session can end
     return enterReleasing(this.root, this.mount, graceMs);
   }
+
+  handOver(): Promise<void> {
+    return Promise.reject(
+      new InvalidTransitionError(
+        this.root.id,
+        this.status,
+        'handOver',
+        `container ${this.root.id} has not received its root yet: only this daemon holds its mount`,
+      ),
+    );
+  }
 }
 
 class AttachedState implements RootState {
@@ -138,6 +159,20 @@ class AttachedState implements RootState {
 
   release(graceMs: number): Promise<ReleaseOutcome> {
     return enterReleasing(this.root, this.mount, graceMs);
+  }
+
+  async handOver(): Promise<void> {
+    this.mount.keepLease();
+    const outcome = (async (): Promise<ReleaseOutcome> => {
+      // Our device fd goes; the fd holder's copy keeps the connection for the next daemon.
+      // The handler's files and idle fds are released after we answered (done): the next daemon
+      // waits for our answer, and the kernel for the next daemon.
+      const end = await this.mount.session.close();
+      void this.mount.done.catch(() => undefined);
+      return { end, aborted: false };
+    })();
+    this.root.go(new ReleasedState(this.root, outcome));
+    await outcome;
   }
 }
 
@@ -165,6 +200,10 @@ class ReleasingState implements RootState {
 
   release(): Promise<ReleaseOutcome> {
     return this.outcome;
+  }
+
+  handOver(): Promise<void> {
+    return Promise.reject(gone(this.root.id, this.status, 'handOver'));
   }
 
   private async run(mount: RootMount, graceMs: number): Promise<ReleaseOutcome> {
@@ -206,13 +245,17 @@ class ReleasedState implements RootState {
   release(): Promise<ReleaseOutcome> {
     return this.outcome;
   }
+
+  handOver(): Promise<void> {
+    return Promise.reject(gone(this.root.id, this.status, 'handOver'));
+  }
 }
 
-function gone(id: string, from: RootStatus): InvalidTransitionError {
+function gone(id: string, from: RootStatus, event: RootEvent = 'attach'): InvalidTransitionError {
   return new InvalidTransitionError(
     id,
     from,
-    'attach',
+    event,
     `no root prepared for container ${id}: its createRuntime hook did not run, failed, or came too long ago`,
   );
 }

@@ -4,10 +4,18 @@
 // the FUSE session (ENODEV: the container's mount namespace is gone), poststop, the runtime dying
 // before createContainer, or a timeout release everything. Each root's life is a state machine
 // (container-root.ts). Whatever happens, nothing is left: no mount fd, no session, no lease.
-import { statSync } from 'node:fs';
+import { closeSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import { serveImage } from '../mount/serve.js';
+import {
+  prepareImage,
+  serveAdopted,
+  serveImage,
+  type AdoptedImage,
+  type PreparedImage,
+  type ServedImage,
+} from '../mount/serve.js';
+import type { PlaceholderSpec } from '../mount/fs/placeholders.js';
 import type { OverlayOptions } from '../mount/overlay.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
 import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
@@ -21,7 +29,9 @@ import {
 } from '../errors.js';
 import { ContainerRoot, type Guard, type ReleaseOutcome } from './container-root.js';
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
-import { containerLease, resolveBundleImage } from './image-lease.js';
+import type { FdHolder, HeldFd } from './fd-holder.js';
+import { BackingJournal, decodeHeldSession, encodeHeldSession, type HeldSession } from './held-session.js';
+import { containerLease, leaseIdFor, resolveBundleImage } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
 import type { Logger } from './log.js';
 import { placeholdersFor } from './mount-points.js';
@@ -34,6 +44,10 @@ export interface ContainerManagerOptions {
   prepareTimeoutMs?: number;
   /** How long a release waits for the session to end by itself before aborting it. Default 5 s. */
   releaseGraceMs?: number;
+  /** Where each session's /dev/fuse fd is deposited, so that it outlives this daemon. */
+  holder?: FdHolder;
+  /** Where the sessions' backing journals go (held-session.ts), with `holder`. */
+  journalDir?: string;
 }
 
 /** What createContainer hands to the hook. The caller owns mountFd: send it, then close it. */
@@ -66,6 +80,10 @@ interface Served {
   rootfs: string;
   readonly: boolean;
   since: Date;
+  /** Its name at the fd holder and its backing journal, when deposited. */
+  held?: { name: string; journal: BackingJournal };
+  /** Left to the next daemon (handOverAll): nothing of it may be released here. */
+  handedOver?: boolean;
 }
 
 function isDirectory(path: string): boolean | undefined {
@@ -88,8 +106,12 @@ export class ContainerManager {
   private readonly logger: Logger;
   private readonly prepareTimeoutMs: number;
   private readonly releaseGraceMs: number;
+  private readonly holder?: FdHolder;
+  private readonly journalDir?: string;
 
   constructor(opts: ContainerManagerOptions) {
+    this.holder = opts.holder;
+    this.journalDir = opts.journalDir;
     this.storeRoot = opts.storeRoot;
     this.logger = opts.logger;
     this.prepareTimeoutMs = opts.prepareTimeoutMs ?? 60_000;
@@ -183,19 +205,44 @@ export class ContainerManager {
     const lease = containerLease(id, bundle, (leaseId) =>
       this.logger.log('warn', `replacing stale lease ${leaseId}`),
     );
-    const served = await serveImage({
-      storeRoot: this.storeRoot,
-      ref,
-      image,
-      loadIndex: (i) => this.indexes.get(i.indexDigest),
-      lease,
-      placeholders: placeholdersFor(config.mounts, isDirectory),
-      // The source names the container in mountinfo (where a mount shows up if it ever leaks).
-      fsname: `strata-ctr:${id.replace(/[^A-Za-z0-9_.+-]/g, '_')}`,
-      subtype: 'strata',
-      overlay: readonly ? false : (req.overlay ?? true),
-    });
+    const placeholders = placeholdersFor(config.mounts, isDirectory);
+    const name = leaseIdFor(id);
+    const journal =
+      this.holder && this.journalDir ? new BackingJournal(this.journalDir, name, true) : undefined;
+    let served: ServedImage;
+    try {
+      served = await serveImage({
+        storeRoot: this.storeRoot,
+        ref,
+        image,
+        loadIndex: (i) => this.indexes.get(i.indexDigest),
+        lease,
+        placeholders,
+        // The source names the container in mountinfo (where a mount shows up if it ever leaks).
+        fsname: `strata-ctr:${id.replace(/[^A-Za-z0-9_.+-]/g, '_')}`,
+        subtype: 'strata',
+        overlay: readonly ? false : (req.overlay ?? true),
+        onBacking: journal?.record,
+      });
+    } catch (err) {
+      journal?.remove();
+      throw err;
+    }
     const { session } = served;
+    const held = journal
+      ? this.deposit(name, journal, session.devFd, {
+          v: 1,
+          container: id,
+          bundle,
+          rootfs,
+          readonly,
+          image: digest,
+          index: image.indexDigest,
+          store: this.storeRoot,
+          placeholders,
+          since: new Date().toISOString(),
+        })
+      : undefined;
 
     // The hook state's pid is the container's init as the host sees it here; if it dies before
     // createContainer, nobody will ever attach (or close) our mount.
@@ -221,17 +268,156 @@ export class ContainerManager {
       rootfs,
       readonly,
       since: new Date(),
+      held,
     });
-    session.on('end', (end: SessionEnd) => {
-      const detail = end.reason === 'unmounted' ? 'ENODEV' : (end.detail ?? end.reason);
-      void this.release(id, `FUSE session ended: ${end.reason} (${detail})`);
-    });
-    session.on('warn', (w: { message: string }) => this.logger.log('warn', `container ${id}: ${w.message}`));
+    this.watchSession(id, session);
     this.logger.log(
       'info',
       `container ${id}: prepared ${readonly ? 'read-only' : 'writable'} root of image ${digest} ` +
         `(ref ${ref}) for bundle ${bundle} in ${(performance.now() - started).toFixed(1)} ms`,
     );
+  }
+
+  private watchSession(id: string, session: FuseSession): void {
+    session.on('end', (end: SessionEnd) => {
+      const detail = end.reason === 'unmounted' ? 'ENODEV' : (end.detail ?? end.reason);
+      void this.release(id, `FUSE session ended: ${end.reason} (${detail})`);
+    });
+    session.on('warn', (w: { message: string }) => this.logger.log('warn', `container ${id}: ${w.message}`));
+  }
+
+  /** Deposits a session's device with the fd holder; a failure costs only its restartability. */
+  private deposit(name: string, journal: BackingJournal, devFd: number, tag: HeldSession): Served['held'] {
+    try {
+      this.holder!.put(name, encodeHeldSession(tag), devFd);
+      return { name, journal };
+    } catch (err) {
+      this.logger.log(
+        'warn',
+        `container ${tag.container}: its root will not outlive this daemon: ${(err as Error).message}`,
+      );
+      journal.remove();
+      return undefined;
+    }
+  }
+
+  /**
+   * Serves again a session an earlier daemon deposited with the fd holder: same image, same
+   * placeholders, the backing ids it left open, its lease taken over. A session whose mount is
+   * gone (the container ended while no daemon ran) reads ENODEV at once and is released like any
+   * other. Resolves false when the session could not be taken over (it is then dropped).
+   */
+  async adopt(h: HeldFd): Promise<boolean> {
+    const start = await this.prepareAdoption(h);
+    return start ? start() : false;
+  }
+
+  /**
+   * adopt() in two steps: this one resolves the image, loads its index and takes the lease over;
+   * the function it resolves with reads the backing journal and starts serving (false: failed,
+   * dropped). undefined: the session cannot be taken over (dropped already).
+   */
+  async prepareAdoption(h: HeldFd): Promise<(() => boolean) | undefined> {
+    let tag: HeldSession;
+    try {
+      tag = decodeHeldSession(h.tag, h.name);
+      if (h.name !== leaseIdFor(tag.container)) throw new Error(`it is held as ${h.name}`);
+      if (tag.store !== this.storeRoot)
+        throw new Error(`it serves the store ${tag.store}, not ${this.storeRoot}`);
+    } catch (err) {
+      this.logger.log('warn', `dropping held session ${h.name}: ${(err as Error).message}`);
+      closeSync(h.fd);
+      this.dropHeld(h.name);
+      return undefined;
+    }
+    const id = tag.container;
+    if (this.served.has(id)) {
+      closeSync(h.fd);
+      return () => true;
+    }
+    const t0 = performance.now();
+    const journalDir = this.journalDir!;
+    const journal = new BackingJournal(journalDir, h.name, false);
+    let prepared: PreparedImage;
+    try {
+      prepared = await prepareImage({
+        storeRoot: this.storeRoot,
+        ref: tag.image,
+        loadIndex: (i) => this.indexes.get(i.indexDigest),
+        lease: containerLease(id, tag.bundle, () => undefined),
+        placeholders: tag.placeholders as PlaceholderSpec[],
+        onBacking: journal.record,
+      });
+    } catch (err) {
+      this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
+      closeSync(h.fd);
+      journal.remove();
+      this.dropHeld(h.name);
+      return undefined;
+    }
+    return () => {
+      let adopted: AdoptedImage;
+      try {
+        adopted = serveAdopted(prepared, {
+          devFd: h.fd,
+          backings: BackingJournal.replay(journalDir, h.name),
+        });
+      } catch (err) {
+        this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
+        journal.remove();
+        this.dropHeld(h.name);
+        return false;
+      }
+      this.served.set(id, {
+        root: new ContainerRoot(id, { ...adopted, mountFd: -1 }, [], true),
+        session: adopted.session,
+        leaseId: adopted.lease.id,
+        image: tag.image,
+        bundle: tag.bundle,
+        rootfs: tag.rootfs,
+        readonly: tag.readonly,
+        since: new Date(tag.since),
+        held: { name: h.name, journal },
+      });
+      this.watchSession(id, adopted.session);
+      this.logger.log(
+        'info',
+        `container ${id}: took its root over from an earlier daemon (image ${tag.image}) in ` +
+          `${(performance.now() - t0).toFixed(1)} ms`,
+      );
+      return true;
+    };
+  }
+
+  private dropHeld(name: string): void {
+    try {
+      this.holder?.drop(name);
+    } catch (err) {
+      this.logger.log('warn', `dropping held session ${name}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Every attached root stops being served here and is left, with its lease and held fd, to
+   * the daemon that asked (strata daemon --upgrade). Roots still waiting for createContainer
+   * are waited for, up to `waitMs`. */
+  async handOverAll(waitMs: number): Promise<void> {
+    const until = Date.now() + waitMs;
+    while ([...this.served.values()].some((s) => s.root.status === 'prepared') && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 10));
+    await Promise.all(
+      [...this.served.entries()].map(async ([id, s]) => {
+        if (s.root.status !== 'attached' || !s.held) return;
+        s.handedOver = true;
+        s.held.journal.close();
+        await s.root.handOver().catch(() => undefined);
+        if (this.served.get(id) === s) this.served.delete(id);
+      }),
+    );
+  }
+
+  /** Queue again what the sessions' earlier servers read and never answered. */
+  resendAll(): void {
+    for (const s of this.served.values()) if (s.session.isOpen) s.session.resend();
   }
 
   /** createContainer: hand the prepared mount over. The caller sends mountFd and closes it. */
@@ -288,7 +474,13 @@ export class ContainerManager {
   async release(id: string, why: string, graceMs = this.releaseGraceMs): Promise<boolean> {
     const s = this.served.get(id);
     if (!s) return false;
+    if (s.handedOver) return true;
     const first = s.root.status === 'prepared' || s.root.status === 'attached';
+    if (first && s.held) {
+      // Before the session can be aborted: the holder's copy would keep the connection alive.
+      this.dropHeld(s.held.name);
+      s.held.journal.remove();
+    }
     let outcome: ReleaseOutcome | undefined;
     try {
       outcome = await s.root.release(graceMs);

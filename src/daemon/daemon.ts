@@ -7,10 +7,17 @@
 // On start it releases the leases whose holder is gone (a daemon killed with -9 left them): in the
 // background, as it needs the store lock exclusively and a container start must not wait for an
 // import to finish.
-import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
+//
+// Containers outlive the daemon (docs/architecture.md#sessions-outlive-the-daemon): every session's
+// /dev/fuse fd is deposited with the fd holder (fd-holder.ts), which restarts a daemon that dies
+// while it holds any; a starting daemon first takes every held session over (containers.ts adopt),
+// then releases stale leases. `--upgrade` starts a daemon that takes the sessions over while the
+// running one still serves them, then asks it to leave (the API's handover).
+import { closeSync, openSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
 
+import { daemonMainArgv } from '../executables.js';
 import { limitServerHeap } from '../mount/serve.js';
 import { constants, native } from '../native-addon.js';
 import { isErrno } from '../errors.js';
@@ -18,7 +25,10 @@ import { describeHolder } from '../store/holder.js';
 import { releaseStaleLeases } from '../store/leases.js';
 import { openStore } from '../store/store.js';
 import type { DaemonStatus } from '../schema/generated/daemon-api.js';
+import { daemonRequest } from './client.js';
 import { ContainerManager } from './containers.js';
+import { FdHolder, fdHolderSocket } from './fd-holder.js';
+import { journalDir } from './held-session.js';
 import { watchIdle, type IdleWatch } from './idle.js';
 import { openLog, type Logger } from './log.js';
 import { sdNotify } from './notify.js';
@@ -34,6 +44,13 @@ export interface DaemonOptions {
   exitIdleMs?: number;
   /** Close a client connection after this long without a request in flight (server.ts). */
   idleConnectionMs?: number;
+  /** Take over from the daemon running on socketPath (strata daemon --upgrade). */
+  upgrade?: boolean;
+  /** Deposit sessions with the fd holder so that they outlive this daemon. Default true. */
+  holdSessions?: boolean;
+  /** What the fd holder runs when this daemon dies while it holds sessions. Default: the
+   * daemon's own entry with these options; [] for none. */
+  restartArgv?: string[];
 }
 
 function version(): string {
@@ -115,16 +132,139 @@ export async function reconcileLeases(storeRoot: string, logger: Logger): Promis
   }
 }
 
+/** How long a daemon the fd holder restarted stays without anything to serve. */
+const RESTARTED_EXIT_IDLE_MS = 30_000;
+
+/** The command that starts a daemon like this one again: its own entry (src/daemon/main.ts, no
+ * yargs: this start is on the path of every stalled container). */
+function restartArgvFor(opts: DaemonOptions, storeRoot: string): string[] {
+  const args = [
+    '--root',
+    storeRoot,
+    '--socket',
+    resolve(opts.socketPath),
+    '--log-file',
+    resolve(opts.logFile),
+  ];
+  // Like a daemon the hook starts, it leaves once it serves nothing (RESTARTED_EXIT_IDLE_MS unless
+  // this one had its own): nobody may be there to stop it (a test that killed its daemon).
+  args.push('--exit-idle', String((opts.exitIdleMs ?? RESTARTED_EXIT_IDLE_MS) / 1000));
+  if (opts.idleConnectionMs !== undefined)
+    args.push('--idle-connection-timeout', String(opts.idleConnectionMs / 1000));
+  return daemonMainArgv(args);
+}
+
+/** The startup lock, waiting for the daemon we asked to leave to let go of it. */
+async function takeLockAfterHandover(socketPath: string): Promise<number> {
+  const lockFd = openSync(`${socketPath}.lock`, 'a', 0o600);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      native.flock(lockFd, constants.LOCK_EX | constants.LOCK_NB);
+      return lockFd;
+    } catch (err) {
+      if (!isErrno(err, 'EWOULDBLOCK') && !isErrno(err, 'EAGAIN')) throw err;
+    }
+    if (Date.now() > deadline) {
+      closeSync(lockFd);
+      throw new Error(`the daemon on ${socketPath} did not leave within 10 s of handing over`);
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/**
+ * Takes over every session the fd holder keeps (a daemon before this one died, or is leaving).
+ * `beforeServing` runs between preparing (leases, indexes) and serving: the handover of a running
+ * daemon, which must have stopped making and closing backing ids before their journal is read.
+ */
+async function adoptAll(
+  manager: ContainerManager,
+  holder: FdHolder,
+  logger: Logger,
+  beforeServing?: () => Promise<void>,
+): Promise<void> {
+  const held = holder.take();
+  const t0 = performance.now();
+  const starts = await Promise.all(held.map((h) => manager.prepareAdoption(h)));
+  const t1 = performance.now();
+  if (beforeServing) {
+    await beforeServing();
+    // Sessions the leaving daemon made after we looked.
+    const seen = new Set(held.map((h) => h.name));
+    for (const h of holder.take()) {
+      if (seen.has(h.name)) {
+        closeSync(h.fd);
+        continue;
+      }
+      held.push(h);
+      starts.push(await manager.prepareAdoption(h));
+    }
+  }
+  const adopted = starts.map((start) => start?.() ?? false).filter(Boolean).length;
+  if (held.length === 0) return;
+  const t2 = performance.now();
+  logger.log(
+    'info',
+    `took over ${adopted} of ${held.length} held sessions (prepared in ${(t1 - t0).toFixed(1)} ms, ` +
+      `serving ${(t2 - t1).toFixed(1)} ms later)`,
+  );
+}
+
 /** Runs until stopped; resolves when everything is released and the socket removed. */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   let logger: Logger | undefined;
   let lockFd: number | 'running' | undefined;
   let reconciled: Promise<void> | undefined;
+  let holder: FdHolder | undefined;
   limitServerHeap();
   try {
     logger = openLog(opts.logFile);
     const store = await openStore(opts.storeRoot);
-    lockFd = await takeStartupLock(opts.socketPath);
+    const hold = opts.holdSessions ?? true;
+    // A systemd service's main process (INVOCATION_ID, a child of pid 1) is restarted by systemd
+    // (systemd/strata.service); anything merely started under a systemd service is not.
+    const underSystemd = Boolean(process.env.INVOCATION_ID) && process.ppid === 1;
+    const restartArgv = opts.restartArgv ?? (underSystemd ? [] : restartArgvFor(opts, resolve(store.root)));
+    const connectHolder = async (): Promise<FdHolder | undefined> => {
+      try {
+        return await FdHolder.connect(
+          fdHolderSocket(opts.socketPath),
+          restartArgv.length > 0 ? restartArgv : undefined,
+        );
+      } catch (err) {
+        // Serving without it works; only restarts would cost the containers their roots.
+        logger!.log(
+          'warn',
+          `no fd holder: container roots will not outlive this daemon: ${(err as Error).message}`,
+        );
+        return undefined;
+      }
+    };
+    const newManager = (h: FdHolder | undefined) =>
+      new ContainerManager({
+        storeRoot: store.root,
+        logger: logger!,
+        holder: h,
+        journalDir: journalDir(opts.socketPath),
+      });
+    let manager: ContainerManager | undefined;
+    if (opts.upgrade && (await socketAnswers(opts.socketPath, 1000))) {
+      // Serve every session alongside the running daemon first, then ask it to leave: the kernel
+      // never lacks a reader.
+      holder = await connectHolder();
+      if (!holder) throw new Error('cannot take over without the fd holder');
+      manager = newManager(holder);
+      let t0 = 0;
+      await adoptAll(manager, holder, logger, async () => {
+        t0 = performance.now();
+        await daemonRequest(opts.socketPath, { op: 'handover' }, 15_000).catch(() => undefined);
+      });
+      lockFd = await takeLockAfterHandover(opts.socketPath);
+      logger.log('info', `took over from the running daemon in ${(performance.now() - t0).toFixed(1)} ms`);
+    } else {
+      lockFd = await takeStartupLock(opts.socketPath);
+    }
     if (lockFd === 'running') {
       logger.log('info', `another strata daemon already serves ${opts.socketPath}; leaving it to serve`);
       sdNotify({ READY: '1', STATUS: `already served by another daemon at ${opts.socketPath}` });
@@ -135,7 +275,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw err;
     }
-    const manager = new ContainerManager({ storeRoot: store.root, logger });
+    if (!manager) {
+      holder = hold ? await connectHolder() : undefined;
+      manager = newManager(holder);
+      // Before stale leases go: an adopted session's lease is taken over, not released.
+      if (holder) await adoptAll(manager, holder, logger);
+    }
     reconciled = reconcileLeases(store.root, logger);
     // One daemon serves every running container's root: a bug in one request must not take the
     // others' filesystems down. Log it and keep serving.
@@ -149,6 +294,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     );
     const startedAt = new Date().toISOString();
     const log = logger;
+    const served = manager;
+    let handedOver: ((why: string) => void) | undefined;
+    const handoverStop = new Promise<string>((resolve) => (handedOver = resolve));
     const status = (): DaemonStatus => ({
       pid: process.pid,
       version: version(),
@@ -166,6 +314,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       logger,
       status,
       idleConnectionMs: opts.idleConnectionMs,
+      handover: async () => {
+        log.log('info', 'handing every session over to a new daemon (strata daemon --upgrade)');
+        server.stopListening();
+        await served.handOverAll(5000);
+        if (typeof lockFd === 'number') closeSync(lockFd);
+        lockFd = undefined; // the new daemon owns the socket now: not ours to remove
+        holder?.close();
+        holder = undefined;
+        handedOver!('handed over to a new daemon');
+      },
     });
     logger.log(
       'info',
@@ -173,7 +331,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     );
     sdNotify({ READY: '1', MAINPID: String(process.pid), STATUS: `serving ${opts.socketPath}` });
 
-    const stops = [opts.stopSignal ?? signalled()];
+    const stops = [opts.stopSignal ?? signalled(), handoverStop];
     let idle: IdleWatch | undefined;
     const idleMs = opts.exitIdleMs;
     if (idleMs !== undefined) {
@@ -195,6 +353,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await server.close();
     await manager.releaseAll(`the daemon is stopping (${why})`);
     await reconciled;
+    holder?.close();
+    try {
+      rmdirSync(journalDir(opts.socketPath)); // only when no session is left to anyone
+    } catch {
+      // absent, or holds the journals of sessions a next daemon takes over
+    }
     logger.log('info', 'stopped');
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
@@ -202,6 +366,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     sdNotify({ STATUS: `strata daemon failed: ${message} (log: ${opts.logFile})`, ERRNO: '1' });
     throw err;
   } finally {
+    holder?.close();
     if (typeof lockFd === 'number') {
       try {
         unlinkSync(opts.socketPath);

@@ -1,7 +1,7 @@
 // The entry the createRuntime hook runs when it finds no daemon (src/executables.ts daemonArgv):
 //
 //   node main.js --root STORE --socket PATH [--log-file FILE] [--exit-idle SECONDS]
-//                [--idle-connection-timeout SECONDS]
+//                [--idle-connection-timeout SECONDS] [--upgrade]
 //
 // The same daemon as `strata daemon`, without the CLI's yargs (this start is on a container's
 // start path), plus --exit-idle: a daemon born under the runtime's subreaper must not outlive its
@@ -35,6 +35,7 @@ async function main(argv: string[]): Promise<void> {
         'log-file': { type: 'string' },
         'exit-idle': { type: 'string' },
         'idle-connection-timeout': { type: 'string' },
+        upgrade: { type: 'boolean' },
       },
       strict: true,
     }));
@@ -53,6 +54,7 @@ async function main(argv: string[]): Promise<void> {
     socketPath: resolveSocket(values.socket),
     logFile: resolveLogFile(values['log-file']),
     exitIdleMs: values['exit-idle'] === undefined ? undefined : parseExitIdle(values['exit-idle']),
+    upgrade: values.upgrade,
     idleConnectionMs:
       values['idle-connection-timeout'] === undefined
         ? undefined

@@ -50,6 +50,8 @@ export interface DaemonServerOptions {
   storeRoot: string;
   /** Close a connection after this long without a request in flight. Default 30 s. */
   idleConnectionMs?: number;
+  /** The API's handover: leave everything to the asking daemon (strata daemon --upgrade). */
+  handover?: () => Promise<void>;
 }
 
 /**
@@ -73,6 +75,8 @@ export interface DaemonServer {
   readonly busy: number;
   /** Stops accepting and drops every open connection. */
   close(): Promise<void>;
+  /** Stops accepting new connections; open ones go on. */
+  stopListening(): void;
 }
 
 /** A socket directory we create is 0700; an existing one (e.g. /tmp) is left as it is. */
@@ -117,6 +121,7 @@ export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonSer
     get busy() {
       return busy.size;
     },
+    stopListening: () => void server.close(),
     close: async () => {
       await Promise.all([
         new Promise<void>((resolve) => {
@@ -190,7 +195,7 @@ function serveConnection(
       if (line.trim() === '') continue;
       if (apiPending++ === 0) idle(false);
       apiQueue = apiQueue.then(async () => {
-        const res = await handleApiLine(line, opts.manager, opts.status);
+        const res = await handleApiLine(line, opts.manager, opts.status, opts.handover);
         if (!socket.destroyed) socket.write(JSON.stringify(res) + '\n');
         if (--apiPending === 0) idle(true);
       });

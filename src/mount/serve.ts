@@ -15,6 +15,7 @@ import { treeIndexPath } from '../store/layout.js';
 import type { TreeIndex } from '../store/tree-index.js';
 import { createDetachedMount, type DetachedMount, type DetachedMountOptions } from './detached.js';
 import { sharedFdCache, type FdCache } from './fs/fd-cache.js';
+import { FilesystemBridge } from './fs/bridge.js';
 import { createImageHandler } from './fs/image-handler.js';
 import type { PlaceholderSpec } from './fs/placeholders.js';
 import type { BackingCapability, FuseProtocol } from './fuse/protocol.js';
@@ -22,7 +23,7 @@ import { setReadahead } from './fuse/readahead.js';
 import { releaseIdleReplyPool } from './fuse/reply-pool.js';
 import { takeImageLease, type ImageLease, type ImageLeaseRequest } from './image-lease.js';
 import type { OverlayOptions } from './overlay.js';
-import type { FuseSession, SessionEnd } from './session.js';
+import { FuseSession, type FuseSessionOptions, type SessionEnd } from './session.js';
 
 export interface ServeImageOptions {
   storeRoot: string;
@@ -41,6 +42,9 @@ export interface ServeImageOptions {
   placeholders?: PlaceholderSpec[];
   /** Default: the process-wide cache shared by every mount. */
   fdCache?: FdCache;
+  /** Told of every passthrough backing id made and closed, for a server that adopts the session
+   * later (adoptImage's `backings`). */
+  onBacking?: (ino: number, id: number, open: boolean) => void;
 }
 
 export interface PreparedImage {
@@ -55,6 +59,9 @@ export interface PreparedImage {
   /** Release open handles and idle object fds once the session is over, then the lease;
    * idempotent. */
   release(): Promise<void>;
+  /** The session goes on under another server (a daemon upgrade): release() leaves the lease,
+   * which that server has taken over. */
+  keepLease(): void;
 }
 
 /** FUSE_DEV_IOC_BACKING_OPEN/CLOSE on a /dev/fuse fd that is known only once it is opened. */
@@ -100,12 +107,14 @@ async function beginPrepare(opts: ServeImageOptions): Promise<Preparing> {
       placeholders: opts.placeholders,
       backing,
       fdCache,
+      onBacking: opts.onBacking,
     });
   } catch (err) {
     await releaseLease();
     throw err;
   }
   let released: Promise<void> | undefined;
+  let keep = false;
   const prepared = {
     image,
     index,
@@ -113,11 +122,16 @@ async function beginPrepare(opts: ServeImageOptions): Promise<Preparing> {
     bindDevice: (devFd: number) => {
       if (backing) backing.devFd = devFd;
     },
+    keepLease: () => void (keep = true),
     release: () =>
       (released ??= (async () => {
+        // Only after the session ended: its device fd is closed, and the number may already name
+        // another session's device, whose backing ids a BACKING_CLOSE would take away. The kernel
+        // drops a connection's backing files with it.
+        if (backing) backing.devFd = -1;
         handler.fs.destroy?.();
         await fdCache.closeIdle();
-        await releaseLease();
+        if (!keep) await releaseLease();
       })()),
   };
   return { prepared, lease };
@@ -199,6 +213,8 @@ export interface ServedImage extends DetachedMount {
   /** The session's end, once the image's resources and its lease were released too. Rejects
    * only when the lease could not be removed. */
   done: Promise<SessionEnd>;
+  /** See PreparedImage.keepLease. */
+  keepLease(): void;
 }
 
 export type ServeDetachedOptions = ServeImageOptions &
@@ -249,7 +265,15 @@ export async function serveImage(opts: ServeDetachedOptions): Promise<ServedImag
       mountFd = overlay;
     }
     const done = releaseWhenEnded(mount.session, prepared);
-    return { ...mount, mountFd, image: prepared.image, handler: prepared.handler, lease: taken, done };
+    return {
+      ...mount,
+      mountFd,
+      image: prepared.image,
+      handler: prepared.handler,
+      lease: taken,
+      done,
+      keepLease: prepared.keepLease,
+    };
   } catch (err) {
     if (overlayFd >= 0) closeSync(overlayFd);
     closeSync(mount.mountFd);
@@ -257,6 +281,70 @@ export async function serveImage(opts: ServeDetachedOptions): Promise<ServedImag
     await prepared.release();
     throw err;
   }
+}
+
+export type AdoptImageOptions = ServeImageOptions &
+  FuseSessionOptions & {
+    /** The /dev/fuse fd of a session an earlier server made (and answered INIT on); the session
+     * owns it from now on. */
+    devFd: number;
+    /** The backing ids that server left open, ino -> id (FilesystemBridge.adoptBackings). */
+    backings?: Iterable<[number, number]>;
+  };
+
+/** A session taken over from an earlier server: no mount fd (the container holds the mount). */
+export type AdoptedImage = Omit<ServedImage, 'mountFd'>;
+
+/**
+ * Serves an image on the device of a session an earlier server of the same image made: the same
+ * handler serveImage builds (node ids are the index's inode numbers, handles are node ids, so it
+ * answers the kernel exactly as the first server did), then every request the earlier server read
+ * but never answered is queued again (FuseSession.resend). The placeholders must be the same as
+ * the first server's (they are numbered in the order given). On failure the device is closed.
+ */
+export async function adoptImage(opts: AdoptImageOptions): Promise<AdoptedImage> {
+  let prepared: PreparedImage;
+  try {
+    prepared = await prepareImage(opts);
+  } catch (err) {
+    closeSync(opts.devFd);
+    throw err;
+  }
+  return serveAdopted(prepared, opts);
+}
+
+/**
+ * The second half of adoptImage, for a caller that prepares first (lease, index) and starts
+ * serving later (strata daemon --upgrade: the backing ids are read only once the earlier server
+ * stopped making and closing them).
+ */
+export function serveAdopted(
+  prepared: PreparedImage,
+  opts: FuseSessionOptions & Pick<AdoptImageOptions, 'devFd' | 'backings'>,
+): AdoptedImage {
+  const bridge = prepared.handler.fs;
+  if (opts.backings && bridge instanceof FilesystemBridge) bridge.adoptBackings(opts.backings);
+  prepared.bindDevice(opts.devFd);
+  prepared.handler.adopt();
+  let session: FuseSession;
+  try {
+    session = new FuseSession(opts.devFd, prepared.handler, opts);
+  } catch (err) {
+    closeSync(opts.devFd);
+    void prepared.release();
+    throw err;
+  }
+  session.resend();
+  const done = releaseWhenEnded(session, prepared);
+  return {
+    session,
+    devFd: opts.devFd,
+    image: prepared.image,
+    handler: prepared.handler,
+    lease: prepared.lease,
+    done,
+    keepLease: prepared.keepLease,
+  };
 }
 
 /** Resolves with the session's end after the prepared image's resources (and lease) were

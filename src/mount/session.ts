@@ -8,7 +8,7 @@ import { closeSync, writeSync } from 'node:fs';
 
 import { isErrno } from '../errors.js';
 import { native, type FastPathHandle } from '../native-addon.js';
-import { EIO, FUSE_BATCH_FORGET, FUSE_FORGET } from './fuse/constants.js';
+import { EIO, FUSE_BATCH_FORGET, FUSE_FORGET, FUSE_NOTIFY_RESEND } from './fuse/constants.js';
 import { recycleReply } from './fuse/reply-pool.js';
 import {
   encodeErrorReply,
@@ -111,6 +111,23 @@ export class FuseSession extends EventEmitter {
       native.stopReader(this.reader);
     }
     return this.ended;
+  }
+
+  /**
+   * Asks the kernel to queue again every request a server of this connection read but never
+   * answered (FUSE_NOTIFY_RESEND, kernel >= 6.9): after taking the device over from a daemon that
+   * died, those requests would otherwise wait forever. Returns false when the kernel refused.
+   */
+  resend(): boolean {
+    const note = Buffer.alloc(16);
+    note.writeUInt32LE(16, 0);
+    note.writeInt32LE(FUSE_NOTIFY_RESEND, 4);
+    try {
+      writeSync(this.devFd, note);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private dispatch(req: Buffer): void {

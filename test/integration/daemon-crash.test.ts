@@ -1,5 +1,7 @@
 // Fault: the daemon killed with -9 while containers run (real crun and runc, through `strata run
-// -d` and the hooks). Its leases must not pin the image forever: `strata rm -f` releases a
+// -d` and the hooks). Alone, it is restarted by the fd holder and the new daemon takes the
+// containers' roots and leases over (issue 12; outlive.test.ts reads through it). Killed with the
+// fd holder, the roots are gone, and its leases must not pin the image forever: `strata rm -f` releases a
 // container's lease even with no daemon running, the next daemon releases the rest as it starts,
 // and then `strata rm` + `image rm` + `gc` free every object, fsck is clean, and nothing is left:
 // no mount, no process, no socket.
@@ -10,6 +12,7 @@ import * as assert from 'uvu/assert';
 
 import { cliArgv } from '../../src/executables.js';
 import { listLeases } from '../../src/store/leases.js';
+import { daemonPid } from './outlive.js';
 import {
   dirEntries,
   eventually,
@@ -18,6 +21,7 @@ import {
   makeEnv,
   removeEnv,
   runCollect,
+  served,
   startDaemon,
   type Env,
   type RunResult,
@@ -80,8 +84,38 @@ test('kill -9 of the daemon while containers run: every lease and object is recl
       'held by the daemon',
     );
 
+    // kill -9 of the daemon alone: the fd holder starts a new one, which takes both roots over
+    // (their leases with them) while the containers go on running.
     daemon.child.kill('SIGKILL');
     assert.is(await daemon.stop(), 'SIGKILL');
+    let next = 0;
+    assert.ok(
+      await eventually(async () => {
+        next = (await daemonPid(env)) ?? 0;
+        return next !== 0 && next !== daemon.pid;
+      }, 15_000),
+      'the fd holder restarted the daemon',
+    );
+    assert.ok(
+      await eventually(async () => {
+        const now = await listLeases(env.storeRoot);
+        return now.length === 2 && now.every((l) => l.holder?.pid === next);
+      }, 10_000),
+      'the new daemon holds both leases',
+    );
+    assert.equal(
+      (await served(env)).map((c) => c.id).sort(),
+      Object.values(ids).sort(),
+      'it serves both roots',
+    );
+
+    // kill -9 of everything (the fd holder first, so that nothing restarts): the roots are gone,
+    // and the leases must still be reclaimable.
+    const holders = processesUnder(env.dir).filter((p) => p.includes('strata-fdholder'));
+    assert.is(holders.length, 1, `one fd holder: ${holders.join('; ')}`);
+    process.kill(Number(holders[0].split(':')[0]), 'SIGKILL');
+    process.kill(next, 'SIGKILL');
+    assert.ok(await eventually(() => !isAlive(next), 5000), 'the second daemon is gone');
     assert.is((await listLeases(env.storeRoot)).length, 2, 'the dead daemon released nothing');
 
     // No daemon runs: rm -f still releases the lease of the container it removes.
@@ -129,6 +163,8 @@ test('kill -9 of the daemon while containers run: every lease and object is recl
   } finally {
     // After a failure: take down whatever is left (a passing run has nothing left here).
     if (isAlive(daemon.pid)) daemon.child.kill('SIGKILL');
+    for (const p of processesUnder(env.dir))
+      if (/strata-fdholder|daemon/.test(p)) process.kill(Number(p.split(':')[0]), 'SIGKILL');
     for (const name of ['crun', 'runc']) await strata(['rm', '-f', name]);
     removeEnv(env);
   }

@@ -108,7 +108,15 @@ test(`${RUNS} consecutive strata run --rm leak nothing`, async () => {
     assert.match(daemonKids[0], 'mount -t cgroup2 none /sys/fs/cgroup');
     assert.equal(childrenOf(process.pid).sort(), children, 'no new child of ours');
     assert.ok(children.includes(daemon.pid));
-    assert.equal(processesUsing(env.dir, [daemon.pid, process.pid]), [], 'no stray process');
+    // The daemon's fd holder lives as long as the daemon (it exits once that is gone and it holds
+    // nothing: test/native/fdholder.test.ts, outlive.test.ts).
+    assert.equal(
+      processesUsing(env.dir, [daemon.pid, process.pid]).filter(
+        (p) => !p.includes('strata-fdholder --socket'),
+      ),
+      [],
+      'no stray process',
+    );
     times.sort((a, b) => a - b);
     console.log(
       `    strata run --rm (native front end): median ${times[RUNS >> 1]} ms (min ${times[0]}, max ${times[RUNS - 1]}); ` +

@@ -3,6 +3,15 @@
 // counts per node id (LOOKUP and READDIRPLUS add, FORGET subtracts), the open files by fh, cache
 // timeouts and open flags, dirent packing, reply buffers — and the passthrough backing ids,
 // shared per inode because the kernel refuses two different backing files for one inode.
+//
+// Restartable without state (docs/architecture.md#sessions-outlive-the-daemon): every file handle
+// names its node. An inline file's or a passthrough open's handle is STATELESS_FH + the node id
+// (nothing recorded; the native fast path hands out the same numbers); any other open file's
+// handle is the node id itself, shared by every open of the node. So a READ whose fh this bridge
+// never handed out — one opened under a server that has since died — is answered by opening the
+// node again. Node ids are the tree index's inode numbers and FORGET frees nothing, so lookup
+// counts are bookkeeping only. Backing ids are reported to `onBacking` as they are made, and a new
+// server takes them back with adoptBackings (they are kept for the session's life).
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
 import type { BackingCapability } from '../fuse/protocol.js';
@@ -25,6 +34,9 @@ export interface BridgeOptions {
   entryTimeout?: number;
   attrTimeout?: number;
   backing?: BackingCapability;
+  /** Told of every passthrough backing id made, e.g. to persist them for a server that adopts this
+   * session later (ids are kept until the session ends, so none is ever closed before). */
+  onBacking?: (ino: number, id: number, open: boolean) => void;
 }
 
 function fuseAttr(a: NodeAttr, into?: FuseAttr): FuseAttr {
@@ -58,10 +70,12 @@ function isDotOrDotDot(name: Buffer): boolean {
   return name[0] === 0x2e && (name.length === 1 || (name.length === 2 && name[1] === 0x2e));
 }
 
-/** An open file: the filesystem's handle and its node. */
+/** The open files of one node that is neither inline nor passthrough (fh = node id): the
+ * filesystem's handle and how many OPENs this bridge answered for it. */
 interface OpenFile<H> {
   ino: number;
   handle: H;
+  refs: number;
 }
 
 /**
@@ -84,12 +98,28 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   private readonly backings = new Map<number, number>();
   /** The backing id per inode number as u32s (0: none), shared with the native fast path. */
   private backingTable?: Buffer;
+  private readonly onBacking?: (ino: number, id: number, open: boolean) => void;
 
   constructor(fs: Filesystem<H>, options: BridgeOptions = {}) {
     this.fs = fs;
     this.entryTimeout = options.entryTimeout ?? 86400;
     this.attrTimeout = options.attrTimeout ?? 86400;
     this.backing = options.backing;
+    this.onBacking = options.onBacking;
+  }
+
+  /**
+   * Backing ids a previous server of this session registered (ino -> id). They are reused for
+   * later OPENs of the same inode (the kernel refuses a second backing file for an inode that
+   * still has one open), answered natively like our own, and closed when the session ends.
+   */
+  adoptBackings(entries: Iterable<[number, number]>): void {
+    for (const [ino, id] of entries) this.rememberBacking(ino, id);
+  }
+
+  private rememberBacking(ino: number, id: number): void {
+    this.rememberBacking(ino, id);
+    this.onBacking?.(ino, id, true);
   }
 
   /** How many lookups the kernel holds on a node id (0 when forgotten or never seen). */
@@ -225,7 +255,15 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
       this.fs.release?.(nodeid, opened.handle);
       return this.backedOpen(nodeid, backingId);
     }
-    const fh = this.files.add({ ino: nodeid, handle: opened.handle });
+    const fh = nodeid;
+    const have = this.files.get(fh);
+    if (have) {
+      // One handle per node: the one already open serves this OPEN too.
+      this.fs.release?.(nodeid, opened.handle);
+      have.refs++;
+    } else {
+      this.files.set(fh, { ino: nodeid, handle: opened.handle, refs: 1 });
+    }
     // NOFLUSH: close(2) needs no FLUSH round trip on a read-only file.
     return { fh, open_flags: C.FOPEN_KEEP_CACHE | C.FOPEN_NOFLUSH, backing_id: 0 };
   }
@@ -272,15 +310,34 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
       if (handle === undefined) throw new FuseError(C.EBADF);
       return fs.read(nodeid, handle, inp.offset, inp.size, allocReplyBody, ctx);
     }
+    // Otherwise the handle is the node id; anything else was never handed out by any server of
+    // this session.
+    if (inp.fh !== nodeid) throw new FuseError(C.EBADF);
     const file = this.files.get(inp.fh);
-    if (!file || file.ino !== nodeid) throw new FuseError(C.EBADF);
-    return fs.read(nodeid, file.handle, inp.offset, inp.size, allocReplyBody, ctx);
+    if (file) return fs.read(nodeid, file.handle, inp.offset, inp.size, allocReplyBody, ctx);
+    return this.readUnopened(nodeid, inp, ctx);
+  }
+
+  /**
+   * A READ of a file this bridge has no open handle for: one opened under an earlier server of
+   * this session (adoption), or already released. The node is opened for this read alone, so
+   * nothing is kept that no RELEASE would ever free; the object fd stays in the shared cache.
+   */
+  private async readUnopened(nodeid: number, inp: FuseReadIn, ctx: RequestContext): Promise<Buffer> {
+    const opened = await this.cap('open').open(nodeid, C.O_RDONLY);
+    try {
+      return await this.cap('read').read(nodeid, opened.handle, inp.offset, inp.size, allocReplyBody, ctx);
+    } finally {
+      this.fs.release?.(nodeid, opened.handle);
+    }
   }
 
   release(_ctx: RequestContext, _nodeid: number, inp: FuseReleaseIn): void {
-    // A stateless open (fh >= STATELESS_FH) left nothing to release: take() finds nothing.
-    const file = this.files.take(inp.fh);
-    if (!file) return; // unknown or already released: nothing is open
+    // A stateless open (fh >= STATELESS_FH) left nothing to release. Unknown: opened under an
+    // earlier server of this session, or never. Nothing to free.
+    const file = inp.fh >= STATELESS_FH ? undefined : this.files.get(inp.fh);
+    if (!file || --file.refs > 0) return;
+    this.files.take(inp.fh);
     this.fs.release?.(file.ino, file.handle);
   }
 

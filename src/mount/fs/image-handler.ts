@@ -14,6 +14,8 @@ export interface ImageHandlerOptions {
   placeholders?: PlaceholderSpec[];
   /** FUSE_DEV_IOC_BACKING_OPEN/CLOSE on this session's /dev/fuse fd: enables passthrough. */
   backing?: BackingCapability;
+  /** Told of every passthrough backing id made and closed (FilesystemBridge). */
+  onBacking?: (ino: number, id: number, open: boolean) => void;
   /** Defaults to the process-wide cache shared by every mount. */
   fdCache?: FdCache;
   /** Seconds; default 86400 (the image never changes). */

@@ -46,6 +46,9 @@ export const FUSE_DESTROY = 38;
 export const FUSE_IOCTL = 39;
 export const FUSE_POLL = 40;
 export const FUSE_NOTIFY_REPLY = 41;
+/** Notification (out header `error` field, unique 0): move every request the kernel handed to a
+ * server but has no reply for back to the queue, with bit 63 of its unique set (since 6.9). */
+export const FUSE_NOTIFY_RESEND = 7;
 export const FUSE_BATCH_FORGET = 42;
 export const FUSE_FALLOCATE = 43;
 export const FUSE_READDIRPLUS = 44;

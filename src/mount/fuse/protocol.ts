@@ -232,6 +232,32 @@ export class FuseProtocol extends EventEmitter implements OpcodeServer {
     return { out, size: initOutSize(minor) };
   }
 
+  /**
+   * Serve a session whose INIT an earlier server answered (a /dev/fuse fd taken over after a
+   * daemon restart): the kernel will not send INIT again, so settle what this server would have
+   * agreed to — passthrough when it has a backing capability (a BACKING_OPEN the connection did not
+   * negotiate fails, and the bridge then serves reads itself). An INIT that does arrive (the
+   * earlier server died before answering it, and it was resent) still negotiates as usual.
+   */
+  adopt(minor: number = C.FUSE_KERNEL_MINOR_VERSION): InitInfo {
+    const flags = WANTED_FLAGS | (this.backing ? C.FUSE_PASSTHROUGH : 0n);
+    const maxPages = this.maxPages;
+    const out = this.initOut(minor, flags, 0, this.backing !== undefined);
+    this.initInfo = {
+      major: C.FUSE_KERNEL_VERSION,
+      minor,
+      kernelFlags: flags,
+      flags,
+      maxReadahead: out.max_readahead,
+      maxWrite: out.max_write,
+      maxPages,
+      passthrough: this.backing !== undefined,
+    };
+    this.destroyed = false;
+    this.fs.init?.(this.initInfo);
+    return this.initInfo;
+  }
+
   /** @internal INTERRUPT (opcodes.ts). */
   interruptRequest(unique: FuseUnique): void {
     this.inflight.interrupt(unique);

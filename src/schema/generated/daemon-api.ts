@@ -6,7 +6,10 @@
 export type DaemonApiMessage = DaemonRequest | DaemonResponse;
 
 export interface DaemonRequest {
-  op: 'ping' | 'status' | 'list' | 'release';
+  /**
+   * handover: stop serving and leave every session to the daemon that asks (strata daemon --upgrade)
+   */
+  op: 'ping' | 'status' | 'list' | 'release' | 'handover';
   /**
    * release: the container id
    */

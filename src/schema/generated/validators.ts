@@ -8,6 +8,7 @@ export const validatorModules: Record<string, string> = {
   'containers-storage-layers': 'containers-storage-layers.cjs',
   'daemon-api': 'daemon-api.cjs',
   'docker-archive-manifest': 'docker-archive-manifest.cjs',
+  'held-session': 'held-session.cjs',
   'hook-state': 'hook-state.cjs',
   'hooks-d': 'hooks-d.cjs',
   'image-record': 'image-record.cjs',

@@ -98,7 +98,12 @@ const PLACEHOLDERS = [
   { path: '/sys', type: 'dir' as const, mode: 0o555 },
 ];
 
-async function mount(opts: { backing?: { open(fd: number): number; close(id: number): void } } = {}) {
+async function mount(
+  opts: {
+    backing?: { open(fd: number): number; close(id: number): void };
+    onBacking?: (ino: number, id: number, open: boolean) => void;
+  } = {},
+) {
   const p = createImageHandler({
     index,
     storeRoot: store,
@@ -226,8 +231,15 @@ test('read: inline files, object files across 64 KiB boundaries, at and past EOF
   await release(p, big, h.fh);
   assert.is(bridgeOf(p).openFileCount, 0);
   assert.is(cache.pinned, 0);
+  // Handles are stateless (the node id): a READ of a file this server never opened — one opened
+  // under a daemon that has since died — is still answered, and keeps nothing open.
+  assert.is(h.fh, big);
+  assert.equal(await read(p, big, h.fh, 10, 10), BIG.subarray(10, 20));
+  assert.is(bridgeOf(p).openFileCount, 0);
+  assert.is(cache.pinned, 0);
+  // A handle that is not the node's id was never handed out by any server.
   assert.is(
-    errnoOf(await p.handleRequest(request(C.FUSE_READ, readIn(h.fh, 0, 10), { nodeid: big }))),
+    errnoOf(await p.handleRequest(request(C.FUSE_READ, readIn(h.fh + 1, 0, 10), { nodeid: big }))),
     C.EBADF,
   );
 });
@@ -504,6 +516,52 @@ test('passthrough: one backing id per inode, kept until the session ends; opens 
   assert.equal(calls, ['open number', 'open number', 'close 10', 'close 11']);
   assert.is(bridgeOf(p).backingCount, 0);
   assert.is(bridgeOf(p).openFileCount, 0);
+  assert.is(cache.pinned, 0);
+});
+
+test('adoption: a second server of a session answers without INIT, with the same node ids, handles and backing ids', async () => {
+  const made: [number, number][] = [];
+  let next = 20;
+  const first = await mount({
+    backing: { open: () => next++, close: () => undefined },
+    onBacking: (ino: number, id: number, open: boolean) => void (open && made.push([ino, id])),
+  });
+  const big = await entryOf(first, index.resolve('/bin'), 'big');
+  const opened = await open(first, big.nodeid);
+  assert.is(opened.backing_id, 20);
+  const smallIno = index.resolve('/bin/small');
+  const small = await open(first, smallIno);
+  assert.equal(made, [
+    [big.nodeid, 20],
+    [smallIno, 21],
+  ]);
+  // The first server dies here: the kernel still has both files open and knows every node id.
+
+  const calls: string[] = [];
+  const second = createImageHandler({
+    index,
+    storeRoot: store,
+    placeholders: PLACEHOLDERS,
+    fdCache: cache,
+    backing: { open: () => (calls.push('open'), 99), close: (id) => void calls.push(`close ${id}`) },
+  });
+  second.adopt();
+  bridgeOf(second).adoptBackings(made);
+  assert.is(second.info?.passthrough, true);
+  assert.is((await entryOf(second, index.resolve('/bin'), 'big')).nodeid, big.nodeid, 'same node id');
+  // A READ on a file the first server opened: served from the handle value alone.
+  assert.is(small.fh, smallIno);
+  assert.equal(await read(second, smallIno, small.fh, 0, 4096), SMALL);
+  assert.is(bridgeOf(second).openFileCount, 0, 'nothing kept for it');
+  // A new OPEN of a file the kernel still has open under the old backing id reuses that id.
+  const again = await open(second, big.nodeid);
+  assert.is(again.backing_id, 20);
+  await release(second, big.nodeid, again.fh);
+  // RELEASE of a handle the first server gave out: nothing to free, and the adopted id stays.
+  await release(second, smallIno, small.fh);
+  assert.equal(calls, [], 'no backing made or closed');
+  second.fs.destroy?.();
+  first.fs.destroy?.();
   assert.is(cache.pinned, 0);
 });
 
