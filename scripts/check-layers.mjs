@@ -20,11 +20,12 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS = [
   ['cli'],
   ['daemon'],
+  ['shim'],
   ['run'],
   ['spec', 'mount'],
   ['store'],
-  ['schema', 'native-addon', 'executables'],
-  ['errors', 'contract'],
+  ['schema', 'native-addon', 'executables', 'ttrpc'],
+  ['errors', 'contract', 'proto'],
 ];
 
 const SOURCE = /\.(ts|cts|mts|js|cjs|mjs)$/;
