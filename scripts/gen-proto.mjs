@@ -37,7 +37,7 @@ const SOURCES = {
   'github.com/containerd/cgroups/stats/v1/metrics.proto': null,
   'github.com/containerd/cgroups/v2/stats/metrics.proto': null,
 };
-const OWN = ['ttrpc.proto'];
+const OWN = ['ttrpc.proto', 'strata-shim.proto'];
 
 /** The .proto text without gogoproto: its import, file options and field options. */
 export function stripGogo(text) {

@@ -9,7 +9,7 @@
 // import to finish.
 import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 import { limitServerHeap } from '../mount/serve.js';
 import { constants, native } from '../native-addon.js';
@@ -19,6 +19,8 @@ import { releaseStaleLeases } from '../store/leases.js';
 import { openStore } from '../store/store.js';
 import type { DaemonStatus } from '../schema/generated/daemon-api.js';
 import { ContainerManager } from './containers.js';
+import { toStatus } from '../shim/errors.js';
+import { TaskService } from '../shim/task-service.js';
 import { watchIdle, type IdleWatch } from './idle.js';
 import { openLog, type Logger } from './log.js';
 import { sdNotify } from './notify.js';
@@ -159,6 +161,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       containers: manager.size,
       cachedIndexes: manager.indexes.size,
     });
+    const tasks = new TaskService({
+      storeRoot: resolve(store.root),
+      socketPath: resolve(opts.socketPath),
+      stateDir: join(dirname(resolve(opts.socketPath)), 'shim'),
+      roots: manager,
+      log: (level, message) => log.log(level, message),
+    });
     const server = await listenDaemon({
       socketPath: resolve(opts.socketPath),
       storeRoot: resolve(store.root),
@@ -166,6 +175,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       logger,
       status,
       idleConnectionMs: opts.idleConnectionMs,
+      ttrpc: { handlers: tasks.handlers(), toStatus },
     });
     logger.log(
       'info',
@@ -182,7 +192,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
           idle = watchIdle({
             idleMs,
             // Idle connections do not count: they are closed in time, and must not keep us here.
-            busy: () => manager.size > 0 || server.busy > 0,
+            busy: () => manager.size > 0 || server.busy > 0 || tasks.size > 0,
             onIdle: () =>
               resolve(`idle: no container served for ${idleMs / 1000} s; started on demand with --exit-idle`),
           });
@@ -193,6 +203,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     idle?.stop();
     logger.log('info', `stopping (${why})`);
     await server.close();
+    tasks.close();
     await manager.releaseAll(`the daemon is stopping (${why})`);
     await reconciled;
     logger.log('info', 'stopped');
