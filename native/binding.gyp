@@ -48,6 +48,15 @@
       "sources": ["front/strata.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
       "defines": ["STRATA_NODE=<!(node -p \"JSON.stringify(process.execPath)\")"]
+    },
+    {
+      "target_name": "containerd-shim-strata-v2",
+      "type": "executable",
+      "dependencies": ["contract-header"],
+      "include_dirs": ["generated"],
+      "sources": ["shim/containerd-shim-strata-v2.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "defines": ["STRATA_NODE=<!(node -p \"JSON.stringify(process.execPath)\")"]
     }
   ]
 }

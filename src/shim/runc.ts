@@ -31,6 +31,16 @@ export function lastRuncError(logText: string): string | undefined {
   return msg;
 }
 
+/** The daemon's environment without what runc would take as its own: NOTIFY_SOCKET (the daemon's
+ * readiness socket; runc would relay the container's sd_notify there). */
+export function runcEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out = { ...env };
+  delete out.NOTIFY_SOCKET;
+  delete out.LISTEN_FDS;
+  delete out.LISTEN_PID;
+  return out;
+}
+
 export class Runc {
   constructor(readonly opts: RuncOptions) {}
 
@@ -42,6 +52,8 @@ export class Runc {
   private async run(args: string[], what: string, input?: string): Promise<string> {
     const r = await execa(this.opts.binary, this.argv(args), {
       reject: false,
+      env: runcEnv(),
+      extendEnv: false,
       stdin: input === undefined ? 'ignore' : 'pipe',
       input,
       stdout: 'pipe',
@@ -69,6 +81,7 @@ export class Runc {
     // node:child_process, not execa: execa takes no parent fds other than 0-2 as a child's stdio.
     const child = spawn(this.opts.binary, ['--log', logFile, '--log-format', 'json', ...this.argv(args)], {
       stdio: [...stdio],
+      env: runcEnv(),
     });
     const exitCode = await new Promise<number>((resolve) => {
       child.once('error', () => resolve(-1));

@@ -349,6 +349,9 @@ export class TaskService {
     if (!isAbsolute(req.bundle))
       throw new InvalidArgumentError(`bundle ${JSON.stringify(req.bundle)} is not an absolute path`);
     this.creating.add(key);
+    // Before runc create: its child is reparented to the subreaper when runc exits, so the daemon
+    // must already be one then.
+    this.reaper.install();
     const undo: (() => Promise<void> | void)[] = [];
     try {
       const config = loadBundleConfig(req.bundle);
