@@ -48,6 +48,19 @@ function pipeSocket(fd: number, readable: boolean): Socket {
   return new Socket({ fd, readable, writable: !readable });
 }
 
+/**
+ * Closes the write end of a pipe once what was written has gone out. Not end(): libuv ends a pipe
+ * with shutdown(2), which a pipe refuses (ENOTSOCK), and the reader would never see end of file.
+ */
+function closeWhenFlushed(w: Writable): void {
+  if (w.destroyed) return;
+  if (w.writableLength === 0) w.destroy();
+  else {
+    w.once('drain', () => w.destroy());
+    w.once('error', () => w.destroy());
+  }
+}
+
 function ended(s: Readable): Promise<void> {
   return new Promise((resolve) => {
     if (s.readableEnded || s.destroyed) return resolve();
@@ -99,7 +112,8 @@ export class ProcessIO {
         this.childEnds.push(w);
         const src = pipeSocket(r, true);
         src.on('error', () => undefined);
-        src.pipe(out);
+        src.pipe(out, { end: false });
+        src.once('end', () => closeWhenFlushed(out));
         this.drains.push(ended(src));
       }
     } catch (err) {
@@ -119,7 +133,9 @@ export class ProcessIO {
         const src = new Socket({ fd, readable: true, writable: false });
         this.stdinSource = src;
         src.on('error', () => undefined);
-        src.pipe(sink);
+        src.pipe(sink, { end: false });
+        // The end of the fifo (its writer closed) is the end of the process's stdin.
+        src.once('end', () => (sink === this.console ? undefined : closeWhenFlushed(sink)));
       } finally {
         await fh.close();
       }
@@ -143,7 +159,9 @@ export class ProcessIO {
       const out = openWriter(this.paths.stdout);
       out.on('error', () => undefined);
       this.writers.push(out);
-      tty.pipe(out);
+      tty.pipe(out, { end: false });
+      tty.once('end', () => closeWhenFlushed(out));
+      tty.once('close', () => closeWhenFlushed(out));
       this.drains.push(ended(tty));
     }
     tty.resume();
@@ -163,7 +181,7 @@ export class ProcessIO {
   closeStdin(): void {
     this.stdinSource?.unpipe();
     this.stdinSource?.destroy();
-    if (this.stdinSink && this.stdinSink !== this.console) this.stdinSink.end();
+    if (this.stdinSink && this.stdinSink !== this.console) closeWhenFlushed(this.stdinSink);
     this.abortStdinOpen();
   }
 
@@ -189,7 +207,7 @@ export class ProcessIO {
     this.stdinSource?.destroy();
     if (this.stdinSink && this.stdinSink !== this.console) this.stdinSink.destroy();
     this.console?.destroy();
-    for (const w of this.writers) w.end();
+    for (const w of this.writers) closeWhenFlushed(w);
   }
 
   /** A reader still waiting in open(2) for the stdin fifo's writer: give it one, so it returns. */
