@@ -38,3 +38,11 @@ if [ -x "$front" ] && { [ ! -e "$link" ] || [ -L "$link" ]; }; then
 elif [ -e "$link" ] && [ ! -L "$link" ]; then
   echo "setup: $link exists and is not ours; leaving it (the front end is $front)"
 fi
+
+# containerd finds `--runtime io.containerd.strata.v2` as containerd-shim-strata-v2 on its PATH.
+shim="$PWD/native/build/Release/containerd-shim-strata-v2"
+shim_link=/usr/local/bin/containerd-shim-strata-v2
+if [ -x "$shim" ] && { [ ! -e "$shim_link" ] || [ -L "$shim_link" ]; }; then
+  ln -sfn "$shim" "$shim_link"
+  echo "setup: $shim_link -> $shim"
+fi
