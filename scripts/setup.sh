@@ -13,6 +13,7 @@ packages=(
   golang-github-containers-common
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
+  containerd protobuf-compiler golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 // The ttrpc framing, server and client over a real unix socket: chunking, concurrency (a slow
 // call never holds up a fast one), and hostile frames answered with a status, not a crash.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -195,6 +196,11 @@ test('a client that disconnects mid-request aborts it; the server keeps serving'
   c.close();
   const closed = await c.callRaw('t.S', 'Echo', Buffer.from('x')).catch((e: unknown) => e);
   assert.instance(closed, Error);
+});
+
+test('the generated messages match the .proto files (npm run gen:proto --check)', () => {
+  const r = spawnSync(process.execPath, ['scripts/gen-proto.mjs', '--check'], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
 });
 
 test.run();
