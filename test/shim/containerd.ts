@@ -5,7 +5,7 @@
 // local/busybox:latest. (The foreign-content harness with CRI and a pause image is issue 10's
 // other half; this is the minimum the Task service's tests need.)
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 
@@ -33,8 +33,14 @@ export interface Containerd {
   stop(): Promise<void>;
 }
 
+/** native/build/Release/containerd-shim-strata-v2, from test/shim/ (tsx) or dist/test/shim/. */
 function shimPath(): string {
-  return new URL('../../native/build/Release/containerd-shim-strata-v2', import.meta.url).pathname;
+  const rels = ['../../native/build/Release/', '../../../native/build/Release/'];
+  const found = rels
+    .map((r) => new URL(`${r}containerd-shim-strata-v2`, import.meta.url).pathname)
+    .find(existsSync);
+  if (!found) throw new Error('containerd-shim-strata-v2 is not built: run `npm install`');
+  return found;
 }
 
 export async function startContainerd(env: Env): Promise<Containerd> {
