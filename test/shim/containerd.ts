@@ -124,12 +124,19 @@ export async function daemonPid(env: Env): Promise<number | undefined> {
   }
 }
 
-/** SIGTERM to the daemon the shim started; waits for it to leave. */
+/** SIGTERM to the daemon the shim started; waits for it to leave. A shim `delete` that ran late
+ * (containerd stopping) may have started another: that one goes too. */
 export async function stopDaemon(env: Env): Promise<void> {
-  const pid = await daemonPid(env);
-  if (!pid) return;
-  process.kill(pid, 'SIGTERM');
-  await eventually(() => !isAlive(pid), 10_000);
+  for (let round = 0; round < 3; round++) {
+    const pid = await daemonPid(env);
+    if (!pid) {
+      await new Promise((r) => setTimeout(r, 500));
+      if (!(await daemonPid(env))) return;
+      continue;
+    }
+    process.kill(pid, 'SIGTERM');
+    await eventually(() => !isAlive(pid), 10_000);
+  }
 }
 
 /** Processes whose parent is `pid`. */
