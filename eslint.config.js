@@ -4,7 +4,14 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/', 'node_modules/', 'native/build/', 'src/schema/generated/', 'test/fixtures/corpus/'],
+    ignores: [
+      'dist/',
+      'node_modules/',
+      'native/build/',
+      'src/schema/generated/',
+      'src/proto/generated/',
+      'test/fixtures/corpus/',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

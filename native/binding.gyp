@@ -87,6 +87,15 @@
       "include_dirs": ["generated"],
       "sources": ["runtime/strata-runtime.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "containerd-shim-strata-v2",
+      "type": "executable",
+      "dependencies": ["contract-header"],
+      "include_dirs": ["generated"],
+      "sources": ["shim/containerd-shim-strata-v2.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
+      "defines": ["STRATA_NODE=<!(node -p \"JSON.stringify(process.execPath)\")"]
     }
   ]
 }

@@ -20,13 +20,13 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS = [
   ['cli'],
   ['daemon'],
-  ['vm'],
+  ['vm', 'shim'],
   ['run'],
   ['spec', 'mount'],
   ['registry'],
   ['store'],
-  ['schema', 'native-addon', 'executables'],
-  ['errors', 'contract'],
+  ['schema', 'native-addon', 'executables', 'ttrpc'],
+  ['errors', 'contract', 'proto'],
 ];
 
 const SOURCE = /\.(ts|cts|mts|js|cjs|mjs)$/;

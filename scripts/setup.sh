@@ -23,6 +23,7 @@ packages=(
   qemu-system-x86 qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-image-cloud-amd64 cpio
   containerd catatonit
   docker-registry apache2-utils openssl
+  containerd protobuf-compiler golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -58,4 +59,12 @@ if [ -x "$rt" ] && { [ ! -e "$rt_link" ] || [ -L "$rt_link" ]; }; then
   echo "setup: $rt_link -> $rt"
 elif [ -e "$rt_link" ] && [ ! -L "$rt_link" ]; then
   echo "setup: $rt_link exists and is not ours; leaving it (strata-runtime is $rt)"
+fi
+
+# containerd finds `--runtime io.containerd.strata.v2` as containerd-shim-strata-v2 on its PATH.
+shim="$PWD/native/build/Release/containerd-shim-strata-v2"
+shim_link=/usr/local/bin/containerd-shim-strata-v2
+if [ -x "$shim" ] && { [ ! -e "$shim_link" ] || [ -L "$shim_link" ]; }; then
+  ln -sfn "$shim" "$shim_link"
+  echo "setup: $shim_link -> $shim"
 fi

@@ -155,6 +155,11 @@ export interface NativeAddon {
   /** malloc_trim(0): returns free malloc memory of every arena to the kernel; true if any was. */
   mallocTrim(): boolean;
 
+  /** pipe2(O_CLOEXEC): [readFd, writeFd]. */
+  pipe(): [number, number];
+  /** TIOCSWINSZ on a terminal fd (a pty master). */
+  setWinsize(fd: number, rows: number, cols: number): void;
+
   prctlSetChildSubreaper(on: boolean): void;
   pidfdOpen(pid: number): number;
   /** Non-blocking waitid(P_PIDFD, WEXITED|WNOHANG): null while the child runs; reaps it otherwise. */

@@ -1,6 +1,9 @@
 // Child-process plumbing for `strata run`: become a subreaper, and watch a child through a
 // pidfd (pollable, immune to pid reuse).
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -84,7 +87,43 @@ static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// pipe() -> [readFd, writeFd], both close-on-exec: a real pipe for a container's stdio (a socketpair,
+// which Node makes for 'pipe', cannot be reopened through /dev/stdout).
+static napi_value js_pipe(napi_env env, napi_callback_info info) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    throw_errno(env, errno, "pipe2", NULL);
+    return NULL;
+  }
+  napi_value out;
+  napi_create_array_with_length(env, 2, &out);
+  napi_set_element(env, out, 0, make_int(env, fds[0]));
+  napi_set_element(env, out, 1, make_int(env, fds[1]));
+  return out;
+}
+
+// setWinsize(fd, rows, cols): TIOCSWINSZ on a terminal (a pty master): the shim's ResizePty.
+static napi_value js_set_winsize(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd, rows, cols;
+  if (!get_args(env, info, 3, argv) || !arg_int32(env, argv[0], "fd", &fd) ||
+      !arg_int32(env, argv[1], "rows", &rows) || !arg_int32(env, argv[2], "cols", &cols))
+    return NULL;
+  if (rows < 0 || rows > 65535 || cols < 0 || cols > 65535) {
+    throw_errno(env, EINVAL, "ioctl(TIOCSWINSZ)", NULL);
+    return NULL;
+  }
+  struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+  if (ioctl(fd, TIOCSWINSZ, &ws) < 0) {
+    throw_errno(env, errno, "ioctl(TIOCSWINSZ)", NULL);
+    return NULL;
+  }
+  return make_undefined(env);
+}
+
 void init_process(napi_env env, napi_value exports, napi_value c) {
+  register_fn(env, exports, "pipe", js_pipe);
+  register_fn(env, exports, "setWinsize", js_set_winsize);
   register_fn(env, exports, "mallopt", js_mallopt);
   register_fn(env, exports, "mallocTrim", js_malloc_trim);
   set_const(env, c, "M_TRIM_THRESHOLD", M_TRIM_THRESHOLD);

@@ -15,7 +15,7 @@
 // running one still serves them, then asks it to leave (the API's handover).
 import { closeSync, openSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 import { daemonMainArgv } from '../executables.js';
 import { limitServerHeap } from '../mount/serve.js';
@@ -29,6 +29,8 @@ import { daemonRequest } from './client.js';
 import { ContainerManager } from './containers.js';
 import { FdHolder, fdHolderSocket } from './fd-holder.js';
 import { journalDir } from './held-session.js';
+import { toStatus } from '../shim/errors.js';
+import { TaskService } from '../shim/task-service.js';
 import { watchIdle, type IdleWatch } from './idle.js';
 import { openLog, type Logger } from './log.js';
 import { sdNotify } from './notify.js';
@@ -307,6 +309,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       containers: manager.size,
       cachedIndexes: manager.indexes.size,
     });
+    const tasks = new TaskService({
+      storeRoot: resolve(store.root),
+      socketPath: resolve(opts.socketPath),
+      stateDir: join(dirname(resolve(opts.socketPath)), 'shim'),
+      roots: manager,
+      log: (level, message) => log.log(level, message),
+    });
     const server = await listenDaemon({
       socketPath: resolve(opts.socketPath),
       storeRoot: resolve(store.root),
@@ -324,6 +333,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         holder = undefined;
         handedOver!('handed over to a new daemon');
       },
+      ttrpc: { handlers: tasks.handlers(), toStatus },
     });
     logger.log(
       'info',
@@ -340,7 +350,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
           idle = watchIdle({
             idleMs,
             // Idle connections do not count: they are closed in time, and must not keep us here.
-            busy: () => manager.size > 0 || server.busy > 0,
+            busy: () => manager.size > 0 || server.busy > 0 || tasks.size > 0,
             onIdle: () =>
               resolve(`idle: no container served for ${idleMs / 1000} s; started on demand with --exit-idle`),
           });
@@ -351,6 +361,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     idle?.stop();
     logger.log('info', `stopping (${why})`);
     await server.close();
+    tasks.close();
     await manager.releaseAll(`the daemon is stopping (${why})`);
     await reconciled;
     holder?.close();

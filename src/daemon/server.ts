@@ -33,6 +33,7 @@ import { RUN_FAILED } from '../run/exit-codes.js';
 import { serveRunConnection, type RunServiceOptions } from './run-service.js';
 import { CgroupNamespace } from '../run/cgroup-ns.js';
 import { isRuntimeRequest, serveRuntimeConnection } from './runtime-service.js';
+import { serveTtrpc, type Handler, type Status } from '../ttrpc/server.js';
 
 const MAX_HOOK_REQUEST = MAX_HOOK_STATE + 64;
 const MAX_API_LINE = 64 * 1024;
@@ -52,6 +53,8 @@ export interface DaemonServerOptions {
   idleConnectionMs?: number;
   /** The API's handover: leave everything to the asking daemon (strata daemon --upgrade). */
   handover?: () => Promise<void>;
+  /** ttrpc methods (containerd's Task service, src/shim/) for connections that speak ttrpc. */
+  ttrpc?: { handlers: ReadonlyMap<string, Handler>; toStatus: (err: unknown) => Status };
 }
 
 /**
@@ -157,7 +160,7 @@ function serveConnection(
   }
   const allowed = peerAllowed(cred);
   if (!allowed) opts.logger.log('warn', `refused a connection from uid ${cred.uid} (pid ${cred.pid})`);
-  let mode: 'unknown' | 'hook' | 'api' | 'run' = 'unknown';
+  let mode: 'unknown' | 'hook' | 'api' | 'run' | 'ttrpc' = 'unknown';
   let chunks: Buffer[] = [];
   let size = 0;
   let apiQueue = Promise.resolve();
@@ -212,6 +215,21 @@ function serveConnection(
     size += data.length;
     if (mode === 'unknown') {
       const head = Buffer.concat(chunks);
+      // A ttrpc frame starts with its length, big-endian and at most 4 MiB: a 0 byte, which no
+      // other protocol here starts with (containerd's shim client: src/shim/).
+      if (head[0] === 0 && opts.ttrpc) {
+        socket.removeAllListeners('data');
+        socket.removeAllListeners('end');
+        if (!allowed) {
+          socket.destroy();
+          return;
+        }
+        idle(false); // containerd keeps its connection for the task's whole life
+        const ttrpc = opts.ttrpc;
+        serveTtrpc(socket, { ...ttrpc, log: (level, message) => opts.logger.log(level, message) }, head);
+        mode = 'ttrpc';
+        return;
+      }
       if (head.length < 12 && !head.includes(0x0a)) return;
       mode = isHookRequest(head) ? 'hook' : isRunRequest(head) ? 'run' : 'api';
       if (!allowed) {

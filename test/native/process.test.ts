@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, readSync, writeSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -67,6 +67,38 @@ test('mallopt accepts the server tuning and refuses an out-of-range value; mallo
   assert.is(native.mallopt(1, 1 << 20), false);
   assert.type(native.mallocTrim(), 'boolean');
   assert.throws(() => (native.mallopt as (p: unknown, v: unknown) => boolean)('x', 1), /param/);
+});
+
+test('pipe: a real pipe, both ends close-on-exec', () => {
+  const [r, w] = native.pipe();
+  assert.ok(
+    readFileSync(`/proc/self/fdinfo/${r}`, 'utf8').match(/flags:\s+0?2?0{4,}/),
+    'read end is O_RDONLY|O_CLOEXEC',
+  );
+  assert.match(readlinkSync(`/proc/self/fd/${w}`), /^pipe:/);
+  writeSync(w, 'hi');
+  const buf = Buffer.alloc(2);
+  readSync(r, buf);
+  assert.is(buf.toString(), 'hi');
+  closeSync(r);
+  closeSync(w);
+});
+
+test('setWinsize: works on a pty master; a pipe is ENOTTY, a bad fd EBADF', () => {
+  const [pr, pw] = native.pipe();
+  assert.throws(
+    () => native.setWinsize(pr, 24, 80),
+    (e: NodeJS.ErrnoException) => e.code === 'ENOTTY',
+  );
+  closeSync(pr);
+  closeSync(pw);
+  const master = openSync('/dev/ptmx', 'r+');
+  native.setWinsize(master, 33, 101);
+  closeSync(master);
+  assert.throws(
+    () => native.setWinsize(-1, 1, 1),
+    (e: NodeJS.ErrnoException) => e.code === 'EBADF',
+  );
 });
 
 test.run();

@@ -1,0 +1,378 @@
+// containerd-shim-strata-v2 with a real containerd (private config, `ctr --address`): the shim
+// binary on PATH starts the strata daemon, which serves containerd's Task service over ttrpc.
+// Every test checks what a user sees (output, exit codes, task states) and that nothing is left:
+// mounts, tasks, runc state, leases, processes under the daemon.
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { TtrpcClient } from '../../src/ttrpc/client.js';
+import { Code, TtrpcError } from '../../src/ttrpc/status.js';
+import { encodeFrame, HEADER_LENGTH, MAX_MESSAGE_LENGTH } from '../../src/ttrpc/frame.js';
+import {
+  CreateTaskRequestSchema,
+  CreateTaskResponseSchema,
+  DeleteRequestSchema,
+  DeleteResponseSchema,
+  StartRequestSchema,
+  StartResponseSchema,
+  StateRequestSchema,
+  StateResponseSchema,
+  WaitRequestSchema,
+  WaitResponseSchema,
+  KillRequestSchema,
+  CheckpointTaskRequestSchema,
+} from '../../src/proto/generated/github.com/containerd/containerd/runtime/v2/task/shim_pb.js';
+import { EmptySchema } from '@bufbuild/protobuf/wkt';
+import { Status } from '../../src/proto/generated/github.com/containerd/containerd/api/types/task/task_pb.js';
+import { eventually, hostMounts, leaseIds, makeEnv, removeEnv, type Env } from '../integration/harness.js';
+import {
+  childrenOf,
+  daemonPid,
+  IMAGE,
+  RUNTIME,
+  startContainerd,
+  stopDaemon,
+  type Containerd,
+} from './containerd.js';
+
+const TASK = 'containerd.task.v2.Task';
+const NS = { 'containerd-namespace-ttrpc': 'strata-test' };
+
+let env: Env;
+let ctd: Containerd;
+let mountsBefore: string[];
+
+test.before(async () => {
+  env = await makeEnv(['busybox']);
+  mountsBefore = hostMounts(env);
+  ctd = await startContainerd(env);
+});
+
+test.after(async () => {
+  try {
+    await ctd?.stop();
+    await stopDaemon(env);
+  } finally {
+    if (env) removeEnv(env);
+  }
+});
+
+/** Nothing of a finished task left: no mount, no runc state, no lease, no child of the daemon. */
+async function assertNothingLeft(): Promise<void> {
+  assert.ok(
+    await eventually(() => hostMounts(env).join('\n') === mountsBefore.join('\n'), 5000),
+    `mounts left: ${hostMounts(env).join('\n')}`,
+  );
+  const runcRoot = join(env.dir, 'run', 'shim', 'default', 'runc');
+  assert.equal(existsSync(runcRoot) ? readdirSync(runcRoot) : [], [], 'no runc state');
+  const tasks = join(env.dir, 'run', 'shim', 'default', 'tasks');
+  assert.equal(existsSync(tasks) ? readdirSync(tasks) : [], [], 'no task state');
+  assert.ok(await eventually(async () => (await leaseIds(env)).length === 0), 'no lease');
+  const pid = await daemonPid(env);
+  if (pid)
+    assert.ok(
+      await eventually(() => childrenOf(pid).length === 0),
+      `daemon children: ${childrenOf(pid).join(' ')}`,
+    );
+  const listed = await ctd.ctr(['task', 'ls', '-q']);
+  assert.is(listed.stdout.trim(), '', 'containerd lists no task');
+}
+
+test('ctr run --rm: output and exit code through the strata shim (containerd rootfs fallback)', async () => {
+  const r = await ctd.ctr([
+    'run',
+    '--rm',
+    '--runtime',
+    RUNTIME,
+    IMAGE,
+    'rm1',
+    'sh',
+    '-c',
+    'echo out; echo err >&2; exit 7',
+  ]);
+  assert.is(r.stdout.trim(), 'out');
+  assert.match(r.stderr, /err/);
+  assert.is(r.exitCode, 7);
+  assert.ok(existsSync(env.logFile), 'the shim started the daemon with the store env');
+  await assertNothingLeft();
+});
+
+test('ctr run --rm with org.strata.image: the root is served by strata (FUSE), not the snapshot', async () => {
+  const r = await ctd.ctr([
+    'run',
+    '--rm',
+    '--runtime',
+    RUNTIME,
+    '--annotation',
+    'org.strata.image=busybox',
+    IMAGE,
+    'rm2',
+    'sh',
+    '-c',
+    'grep " / " /proc/self/mountinfo; cat /etc/hostname >/dev/null; echo done',
+  ]);
+  assert.is(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, /strata/, "the root mount is strata's FUSE or its overlay");
+  assert.match(r.stdout, /done/);
+  await assertNothingLeft();
+});
+
+// Not yet: ctr's data reaches the process, but its end (ctr calls CloseIO on EOF) does not; see
+// docs/architecture.md#containerd-shim (open items).
+test.skip('stdin reaches the container and its end is seen', async () => {
+  const r = await ctd.ctr(['run', '--rm', '--runtime', RUNTIME, IMAGE, 'in1', 'sh', '-c', 'cat; echo END'], {
+    input: 'line one\nline two\n',
+  });
+  assert.is(r.exitCode, 0, r.stderr);
+  assert.is(r.stdout, 'line one\nline two\nEND\n');
+  await assertNothingLeft();
+});
+
+test('ctr run -t under a pty: a terminal inside, output back', async () => {
+  const r = await execa(
+    'script',
+    [
+      '-qec',
+      `ctr --address ${ctd.address} run --rm -t --runtime ${RUNTIME} ${IMAGE} tty1 sh -c 'tty; exit 4'`,
+      '/dev/null',
+    ],
+    { reject: false, env: ctd.env, timeout: 60_000, stdin: 'ignore' },
+  );
+  assert.match(r.stdout, /\/dev\/pts\/\d+/);
+  assert.is(r.exitCode, 4, r.stdout + r.stderr);
+  await assertNothingLeft();
+});
+
+test('ctr task exec, ps, pause/resume, metrics, kill on a detached task', async () => {
+  const run = await ctd.ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, 'd1', 'sleep', '300']);
+  assert.is(run.exitCode, 0, run.stderr);
+  try {
+    const ex = await ctd.ctr(['task', 'exec', '--exec-id', 'e1', 'd1', 'sh', '-c', 'echo in-exec; exit 5']);
+    assert.is(ex.stdout.trim(), 'in-exec');
+    assert.is(ex.exitCode, 5);
+    const ps = await ctd.ctr(['task', 'ps', 'd1']);
+    assert.is(ps.exitCode, 0, ps.stderr);
+    assert.ok(ps.stdout.trim().split('\n').length >= 2, ps.stdout);
+    assert.is((await ctd.ctr(['task', 'pause', 'd1'])).exitCode, 0);
+    assert.match((await ctd.ctr(['task', 'ls'])).stdout, /d1\s+\d+\s+PAUSED/);
+    assert.is((await ctd.ctr(['task', 'resume', 'd1'])).exitCode, 0);
+    assert.match((await ctd.ctr(['task', 'ls'])).stdout, /d1\s+\d+\s+RUNNING/);
+    const m = await ctd.ctr(['task', 'metrics', 'd1']);
+    assert.is(m.exitCode, 0, m.stderr);
+    assert.match(m.stdout, /memory|pids/i);
+    assert.is((await ctd.ctr(['task', 'kill', '-s', 'SIGKILL', 'd1'])).exitCode, 0);
+    assert.ok(await eventually(async () => /STOPPED/.test((await ctd.ctr(['task', 'ls'])).stdout), 10_000));
+    // Kill of an exited task succeeds (CRI relies on it).
+    assert.is((await ctd.ctr(['task', 'kill', '-s', 'SIGKILL', 'd1'])).exitCode, 0);
+  } finally {
+    await ctd.ctr(['task', 'delete', '--force', 'd1']);
+    await ctd.ctr(['container', 'delete', 'd1']);
+  }
+  await assertNothingLeft();
+});
+
+// ---- faults, straight to the daemon's ttrpc ----
+
+function bundleFor(id: string, args: string[]): string {
+  const b = join(env.dir, 'bundles', id);
+  mkdirSync(join(b, 'rootfs'), { recursive: true });
+  writeFileSync(
+    join(b, 'config.json'),
+    JSON.stringify({
+      ociVersion: '1.0.2',
+      process: { args, cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 } },
+      root: { path: 'rootfs' },
+      annotations: { 'org.strata.image': 'busybox' },
+      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }] },
+      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+    }),
+  );
+  return b;
+}
+
+async function code(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return Code.OK;
+  } catch (err) {
+    if (err instanceof TtrpcError) return err.code;
+    throw err;
+  }
+}
+
+test('faults: unknown task, Start before Create, Create twice, Delete while running, Checkpoint', async () => {
+  assert.ok(await daemonPid(env), 'the daemon runs (started by the shim)');
+  const c = await TtrpcClient.connect(env.socket);
+  const call = <I extends Parameters<TtrpcClient['call']>[2], O extends Parameters<TtrpcClient['call']>[4]>(
+    method: string,
+    input: I,
+    req: Parameters<TtrpcClient['call']>[3],
+    output: O,
+  ) => c.call(TASK, method, input, req as never, output, { metadata: NS, timeoutMs: 30_000 });
+  try {
+    assert.is(
+      await code(call('State', StateRequestSchema, { id: 'nope' }, StateResponseSchema)),
+      Code.NotFound,
+    );
+    assert.is(
+      await code(call('Start', StartRequestSchema, { id: 'nope' }, StartResponseSchema)),
+      Code.NotFound,
+    );
+    assert.is(
+      await code(
+        call(
+          'Create',
+          CreateTaskRequestSchema,
+          { id: 'bad', bundle: join(env.dir, 'no-bundle') },
+          CreateTaskResponseSchema,
+        ),
+      ),
+      Code.NotFound,
+      'a bundle without config.json',
+    );
+    assert.is(
+      await code(
+        call('Create', CreateTaskRequestSchema, { id: '../x', bundle: env.dir }, CreateTaskResponseSchema),
+      ),
+      Code.InvalidArgument,
+    );
+    const b = bundleFor('f1', ['sleep', '300']);
+    const created = await call(
+      'Create',
+      CreateTaskRequestSchema,
+      { id: 'f1', bundle: b },
+      CreateTaskResponseSchema,
+    );
+    assert.ok(created.pid > 1);
+    assert.is(
+      await code(call('Create', CreateTaskRequestSchema, { id: 'f1', bundle: b }, CreateTaskResponseSchema)),
+      Code.AlreadyExists,
+    );
+    // Wait long-polls on the same connection while Start arrives: requests are not serialised.
+    const waited = call('Wait', WaitRequestSchema, { id: 'f1' }, WaitResponseSchema);
+    await call('Start', StartRequestSchema, { id: 'f1' }, StartResponseSchema);
+    const st = await call('State', StateRequestSchema, { id: 'f1' }, StateResponseSchema);
+    assert.is(st.status, Status.RUNNING);
+    assert.is(
+      await code(call('Delete', DeleteRequestSchema, { id: 'f1' }, DeleteResponseSchema)),
+      Code.FailedPrecondition,
+    );
+    assert.is(
+      await code(call('Checkpoint', CheckpointTaskRequestSchema, { id: 'f1', path: '/tmp/x' }, EmptySchema)),
+      Code.Unimplemented,
+    );
+    await call('Kill', KillRequestSchema, { id: 'f1', signal: 9 }, EmptySchema);
+    const w = await waited;
+    assert.is(w.exitStatus, 137);
+    await call('Kill', KillRequestSchema, { id: 'f1', signal: 9 }, EmptySchema); // exited: still fine
+    const del = await call('Delete', DeleteRequestSchema, { id: 'f1' }, DeleteResponseSchema);
+    assert.is(del.exitStatus, 137);
+    assert.is(
+      await code(call('State', StateRequestSchema, { id: 'f1' }, StateResponseSchema)),
+      Code.NotFound,
+    );
+  } finally {
+    c.close();
+  }
+  assert.ok(await eventually(async () => (await leaseIds(env)).length === 0), 'the strata root was released');
+});
+
+test('faults: oversized and malformed frames, a client gone mid-Wait; the daemon keeps serving', async () => {
+  const s = connect(env.socket);
+  await new Promise((r) => s.once('connect', r));
+  const got: Buffer[] = [];
+  s.on('data', (d: Buffer) => got.push(d));
+  const over = Buffer.alloc(HEADER_LENGTH);
+  over.writeUInt32BE(MAX_MESSAGE_LENGTH + 1, 0);
+  over.writeUInt32BE(1, 4);
+  over[8] = 1;
+  s.write(over);
+  s.write(Buffer.alloc(MAX_MESSAGE_LENGTH + 1));
+  s.write(encodeFrame(3, 1, Buffer.from([0xff, 0xff])));
+  assert.ok(
+    await eventually(() => Buffer.concat(got).length >= 2 * HEADER_LENGTH, 10_000),
+    'two error responses',
+  );
+  s.destroy();
+
+  // A Wait on a running task, then the client vanishes: the task and the daemon are unaffected.
+  const c1 = await TtrpcClient.connect(env.socket);
+  const b = bundleFor('f2', ['sleep', '300']);
+  await c1.call(TASK, 'Create', CreateTaskRequestSchema, { id: 'f2', bundle: b }, CreateTaskResponseSchema, {
+    metadata: NS,
+  });
+  await c1.call(TASK, 'Start', StartRequestSchema, { id: 'f2' }, StartResponseSchema, { metadata: NS });
+  void c1
+    .call(TASK, 'Wait', WaitRequestSchema, { id: 'f2' }, WaitResponseSchema, { metadata: NS })
+    .catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 50));
+  c1.close();
+  const c2 = await TtrpcClient.connect(env.socket);
+  try {
+    const st = await c2.call(TASK, 'State', StateRequestSchema, { id: 'f2' }, StateResponseSchema, {
+      metadata: NS,
+    });
+    assert.is(st.status, Status.RUNNING);
+    await c2.call(TASK, 'Kill', KillRequestSchema, { id: 'f2', signal: 9 }, EmptySchema, { metadata: NS });
+    const w = await c2.call(TASK, 'Wait', WaitRequestSchema, { id: 'f2' }, WaitResponseSchema, {
+      metadata: NS,
+    });
+    assert.is(w.exitStatus, 137);
+    await c2.call(TASK, 'Delete', DeleteRequestSchema, { id: 'f2' }, DeleteResponseSchema, { metadata: NS });
+  } finally {
+    c2.close();
+  }
+  // And containerd's tasks still run through it.
+  const r = await ctd.ctr(['run', '--rm', '--runtime', RUNTIME, IMAGE, 'after', 'echo', 'still-serving']);
+  assert.is(r.stdout.trim(), 'still-serving');
+  await assertNothingLeft();
+});
+
+test('the shim binary: delete is idempotent and reports the real status; start prints only the address', async () => {
+  const shim = join(ctd.dir, 'bin', 'containerd-shim-strata-v2');
+  const r = await ctd.ctr(['run', '--rm', '--runtime', RUNTIME, IMAGE, 'sd1', 'sh', '-c', 'exit 9']);
+  assert.is(r.exitCode, 9);
+  // containerd ran `delete` already; again, by hand: the same answer, the real exit status.
+  const del = await execa(
+    shim,
+    ['-namespace', 'default', '-id', 'sd1', '-bundle', '/nonexistent', 'delete'],
+    {
+      env: ctd.env,
+      encoding: 'buffer',
+      reject: false,
+    },
+  );
+  assert.is(del.exitCode, 0, String(del.stderr));
+  const res = DeleteResponseSchema;
+  const { fromBinary } = await import('@bufbuild/protobuf');
+  assert.is(fromBinary(res, del.stdout as Uint8Array).exitStatus, 9);
+  const unknown = await execa(shim, ['-namespace', 'default', '-id', 'never-was', 'delete'], {
+    env: ctd.env,
+    encoding: 'buffer',
+    reject: false,
+    cwd: env.dir,
+  });
+  assert.is(unknown.exitCode, 0, String(unknown.stderr));
+  assert.is(fromBinary(res, unknown.stdout as Uint8Array).exitStatus, 137);
+
+  const bundle = join(env.dir, 'bundles', 'start1');
+  mkdirSync(bundle, { recursive: true });
+  const start = await execa(
+    shim,
+    ['-namespace', 'default', '-address', ctd.address, '-id', 'start1', 'start'],
+    {
+      env: { ...ctd.env, TTRPC_ADDRESS: `${ctd.address}.ttrpc` },
+      cwd: bundle,
+      all: true,
+      reject: false,
+    },
+  );
+  assert.is(start.exitCode, 0);
+  assert.is(start.all, `unix://${env.socket}`, 'stdout+stderr hold the address alone');
+});
+
+test.run();
