@@ -86,8 +86,16 @@ export function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> 
   });
 }
 
-async function takeStartupLock(socketPath: string): Promise<number | 'running'> {
-  ensureSocketDir(socketPath);
+/**
+ * Takes `<socket>.lock` (held for the daemon's life), trying every `pollMs` for up to 10 s. While
+ * it is busy, `whileBusy` may end the wait with a value; at the deadline, `timeout` names why.
+ */
+async function pollStartupLock<T>(
+  socketPath: string,
+  pollMs: number,
+  whileBusy: () => Promise<T | undefined>,
+  timeout: string,
+): Promise<number | T> {
   const lockFd = openSync(`${socketPath}.lock`, 'a', 0o600);
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -97,16 +105,24 @@ async function takeStartupLock(socketPath: string): Promise<number | 'running'> 
     } catch (err) {
       if (!isErrno(err, 'EWOULDBLOCK') && !isErrno(err, 'EAGAIN')) throw err;
     }
-    if (await socketAnswers(socketPath, 200)) {
+    const ended = await whileBusy();
+    if (ended !== undefined || Date.now() > deadline) {
       closeSync(lockFd);
-      return 'running';
+      if (ended !== undefined) return ended;
+      throw new Error(timeout);
     }
-    if (Date.now() > deadline) {
-      closeSync(lockFd);
-      throw new Error(`another strata daemon holds ${socketPath}.lock but does not answer on ${socketPath}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
+}
+
+function takeStartupLock(socketPath: string): Promise<number | 'running'> {
+  ensureSocketDir(socketPath);
+  return pollStartupLock(
+    socketPath,
+    50,
+    async () => ((await socketAnswers(socketPath, 200)) ? ('running' as const) : undefined),
+    `another strata daemon holds ${socketPath}.lock but does not answer on ${socketPath}`,
+  );
 }
 
 function signalled(): Promise<string> {
@@ -157,22 +173,13 @@ function restartArgvFor(opts: DaemonOptions, storeRoot: string): string[] {
 }
 
 /** The startup lock, waiting for the daemon we asked to leave to let go of it. */
-async function takeLockAfterHandover(socketPath: string): Promise<number> {
-  const lockFd = openSync(`${socketPath}.lock`, 'a', 0o600);
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      native.flock(lockFd, constants.LOCK_EX | constants.LOCK_NB);
-      return lockFd;
-    } catch (err) {
-      if (!isErrno(err, 'EWOULDBLOCK') && !isErrno(err, 'EAGAIN')) throw err;
-    }
-    if (Date.now() > deadline) {
-      closeSync(lockFd);
-      throw new Error(`the daemon on ${socketPath} did not leave within 10 s of handing over`);
-    }
-    await new Promise((r) => setTimeout(r, 2));
-  }
+function takeLockAfterHandover(socketPath: string): Promise<number> {
+  return pollStartupLock<never>(
+    socketPath,
+    2,
+    async () => undefined,
+    `the daemon on ${socketPath} did not leave within 10 s of handing over`,
+  );
 }
 
 /**

@@ -118,8 +118,10 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   }
 
   private rememberBacking(ino: number, id: number): void {
-    this.rememberBacking(ino, id);
-    this.onBacking?.(ino, id, true);
+    this.backings.set(ino, id);
+    // The native fast path reads the same ids (native-fast-path.ts).
+    if (this.backingTable && (ino + 1) * 4 <= this.backingTable.length)
+      this.backingTable.writeUInt32LE(id, ino * 4);
   }
 
   /** How many lookups the kernel holds on a node id (0 when forgotten or never seen). */
@@ -287,10 +289,8 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
     } catch {
       return undefined; // e.g. EPERM without CAP_SYS_ADMIN: serve reads ourselves
     }
-    this.backings.set(ino, id);
-    // The native fast path reads the same ids (native-fast-path.ts).
-    if (this.backingTable && (ino + 1) * 4 <= this.backingTable.length)
-      this.backingTable.writeUInt32LE(id, ino * 4);
+    this.rememberBacking(ino, id);
+    this.onBacking?.(ino, id, true);
     return id;
   }
 
@@ -306,8 +306,11 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Awaitable<Buffer> {
     const fs = this.cap('read');
     if (inp.fh >= STATELESS_FH) {
-      const handle = inp.fh - STATELESS_FH === nodeid ? this.fs.reopen?.(nodeid) : undefined;
-      if (handle === undefined) throw new FuseError(C.EBADF);
+      if (inp.fh - STATELESS_FH !== nodeid) throw new FuseError(C.EBADF);
+      const handle = this.fs.reopen?.(nodeid);
+      // An inline file is rebuilt from the index; a passthrough open, which the kernel reads
+      // itself, gets a READ only if its backing is gone: opened for this read alone.
+      if (handle === undefined) return this.readUnopened(nodeid, inp, ctx);
       return fs.read(nodeid, handle, inp.offset, inp.size, allocReplyBody, ctx);
     }
     // Otherwise the handle is the node id; anything else was never handed out by any server of

@@ -19,7 +19,7 @@ import {
 } from '../../../src/mount/fuse/wire/open.js';
 import { decodeStatfsOut } from '../../../src/mount/fuse/wire/statfs.js';
 import { decodeXattrNames, encodeGetxattrIn } from '../../../src/mount/fuse/wire/xattr.js';
-import type { FilesystemBridge } from '../../../src/mount/fs/bridge.js';
+import { STATELESS_FH, type FilesystemBridge } from '../../../src/mount/fs/bridge.js';
 import { FdCache } from '../../../src/mount/fs/fd-cache.js';
 import { createImageHandler } from '../../../src/mount/fs/image-handler.js';
 import { objectPath } from '../../../src/store/layout.js';
@@ -550,7 +550,7 @@ test('adoption: a second server of a session answers without INIT, with the same
   assert.is(second.info?.passthrough, true);
   assert.is((await entryOf(second, index.resolve('/bin'), 'big')).nodeid, big.nodeid, 'same node id');
   // A READ on a file the first server opened: served from the handle value alone.
-  assert.is(small.fh, smallIno);
+  assert.is(small.fh, STATELESS_FH + smallIno);
   assert.equal(await read(second, smallIno, small.fh, 0, 4096), SMALL);
   assert.is(bridgeOf(second).openFileCount, 0, 'nothing kept for it');
   // A new OPEN of a file the kernel still has open under the old backing id reuses that id.
