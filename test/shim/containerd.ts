@@ -135,7 +135,12 @@ export async function stopDaemon(env: Env): Promise<void> {
       continue;
     }
     process.kill(pid, 'SIGTERM');
-    await eventually(() => !isAlive(pid), 10_000);
+    if (await eventually(() => !isAlive(pid), 10_000)) continue;
+    // Known bug (issue 10): a daemon that served shim tasks may hang in its shutdown after it
+    // stopped listening. Say so and end it, so the run leaves no daemon behind.
+    process.stderr.write(`shim test: daemon ${pid} did not leave 10 s after SIGTERM; killing it\n`);
+    process.kill(pid, 'SIGKILL');
+    await eventually(() => !isAlive(pid), 5_000);
   }
 }
 
