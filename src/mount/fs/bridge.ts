@@ -306,11 +306,11 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   read(ctx: RequestContext, nodeid: number, inp: FuseReadIn): Awaitable<Buffer> {
     const fs = this.cap('read');
     if (inp.fh >= STATELESS_FH) {
-      if (inp.fh - STATELESS_FH !== nodeid) throw new FuseError(C.EBADF);
-      const handle = this.fs.reopen?.(nodeid);
-      // An inline file is rebuilt from the index; a passthrough open, which the kernel reads
-      // itself, gets a READ only if its backing is gone: opened for this read alone.
-      if (handle === undefined) return this.readUnopened(nodeid, inp, ctx);
+      // An inline file is rebuilt from the index. A passthrough open has the same form, but the
+      // kernel reads through its backing file and never sends READ for it (the native fast path
+      // answers EBADF alike).
+      const handle = inp.fh - STATELESS_FH === nodeid ? this.fs.reopen?.(nodeid) : undefined;
+      if (handle === undefined) throw new FuseError(C.EBADF);
       return fs.read(nodeid, handle, inp.offset, inp.size, allocReplyBody, ctx);
     }
     // Otherwise the handle is the node id; anything else was never handed out by any server of

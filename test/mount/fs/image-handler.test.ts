@@ -549,9 +549,11 @@ test('adoption: a second server of a session answers without INIT, with the same
   bridgeOf(second).adoptBackings(made);
   assert.is(second.info?.passthrough, true);
   assert.is((await entryOf(second, index.resolve('/bin'), 'big')).nodeid, big.nodeid, 'same node id');
-  // A READ on a file the first server opened: served from the handle value alone.
+  // The first server's passthrough open: the kernel reads through the backing file and never
+  // sends READ for it. A file opened without passthrough has the node id as its handle, and a
+  // READ on it is served from the handle value alone.
   assert.is(small.fh, STATELESS_FH + smallIno);
-  assert.equal(await read(second, smallIno, small.fh, 0, 4096), SMALL);
+  assert.equal(await read(second, smallIno, smallIno, 0, 4096), SMALL);
   assert.is(bridgeOf(second).openFileCount, 0, 'nothing kept for it');
   // A new OPEN of a file the kernel still has open under the old backing id reuses that id.
   const again = await open(second, big.nodeid);
