@@ -451,6 +451,12 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   pid_t pid = fork();
   if (pid < 0) goto syserr;
   if (pid == 0) {
+    /* The FUSE devices are the agent's alone to serve. A child holding one (until its exec) while
+     * it waits on a request to that same mount would keep the connection alive after the agent
+     * died, and wait in D state for ever. */
+    if (devfd >= 0) close(devfd);
+    for (int i = 0; i < MAX_PROCS; i++)
+      if (procs[i].used && procs[i].fuse >= 0) close(procs[i].fuse);
     int stdio[3] = {pi[0], po[1], pe[1]};
     child_exec(&s, mfd, ep[1], stdio, slave);
   }
