@@ -15,8 +15,10 @@ cd "$(dirname "$0")/.."
 # containerd tests run a private one. catatonit: the pause image of their CRI pods.
 # docker-registry, apache2-utils (htpasswd), openssl: the loopback registry of test/registry/
 # (Basic and token auth) and npm run bench:pull.
+# bats: podman's own system tests (scripts/podman-system-tests.sh, run by hand, not by npm test).
 packages=(
   build-essential crun runc podman skopeo umoci buildah busybox-static debootstrap
+  bats
   golang-github-containers-common
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
