@@ -34,12 +34,9 @@ import { cliArgv, daemonArgv, frontExecutable, hookExecutable } from '../src/exe
 import { CgroupNamespace } from '../src/run/cgroup-ns.js';
 import { findExecutable } from '../src/run/runtime.js';
 import { selectRuntime, runtimeCommand, type Runtime } from '../src/run/runtime.js';
-import { importImage } from '../src/store/import.js';
-import { openStore } from '../src/store/store.js';
-import { startDaemon } from '../test/integration/harness.js';
-import { busyboxImage } from '../test/fixtures/images.js';
 import { PrivatePodman } from '../test/fixtures/private-podman.js';
 import { run } from '../test/fixtures/run.js';
+import { busyboxStoreWithDaemon } from './lib/bench-daemon.js';
 import { benchDir, loadAverage, median } from './lib/bench-util.js';
 
 const runsArg = process.argv.indexOf('--runs');
@@ -89,16 +86,8 @@ async function main(): Promise<void> {
   const cgroupNs = unshare ? new CgroupNamespace(unshare) : undefined;
   const podman = new PrivatePodman(join(dir, 'pm'));
   try {
-    const img = await busyboxImage();
-    const store = await openStore(join(dir, 'store'));
-    await importImage(store, `oci:${img.ociLayout}:latest`, { name: 'busybox' });
-    const env = {
-      dir,
-      storeRoot: store.root,
-      socket: join(dir, 'run', 'strata.sock'),
-      logFile: join(dir, 'daemon.log'),
-    };
-    stopDaemon = (await startDaemon(env)).stop;
+    const { img, store, env, stop } = await busyboxStoreWithDaemon(dir);
+    stopDaemon = stop;
     const runDir = join(dir, 'rundir');
 
     // The same image unpacked to a directory, with the same command.
