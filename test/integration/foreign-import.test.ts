@@ -3,7 +3,7 @@
 // image id is strata's config digest), no object written twice; tampered content is refused.
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -241,7 +241,8 @@ test("containers-storage:NAME (overlay) gives the tree of the archive import, wi
     assert.equal(await listImages(other.root), [], 'nothing named');
   } finally {
     await podman.destroy();
-    rmSync(podman.root, { recursive: true, force: true });
+    // The private podman's whole dir (its root, runroot and containers.conf), not only its root.
+    rmSync(dirname(podman.root), { recursive: true, force: true });
   }
 });
 
