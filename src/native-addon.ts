@@ -154,6 +154,9 @@ export interface NativeAddon {
   mallopt(param: number, value: number): boolean;
   /** malloc_trim(0): returns free malloc memory of every arena to the kernel; true if any was. */
   mallocTrim(): boolean;
+  /** madvise(MADV_DONTNEED) on the whole pages inside the buffer: their memory goes back to the
+   * kernel now and reads as zeros afterwards (still valid to use). Returns the bytes discarded. */
+  discardPages(buffer: Buffer | ArrayBufferLike): number;
 
   /** pipe2(O_CLOEXEC): [readFd, writeFd]. */
   pipe(): [number, number];

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <termios.h>
 #include <malloc.h>
 #include <signal.h>
@@ -87,6 +88,42 @@ static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// discardPages(buffer): madvise(MADV_DONTNEED) on the whole pages inside a buffer's memory. The
+// memory stays valid (it reads as zeros and faults in again when written); only its resident
+// pages go back to the kernel at once, where dropping the last reference waits for a garbage
+// collection. Returns the bytes discarded (0 when the buffer spans no whole page).
+static napi_value js_discard_pages(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  void *data = NULL;
+  size_t len = 0;
+  bool is_buffer = false, is_arraybuffer = false;
+  napi_is_buffer(env, argv[0], &is_buffer);
+  napi_is_arraybuffer(env, argv[0], &is_arraybuffer);
+  if (is_buffer)
+    napi_get_buffer_info(env, argv[0], &data, &len);
+  else if (is_arraybuffer)
+    napi_get_arraybuffer_info(env, argv[0], &data, &len);
+  else {
+    napi_throw_type_error(env, NULL, "buffer must be a Buffer or an ArrayBuffer");
+    return NULL;
+  }
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = ((uintptr_t)data + page - 1) & ~(page - 1);
+  uintptr_t end = ((uintptr_t)data + len) & ~(page - 1);
+  double discarded = 0;
+  if (data && end > start) {
+    if (madvise((void *)start, end - start, MADV_DONTNEED) < 0) {
+      throw_errno(env, errno, "madvise(MADV_DONTNEED)", NULL);
+      return NULL;
+    }
+    discarded = (double)(end - start);
+  }
+  napi_value out;
+  napi_create_double(env, discarded, &out);
+  return out;
+}
+
 // pipe() -> [readFd, writeFd], both close-on-exec: a real pipe for a container's stdio (a socketpair,
 // which Node makes for 'pipe', cannot be reopened through /dev/stdout).
 static napi_value js_pipe(napi_env env, napi_callback_info info) {
@@ -126,6 +163,7 @@ void init_process(napi_env env, napi_value exports, napi_value c) {
   register_fn(env, exports, "setWinsize", js_set_winsize);
   register_fn(env, exports, "mallopt", js_mallopt);
   register_fn(env, exports, "mallocTrim", js_malloc_trim);
+  register_fn(env, exports, "discardPages", js_discard_pages);
   set_const(env, c, "M_TRIM_THRESHOLD", M_TRIM_THRESHOLD);
   set_const(env, c, "M_MMAP_THRESHOLD", M_MMAP_THRESHOLD);
   set_const(env, c, "M_ARENA_MAX", M_ARENA_MAX);

@@ -69,6 +69,24 @@ test('mallopt accepts the server tuning and refuses an out-of-range value; mallo
   assert.throws(() => (native.mallopt as (p: unknown, v: unknown) => boolean)('x', 1), /param/);
 });
 
+test("discardPages gives a buffer's whole pages back to the kernel; the memory stays usable", () => {
+  const anonKiB = () =>
+    Number(/^Anonymous:\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))![1]);
+  const buf = Buffer.allocUnsafeSlow(8 << 20);
+  buf.fill(1);
+  const before = anonKiB();
+  const discarded = native.discardPages(buf);
+  // Only whole pages inside the buffer: at most one page short at each end.
+  assert.ok(discarded >= (8 << 20) - 8192 && discarded <= 8 << 20, String(discarded));
+  assert.ok(before - anonKiB() >= 7 * 1024, `anonymous memory fell by ${before - anonKiB()} KiB`);
+  assert.is(buf[4 << 20], 0); // discarded pages read as zeros
+  buf.fill(2);
+  assert.is(buf[(8 << 20) - 1], 2);
+  assert.is(native.discardPages(buf.buffer), discarded); // an ArrayBuffer works too
+  assert.is(native.discardPages(Buffer.alloc(10)), 0); // no whole page inside
+  assert.throws(() => (native.discardPages as (b: unknown) => number)('x'), /Buffer or an ArrayBuffer/);
+});
+
 test('pipe: a real pipe, both ends close-on-exec', () => {
   const [r, w] = native.pipe();
   assert.ok(

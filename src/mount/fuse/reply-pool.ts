@@ -2,6 +2,7 @@
 // room for the out header in front of it (wire/header.ts allocWithHeadroom), so a READ's data is
 // read straight into the memory that is written to /dev/fuse. fs/bridge.ts hands bodies out to
 // the filesystem; session.ts and inflight.ts give them back once a reply was written or dropped.
+import { native } from '../../native-addon.js';
 import { allocWithHeadroom, FUSE_OUT_HEADER_SIZE } from './wire/header.js';
 
 /** Reply buffers for READ data are reused once written: allocating 1 MiB per READ keeps the
@@ -15,8 +16,18 @@ export const POOLED_BODY_SIZE = 1 << 20;
 /** 4 measured worse: more READs are in flight than readahead suggests, and the misses allocated
  * 1 MiB each (bench peak RSS 139 MiB, seq read 1.7x slower). The pool is dropped when idle. */
 const POOL_MAX = 8;
+/** Pooled bodies beyond this many give their pages back when they return (discardPages). A
+ * sequential read without passthrough keeps ~4 READs in flight at its peak, and each of their
+ * bodies stayed resident in the pool afterwards: bench-fs's worst RSS sample, after the seq read,
+ * held 4-5 MiB of idle bodies. While READs keep coming a returned body is taken again at once,
+ * so at most this many wait in the pool and none is discarded; the surplus only forms when a
+ * burst ends, which is when its memory should go. */
+const RESIDENT_MAX = 2;
+/** Idle bodies, resident ones last (taken first: they need no page faults). */
 const pool: ArrayBufferLike[] = [];
 const pooled = new WeakSet<ArrayBufferLike>();
+/** Pooled bodies whose pages were discarded. */
+const discarded = new WeakSet<ArrayBufferLike>();
 /** Whether a body was taken from the pool since releaseIdleReplyPool last looked. */
 let poolUsed = false;
 
@@ -34,6 +45,7 @@ export function allocReplyBody(size: number): Buffer {
       ab = allocWithHeadroom(POOLED_BODY_SIZE);
       pooled.add(ab);
     }
+    discarded.delete(ab);
     return Buffer.from(ab, FUSE_OUT_HEADER_SIZE, size);
   }
   return Buffer.from(allocWithHeadroom(size), FUSE_OUT_HEADER_SIZE, size);
@@ -42,12 +54,27 @@ export function allocReplyBody(size: number): Buffer {
 /** Returns a written reply's memory to the pool when it came from there; the caller must not
  * touch `reply` afterwards. Other buffers are left to the garbage collector. */
 export function recycleReply(reply: Buffer): void {
-  if (pooled.has(reply.buffer) && pool.length < POOL_MAX && !pool.includes(reply.buffer))
-    pool.push(reply.buffer);
+  const ab = reply.buffer;
+  if (!pooled.has(ab) || pool.length >= POOL_MAX || pool.includes(ab)) return;
+  const resident = pool.reduce((n, b) => (discarded.has(b) ? n : n + 1), 0);
+  if (resident >= RESIDENT_MAX) {
+    discard(ab);
+    pool.unshift(ab);
+  } else {
+    pool.push(ab);
+  }
 }
 
-/** Drops the pooled buffers (an idle server gives their memory back); READs refill the pool. */
+function discard(ab: ArrayBufferLike): void {
+  if (discarded.has(ab)) return;
+  native.discardPages(ab);
+  discarded.add(ab);
+}
+
+/** Drops the pooled buffers, their pages at once (an idle server gives their memory back, where
+ * dropping the references alone waited for a full garbage collection); READs refill the pool. */
 export function releaseReplyPool(): void {
+  for (const ab of pool) discard(ab);
   pool.length = 0;
 }
 
@@ -60,11 +87,16 @@ export function releaseReplyPool(): void {
 export function releaseIdleReplyPool(): boolean {
   const idle = !poolUsed;
   poolUsed = false;
-  if (idle) pool.length = 0;
+  if (idle) releaseReplyPool();
   return idle;
 }
 
 /** Buffers currently pooled (tests). */
 export function replyPoolSize(): number {
   return pool.length;
+}
+
+/** Pooled buffers whose pages are still resident (tests). */
+export function residentReplyPoolSize(): number {
+  return pool.reduce((n, b) => (discarded.has(b) ? n : n + 1), 0);
 }

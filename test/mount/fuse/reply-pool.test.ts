@@ -6,6 +6,7 @@ import {
   releaseIdleReplyPool,
   releaseReplyPool,
   replyPoolSize,
+  residentReplyPoolSize,
 } from '../../../src/mount/fuse/reply-pool.js';
 import { encodeReply } from '../../../src/mount/fuse/wire/header.js';
 
@@ -48,6 +49,24 @@ test('releaseIdleReplyPool keeps the pool while READs use it and drops it once t
   assert.is(replyPoolSize(), 1);
   assert.is(releaseIdleReplyPool(), true);
   assert.is(replyPoolSize(), 0);
+});
+
+test('after a burst, idle bodies beyond two give their pages back and are reused last', () => {
+  releaseReplyPool();
+  const burst = [1, 2, 3, 4, 5].map(() => allocReplyBody(1 << 20).fill(9));
+  burst.forEach((b, i) => recycleReply(encodeReply(BigInt(i), b)));
+  assert.is(replyPoolSize(), 5);
+  assert.is(residentReplyPoolSize(), 2);
+  // The resident ones are taken first; a discarded one reads as zeros and works as a body.
+  const first = allocReplyBody(1 << 20);
+  assert.is(first[500_000], 9);
+  allocReplyBody(1 << 20);
+  const third = allocReplyBody(1 << 20);
+  assert.is(third[500_000], 0); // (the first page, with the header, stays)
+  third.fill(5);
+  assert.is(encodeReply(9n, third)[16 + 100], 5);
+  releaseReplyPool();
+  assert.is(residentReplyPoolSize(), 0);
 });
 
 test.run();
