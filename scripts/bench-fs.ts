@@ -9,10 +9,11 @@
 //
 // Workloads, run by a small C program (scripts/lib/fs-workloads.ts), never by Node or a server:
 // cold walk (drop_caches and a fresh mount first, every entry lstat'ed), warm walk, cold read of
-// every file (a fresh mount for each run but the first), cold sequential read of the 512 MiB file, cold random 4 KiB preads of it; plus the
-// strata server's RSS, and CPU time per workload: the runner's system time (for a kernel
-// filesystem, what the filesystem itself spends) and a FUSE server's user+sys time (the sum of
-// its threads' /proc/<pid>/task/*/schedstat run time, ns resolution, load-independent). Times are medians; ratios are to overlayfs (and to native for the
+// every file (a fresh mount for each run but the first), cold sequential read of the 512 MiB
+// file, cold random 4 KiB preads of it; plus the strata server's RSS, and CPU time per workload:
+// the runner's system time (for a kernel filesystem, what the filesystem itself spends) and a FUSE
+// server's user+sys time (the sum of its threads' /proc/<pid>/task/*/schedstat run time, ns
+// resolution, load-independent). Times are medians; ratios are to overlayfs (and to native for the
 // sequential read), then the issue's goals are marked met or missed.
 //
 // The server's RSS is sampled right after every workload run (while what the workload made the
