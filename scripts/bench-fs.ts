@@ -27,10 +27,11 @@
 // seq run is therefore paired with a read of the same store object file straight from ext4, with
 // the same cold cache, and strata's ratio is the median of the pairs' ratios (at least SEQ_PAIRS
 // pairs, taking turns at going first). The rootfs file's own speed is still shown in the native
-// column. Before the pairs, one untimed cold read settles the machine: the first large read after
-// the read-every-file workload and its drop_caches was repeatedly 2-3x slower here (with 5x the
-// system time), whichever file it read; with two runs it always fell on the strata side of the
-// first pair, which alone made passthrough look like 0.67x of its object file.
+// column. Single cold reads vary a lot here: the object file read directly twice in a row
+// (drop_caches between) gave time ratios from 0.35 to 2.4, and the first large read after
+// read-all was repeatedly 2-3x slower with 5x the system time, whichever file it read. With two
+// runs that read always fell on strata's side of the first pair: that alone made passthrough look
+// like 0.67x of its object file. So one untimed cold read settles the machine before the pairs.
 //
 //   npm run bench:fs [-- --runs N] [--strata-only]   (after npm run build)
 //   node --import tsx scripts/bench-fs.ts [--runs N]
@@ -57,7 +58,7 @@ if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positiv
 const STRATA_ONLY = process.argv.includes('--strata-only');
 const RANDOM_READS = 20_000;
 /** Sequential reads are short and noisy on a shared VM: at least this many pairs. */
-const SEQ_PAIRS = Math.max(4, RUNS);
+const SEQ_PAIRS = Math.max(6, RUNS);
 
 // The CLI next to this script: src/cli/main.ts under tsx, dist/src/cli/main.js once built.
 const CLI = new URL(`../src/cli/main${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url)
@@ -273,6 +274,7 @@ async function measure(sys: System, runner: WorkloadRunner): Promise<Results> {
     seq.push(await sampled('seq', sys.root + BIG_PATH));
     if (seq[i].bytes !== BIG_BYTES) throw new Error(`${sys.name}: read ${seq[i].bytes} bytes of ${BIG_PATH}`);
     if (i % 2 === 0) await direct();
+    if (i >= RUNS) continue;
     await dropCaches();
     rand.push(await sampled('rand', sys.root + BIG_PATH, RANDOM_READS, 12345 + i));
   }
