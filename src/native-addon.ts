@@ -74,6 +74,8 @@ export interface FastPathGeometry {
   direntsOff: number;
   xattrsOff: number;
   poolOff: number;
+  objectCount: number;
+  objectsOff: number;
 }
 
 export interface FastPathOptions {
@@ -188,12 +190,23 @@ export interface NativeAddon {
     defer: Buffer,
     options: FastPathOptions,
   ): FastPathHandle;
-  /** The fast path's reply to one request (header included), or null when TypeScript answers it. */
-  fastPathAnswer(fastPath: FastPathHandle, request: Buffer): Buffer | null;
+  /** The fast path's reply to one request (header included), or null when TypeScript answers it.
+   * devFd: the FUSE device to register backing ids on (readers pass theirs; default none). */
+  fastPathAnswer(fastPath: FastPathHandle, request: Buffer, devFd?: number): Buffer | null;
   /** How many requests it answered so far. */
   fastPathAnswered(fastPath: FastPathHandle): number;
-  /** Closes its duplicate of the index file now (not when collected); once no reader uses it. */
+  /** Closes its duplicate of the index file and its objects dir now (not when collected) and stops
+   * onBacking; once no reader uses it. */
   fastPathClose(fastPath: FastPathHandle): void;
+  /** From now on the first OPEN of an object file is answered natively with passthrough: the
+   * object under `objectsDir` is opened by its digest and registered on the reader's device, and
+   * onBacking(ino, id) is called later on this thread for each id so made. Once per fast path,
+   * after passthrough was negotiated. */
+  fastPathEnableBacking(
+    fastPath: FastPathHandle,
+    objectsDir: string,
+    onBacking: (ino: number, id: number) => void,
+  ): void;
 
   /** SO_PEERCRED of a connected unix socket: who connected (native/src/daemon.c). */
   getPeerCred(sockFd: number): PeerCred;

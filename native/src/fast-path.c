@@ -1,8 +1,9 @@
 // The native fast path (docs/architecture.md, "Native fast path"): answers the hot read-only
 // requests — LOOKUP, GETATTR, READLINK, READDIR, READDIRPLUS, GETXATTR, LISTXATTR, OPEN, READ
-// and RELEASE of inline files, and OPEN of object files that already have a passthrough backing
-// id (all stateless handles) — from
-// an image's mapped tree index without a trip through JavaScript. Mechanism only: the TypeScript
+// and RELEASE of inline files, and OPEN of object files under passthrough (all stateless
+// handles; the first OPEN of an object opens it by its digest and registers its backing id, which
+// JavaScript then hears of through onBacking) — from an image's mapped tree index without a trip
+// through JavaScript. Mechanism only: the TypeScript
 // server (src/mount/fs/bridge.ts, image-fs.ts) defines every answer, and this file reproduces
 // those answers byte for byte for the requests it takes (test/native/fast-path.test.ts compares
 // both for every node of the test images). Anything else, anything unusual, and any node the
@@ -16,16 +17,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "fast-path.h"
+#include "fuse-ioctl.h"
 
 #define INODE_SIZE 64
 #define DIRENT_SIZE 12
 #define XATTR_SIZE 16
+#define OBJECT_SIZE 32
 #define S_IFMT_ 0170000
 #define S_IFDIR_ 0040000
 #define S_IFLNK_ 0120000
@@ -42,8 +46,8 @@
 struct fast_path {
   const uint8_t *idx;
   size_t len;
-  uint32_t inode_count, dirent_count, xattr_count, pool_size;
-  size_t inodes_off, dirents_off, xattrs_off, pool_off;
+  uint32_t inode_count, dirent_count, xattr_count, pool_size, object_count;
+  size_t inodes_off, dirents_off, xattrs_off, pool_off, objects_off;
   const uint8_t *defer; // bit per ino: 1 = JavaScript answers (placeholders changed it)
   size_t defer_len;
   uint64_t entry_valid, attr_valid;
@@ -54,6 +58,15 @@ struct fast_path {
   napi_ref keep_backing;
   napi_ref keep_idx, keep_defer;
   uint64_t answered; // atomic
+  // Registering backing ids (fastPathEnableBacking): the store's objects/ dir (O_PATH), or -1;
+  // backing_off once the kernel refused a registration for good (EPERM): JavaScript's again.
+  int objects_fd;
+  bool backing_off;
+  // onBacking(ino, id) for each id registered here; report_alive until napi finalized it (the
+  // struct is freed by whichever of the two finalizers runs last: free_pending).
+  pthread_mutex_t report_lock;
+  napi_threadsafe_function report;
+  bool report_alive, free_pending;
 };
 
 static uint32_t u32(const uint8_t *p) {
@@ -267,7 +280,65 @@ static size_t readdir_(const struct fast_path *fp, uint64_t unique, uint64_t ino
 
 // OPEN (bridge.ts open, opened, backedOpen; image-fs.ts open) of an inline file, or of an object
 // file TypeScript already registered a passthrough backing id for: a stateless handle.
-static size_t open_(const struct fast_path *fp, uint64_t unique, uint64_t ino, const uint8_t *in,
+// What JavaScript hears of an id registered here (bridge.ts nativeBacking).
+struct backing_report {
+  uint32_t ino, id;
+};
+
+static void report_backing(struct fast_path *fp, uint32_t ino, uint32_t id) {
+  pthread_mutex_lock(&fp->report_lock);
+  if (fp->report) {
+    struct backing_report *r = malloc(sizeof *r);
+    if (r) {
+      r->ino = ino;
+      r->id = id;
+      if (napi_call_threadsafe_function(fp->report, r, napi_tsfn_nonblocking) != napi_ok) free(r);
+    }
+  }
+  pthread_mutex_unlock(&fp->report_lock);
+}
+
+// The first passthrough OPEN of an object file (bridge.ts acquireBacking, image-fs.ts open): the
+// object is opened by its digest (layout.ts objectPath) and registered with the kernel once, and
+// the id is published in the table TypeScript shares, compare-and-swap from 0 so that an inode
+// never gets two (TypeScript looks at the table before it registers one itself). 0: JavaScript
+// answers (no device or objects dir, a missing object, a refused ioctl).
+static uint32_t register_backing(struct fast_path *fp, int dev_fd, uint64_t ino, uint32_t object) {
+  int dir = __atomic_load_n(&fp->objects_fd, __ATOMIC_ACQUIRE);
+  if (dev_fd < 0 || dir < 0 || __atomic_load_n(&fp->backing_off, __ATOMIC_RELAXED) || object >= fp->object_count)
+    return 0;
+  static const char hex[] = "0123456789abcdef";
+  const uint8_t *digest = fp->idx + fp->objects_off + (size_t)object * OBJECT_SIZE;
+  char rel[OBJECT_SIZE * 2 + 2];
+  for (size_t i = 0, at = 0; i < OBJECT_SIZE; i++) {
+    if (i == 1) rel[at++] = '/';
+    rel[at++] = hex[digest[i] >> 4];
+    rel[at++] = hex[digest[i] & 15];
+  }
+  rel[sizeof rel - 1] = 0;
+  int fd = openat(dir, rel, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct strata_fuse_backing_map map = {.fd = fd, .flags = 0, .padding = 0};
+  int id = ioctl(dev_fd, STRATA_FUSE_DEV_IOC_BACKING_OPEN, &map);
+  int err = errno;
+  close(fd);
+  if (id <= 0) {
+    // EPERM: no CAP_SYS_ADMIN, or passthrough not negotiated; it will not change.
+    if (id < 0 && err == EPERM) __atomic_store_n(&fp->backing_off, true, __ATOMIC_RELAXED);
+    return 0;
+  }
+  uint32_t have = 0;
+  if (!__atomic_compare_exchange_n(&fp->backing_ids[ino], &have, (uint32_t)id, false, __ATOMIC_ACQ_REL,
+                                   __ATOMIC_ACQUIRE)) {
+    uint32_t mine = (uint32_t)id; // another reader or TypeScript was first: use theirs
+    ioctl(dev_fd, STRATA_FUSE_DEV_IOC_BACKING_CLOSE, &mine);
+    return have;
+  }
+  report_backing(fp, (uint32_t)ino, (uint32_t)id);
+  return (uint32_t)id;
+}
+
+static size_t open_(struct fast_path *fp, int dev_fd, uint64_t unique, uint64_t ino, const uint8_t *in,
                     const uint8_t *body, size_t blen, uint8_t *out) {
   if (blen < sizeof(struct fuse_open_in)) return 0;
   uint32_t flags = u32(body);
@@ -276,7 +347,8 @@ static size_t open_(const struct fast_path *fp, uint64_t unique, uint64_t ino, c
   uint32_t open_flags = FOPEN_KEEP_CACHE | FOPEN_NOFLUSH, backing = 0;
   if (u32(in + 40) != INLINE) {
     backing = ino < fp->backing_len ? __atomic_load_n(&fp->backing_ids[ino], __ATOMIC_ACQUIRE) : 0;
-    if (backing == 0) return 0; // the first open of an object: TypeScript opens and registers it
+    if (backing == 0 && ino < fp->backing_len) backing = register_backing(fp, dev_fd, ino, u32(in + 40));
+    if (backing == 0) return 0; // TypeScript opens it (and registers it, or serves its reads)
     open_flags = STRATA_FOPEN_PASSTHROUGH | FOPEN_NOFLUSH;
   }
   uint8_t *o = out + sizeof(struct fuse_out_header);
@@ -372,7 +444,7 @@ static size_t listxattr(const struct fast_path *fp, uint64_t unique, const uint8
   return sized(out, unique, u32(body), list, len, cap);
 }
 
-size_t fp_answer(struct fast_path *fp, const uint8_t *req, size_t n, uint8_t *out, size_t cap) {
+size_t fp_answer(struct fast_path *fp, int dev_fd, const uint8_t *req, size_t n, uint8_t *out, size_t cap) {
   if (n < sizeof(struct fuse_in_header) || cap < sizeof(struct fuse_out_header) + sizeof(struct fuse_entry_out))
     return 0;
   uint32_t len = u32(req), opcode = u32(req + 4);
@@ -398,7 +470,7 @@ size_t fp_answer(struct fast_path *fp, const uint8_t *req, size_t n, uint8_t *ou
     r = readdir_(fp, unique, nodeid, in, body, blen, opcode == FUSE_READDIRPLUS, out, cap);
     break;
   case FUSE_OPEN:
-    r = open_(fp, unique, nodeid, in, body, blen, out);
+    r = open_(fp, dev_fd, unique, nodeid, in, body, blen, out);
     break;
   case FUSE_READ:
     r = read_(fp, unique, nodeid, in, body, blen, out, cap);
@@ -443,18 +515,61 @@ void fp_write(int dev_fd, const uint8_t *reply, size_t len) {
 
 // ---- JavaScript surface ----
 
-static void close_index_fd(struct fast_path *fp) {
+static void close_fds(struct fast_path *fp) {
   int fd = __atomic_exchange_n(&fp->index_fd, -1, __ATOMIC_ACQ_REL);
   if (fd >= 0) close(fd);
+  fd = __atomic_exchange_n(&fp->objects_fd, -1, __ATOMIC_ACQ_REL);
+  if (fd >= 0) close(fd);
+}
+
+// Stops reporting: no call reaches the threadsafe function once this returns.
+static void release_report(struct fast_path *fp) {
+  pthread_mutex_lock(&fp->report_lock);
+  napi_threadsafe_function t = fp->report;
+  fp->report = NULL;
+  pthread_mutex_unlock(&fp->report_lock);
+  if (t) napi_release_threadsafe_function(t, napi_tsfn_release);
+}
+
+static void free_fp(struct fast_path *fp) {
+  pthread_mutex_destroy(&fp->report_lock);
+  free(fp);
 }
 
 static void finalize_fp(napi_env env, void *data, void *hint) {
   struct fast_path *fp = data;
-  close_index_fd(fp);
+  close_fds(fp);
   napi_delete_reference(env, fp->keep_idx);
   napi_delete_reference(env, fp->keep_defer);
   napi_delete_reference(env, fp->keep_backing);
-  free(fp);
+  release_report(fp);
+  pthread_mutex_lock(&fp->report_lock);
+  bool later = fp->report_alive; // finalize_report frees it
+  fp->free_pending = later;
+  pthread_mutex_unlock(&fp->report_lock);
+  if (!later) free_fp(fp);
+}
+
+static void finalize_report(napi_env env, void *data, void *hint) {
+  struct fast_path *fp = data;
+  pthread_mutex_lock(&fp->report_lock);
+  fp->report = NULL;
+  fp->report_alive = false;
+  bool gone = fp->free_pending;
+  pthread_mutex_unlock(&fp->report_lock);
+  if (gone) free_fp(fp);
+}
+
+static void call_report(napi_env env, napi_value cb, void *context, void *data) {
+  struct backing_report *r = data;
+  if (env != NULL && cb != NULL) {
+    napi_value argv[2], undefined;
+    napi_create_uint32(env, r->ino, &argv[0]);
+    napi_create_uint32(env, r->id, &argv[1]);
+    napi_get_undefined(env, &undefined);
+    napi_call_function(env, undefined, cb, 2, argv, NULL);
+  }
+  free(r);
 }
 
 static bool get_u32_prop(napi_env env, napi_value obj, const char *key, uint32_t *out) {
@@ -484,7 +599,7 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   if (!get_args(env, info, 4, argv)) return NULL;
   struct fast_path f = {0};
-  uint32_t inodes_off, dirents_off, xattrs_off, pool_off, entry_valid, attr_valid;
+  uint32_t inodes_off, dirents_off, xattrs_off, pool_off, objects_off, entry_valid, attr_valid;
   bool enosys;
   napi_value v;
   if (!get_buffer(env, argv[0], "index", &f.idx, &f.len) ||
@@ -496,6 +611,8 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
       !get_u32_prop(env, argv[1], "direntsOff", &dirents_off) ||
       !get_u32_prop(env, argv[1], "xattrsOff", &xattrs_off) ||
       !get_u32_prop(env, argv[1], "poolOff", &pool_off) ||
+      !get_u32_prop(env, argv[1], "objectCount", &f.object_count) ||
+      !get_u32_prop(env, argv[1], "objectsOff", &objects_off) ||
       !get_buffer(env, argv[2], "defer", &f.defer, &f.defer_len) ||
       !get_u32_prop(env, argv[3], "entryTimeout", &entry_valid) ||
       !get_u32_prop(env, argv[3], "attrTimeout", &attr_valid) ||
@@ -505,6 +622,8 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   f.dirents_off = dirents_off;
   f.xattrs_off = xattrs_off;
   f.pool_off = pool_off;
+  f.objects_off = objects_off;
+  f.objects_fd = -1;
   f.entry_valid = entry_valid;
   f.attr_valid = attr_valid;
   f.xattr_enosys = enosys;
@@ -534,7 +653,8 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
   }
   if (f.inodes_off + (uint64_t)f.inode_count * INODE_SIZE > f.len ||
       f.dirents_off + (uint64_t)f.dirent_count * DIRENT_SIZE > f.len ||
-      f.xattrs_off + (uint64_t)f.xattr_count * XATTR_SIZE > f.len || f.pool_off + (uint64_t)f.pool_size > f.len) {
+      f.xattrs_off + (uint64_t)f.xattr_count * XATTR_SIZE > f.len || f.pool_off + (uint64_t)f.pool_size > f.len ||
+      f.objects_off + (uint64_t)f.object_count * OBJECT_SIZE > f.len) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "fast path geometry lies outside the index");
     return NULL;
   }
@@ -545,6 +665,7 @@ static napi_value js_fast_path_create(napi_env env, napi_callback_info info) {
     return NULL;
   }
   *fp = f;
+  pthread_mutex_init(&fp->report_lock, NULL);
   napi_create_reference(env, argv[0], 1, &fp->keep_idx);
   napi_create_reference(env, argv[2], 1, &fp->keep_defer);
   napi_create_reference(env, ids, 1, &fp->keep_backing);
@@ -569,20 +690,30 @@ bool fp_from(napi_env env, napi_value v, struct fast_path **out) {
   return true;
 }
 
-// fastPathAnswer(handle, request) -> reply Buffer, or null when JavaScript must answer.
+// fastPathAnswer(handle, request, devFd = -1) -> reply Buffer, or null when JavaScript must
+// answer. devFd: the FUSE device that backing ids are registered on (a reader passes its own).
 static napi_value js_fast_path_answer(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
+  size_t argc = 3;
   struct fast_path *fp;
   const uint8_t *req;
   size_t n;
-  if (!get_args(env, info, 2, argv) || !fp_from(env, argv[0], &fp) || !get_buffer(env, argv[1], "request", &req, &n))
+  int32_t dev_fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 2) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "expected 2 arguments");
     return NULL;
+  }
+  if (!fp_from(env, argv[0], &fp) || !get_buffer(env, argv[1], "request", &req, &n)) return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[2], &t);
+  if (argc > 2 && t != napi_undefined && !arg_int32(env, argv[2], "devFd", &dev_fd)) return NULL;
   uint8_t *out = malloc(FP_REPLY_CAP);
   if (out == NULL) {
     throw_errno(env, ENOMEM, "malloc", NULL);
     return NULL;
   }
-  size_t len = fp_answer(fp, req, n, out, FP_REPLY_CAP);
+  size_t len = fp_answer(fp, dev_fd, req, n, out, FP_REPLY_CAP);
   napi_value result;
   if (len == 0)
     napi_get_null(env, &result);
@@ -601,12 +732,60 @@ static napi_value js_fast_path_answered(napi_env env, napi_callback_info info) {
 }
 
 // fastPathClose(handle): closes its duplicate of the index file now (inline READs then copy from
-// the mapping) rather than when the handle is collected. Call it once no reader uses it.
+// the mapping) and its objects dir (no more registrations), and stops onBacking, rather than when
+// the handle is collected. Call it once no reader uses it.
 static napi_value js_fast_path_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   struct fast_path *fp;
   if (!get_args(env, info, 1, argv) || !fp_from(env, argv[0], &fp)) return NULL;
-  close_index_fd(fp);
+  close_fds(fp);
+  release_report(fp);
+  return make_undefined(env);
+}
+
+// fastPathEnableBacking(handle, objectsDir, onBacking): from now on the first OPEN of an object file
+// is answered natively with passthrough (register_backing), and onBacking(ino, id) is called on this
+// thread, later, for each id registered so. Once per handle; only after passthrough was negotiated.
+static napi_value js_fast_path_enable_backing(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  struct fast_path *fp;
+  char dir[4096];
+  size_t len;
+  if (!get_args(env, info, 3, argv) || !fp_from(env, argv[0], &fp)) return NULL;
+  if (napi_get_value_string_utf8(env, argv[1], dir, sizeof dir, &len) != napi_ok || len == 0 ||
+      len >= sizeof dir - 1) {
+    throw_type(env, "objectsDir must be a non-empty path");
+    return NULL;
+  }
+  napi_valuetype t;
+  napi_typeof(env, argv[2], &t);
+  if (t != napi_function) {
+    throw_type(env, "onBacking must be a function");
+    return NULL;
+  }
+  if (fp->report_alive || fp->objects_fd >= 0) {
+    throw_type(env, "backing registration is already enabled");
+    return NULL;
+  }
+  int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    throw_errno(env, errno, "open", dir);
+    return NULL;
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "strata.onBacking", NAPI_AUTO_LENGTH, &name);
+  napi_threadsafe_function tsfn;
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, fp, finalize_report, NULL, call_report,
+                                      &tsfn) != napi_ok) {
+    close(fd);
+    return NULL; // napi has thrown
+  }
+  napi_unref_threadsafe_function(env, tsfn); // the reports never keep the process alive
+  pthread_mutex_lock(&fp->report_lock);
+  fp->report = tsfn;
+  fp->report_alive = true;
+  pthread_mutex_unlock(&fp->report_lock);
+  __atomic_store_n(&fp->objects_fd, fd, __ATOMIC_RELEASE);
   return make_undefined(env);
 }
 
@@ -615,4 +794,5 @@ void init_fast_path(napi_env env, napi_value exports) {
   register_fn(env, exports, "fastPathCreate", js_fast_path_create);
   register_fn(env, exports, "fastPathAnswer", js_fast_path_answer);
   register_fn(env, exports, "fastPathAnswered", js_fast_path_answered);
+  register_fn(env, exports, "fastPathEnableBacking", js_fast_path_enable_backing);
 }

@@ -13,7 +13,8 @@
 struct fast_path;
 
 // The reply to `req` (n bytes) written into `out`: its length, or 0 when JavaScript answers.
-size_t fp_answer(struct fast_path *fp, const uint8_t *req, size_t n, uint8_t *out, size_t cap);
+// dev_fd: the FUSE device to register backing ids on (-1: none; fastPathEnableBacking).
+size_t fp_answer(struct fast_path *fp, int dev_fd, const uint8_t *req, size_t n, uint8_t *out, size_t cap);
 // Writes a reply to the device; a refused reply is dropped (see fast-path.c).
 void fp_write(int dev_fd, const uint8_t *reply, size_t len);
 // The handle behind a JavaScript value from fastPathCreate; false after throwing.

@@ -1,22 +1,8 @@
-// /dev/fuse ioctls. Values from include/uapi/linux/fuse.h (kernel 6.9+ for backing ids); the
-// distribution's headers may predate them, so they are spelled out here.
+// /dev/fuse ioctls (fuse-ioctl.h has the values).
 #include <errno.h>
-#include <stdint.h>
-#include <sys/ioctl.h>
 
+#include "fuse-ioctl.h"
 #include "util.h"
-
-#define FUSE_DEV_IOC_MAGIC 229
-struct strata_fuse_backing_map {
-  int32_t fd;
-  uint32_t flags;
-  uint64_t padding;
-};
-#define STRATA_FUSE_DEV_IOC_CLONE _IOR(FUSE_DEV_IOC_MAGIC, 0, uint32_t)
-#define STRATA_FUSE_DEV_IOC_BACKING_OPEN _IOW(FUSE_DEV_IOC_MAGIC, 1, struct strata_fuse_backing_map)
-#define STRATA_FUSE_DEV_IOC_BACKING_CLOSE _IOW(FUSE_DEV_IOC_MAGIC, 2, uint32_t)
-
-_Static_assert(STRATA_FUSE_DEV_IOC_BACKING_OPEN == 0x4010E501, "FUSE_DEV_IOC_BACKING_OPEN");
 
 static napi_value js_fuse_dev_clone(napi_env env, napi_callback_info info) {
   napi_value argv[2];

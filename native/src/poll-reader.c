@@ -91,7 +91,7 @@ static void poll_readable(uv_poll_t *h, int status, int events) {
       break;
     }
     if (r->fp) {
-      size_t len = fp_answer(r->fp, (const uint8_t *)r->buf, n, r->fp_out, FP_REPLY_CAP);
+      size_t len = fp_answer(r->fp, r->dev_fd, (const uint8_t *)r->buf, n, r->fp_out, FP_REPLY_CAP);
       if (len) {
         fp_write(r->dev_fd, r->fp_out, len);
         continue;

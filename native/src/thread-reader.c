@@ -114,7 +114,7 @@ static void *reader_main(void *arg) {
     }
     struct fast_path *fp = __atomic_load_n(&r->fp, __ATOMIC_ACQUIRE);
     if (fp && (out || (out = malloc(FP_REPLY_CAP)))) {
-      size_t len = fp_answer(fp, (const uint8_t *)buf, n, out, FP_REPLY_CAP);
+      size_t len = fp_answer(fp, r->dev_fd, (const uint8_t *)buf, n, out, FP_REPLY_CAP);
       if (len) {
         fp_write(r->dev_fd, out, len);
         continue;

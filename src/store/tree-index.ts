@@ -315,6 +315,8 @@ export class TreeIndex {
     direntsOff: number;
     xattrsOff: number;
     poolOff: number;
+    objectCount: number;
+    objectsOff: number;
   } {
     return {
       buffer: this.buf,
@@ -326,6 +328,8 @@ export class TreeIndex {
       direntsOff: this.direntsOff,
       xattrsOff: this.xattrsOff,
       poolOff: this.poolOff,
+      objectCount: this.objectCount,
+      objectsOff: this.objectsOff,
     };
   }
 

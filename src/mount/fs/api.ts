@@ -108,6 +108,9 @@ export interface IndexedNodes {
   /** The index file, open, when inline contents are read from it rather than through the mapping
    * (inline-reader.ts); the fast path reads its own duplicate of it. */
   indexFd?: number;
+  /** The store's objects/ dir: object files by digest (store/layout.ts objectPath), which the fast
+   * path opens itself to register their passthrough backing ids. */
+  objectsDir?: string;
 }
 export interface FilesystemDestroyer {
   /** The session ended (the bridge has released every open file first). */

@@ -10,8 +10,9 @@
 // handle is the node id itself, shared by every open of the node. So a READ whose fh this bridge
 // never handed out — one opened under a server that has since died — is answered by opening the
 // node again. Node ids are the tree index's inode numbers and FORGET frees nothing, so lookup
-// counts are bookkeeping only. Backing ids are reported to `onBacking` as they are made, and a new
-// server takes them back with adoptBackings (they are kept for the session's life).
+// counts are bookkeeping only. Backing ids are reported to `onBacking` as they are made (those the
+// native fast path registers a moment later, through nativeBacking), and a new server takes them
+// back with adoptBackings (they are kept for the session's life).
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
 import type { BackingCapability } from '../fuse/protocol.js';
@@ -150,16 +151,45 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
       attrTimeout: this.attrTimeout,
       backingIds: this.backingTable,
     });
-    if (fast) this.fastPaths.push(fast);
+    if (fast) {
+      this.fastPaths.push(fast);
+      if (nodes.objectsDir !== undefined) this.objectsDirs.set(fast, nodes.objectsDir);
+      this.enableNativeBacking();
+    }
     return fast;
   }
 
   /** Fast paths handed out, whose index fd destroy() closes (their sessions are over by then). */
   private readonly fastPaths: FastPathHandle[] = [];
+  /** Fast paths that may register backing ids themselves, until they do (enableNativeBacking). */
+  private readonly objectsDirs = new Map<FastPathHandle, string>();
 
   init(info: InitInfo): void {
     this.passthrough = info.passthrough && this.backing !== undefined;
+    this.enableNativeBacking();
   }
+
+  /** With passthrough, the fast paths also answer the first OPEN of an object file: they register
+   * its backing id on the reader's device and tell nativeBacking. */
+  private enableNativeBacking(): void {
+    if (!this.passthrough) return;
+    for (const [fast, dir] of this.objectsDirs) {
+      this.objectsDirs.delete(fast);
+      try {
+        native.fastPathEnableBacking(fast, dir, this.nativeBacking);
+      } catch {
+        // e.g. no objects dir: TypeScript opens (and reports the error) as before
+      }
+    }
+  }
+
+  /** A backing id the native fast path registered (and published in the shared table) for an
+   * inode: kept and closed like this bridge's own, and reported to onBacking. */
+  private readonly nativeBacking = (ino: number, id: number): void => {
+    if (this.backings.has(ino)) return;
+    this.backings.set(ino, id);
+    this.onBacking?.(ino, id, true);
+  };
 
   destroy(): void {
     for (const [, { ino, handle }] of this.files.entries()) this.fs.release?.(ino, handle);
@@ -169,6 +199,7 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
     this.backings.clear();
     this.lookups.clear();
     for (const fast of this.fastPaths.splice(0)) native.fastPathClose(fast);
+    this.objectsDirs.clear();
     this.fs.destroy?.();
   }
 
@@ -231,7 +262,7 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
   open(_ctx: RequestContext, nodeid: number, inp: FuseOpenIn): Awaitable<FuseOpenOut> {
     if ((inp.flags & C.O_ACCMODE) !== C.O_RDONLY || inp.flags & C.O_TRUNC) throw new FuseError(C.EROFS);
     // A file the kernel already has a backing file for needs nothing else (see opened()).
-    const backed = this.backings.get(nodeid);
+    const backed = this.backings.get(nodeid) ?? this.nativeTableId(nodeid);
     if (backed !== undefined) return this.backedOpen(nodeid, backed);
     if ((this.cap('getattr').getattr(nodeid).mode & S_IFMT) === S_IFDIR) throw new FuseError(C.EISDIR);
     const opened = this.cap('open').open(nodeid, inp.flags);
@@ -280,8 +311,9 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
 
   private acquireBacking(ino: number, fd: number): number | undefined {
     if (!this.passthrough || !this.backing) return undefined;
-    // Opens of one file that waited for its fd together: the first one registered it.
-    const have = this.backings.get(ino);
+    // Opens of one file that waited for its fd together: the first one registered it; or the
+    // native fast path did, and its report is still on the way.
+    const have = this.backings.get(ino) ?? this.nativeTableId(ino);
     if (have !== undefined) return have;
     let id: number;
     try {
@@ -291,6 +323,14 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
     }
     this.rememberBacking(ino, id);
     this.onBacking?.(ino, id, true);
+    return id;
+  }
+
+  private nativeTableId(ino: number): number | undefined {
+    if (!this.backingTable || (ino + 1) * 4 > this.backingTable.length) return undefined;
+    const id = this.backingTable.readUInt32LE(ino * 4);
+    if (id === 0) return undefined;
+    this.nativeBacking(ino, id);
     return id;
   }
 

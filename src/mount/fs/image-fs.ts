@@ -4,6 +4,7 @@
 // files, opened through the shared fd cache; small files are inline in the index. Instances share
 // nothing but that cache, so any number of images and mounts can be served at once.
 import { read } from 'node:fs';
+import { join } from 'node:path';
 import * as C from '../fuse/constants.js';
 import { FuseError } from '../fuse/errors.js';
 import { objectPath } from '../../store/layout.js';
@@ -238,6 +239,7 @@ export class ImageFilesystem implements Filesystem<ImageFile> {
       index: this.index,
       deferred: new Set([...this.extra.children.keys(), ...this.extra.extra.keys()]),
       indexFd: this.inline?.fd,
+      objectsDir: join(this.storeRoot, 'objects'),
     };
   }
 

@@ -18,7 +18,7 @@ import type { FuseProtocol } from '../../../src/mount/fuse/protocol.js';
 import { encodeGetattrIn } from '../../../src/mount/fuse/wire/attr.js';
 import { encodeInitIn } from '../../../src/mount/fuse/wire/init.js';
 import { encodeOpenIn, encodeReadIn, encodeReleaseIn } from '../../../src/mount/fuse/wire/open.js';
-import { STATELESS_FH } from '../../../src/mount/fs/bridge.js';
+import { STATELESS_FH, type FilesystemBridge } from '../../../src/mount/fs/bridge.js';
 import { treeIndexPath } from '../../../src/store/layout.js';
 import { encodeGetxattrIn } from '../../../src/mount/fuse/wire/xattr.js';
 import { FdCache } from '../../../src/mount/fs/fd-cache.js';
@@ -26,7 +26,7 @@ import { createImageHandler } from '../../../src/mount/fs/image-handler.js';
 import type { PlaceholderSpec } from '../../../src/mount/fs/placeholders.js';
 import { loadTreeIndex, resolveImageRecord } from '../../../src/store/records.js';
 import { encodeTreeIndex, newDir } from '../../../src/store/tree-index-encode.js';
-import { S_IFDIR, S_IFMT } from '../../../src/store/tree-index-format.js';
+import { S_IFDIR, S_IFMT, S_IFREG } from '../../../src/store/tree-index-format.js';
 import { TreeIndex } from '../../../src/store/tree-index.js';
 import { busyboxImage, debianImage } from '../../fixtures/images.js';
 import { name, request } from '../fuse/helpers.js';
@@ -34,7 +34,7 @@ import { fdSnapshot, fdsLeftSince, tempStore, type TempStore } from '../real-mou
 import { createDetachedMount } from '../../../src/mount/detached.js';
 import { prepareImage, releaseWhenEnded } from '../../../src/mount/serve.js';
 import { run } from '../../fixtures/run.js';
-import { closeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 
 let store: TempStore;
 const scratch = mkdtempSync(join(tmpdir(), 'strata-fast-path-'));
@@ -405,6 +405,53 @@ test('passthrough: once TypeScript registered an object file, its OPENs are answ
   rmSync(store2, { recursive: true, force: true });
 });
 
+test('object OPENs are left to TypeScript when the fast path cannot register a backing id itself', async () => {
+  const root = newDir();
+  const store2 = mkdtempSync(join(tmpdir(), 'strata-fast-path-obj-'));
+  const content = Buffer.alloc(10_000, 9);
+  const digest = createHash('sha256').update(content).digest('hex');
+  mkdirSync(dirname(objectPath(store2, digest)), { recursive: true });
+  writeFileSync(objectPath(store2, digest), content);
+  const file = { type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeSec: 1, size: content.length } as const;
+  root.children!.set('here', { ...file, digest });
+  root.children!.set('gone', { ...file, digest: createHash('sha256').update('x').digest('hex') });
+  const index = TreeIndex.decode(encodeTreeIndex(root));
+  const p = createImageHandler({
+    index,
+    storeRoot: store2,
+    fdCache: cache,
+    backing: { open: () => 3, close: () => undefined },
+  });
+  const flags = C.FUSE_INIT_EXT | C.FUSE_PASSTHROUGH;
+  await p.handleRequest(request(C.FUSE_INIT, encodeInitIn({ major: 7, minor: 45, max_readahead: 0, flags })));
+  const fast = p.nativeFastPath()!.handle;
+  const open = (path: string) =>
+    request(C.FUSE_OPEN, encodeOpenIn({ flags: 0, open_flags: 0 }), { nodeid: index.resolve(path) });
+  const devNull = openSync('/dev/null', 'r');
+  try {
+    // Not a FUSE device: the ioctl fails (ENOTTY), nothing is published, TypeScript answers.
+    assert.is(native.fastPathAnswer(fast, open('/here'), devNull), null, 'refused ioctl');
+    // A missing object: TypeScript answers (EIO, with its message).
+    assert.is(native.fastPathAnswer(fast, open('/gone'), devNull), null, 'missing object');
+    const ts = await p.handleRequest(open('/gone'));
+    assert.is(ts!.readInt32LE(4), -C.EIO);
+  } finally {
+    closeSync(devNull);
+  }
+  assert.throws(
+    () => native.fastPathEnableBacking(fast, join(store2, 'objects'), () => undefined),
+    /already enabled/,
+    'once per fast path (the bridge enabled it at INIT)',
+  );
+  assert.throws(() => native.fastPathEnableBacking(fast, '', () => undefined), /objectsDir/);
+  assert.throws(
+    () => native.fastPathEnableBacking(fast, store2, 1 as unknown as () => void),
+    /onBacking must be a function/,
+  );
+  p.fs.destroy?.();
+  rmSync(store2, { recursive: true, force: true });
+});
+
 test('fastPathCreate refuses geometry outside the index, and other values than a handle', () => {
   const index = handBuilt();
   const { buffer, ...geometry } = index.encoded;
@@ -462,6 +509,64 @@ for (const [reader, fastPath] of [
     }
     assert.equal(await done, { reason: 'unmounted' });
     assert.equal(fdsLeftSince(before), [], 'no fd left (the fast path closed its index fd)');
+  });
+}
+
+for (const reader of ['thread', 'poll'] as const) {
+  test(`a real mount with passthrough (${reader} reader): the fast path registers each object once and reports it`, async () => {
+    const before = fdSnapshot();
+    const reported: [number, number, boolean][] = [];
+    const prepared = await prepareImage({
+      storeRoot: store.root,
+      ref: 'busybox',
+      passthrough: true,
+      onBacking: (ino, id, open) => reported.push([ino, id, open]),
+    });
+    // TypeScript's own registrations, counted: the fast path makes them instead.
+    const jsOpen = native.fuseBackingOpen;
+    let jsRegistered = 0;
+    native.fuseBackingOpen = (devFd, fd) => (jsRegistered++, jsOpen(devFd, fd));
+    const m = await createDetachedMount({ handler: prepared.handler, reader, fastPath: true });
+    prepared.bindDevice(m.devFd);
+    const done = releaseWhenEnded(m.session, prepared);
+    try {
+      const objects = new Set<number>();
+      for (let ino = 1; ino <= prepared.index.inodeCount; ino++)
+        if ((prepared.index.mode(ino) & S_IFMT) === S_IFREG && prepared.index.content(ino).kind === 'object')
+          objects.add(ino);
+      assert.ok(objects.size > 0, 'busybox has object files');
+      const root = `/proc/${process.pid}/fd/${m.mountFd}`;
+      const readAll = async () => {
+        const { stdout } = await run('sh', [
+          '-c',
+          'cd "$1" && find . -type f -exec cat {} + | wc -c',
+          'sh',
+          root,
+        ]);
+        return Number(stdout.trim());
+      };
+      const bytes = await readAll();
+      assert.ok(bytes > 100_000, `read ${bytes} bytes`);
+      // The reports come through the event loop.
+      for (let i = 0; i < 100 && reported.length < objects.size; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.is(jsRegistered, 0, 'no backing id registered by TypeScript');
+      assert.equal(new Set(reported.map(([ino]) => ino)), objects, 'every object file reported, once');
+      assert.is(reported.length, objects.size);
+      assert.is(new Set(reported.map(([, id]) => id)).size, objects.size, 'one id per inode');
+      assert.ok(reported.every(([, id, open]) => id > 0 && open));
+      const bridge = prepared.handler.fs as FilesystemBridge;
+      assert.is(bridge.backingCount, objects.size, 'the bridge holds them (and closes them at the end)');
+      // Later opens reuse them: same bytes, nothing new registered or reported.
+      assert.is(await readAll(), bytes);
+      assert.is(reported.length, objects.size);
+      assert.is(jsRegistered, 0);
+    } finally {
+      native.fuseBackingOpen = jsOpen;
+      closeSync(m.mountFd);
+    }
+    assert.equal(await done, { reason: 'unmounted' });
+    assert.equal(fdsLeftSince(before), [], 'no fd left (index fd and objects dir closed)');
   });
 }
 
