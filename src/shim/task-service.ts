@@ -359,13 +359,12 @@ export class TaskService {
       undo.push(() =>
         this.releaseRoot({ id, mounted: root.mounted, strataRoot: root.strataRoot }, 'its create failed'),
       );
-      const io = new ProcessIO({
-        stdin: req.stdin,
-        stdout: req.stdout,
-        stderr: req.stderr,
-        terminal: req.terminal,
-      });
+      const io = new ProcessIO(
+        { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+        { id, namespace: ns },
+      );
       undo.push(() => io.close());
+      await io.ready;
       const runc = this.runcFor(ns);
       const consoleSocket = req.terminal ? await ConsoleSocket.open(this.workDir(ns, id)) : undefined;
       const pidFile = join(this.workDir(ns, id), 'init.pid');
@@ -569,7 +568,20 @@ export class TaskService {
     if (typeof spec !== 'object' || spec === null || !Array.isArray((spec as { args?: unknown }).args)) {
       throw new InvalidArgumentError(`process ${r.execId}: its spec has no args`);
     }
-    const io = new ProcessIO({ stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal });
+    const io = new ProcessIO(
+      { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal },
+      { id: r.execId, namespace: t.ns },
+    );
+    try {
+      await io.ready;
+    } catch (err) {
+      io.close();
+      throw err;
+    }
+    if (t.execs.has(r.execId)) {
+      io.close();
+      throw new AlreadyExistsError(`process ${r.execId} of task ${r.id}: already exists`);
+    }
     t.execs.set(r.execId, newProc(r.execId, io, text));
     await this.publish(t, TOPICS.execAdded, TaskExecAddedSchema, { containerId: r.id, execId: r.execId });
     return {};
