@@ -78,7 +78,7 @@ export function outputMode(stdout: string): OutputMode {
   }
   const path = decodeURIComponent(u.pathname);
   if (u.protocol === 'fifo:') return { kind: 'fifo' };
-  if (!isAbsolute(path) || path.includes('\0'))
+  if (u.host || !isAbsolute(path) || path.includes('\0'))
     throw new InvalidArgumentError(`stdio ${stdout}: needs an absolute path`);
   if (u.protocol === 'file:') return { kind: 'file', path };
   if (u.protocol === 'binary:') {
