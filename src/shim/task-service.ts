@@ -25,7 +25,7 @@ import {
   NotFoundError,
   StrataError,
 } from '../errors.js';
-import { native } from '../native-addon.js';
+import { constants, native } from '../native-addon.js';
 import { hookExecutable } from '../executables.js';
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
 import { loadBundleConfig } from '../spec/bundle-config.js';
@@ -125,6 +125,8 @@ interface Task {
   /** The daemon serves this task's root. */
   strataRoot: boolean;
   deleting?: Promise<MessageInitShape<typeof DeleteResponseSchema>>;
+  /** runc's state and containerd's rootfs mount going, once the init exited (afterInitExit). */
+  afterExit?: Promise<void>;
 }
 
 function newProc(execId: string, io: ProcessIO, spec?: string): Proc {
@@ -505,7 +507,9 @@ export class TaskService {
     if (!execId) {
       await t.runc.start(id);
       if (!p.exit) p.state = 'running';
-      await this.publish(t, TOPICS.start, TaskStartSchema, { containerId: id, pid: p.pid });
+      // Queued, not awaited (as containerd's runc shim does): the queue keeps TaskStart before
+      // TaskExit, which is queued only once this start is over.
+      void this.publish(t, TOPICS.start, TaskStartSchema, { containerId: id, pid: p.pid });
       return { pid: p.pid };
     }
     if (t.init.exit)
@@ -537,7 +541,7 @@ export class TaskService {
     rmSync(pidFile, { force: true });
     p.state = 'running';
     this.reaper.watch(p.pid, (e) => void this.onExit(t, p, e));
-    await this.publish(t, TOPICS.execStarted, TaskExecStartedSchema, { containerId: id, execId, pid: p.pid });
+    void this.publish(t, TOPICS.execStarted, TaskExecStartedSchema, { containerId: id, execId, pid: p.pid });
     return { pid: p.pid };
   }
 
@@ -597,6 +601,7 @@ export class TaskService {
     // Never TaskExit before TaskStart: wait for a start in progress (its event goes first). A
     // process that never started (killed while created) has no TaskStart to wait for.
     if (p.starting) await p.started;
+    if (!p.execId && !t.deleting) t.afterExit ??= this.afterInitExit(t);
     await this.publish(t, TOPICS.exit, TaskExitSchema, {
       containerId: t.id,
       id: p.execId || t.id,
@@ -653,10 +658,8 @@ export class TaskService {
 
   /** Everything of a task goes: runc's state, the process (if it never started), stdio, the root. */
   private async teardown(t: Task, why: string): Promise<MessageInitShape<typeof DeleteResponseSchema>> {
-    await t.runc.delete(t.id, true).catch((err: unknown) => {
-      if (!(err instanceof NotFoundError))
-        this.opts.log('warn', `task ${t.ns}/${t.id}: ${(err as Error).message}`);
-    });
+    if (t.afterExit) await t.afterExit;
+    else await this.runcDelete(t);
     // runc delete --force killed a created (never started) init: its exit comes through the reaper.
     if (!t.init.exit) await Promise.race([t.init.exited, new Promise((r) => setTimeout(r, 2000))]);
     for (const p of [t.init, ...t.execs.values()]) p.io.close();
@@ -669,10 +672,35 @@ export class TaskService {
       exitedAt: ts(t.init.exit?.at ?? new Date()),
     };
     this.remember(`${t.ns}/${t.id}`, res);
-    await this.publish(t, TOPICS.delete, TaskDeleteSchema, { containerId: t.id, id: t.id, ...res });
+    void this.publish(t, TOPICS.delete, TaskDeleteSchema, { containerId: t.id, id: t.id, ...res });
     this.registrations.delete(`${t.ns}/${t.id}`);
     this.opts.log('info', `task ${t.ns}/${t.id}: deleted (exit status ${res.exitStatus})`);
     return res;
+  }
+
+  private async runcDelete(t: Task): Promise<void> {
+    await t.runc.delete(t.id, true).catch((err: unknown) => {
+      if (!(err instanceof NotFoundError))
+        this.opts.log('warn', `task ${t.ns}/${t.id}: ${(err as Error).message}`);
+    });
+  }
+
+  /**
+   * The init exited (and its start, if any, is over): nothing needs runc's state or containerd's
+   * rootfs mount any more (a stopped task answers State, Wait, Kill and Delete from memory; Exec,
+   * Pause, Stats refuse it). They go now, while containerd reads the exit, so Delete finds them
+   * gone instead of paying two process starts. runc delete also kills what is left in the
+   * container's cgroup, as containerd's shim does for a container without its own pid namespace.
+   */
+  private async afterInitExit(t: Task): Promise<void> {
+    await this.runcDelete(t);
+    const mounted = t.mounted;
+    t.mounted = [];
+    for (const m of [...mounted].reverse()) {
+      await unmount(m).catch((err: unknown) =>
+        this.opts.log('warn', `task ${t.ns}/${t.id}: ${(err as Error).message}`),
+      );
+    }
   }
 
   private remember(key: string, res: MessageInitShape<typeof DeleteResponseSchema>): void {
@@ -824,11 +852,21 @@ async function exitedSoon(p: Proc, ms = 500): Promise<boolean> {
 }
 
 async function unmount(target: string, quiet = false): Promise<void> {
-  const r = await execa('umount', [target], { reject: false });
-  if (r.exitCode === 0) return;
-  const lazy = await execa('umount', ['-l', target], { reject: false });
-  if (lazy.exitCode !== 0 && !quiet && !/not mounted/.test(lazy.stderr)) {
-    throw new FailedPreconditionError(`unmounting ${target}: ${lazy.stderr.trim()}`);
+  // umount2(2) straight from the addon (a umount(8) process costs more than the unmount itself).
+  try {
+    await native.umount2(target, 0);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EINVAL' || code === 'ENOENT') return; // not mounted (any more)
+  }
+  try {
+    await native.umount2(target, constants.MNT_DETACH);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!quiet && code !== 'EINVAL' && code !== 'ENOENT') {
+      throw new FailedPreconditionError(`unmounting ${target}: ${(err as Error).message}`);
+    }
   }
 }
 
