@@ -318,7 +318,7 @@ export class TaskService {
   private runcFor(ns: string): Runc {
     const root = join(this.opts.stateDir, ns, 'runc');
     mkdirSync(root, { recursive: true, mode: 0o700 });
-    return new Runc({ binary: this.runcBinary, root });
+    return new Runc({ binary: this.runcBinary, root, reaper: this.reaper });
   }
 
   private workDir(ns: string, id: string): string {
