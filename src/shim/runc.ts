@@ -23,6 +23,49 @@ export interface RuncOptions {
   reaper: Reaper;
 }
 
+export interface Collected {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** `binary args` started with spawnFast, `input` on its stdin; its output and exit status. */
+export async function spawnCollect(
+  reaper: Reaper,
+  binary: string,
+  args: string[],
+  input?: string,
+): Promise<Collected> {
+  const [outR, outW] = native.pipe();
+  const [errR, errW] = native.pipe();
+  const [inR, inW] = input === undefined ? [-1, -1] : native.pipe();
+  let status: Promise<number>;
+  try {
+    status = spawnWait(reaper, binary, args, [inR, outW, errW]);
+  } catch (err) {
+    for (const fd of [outR, errR, inW]) if (fd >= 0) closeSync(fd);
+    throw err;
+  } finally {
+    for (const fd of [outW, errW, inR]) if (fd >= 0) closeSync(fd);
+  }
+  if (inW >= 0) {
+    const s = new Socket({ fd: inW, readable: false, writable: true });
+    s.on('error', () => undefined);
+    s.write(input ?? '', () => s.destroy());
+  }
+  const [stdout, stderr, exitCode] = await Promise.all([readAll(outR), readAll(errR), status]);
+  return { stdout: stdout.replace(/\n$/, ''), stderr: stderr.replace(/\n$/, ''), exitCode };
+}
+
+/** `binary args` with `fds` as its fd 0, 1, 2 (-1: /dev/null); resolves with its exit status. */
+export function spawnWait(reaper: Reaper, binary: string, args: string[], fds: number[]): Promise<number> {
+  const env = Object.entries(runcEnv())
+    .filter((e): e is [string, string] => e[1] !== undefined)
+    .map(([k, v]) => `${k}=${v}`);
+  const pid = native.spawnFast(binary, [binary, ...args], env, fds);
+  return new Promise((resolve) => reaper.watch(pid, (e) => resolve(e.status)));
+}
+
 /** Everything read from `fd` (a pipe's read end, which this takes over) until its end. */
 function readAll(fd: number): Promise<string> {
   return new Promise((resolve) => {
@@ -66,36 +109,9 @@ export class Runc {
     return ['--root', this.opts.root, ...args];
   }
 
-  /** runc with `fds` as its fd 0, 1, 2 (-1: /dev/null); resolves with its exit status. */
-  private spawn(args: string[], fds: number[]): Promise<number> {
-    const env = Object.entries(runcEnv())
-      .filter((e): e is [string, string] => e[1] !== undefined)
-      .map(([k, v]) => `${k}=${v}`);
-    const pid = native.spawnFast(this.opts.binary, [this.opts.binary, ...args], env, fds);
-    return new Promise((resolve) => this.opts.reaper.watch(pid, (e) => resolve(e.status)));
-  }
-
   /** A short command; its stderr becomes the error. */
   private async run(args: string[], what: string, input?: string): Promise<string> {
-    const [outR, outW] = native.pipe();
-    const [errR, errW] = native.pipe();
-    const [inR, inW] = input === undefined ? [-1, -1] : native.pipe();
-    let status: Promise<number>;
-    try {
-      status = this.spawn(this.argv(args), [inR, outW, errW]);
-    } catch (err) {
-      for (const fd of [outR, errR, inW]) if (fd >= 0) closeSync(fd);
-      throw err;
-    } finally {
-      for (const fd of [outW, errW, inR]) if (fd >= 0) closeSync(fd);
-    }
-    if (inW >= 0) {
-      const s = new Socket({ fd: inW, readable: false, writable: true });
-      s.on('error', () => undefined);
-      s.write(input ?? '', () => s.destroy());
-    }
-    const [stdout, stderr, exitCode] = await Promise.all([readAll(outR), readAll(errR), status]);
-    const r = { stdout: stdout.replace(/\n$/, ''), stderr: stderr.replace(/\n$/, ''), exitCode };
+    const r = await spawnCollect(this.opts.reaper, this.opts.binary, this.argv(args), input);
     if (r.exitCode !== 0) {
       const msg = (r.stderr || r.stdout || `exit ${r.exitCode}`)
         .trim()
@@ -115,7 +131,9 @@ export class Runc {
     what: string,
   ): Promise<void> {
     rmSync(logFile, { force: true });
-    const exitCode = await this.spawn(
+    const exitCode = await spawnWait(
+      this.opts.reaper,
+      this.opts.binary,
       ['--log', logFile, '--log-format', 'json', ...this.argv(args)],
       stdio.map((fd) => (fd === 'ignore' ? -1 : fd)),
     );
