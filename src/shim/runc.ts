@@ -111,7 +111,12 @@ export class Runc {
 
   /** A short command; its stderr becomes the error. */
   private async run(args: string[], what: string, input?: string): Promise<string> {
-    const r = await spawnCollect(this.opts.reaper, this.opts.binary, this.argv(args), input);
+    let r: Collected;
+    try {
+      r = await spawnCollect(this.opts.reaper, this.opts.binary, this.argv(args), input);
+    } catch (err) {
+      throw new FailedPreconditionError(`${what}: ${(err as Error).message}`); // runc not found
+    }
     if (r.exitCode !== 0) {
       const msg = (r.stderr || r.stdout || `exit ${r.exitCode}`)
         .trim()
@@ -131,12 +136,17 @@ export class Runc {
     what: string,
   ): Promise<void> {
     rmSync(logFile, { force: true });
-    const exitCode = await spawnWait(
-      this.opts.reaper,
-      this.opts.binary,
-      ['--log', logFile, '--log-format', 'json', ...this.argv(args)],
-      stdio.map((fd) => (fd === 'ignore' ? -1 : fd)),
-    );
+    let exitCode: number;
+    try {
+      exitCode = await spawnWait(
+        this.opts.reaper,
+        this.opts.binary,
+        ['--log', logFile, '--log-format', 'json', ...this.argv(args)],
+        stdio.map((fd) => (fd === 'ignore' ? -1 : fd)),
+      );
+    } catch (err) {
+      throw new FailedPreconditionError(`${what}: ${(err as Error).message}`);
+    }
     if (exitCode !== 0) {
       let text = '';
       try {
