@@ -165,6 +165,9 @@ export interface NativeAddon {
   /** TIOCSWINSZ on a terminal fd (a pty master). */
   setWinsize(fd: number, rows: number, cols: number): void;
 
+  /** posix_spawn(3) (no copy of this process's page tables): `fds[i]` becomes the child's fd i
+   * (-1: /dev/null); signals default, mask empty. Returns the pid; reap it (pidfdOpen, waitidPidfd). */
+  spawnFast(path: string, argv: string[], env: string[], fds: number[]): number;
   prctlSetChildSubreaper(on: boolean): void;
   pidfdOpen(pid: number): number;
   /** Non-blocking waitid(P_PIDFD, WEXITED|WNOHANG): null while the child runs; reaps it otherwise. */

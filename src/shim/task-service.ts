@@ -15,7 +15,6 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, join } from 'node:path';
 import { statfsSync } from 'node:fs';
-import { execa } from 'execa';
 import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 
 import {
@@ -25,7 +24,7 @@ import {
   NotFoundError,
   StrataError,
 } from '../errors.js';
-import { native } from '../native-addon.js';
+import { constants, native } from '../native-addon.js';
 import { hookExecutable } from '../executables.js';
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
 import { loadBundleConfig } from '../spec/bundle-config.js';
@@ -59,7 +58,7 @@ import { Code, TtrpcError } from '../ttrpc/status.js';
 import { unimplemented } from './errors.js';
 import { EventPublisher, TOPICS } from './events.js';
 import { Reaper, type Exit } from './reaper.js';
-import { Runc } from './runc.js';
+import { Runc, spawnCollect } from './runc.js';
 import { v1Metrics, v2Metrics } from './stats.js';
 import { ProcessIO } from './stdio.js';
 
@@ -125,6 +124,8 @@ interface Task {
   /** The daemon serves this task's root. */
   strataRoot: boolean;
   deleting?: Promise<MessageInitShape<typeof DeleteResponseSchema>>;
+  /** runc's state and containerd's rootfs mount going, once the init exited (afterInitExit). */
+  afterExit?: Promise<void>;
 }
 
 function newProc(execId: string, io: ProcessIO, spec?: string): Proc {
@@ -316,7 +317,7 @@ export class TaskService {
   private runcFor(ns: string): Runc {
     const root = join(this.opts.stateDir, ns, 'runc');
     mkdirSync(root, { recursive: true, mode: 0o700 });
-    return new Runc({ binary: this.runcBinary, root });
+    return new Runc({ binary: this.runcBinary, root, reaper: this.reaper });
   }
 
   private workDir(ns: string, id: string): string {
@@ -359,13 +360,12 @@ export class TaskService {
       undo.push(() =>
         this.releaseRoot({ id, mounted: root.mounted, strataRoot: root.strataRoot }, 'its create failed'),
       );
-      const io = new ProcessIO({
-        stdin: req.stdin,
-        stdout: req.stdout,
-        stderr: req.stderr,
-        terminal: req.terminal,
-      });
+      const io = new ProcessIO(
+        { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+        { id, namespace: ns },
+      );
       undo.push(() => io.close());
+      await io.ready;
       const runc = this.runcFor(ns);
       const consoleSocket = req.terminal ? await ConsoleSocket.open(this.workDir(ns, id)) : undefined;
       const pidFile = join(this.workDir(ns, id), 'init.pid');
@@ -459,13 +459,15 @@ export class TaskService {
         if (!/^[a-z0-9._-]+$/.test(m.type))
           throw new InvalidArgumentError(`rootfs mount type ${JSON.stringify(m.type)} is not valid`);
         const opts = m.options.filter((o) => o.length > 0);
-        await execa('mount', [
+        // spawnFast, not execa: a fork of the daemon costs more than the mount (src/shim/runc.ts).
+        const r = await spawnCollect(this.reaper, 'mount', [
           '-t',
           m.type,
           ...(opts.length ? ['-o', opts.join(',')] : []),
           m.source,
           target,
         ]);
+        if (r.exitCode !== 0) throw new Error(r.stderr.trim() || `mount exited with ${r.exitCode}`);
         mounted.push(target);
       }
     } catch (err) {
@@ -506,7 +508,9 @@ export class TaskService {
     if (!execId) {
       await t.runc.start(id);
       if (!p.exit) p.state = 'running';
-      await this.publish(t, TOPICS.start, TaskStartSchema, { containerId: id, pid: p.pid });
+      // Queued, not awaited (as containerd's runc shim does): the queue keeps TaskStart before
+      // TaskExit, which is queued only once this start is over.
+      void this.publish(t, TOPICS.start, TaskStartSchema, { containerId: id, pid: p.pid });
       return { pid: p.pid };
     }
     if (t.init.exit)
@@ -538,7 +542,7 @@ export class TaskService {
     rmSync(pidFile, { force: true });
     p.state = 'running';
     this.reaper.watch(p.pid, (e) => void this.onExit(t, p, e));
-    await this.publish(t, TOPICS.execStarted, TaskExecStartedSchema, { containerId: id, execId, pid: p.pid });
+    void this.publish(t, TOPICS.execStarted, TaskExecStartedSchema, { containerId: id, execId, pid: p.pid });
     return { pid: p.pid };
   }
 
@@ -569,7 +573,20 @@ export class TaskService {
     if (typeof spec !== 'object' || spec === null || !Array.isArray((spec as { args?: unknown }).args)) {
       throw new InvalidArgumentError(`process ${r.execId}: its spec has no args`);
     }
-    const io = new ProcessIO({ stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal });
+    const io = new ProcessIO(
+      { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, terminal: r.terminal },
+      { id: r.execId, namespace: t.ns },
+    );
+    try {
+      await io.ready;
+    } catch (err) {
+      io.close();
+      throw err;
+    }
+    if (t.execs.has(r.execId)) {
+      io.close();
+      throw new AlreadyExistsError(`process ${r.execId} of task ${r.id}: already exists`);
+    }
     t.execs.set(r.execId, newProc(r.execId, io, text));
     await this.publish(t, TOPICS.execAdded, TaskExecAddedSchema, { containerId: r.id, execId: r.execId });
     return {};
@@ -585,6 +602,7 @@ export class TaskService {
     // Never TaskExit before TaskStart: wait for a start in progress (its event goes first). A
     // process that never started (killed while created) has no TaskStart to wait for.
     if (p.starting) await p.started;
+    if (!p.execId && !t.deleting) t.afterExit ??= this.afterInitExit(t);
     await this.publish(t, TOPICS.exit, TaskExitSchema, {
       containerId: t.id,
       id: p.execId || t.id,
@@ -641,10 +659,8 @@ export class TaskService {
 
   /** Everything of a task goes: runc's state, the process (if it never started), stdio, the root. */
   private async teardown(t: Task, why: string): Promise<MessageInitShape<typeof DeleteResponseSchema>> {
-    await t.runc.delete(t.id, true).catch((err: unknown) => {
-      if (!(err instanceof NotFoundError))
-        this.opts.log('warn', `task ${t.ns}/${t.id}: ${(err as Error).message}`);
-    });
+    if (t.afterExit) await t.afterExit;
+    else await this.runcDelete(t);
     // runc delete --force killed a created (never started) init: its exit comes through the reaper.
     if (!t.init.exit) await Promise.race([t.init.exited, new Promise((r) => setTimeout(r, 2000))]);
     for (const p of [t.init, ...t.execs.values()]) p.io.close();
@@ -657,10 +673,35 @@ export class TaskService {
       exitedAt: ts(t.init.exit?.at ?? new Date()),
     };
     this.remember(`${t.ns}/${t.id}`, res);
-    await this.publish(t, TOPICS.delete, TaskDeleteSchema, { containerId: t.id, id: t.id, ...res });
+    void this.publish(t, TOPICS.delete, TaskDeleteSchema, { containerId: t.id, id: t.id, ...res });
     this.registrations.delete(`${t.ns}/${t.id}`);
     this.opts.log('info', `task ${t.ns}/${t.id}: deleted (exit status ${res.exitStatus})`);
     return res;
+  }
+
+  private async runcDelete(t: Task): Promise<void> {
+    await t.runc.delete(t.id, true).catch((err: unknown) => {
+      if (!(err instanceof NotFoundError))
+        this.opts.log('warn', `task ${t.ns}/${t.id}: ${(err as Error).message}`);
+    });
+  }
+
+  /**
+   * The init exited (and its start, if any, is over): nothing needs runc's state or containerd's
+   * rootfs mount any more (a stopped task answers State, Wait, Kill and Delete from memory; Exec,
+   * Pause, Stats refuse it). They go now, while containerd reads the exit, so Delete finds them
+   * gone instead of paying two process starts. runc delete also kills what is left in the
+   * container's cgroup, as containerd's shim does for a container without its own pid namespace.
+   */
+  private async afterInitExit(t: Task): Promise<void> {
+    await this.runcDelete(t);
+    const mounted = t.mounted;
+    t.mounted = [];
+    for (const m of [...mounted].reverse()) {
+      await unmount(m).catch((err: unknown) =>
+        this.opts.log('warn', `task ${t.ns}/${t.id}: ${(err as Error).message}`),
+      );
+    }
   }
 
   private remember(key: string, res: MessageInitShape<typeof DeleteResponseSchema>): void {
@@ -812,11 +853,21 @@ async function exitedSoon(p: Proc, ms = 500): Promise<boolean> {
 }
 
 async function unmount(target: string, quiet = false): Promise<void> {
-  const r = await execa('umount', [target], { reject: false });
-  if (r.exitCode === 0) return;
-  const lazy = await execa('umount', ['-l', target], { reject: false });
-  if (lazy.exitCode !== 0 && !quiet && !/not mounted/.test(lazy.stderr)) {
-    throw new FailedPreconditionError(`unmounting ${target}: ${lazy.stderr.trim()}`);
+  // umount2(2) straight from the addon (a umount(8) process costs more than the unmount itself).
+  try {
+    await native.umount2(target, 0);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EINVAL' || code === 'ENOENT') return; // not mounted (any more)
+  }
+  try {
+    await native.umount2(target, constants.MNT_DETACH);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!quiet && code !== 'EINVAL' && code !== 'ENOENT') {
+      throw new FailedPreconditionError(`unmounting ${target}: ${(err as Error).message}`);
+    }
   }
 }
 

@@ -102,6 +102,33 @@ test('pipe: a real pipe, both ends close-on-exec', () => {
   closeSync(w);
 });
 
+test('spawnFast: argv, env, fds (and /dev/null), default signals; exit through a pidfd; errors', async () => {
+  const [r, w] = native.pipe();
+  const pid = native.spawnFast(
+    'sh',
+    ['sh', '-c', 'echo "$0 $X"; read l || echo stdin-eof; grep SigIgn /proc/self/status; exit 3'],
+    ['X=from-env'],
+    [-1, w, w],
+  );
+  closeSync(w);
+  const pidfd = native.pidfdOpen(pid);
+  const exit = await waitExit(pidfd);
+  closeSync(pidfd);
+  assert.equal(exit, { code: c.CLD_EXITED, status: 3, pid });
+  const buf = Buffer.alloc(4096);
+  const text = buf.subarray(0, readSync(r, buf)).toString('utf8');
+  closeSync(r);
+  assert.match(text, /^sh from-env\nstdin-eof\n/);
+  // No signal ignored: Node ignores SIGPIPE, glibc's posix_spawn its internal 32 and 33; the child
+  // (runc, and through it the container) must not.
+  assert.match(text, /SigIgn:\s+0+\n/);
+  assert.throws(
+    () => native.spawnFast('/nonexistent/bin', ['x'], [], []),
+    (e: NodeJS.ErrnoException) => e.code === 'ENOENT',
+  );
+  assert.throws(() => native.spawnFast('sh', ['sh', 7 as unknown as string], [], []), TypeError);
+});
+
 test('setWinsize: works on a pty master; a pipe is ENOTTY, a bad fd EBADF', () => {
   const [pr, pw] = native.pipe();
   assert.throws(

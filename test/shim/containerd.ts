@@ -124,8 +124,8 @@ export async function daemonPid(env: Env): Promise<number | undefined> {
   }
 }
 
-/** SIGTERM to the daemon the shim started; waits for it to leave. A shim `delete` that ran late
- * (containerd stopping) may have started another: that one goes too. */
+/** SIGTERM to the daemon the shim started; waits for it to leave, and throws if it does not. A
+ * shim `delete` that ran late (containerd stopping) may have started another: that one goes too. */
 export async function stopDaemon(env: Env): Promise<void> {
   for (let round = 0; round < 3; round++) {
     const pid = await daemonPid(env);
@@ -136,11 +136,10 @@ export async function stopDaemon(env: Env): Promise<void> {
     }
     process.kill(pid, 'SIGTERM');
     if (await eventually(() => !isAlive(pid), 10_000)) continue;
-    // Known bug (issue 10): a daemon that served shim tasks may hang in its shutdown after it
-    // stopped listening. Say so and end it, so the run leaves no daemon behind.
-    process.stderr.write(`shim test: daemon ${pid} did not leave 10 s after SIGTERM; killing it\n`);
+    // A daemon must leave on SIGTERM: end it so the run leaves nothing, and fail.
     process.kill(pid, 'SIGKILL');
     await eventually(() => !isAlive(pid), 5_000);
+    throw new Error(`daemon ${pid} did not leave within 10 s of SIGTERM (killed it)`);
   }
 }
 
