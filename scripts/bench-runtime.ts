@@ -18,7 +18,7 @@
 // Goals (issue 9): pass-through <= 1.05x podman with the runtime it wraps, store-served <= 1.1x,
 // no verb adds more than 2 ms.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { runtimeExecutable } from '../src/executables.js';
@@ -33,12 +33,20 @@ const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 15;
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positive integer');
 const WARMUP = 2;
 
+let errLog = '';
+
 function time(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, ok = true): number {
+  // No pipes: a container created here keeps the runtime's stdio open for its whole life. Its
+  // stderr goes to a file, shown when a command fails.
+  const err = openSync(errLog, 'w');
   const t0 = process.hrtime.bigint();
-  // No pipes: a container created here keeps the runtime's stdio open for its whole life.
-  const r = spawnSync(cmd, args, { env, stdio: 'ignore' });
+  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', err] });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (ok && r.status !== 0) throw new Error(`${[cmd, ...args].join(' ')} failed (${r.status ?? r.signal})`);
+  closeSync(err);
+  if (ok && r.status !== 0) {
+    const tail = readFileSync(errLog, 'utf8').slice(-2000);
+    throw new Error(`${[cmd, ...args].join(' ')} failed (${r.status ?? r.signal}): ${tail}`);
+  }
   return ms;
 }
 
@@ -53,6 +61,7 @@ const fmt = (ms: number | undefined): string => (ms === undefined ? 'fails' : `$
 
 async function main(): Promise<void> {
   const { dir, cleanup } = await benchDir('strata-bench-runtime-');
+  errLog = join(dir, 'stderr.log');
   let stopDaemon: (() => Promise<unknown>) | undefined;
   const unshare = findExecutable('unshare');
   const cgroupNs = unshare ? new CgroupNamespace(unshare) : undefined;
@@ -72,15 +81,16 @@ async function main(): Promise<void> {
     const pm = (...args: string[]) => podman.podman(...args);
     const served = (await pm('pull', '-q', `oci:${img.ociLayout}:latest`)).stdout.trim();
     await pm('tag', served, 'localhost/bench/served:latest');
-    spawnSync(
+    const pmEnv = { ...process.env, CONTAINERS_CONF: podman.conf };
+    const imported = spawnSync(
       'sh',
       [
         '-c',
         `tar -C ${img.rootfs} -c . | podman --root ${podman.root} --runroot ${podman.runroot} --storage-driver ${podman.driver} import -q - localhost/bench/other:latest`,
       ],
-      { env: { ...process.env, CONTAINERS_CONF: join(dir, 'pm', 'containers.conf') } },
+      { env: pmEnv, encoding: 'utf8' },
     );
-    const pmEnv = { ...process.env, CONTAINERS_CONF: join(dir, 'pm', 'containers.conf') };
+    if (imported.status !== 0) throw new Error(`podman import failed: ${imported.stderr}`);
     const podmanRun = (runtime: string, image: string) => () =>
       time(
         'podman',
