@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import { imageByConfig } from '../../src/daemon/runtime-service.js';
 import { runtimeExecutable } from '../../src/executables.js';
 import { busyboxImage } from '../fixtures/images.js';
 import { unmountAll } from '../fixtures/mounts.js';
@@ -28,16 +29,18 @@ let d: DaemonEnv;
 let dir: string;
 let wrapper: string;
 let deadWrapper: string;
+let importWrapper: string;
 let noteLog: string;
+let rootfs: string;
 const SERVED = 'localhost/strata-rt/busybox:latest';
 const PASS = 'localhost/strata-rt/other:latest';
 
 /** A wrapper with the env podman strips from start and delete (it keeps PATH only). */
-function writeWrapper(name: string, socket: string): string {
+function writeWrapper(name: string, socket: string, extraEnv = ''): string {
   const path = join(dir, name);
   writeFileSync(
     path,
-    `#!/bin/sh\nexport STRATA_SOCKET=${socket} STRATA_RUNTIME_CONF=${join(dir, 'runtime.conf')}\n` +
+    `#!/bin/sh\nexport STRATA_SOCKET=${socket} STRATA_RUNTIME_CONF=${join(dir, 'runtime.conf')}${extraEnv}\n` +
       `exec ${runtimeExecutable()} "$@"\n`,
   );
   chmodSync(path, 0o755);
@@ -77,7 +80,9 @@ test.before(async () => {
   writeFileSync(join(dir, 'runtime.conf'), `# test\nlog = ${noteLog}\n`);
   wrapper = writeWrapper('strata-runtime', d.env.socket);
   deadWrapper = writeWrapper('strata-runtime-dead', join(dir, 'no-daemon.sock'));
+  importWrapper = writeWrapper('strata-runtime-import', d.env.socket, ' STRATA_RUNTIME_IMPORT=first-use');
   const img = await busyboxImage();
+  rootfs = img.rootfs;
   // The same OCI layout the store imported: podman's image ID is the config digest strata records.
   let r = podmanSync(['pull', '-q', `oci:${img.ociLayout}:latest`]);
   assert.is(r.status, 0, r.stderr);
@@ -224,6 +229,78 @@ test('no daemon: pass-through works with a note naming the socket; a strata-anno
   );
   assert.ok(f.code !== 0);
   assert.match(f.stderr, `no strata daemon answers on ${dead}`);
+  await assertNothingLeft();
+});
+
+/**
+ * podman imports busybox's files and a file named for `name` as a new image: a config and a layer
+ * of its own, so a new image id strata lacks, no layer the store has.
+ */
+function podmanImport(name: string): string {
+  const extra = join(dir, `extra-${name.replace(/\W+/g, '-')}`);
+  mkdirSync(extra, { recursive: true });
+  writeFileSync(join(extra, 'image-name'), name);
+  const r = spawnSync(
+    'sh',
+    [
+      '-c',
+      `tar -C ${rootfs} -c . -C ${extra} image-name | podman ${podmanBase(wrapper).join(' ')} import -q - ${name}`,
+    ],
+    { encoding: 'utf8', env: podmanEnv() },
+  );
+  assert.is(r.status, 0, r.stderr);
+  return r.stdout.trim().replace(/^sha256:/, '');
+}
+
+test('import on first use (opted in): two containers of a new image at once, one import, both served', async () => {
+  const name = 'localhost/strata-rt/first-use:latest';
+  const imageId = podmanImport(name);
+  const logBefore = readFileSync(d.env.logFile, 'utf8').length;
+  const script = 'grep " / " /proc/self/mountinfo';
+  const [a, b] = await Promise.all([
+    podman(['run', '--rm', name, 'sh', '-c', script], importWrapper),
+    podman(['run', '--rm', name, 'sh', '-c', script], importWrapper),
+  ]);
+  assert.is(a.code, 0, a.stderr);
+  assert.is(b.code, 0, b.stderr);
+  assert.match(a.stdout, / \/ \/ rw,[^\n]* - overlay strata /);
+  assert.match(b.stdout, / \/ \/ rw,[^\n]* - overlay strata /);
+  const log = readFileSync(d.env.logFile, 'utf8').slice(logBefore);
+  assert.is(log.split(`importing image sha256:${imageId}`).length - 1, 1, `one import:\n${log}`);
+  assert.match(log, /, imported on first use in \d+ ms\) from the strata store/);
+  // The store has podman's image now (its config digest is podman's image id).
+  assert.ok(await imageByConfig(d.env.storeRoot, `sha256:${imageId}`));
+  await assertNothingLeft();
+});
+
+test("import on first use: an image that fails to import runs on podman's rootfs with the reason, not tried again at once", async () => {
+  const name = 'localhost/strata-rt/broken:latest';
+  const imageId = podmanImport(name);
+  // One byte more in a file of its one layer (whose id is its diff_id): tar-split no longer
+  // rebuilds the layer podman recorded.
+  const layers = podmanSync(['image', 'inspect', '--format', '{{index .RootFS.Layers 0}}', name]);
+  assert.is(layers.status, 0, layers.stderr);
+  const layerId = layers.stdout.trim().replace(/^sha256:/, '');
+  writeFileSync(join(dir, 'root', 'overlay', layerId, 'diff', 'etc', 'group'), 'x', { flag: 'a' });
+  const notesBefore = readFileSync(noteLog, 'utf8').length;
+  const first = await podman(
+    ['run', '--rm', name, 'sh', '-c', 'grep " / " /proc/self/mountinfo'],
+    importWrapper,
+  );
+  assert.is(first.code, 0, first.stderr);
+  assert.match(first.stdout, / \/ \/ [^\n]* - overlay overlay /, "podman's own rootfs");
+  const again = await podman(['run', '--rm', name, 'true'], importWrapper);
+  assert.is(again.code, 0, again.stderr);
+  const notes = readFileSync(noteLog, 'utf8').slice(notesBefore);
+  assert.match(
+    notes,
+    `importing image sha256:${imageId} from containers/storage ${join(dir, 'root')} failed: `,
+  );
+  assert.match(notes, /\(tried again in \d+ s\); running bundle/);
+  assert.not.ok(
+    await imageByConfig(d.env.storeRoot, `sha256:${imageId}`),
+    'nothing half-imported is visible',
+  );
   await assertNothingLeft();
 });
 
