@@ -19,6 +19,7 @@ import {
   assertNoLeaks,
   closeDaemonEnv,
   eventually,
+  isAlive,
   openDaemonEnv,
   runCollect,
   type DaemonEnv,
@@ -301,6 +302,87 @@ test("import on first use: an image that fails to import runs on podman's rootfs
     await imageByConfig(d.env.storeRoot, `sha256:${imageId}`),
     'nothing half-imported is visible',
   );
+  await assertNothingLeft();
+});
+
+test('strata-runtime killed while the daemon prepares: podman start fails, nothing is left, a retry and rm -f work', async () => {
+  const name = 'rt-killed-create';
+  // A runtime that notes its pid (the same across exec) on create, then is strata-runtime.
+  // podman keeps the runtime a container was created with.
+  const pidFile = join(dir, 'create.pid');
+  const noting = join(dir, 'strata-runtime-noting');
+  writeFileSync(
+    noting,
+    `#!/bin/sh\ncase " $* " in *" create "*) echo $$ > ${pidFile};; esac\nexec ${wrapper} "$@"\n`,
+  );
+  chmodSync(noting, 0o755);
+  const created = await podman(['create', '--name', name, '--entrypoint', '', SERVED, 'sleep', '60'], noting);
+  assert.is(created.code, 0, created.stderr);
+  try {
+    // The daemon stopped: strata-runtime connects and sends (the kernel queues both) and waits.
+    process.kill(d.daemon.pid, 'SIGSTOP');
+    let start: Promise<RunResult>;
+    let pid = 0;
+    try {
+      start = podman(['start', name], noting);
+      assert.ok(await eventually(() => existsSync(pidFile), 20_000), 'the runtime was asked to create');
+      pid = Number(readFileSync(pidFile, 'utf8'));
+      // Until it waits for the daemon's answer (a poll on the socket).
+      await eventually(() => {
+        try {
+          return readFileSync(`/proc/${pid}/wchan`, 'utf8').includes('poll');
+        } catch {
+          return true;
+        }
+      }, 5000);
+      process.kill(pid, 'SIGKILL');
+    } finally {
+      process.kill(d.daemon.pid, 'SIGCONT');
+    }
+    const r = await start;
+    assert.ok(r.code !== 0, 'podman start reports the failure');
+    // The daemon prepared a root for a runtime already dead: released, no lease, nothing mounted.
+    const released = `its runtime (pid ${pid}) ended without attaching it`;
+    assert.ok(await eventually(() => readFileSync(d.env.logFile, 'utf8').includes(released)), released);
+    // (podman unmounts its own storage a moment after its start failed.)
+    await eventually(
+      () =>
+        assertNoLeaks(d.env, d.mountsBefore).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+    );
+    await assertNoLeaks(d.env, d.mountsBefore);
+    const again = await podman(['start', name], noting);
+    assert.is(again.code, 0, again.stderr);
+    const inside = await podman(['exec', name, 'sh', '-c', 'grep " / " /proc/self/mountinfo']);
+    assert.match(inside.stdout, / \/ \/ rw,[^\n]* - overlay strata /, inside.stderr);
+  } finally {
+    const rm = await podman(['rm', '-f', '-t', '0', name]);
+    assert.is(rm.code, 0, rm.stderr);
+  }
+  await assertNothingLeft();
+});
+
+test('conmon killed while its container runs: podman still sees it; rm -f ends it and leaves nothing', async () => {
+  const run = await podman(['run', '-d', '--entrypoint', '', SERVED, 'sleep', '600']);
+  assert.is(run.code, 0, run.stderr);
+  const id = run.stdout.trim();
+  const conmon = Number((await podman(['inspect', '--format', '{{.State.ConmonPid}}', id])).stdout.trim());
+  const pid = Number((await podman(['inspect', '--format', '{{.State.Pid}}', id])).stdout.trim());
+  assert.ok(conmon > 0 && pid > 0, 'podman knows conmon and the container');
+  try {
+    process.kill(conmon, 'SIGKILL');
+    assert.ok(await eventually(() => !isAlive(conmon)), 'conmon is gone');
+    // The container runs on (runc's state says so), on strata's root.
+    assert.is((await podman(['inspect', '--format', '{{.State.Status}}', id])).stdout.trim(), 'running');
+    assert.ok(isAlive(pid));
+  } finally {
+    const rm = await podman(['rm', '-f', '-t', '0', id]);
+    assert.is(rm.code, 0, rm.stderr);
+  }
+  assert.ok(await eventually(() => !isAlive(pid)), 'the container process is gone');
   await assertNothingLeft();
 });
 
