@@ -3,7 +3,8 @@
 // busybox image, which the test daemon's store holds too, is served from strata's store (inside,
 // the root is strata's; on the host nothing of strata's is mounted); an image only podman holds
 // runs unchanged on podman's own rootfs (pass-through) with one note. Exit codes, -it under a
-// pty, -d then exec/logs/pause/unpause/stop/kill/rm, bad input, a dead daemon. After each test:
+// pty, -d then exec/logs/pause/unpause/stop/kill/rm, podman's run options, --restart, import on
+// first use, bad input, a dead daemon, strata-runtime killed mid-create, conmon killed. After each test:
 // no mount, lease, daemon session, container or conmon left.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -201,6 +202,91 @@ test('-d, then exec, logs, pause, unpause, stop, rm', async () => {
   assert.is(stop.code, 0, stop.stderr);
   assert.is((await podman(['inspect', '--format', '{{.State.Status}}', id])).stdout.trim(), 'exited');
   assert.is((await podman(['rm', id])).code, 0);
+  await assertNothingLeft();
+});
+
+test("podman's options on a served root: --read-only, -v, --tmpfs, --user, -w, --cap-drop, --security-opt, --init", async () => {
+  const vol = join(dir, 'volume');
+  mkdirSync(vol, { recursive: true });
+  writeFileSync(join(vol, 'from-host'), 'hello\n');
+  const script = [
+    'touch /x 2>&1 | grep -o "Read-only file system"',
+    'cat /data/from-host',
+    'echo t > /scratch/t && cat /scratch/t',
+    'id -u',
+    'pwd',
+    'grep -E "^(CapEff|NoNewPrivs):" /proc/self/status',
+    'cat /proc/1/cmdline | tr "\\0" " "; echo',
+    'grep " / " /proc/self/mountinfo',
+  ].join('; ');
+  const r = await podman([
+    'run',
+    '--rm',
+    '--read-only',
+    '-v',
+    `${vol}:/data:ro`,
+    '--tmpfs',
+    '/scratch:mode=1777',
+    '--user',
+    '1000:1000',
+    '-w',
+    '/data',
+    '--cap-drop',
+    'all',
+    '--security-opt',
+    'no-new-privileges',
+    '--init',
+    '--entrypoint',
+    '',
+    SERVED,
+    'sh',
+    '-c',
+    script,
+  ]);
+  assert.is(r.code, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  assert.equal(lines.slice(0, 8), [
+    'Read-only file system',
+    'hello',
+    't',
+    '1000',
+    '/data',
+    'CapEff:\t0000000000000000',
+    'NoNewPrivs:\t1',
+    `/run/podman-init -- sh -c ${script} `,
+  ]);
+  // The root is strata's own FUSE tree (no writable layer with --read-only), mounted read-only.
+  assert.match(lines[8], /^\d+ \d+ [\d:]+ \/ \/ ro,[^\n]* - fuse\.strata strata-ctr:/, r.stdout);
+  await assertNothingLeft();
+});
+
+test('--restart on-failure:2: podman restarts the served container twice, its writes kept', async () => {
+  const run = await podman([
+    'run',
+    '-d',
+    '--restart',
+    'on-failure:2',
+    '--entrypoint',
+    '',
+    SERVED,
+    'sh',
+    '-c',
+    'echo x >> /tmp/count; wc -l < /tmp/count; exit 3',
+  ]);
+  assert.is(run.code, 0, run.stderr);
+  const id = run.stdout.trim();
+  try {
+    const state = async () =>
+      (
+        await podman(['inspect', '--format', '{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}', id])
+      ).stdout.trim();
+    assert.ok(await eventually(async () => (await state()) === '2 exited 3', 30_000), await state());
+    // Each run saw the writes of the runs before it.
+    const logs = await podman(['logs', id]);
+    assert.is(logs.stdout.replace(/\s+/g, ' ').trim(), '1 2 3', JSON.stringify(logs));
+  } finally {
+    await podman(['rm', '-f', '-t', '0', id]);
+  }
   await assertNothingLeft();
 });
 
