@@ -4,8 +4,8 @@
 // the root is strata's; on the host nothing of strata's is mounted); an image only podman holds
 // runs unchanged on podman's own rootfs (pass-through) with one note. Exit codes, -it under a
 // pty, -d then exec/logs/pause/unpause/stop/kill/rm, podman's run options, --restart, import on
-// first use, bad input, a dead daemon, strata-runtime killed mid-create, conmon killed. After each test:
-// no mount, lease, daemon session, container or conmon left.
+// first use, bad input, a dead daemon, strata-runtime killed mid-create, conmon killed. After each
+// test: no mount, lease, daemon session, container or conmon left.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
