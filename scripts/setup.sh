@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 # containerd tests run a private one. catatonit: the pause image of their CRI pods.
 # docker-registry, apache2-utils (htpasswd), openssl: the loopback registry of test/registry/
 # (Basic and token auth) and npm run bench:pull.
-# bats: podman's own system tests (scripts/podman-system-tests.sh, run by hand, not by npm test).
+# bats: podman's own system tests (scripts/podman-system-tests.sh; a fast subset in npm test,
+# test/integration/podman-system.test.ts).
 packages=(
   build-essential crun runc podman skopeo umoci buildah busybox-static debootstrap
   bats

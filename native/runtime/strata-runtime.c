@@ -13,8 +13,9 @@
  * ($STRATA_RUNTIME_CONF, else /etc/strata/runtime.conf), else crun where it works on this host
  * (the cgroup2 namespace workaround is possible, and crun can load its eBPF device filter, which
  * needs CAP_SYS_RESOURCE), else runc. The config file may also set `socket = PATH` (the daemon's
- * socket; $STRATA_SOCKET wins) and `log = FILE` (where the one-line notes go when the caller
- * passed no --log). crun on a v1+v2 hybrid cgroup host runs, for every verb, in a mount namespace
+ * socket; $STRATA_SOCKET wins), `log = FILE` (where the one-line notes go when the caller
+ * passed no --log) and `import = first-use|never` ($STRATA_RUNTIME_IMPORT wins): with first-use,
+ * the daemon imports an image strata lacks from podman's containers/storage on first use. crun on a v1+v2 hybrid cgroup host runs, for every verb, in a mount namespace
  * of its own whose /sys/fs/cgroup is a pure cgroup2 mount (src/run/cgroup-ns.ts explains why).
  *
  * The daemon conversation is the run protocol of src/run/protocol.ts ("<verb> <length>\n" and
@@ -56,7 +57,7 @@
 #define IMAGE_ANNOTATION "\"org.strata.image\""
 
 static const char *log_file, *log_format = "text";
-static const char *conf_log, *conf_socket, *conf_runtime;
+static const char *conf_log, *conf_socket, *conf_runtime, *conf_import;
 
 /* ---- notes and errors, in the caller's log format ---- */
 
@@ -155,7 +156,8 @@ static void read_conf(void) {
     if (strcmp(key, "runtime") == 0) conf_runtime = value;
     else if (strcmp(key, "socket") == 0) conf_socket = value;
     else if (strcmp(key, "log") == 0) conf_log = value;
-    else die("%s:%d: unknown key \"%s\" (runtime, socket, log)", path, n, key);
+    else if (strcmp(key, "import") == 0) conf_import = value;
+    else die("%s:%d: unknown key \"%s\" (runtime, socket, log, import)", path, n, key);
   }
   fclose(f);
 }
@@ -223,6 +225,21 @@ static char *select_runtime(int *workaround) {
   }
   *workaround = is_crun(path) && hybrid_cgroups();
   return path;
+}
+
+/* Whether the user opted in to importing an image strata lacks on first use: $STRATA_RUNTIME_IMPORT,
+ * else the config's `import`; "first-use" or "never" (the default). */
+static int import_first_use(void) {
+  const char *v = getenv(STRATA_RUNTIME_IMPORT_ENV);
+  const char *from = "$" STRATA_RUNTIME_IMPORT_ENV;
+  if (!v || !*v) {
+    v = conf_import;
+    from = "the config's `import`";
+  }
+  if (!v || !*v || strcmp(v, "never") == 0) return 0;
+  if (strcmp(v, STRATA_RUNTIME_IMPORT_FIRST_USE) == 0) return 1;
+  die("%s is \"%s\": expected \"%s\" or \"never\"", from, v, STRATA_RUNTIME_IMPORT_FIRST_USE);
+  return 0;
 }
 
 /* ---- the daemon ---- */
@@ -343,6 +360,7 @@ static void ask_daemon(const char *verb, const char *id, const char *bundle_arg)
     return;
   }
   const char *path = socket_path();
+  int want_import = import_first_use();
   int sock = connect_daemon(path);
   if (sock < 0) {
     if (names_strata_image(bundle))
@@ -353,8 +371,10 @@ static void ask_daemon(const char *verb, const char *id, const char *bundle_arg)
     return;
   }
   struct buf body = {0}, m = {0};
-  const char *fields[] = {STRATA_RUNTIME_VERSION, verb, id, bundle};
-  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) put(&body, fields[i], strlen(fields[i]) + 1);
+  /* The fifth field only when set: a daemon without it still answers everyone else. */
+  const char *fields[] = {STRATA_RUNTIME_VERSION, verb, id, bundle, STRATA_RUNTIME_IMPORT_FIRST_USE};
+  size_t nfields = want_import ? 5 : 4;
+  for (size_t i = 0; i < nfields; i++) put(&body, fields[i], strlen(fields[i]) + 1);
   char head[64];
   int hn = snprintf(head, sizeof(head), "%s %zu\n", STRATA_RUN_FRONT_VERBS_RUNTIME, body.len);
   put(&m, head, (size_t)hn);

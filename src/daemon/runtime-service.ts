@@ -35,6 +35,7 @@ import { listRecordDigests, readRecord } from '../store/records.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
 import { watchPid } from './pid-watch.js';
+import { importerFor } from './runtime-import.js';
 
 const RT = NATIVE_CONTRACT.runtime;
 /** containers.json holds every container of a podman store: far below this in practice. */
@@ -51,6 +52,8 @@ export interface RuntimeRequest {
   verb: 'create' | 'run';
   id: string;
   bundle: string;
+  /** The user opted in to importing an image strata lacks from podman's storage on first use. */
+  importOnFirstUse?: boolean;
 }
 
 export type RuntimeDecision =
@@ -65,14 +68,19 @@ export function isRuntimeRequest(head: Buffer): boolean {
 
 /** The request's fields, or a reason to refuse it. */
 export function parseRuntimeRequest(msg: RunMessage): RuntimeRequest | string {
-  const [version, verb, id, bundle] = msg.fields;
-  if (msg.verb !== 'runtime' || msg.fields.length !== 4) return 'malformed runtime request';
+  const [version, verb, id, bundle, options] = msg.fields;
+  if (msg.verb !== 'runtime' || msg.fields.length < 4 || msg.fields.length > 5)
+    return 'malformed runtime request';
   if (version !== RT.version) {
     return `this daemon speaks runtime protocol ${RT.version}, strata-runtime ${JSON.stringify(version)}: restart the daemon after an upgrade`;
   }
   if (verb !== 'create' && verb !== 'run') return `unknown runtime verb ${JSON.stringify(verb)}`;
   if (!isAbsolute(bundle)) return `the bundle path ${JSON.stringify(bundle)} is not absolute`;
-  return { verb, id, bundle };
+  // The optional fifth field: strata-runtime's options, only those the user set.
+  if (options !== undefined && options !== RT.importFirstUse) {
+    return `unknown runtime option ${JSON.stringify(options)} (this daemon knows ${JSON.stringify(RT.importFirstUse)})`;
+  }
+  return options === RT.importFirstUse ? { verb, id, bundle, importOnFirstUse: true } : { verb, id, bundle };
 }
 
 /**
@@ -158,13 +166,23 @@ export async function decideRuntime(
       };
     }
     ref = await imageByConfig(opts.storeRoot, imageId);
+    source = `containers/storage image ${imageId}`;
+    if (!ref && req.importOnFirstUse) {
+      const got = await importerFor(opts.storeRoot, opts.logger).importFor(
+        dirname(dirname(dirname(bundle))),
+        imageId.slice('sha256:'.length),
+        `container ${id}`,
+      );
+      if (got.kind !== 'imported') return { kind: 'pass', reason: got.message };
+      ref = got.ref;
+      source += `, imported on first use in ${got.ms} ms`;
+    }
     if (!ref) {
       return {
         kind: 'pass',
-        reason: `image ${imageId} is not in the strata store ${opts.storeRoot} (import it with \`strata image import\`)`,
+        reason: `image ${imageId} is not in the strata store ${opts.storeRoot} (import it with \`strata image import containers-storage:${imageId.slice(7, 19)}\`, or set \`import = ${RT.importFirstUse}\` in ${RT.confDefault})`,
       };
     }
-    source = `containers/storage image ${imageId}`;
   }
 
   const rootDir = join(bundle, RT.rootDir);

@@ -179,6 +179,16 @@ test('pure parts: request parsing, the containers/storage lookup, the served con
     id: 'i',
     bundle: '/b',
   });
+  assert.equal(parseRuntimeRequest({ verb: 'runtime', fields: ['1', 'create', 'i', '/b', 'first-use'] }), {
+    verb: 'create',
+    id: 'i',
+    bundle: '/b',
+    importOnFirstUse: true,
+  });
+  assert.match(
+    String(parseRuntimeRequest({ verb: 'runtime', fields: ['1', 'create', 'i', '/b', 'always'] })),
+    'unknown runtime option "always"',
+  );
   const { id, bundle: b } = podmanBundle('d'.repeat(64));
   assert.is(containersStorageImage(b, id), `sha256:${'d'.repeat(64)}`);
   assert.is(containersStorageImage(b, 'another-id'), undefined, "the bundle is not that container's");

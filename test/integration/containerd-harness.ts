@@ -47,6 +47,8 @@ export interface RuntimeEntry {
   runtimePath?: string;
   /** TOML lines for the runtime's `options` table, e.g. `BinaryName = "/x/runc"`. */
   options?: string[];
+  /** CRI container annotations passed into the OCI spec (`container_annotations`), e.g. `org.strata.*`. */
+  containerAnnotations?: string[];
 }
 
 export interface ContainerdOptions {
@@ -105,6 +107,9 @@ function configToml(dir: string, opts: ContainerdOptions): string {
     for (const [name, r] of Object.entries(runtimes)) {
       lines.push(`[${cri}.containerd.runtimes.${name}]`, `  runtime_type = ${tomlString(r.runtimeType)}`);
       if (r.runtimePath) lines.push(`  runtime_path = ${tomlString(r.runtimePath)}`);
+      if (r.containerAnnotations?.length) {
+        lines.push(`  container_annotations = [${r.containerAnnotations.map(tomlString).join(', ')}]`);
+      }
       if (r.options?.length) lines.push(`[${cri}.containerd.runtimes.${name}.options]`, ...r.options);
     }
   }

@@ -1,106 +1,68 @@
-// containerd's stock runc shim driving strata-runtime: `ctr run --runc-binary strata-runtime`
-// against a private containerd (its own root, state and sockets under a temp dir; CRI off). The
-// shim calls strata-runtime exactly as it calls runc (--root, --log log.json --log-format json,
-// create --bundle ... --pid-file ...); a bundle annotated with org.strata.image is served from
-// strata's store, one without runs on containerd's own snapshot. Nothing is left afterwards.
-// (A fuller containerd harness with CRI lives in the foreign helper's containerd-harness.ts; this
-// test needs only ctr.)
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// containerd's stock runc shim driving strata-runtime, against a private containerd
+// (containerd-harness.ts): `ctr run --runc-binary strata-runtime`, and the CRI plugin with a
+// runtime handler whose runc options say `BinaryName = strata-runtime` (a pod and a container
+// through the CRI client). The shim calls strata-runtime exactly as it calls runc (--root, --log
+// log.json --log-format json, create --bundle ... --pid-file ...); a bundle annotated with
+// org.strata.image is served from strata's store, one without (the pod's pause container, a plain
+// `ctr run`) runs on containerd's own snapshot. Nothing is left afterwards: the harness's close()
+// checks containerd's side, assertNoLeaks strata's.
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { runtimeExecutable } from '../../src/executables.js';
-import { busyboxImage } from '../fixtures/images.js';
-import { unmountAll } from '../fixtures/mounts.js';
-import {
-  assertNoLeaks,
-  closeDaemonEnv,
-  eventually,
-  openDaemonEnv,
-  runCollect,
-  type DaemonEnv,
-  type RunResult,
-} from './harness.js';
+import { CONTAINERD_IMAGES, Containerd, K8S_NAMESPACE } from './containerd-harness.js';
+import { CriClient, commandContainer, hostNetworkPod, removePod, startPod } from './cri-client.js';
+import { assertNoLeaks, closeDaemonEnv, eventually, openDaemonEnv, type DaemonEnv } from './harness.js';
 
 let d: DaemonEnv;
-let dir: string;
-let containerd: ChildProcess;
+let c: Containerd;
+let cri: CriClient;
 let wrapper: string;
-const IMAGE = 'localhost/strata-rt/busybox:latest';
-
-const ctr = (args: string[]): Promise<RunResult> => runCollect('ctr', ['-a', join(dir, 'c.sock'), ...args]);
+const IMAGE = CONTAINERD_IMAGES.busybox;
+/** The CRI runtime handler: containerd's runc shim with strata-runtime as its runc. */
+const HANDLER = 'strata-runc';
 
 test.before(async () => {
   d = await openDaemonEnv(['busybox']);
-  // Short: the shim's socket paths must stay under 108 bytes.
-  dir = mkdtempSync(join(tmpdir(), 'ctd-rt-'));
-  writeFileSync(
-    join(dir, 'config.toml'),
-    [
-      'version = 2',
-      `root = "${dir}/root"`,
-      `state = "${dir}/state"`,
-      'oom_score = 0',
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = "${dir}/c.sock"`,
-      '[ttrpc]',
-      `  address = "${dir}/c.sock.ttrpc"`,
-      '[debug]',
-      '  address = ""',
-      '[metrics]',
-      '  address = ""',
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = "${dir}/opt"`,
-      '',
-    ].join('\n'),
-  );
-  wrapper = join(dir, 'strata-runtime');
+  // The shim gives its runtime containerd's env, not ours: the wrapper names the test daemon.
+  wrapper = join(d.env.dir, 'strata-runtime');
   writeFileSync(
     wrapper,
     `#!/bin/sh\nexport STRATA_SOCKET=${d.env.socket}\nexec ${runtimeExecutable()} "$@"\n`,
   );
   chmodSync(wrapper, 0o755);
-  containerd = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  assert.ok(
-    await eventually(
-      async () => existsSync(join(dir, 'c.sock')) && (await ctr(['version'])).code === 0,
-      20_000,
-    ),
-    'containerd answers',
-  );
-  const img = await busyboxImage();
-  const r = await ctr(['images', 'import', '--base-name', IMAGE.replace(/:latest$/, ''), img.ociArchive]);
-  assert.is(r.code, 0, r.stderr);
+  c = await Containerd.start({
+    runtimes: {
+      [HANDLER]: {
+        runtimeType: 'io.containerd.runc.v2',
+        options: [`BinaryName = ${JSON.stringify(wrapper)}`],
+        containerAnnotations: ['org.strata.*'],
+      },
+    },
+  });
+  await c.importTestImages(['busybox'], ['default', K8S_NAMESPACE]);
+  cri = new CriClient(c.address);
 });
 
 test.after(async () => {
   try {
-    const exited = new Promise((resolve) => containerd.once('exit', resolve));
-    containerd.kill('SIGTERM');
-    await exited;
-    await unmountAll(dir);
-    rmSync(dir, { recursive: true, force: true });
+    cri?.close();
+    await c?.close();
   } finally {
     await closeDaemonEnv(d);
   }
 });
 
 async function assertNothingLeft(): Promise<void> {
-  assert.is((await ctr(['containers', 'ls', '-q'])).stdout, '', 'containerd keeps no container');
-  // pgrep exits 1 when nothing matches: the answer wanted.
-  const shims = spawnSync('pgrep', ['-f', `containerd-shim-runc-v2 .*-address ${dir}/`], {
-    encoding: 'utf8',
-  });
-  assert.is(shims.stdout.trim(), '', 'no shim left');
+  assert.equal(await c.containers(), [], 'containerd keeps no container');
   await assertNoLeaks(d.env, d.mountsBefore);
 }
 
 test('ctr run --runc-binary strata-runtime: an annotated bundle is served from the store', async () => {
-  const r = await ctr([
+  c.track('default', 'rt-ctr-1');
+  const r = await c.ctr([
     'run',
     '--rm',
     '--runc-binary',
@@ -120,7 +82,8 @@ test('ctr run --runc-binary strata-runtime: an annotated bundle is served from t
 });
 
 test("ctr run --runc-binary strata-runtime: without the annotation, containerd's own rootfs", async () => {
-  const r = await ctr([
+  c.track('default', 'rt-ctr-2');
+  const r = await c.ctr([
     'run',
     '--rm',
     '--runc-binary',
@@ -135,5 +98,47 @@ test("ctr run --runc-binary strata-runtime: without the annotation, containerd's
   assert.match(r.stdout, / \/ \/ [^\n]* - overlay overlay [^\n]*snapshots/);
   await assertNothingLeft();
 });
+
+test('CRI, runc options BinaryName = strata-runtime: a pod whose container root strata serves', async () => {
+  const logs = join(c.dir, 'pod-logs');
+  mkdirSync(logs);
+  const pod = hostNetworkPod(logs);
+  const container = {
+    ...commandContainer('served', IMAGE, ['sh', '-c', 'grep " / " /proc/self/mountinfo; exec sleep 1000']),
+    annotations: { 'org.strata.image': 'busybox' },
+  };
+  const { podId, containerId } = await startPod(cri, pod, container, HANDLER);
+  c.track(K8S_NAMESPACE, podId); // the runc shim serves a pod's containers from one socket
+  try {
+    assert.is((await cri.containerStatus(containerId)).state, 'CONTAINER_RUNNING');
+    const exec = await cri.execSync(containerId, [
+      'sh',
+      '-c',
+      'head -1 /etc/passwd; grep " / " /proc/self/mountinfo',
+    ]);
+    assert.is(exec.exitCode, 0, exec.stderr.toString());
+    const out = exec.stdout.toString();
+    assert.ok(out.startsWith('root:x:0:0:root:/root:/bin/sh\n'), out);
+    // The root is strata's overlay (mountinfo lists it after the mounts made before the hook).
+    assert.match(out, /^\d+ \d+ [\d:]+ \/ \/ rw,[^\n]* - overlay strata /m);
+    const log = readLog(join(logs, 'served.log'));
+    assert.ok(await eventually(() => / - overlay strata /.test(readLog(join(logs, 'served.log')))), log);
+    assert.match(readFileSync(d.env.logFile, 'utf8'), `container ${containerId}: serving image`);
+    await cri.stopContainer(containerId, 1);
+    assert.is((await cri.containerStatus(containerId)).state, 'CONTAINER_EXITED');
+  } finally {
+    await removePod(cri, podId);
+  }
+  assert.equal(await cri.listPodSandbox(), []);
+  await assertNothingLeft();
+});
+
+function readLog(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 test.run();

@@ -3,14 +3,16 @@
 // busybox image, which the test daemon's store holds too, is served from strata's store (inside,
 // the root is strata's; on the host nothing of strata's is mounted); an image only podman holds
 // runs unchanged on podman's own rootfs (pass-through) with one note. Exit codes, -it under a
-// pty, -d then exec/logs/pause/unpause/stop/kill/rm, bad input, a dead daemon. After each test:
-// no mount, lease, daemon session, container or conmon left.
+// pty, -d then exec/logs/pause/unpause/stop/kill/rm, podman's run options, --restart, import on
+// first use, bad input, a dead daemon, strata-runtime killed mid-create, conmon killed. After each
+// test: no mount, lease, daemon session, container or conmon left.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import { imageByConfig } from '../../src/daemon/runtime-service.js';
 import { runtimeExecutable } from '../../src/executables.js';
 import { busyboxImage } from '../fixtures/images.js';
 import { unmountAll } from '../fixtures/mounts.js';
@@ -18,6 +20,7 @@ import {
   assertNoLeaks,
   closeDaemonEnv,
   eventually,
+  isAlive,
   openDaemonEnv,
   runCollect,
   type DaemonEnv,
@@ -28,16 +31,18 @@ let d: DaemonEnv;
 let dir: string;
 let wrapper: string;
 let deadWrapper: string;
+let importWrapper: string;
 let noteLog: string;
+let rootfs: string;
 const SERVED = 'localhost/strata-rt/busybox:latest';
 const PASS = 'localhost/strata-rt/other:latest';
 
 /** A wrapper with the env podman strips from start and delete (it keeps PATH only). */
-function writeWrapper(name: string, socket: string): string {
+function writeWrapper(name: string, socket: string, extraEnv = ''): string {
   const path = join(dir, name);
   writeFileSync(
     path,
-    `#!/bin/sh\nexport STRATA_SOCKET=${socket} STRATA_RUNTIME_CONF=${join(dir, 'runtime.conf')}\n` +
+    `#!/bin/sh\nexport STRATA_SOCKET=${socket} STRATA_RUNTIME_CONF=${join(dir, 'runtime.conf')}${extraEnv}\n` +
       `exec ${runtimeExecutable()} "$@"\n`,
   );
   chmodSync(path, 0o755);
@@ -77,7 +82,9 @@ test.before(async () => {
   writeFileSync(join(dir, 'runtime.conf'), `# test\nlog = ${noteLog}\n`);
   wrapper = writeWrapper('strata-runtime', d.env.socket);
   deadWrapper = writeWrapper('strata-runtime-dead', join(dir, 'no-daemon.sock'));
+  importWrapper = writeWrapper('strata-runtime-import', d.env.socket, ' STRATA_RUNTIME_IMPORT=first-use');
   const img = await busyboxImage();
+  rootfs = img.rootfs;
   // The same OCI layout the store imported: podman's image ID is the config digest strata records.
   let r = podmanSync(['pull', '-q', `oci:${img.ociLayout}:latest`]);
   assert.is(r.status, 0, r.stderr);
@@ -198,6 +205,91 @@ test('-d, then exec, logs, pause, unpause, stop, rm', async () => {
   await assertNothingLeft();
 });
 
+test("podman's options on a served root: --read-only, -v, --tmpfs, --user, -w, --cap-drop, --security-opt, --init", async () => {
+  const vol = join(dir, 'volume');
+  mkdirSync(vol, { recursive: true });
+  writeFileSync(join(vol, 'from-host'), 'hello\n');
+  const script = [
+    'touch /x 2>&1 | grep -o "Read-only file system"',
+    'cat /data/from-host',
+    'echo t > /scratch/t && cat /scratch/t',
+    'id -u',
+    'pwd',
+    'grep -E "^(CapEff|NoNewPrivs):" /proc/self/status',
+    'cat /proc/1/cmdline | tr "\\0" " "; echo',
+    'grep " / " /proc/self/mountinfo',
+  ].join('; ');
+  const r = await podman([
+    'run',
+    '--rm',
+    '--read-only',
+    '-v',
+    `${vol}:/data:ro`,
+    '--tmpfs',
+    '/scratch:mode=1777',
+    '--user',
+    '1000:1000',
+    '-w',
+    '/data',
+    '--cap-drop',
+    'all',
+    '--security-opt',
+    'no-new-privileges',
+    '--init',
+    '--entrypoint',
+    '',
+    SERVED,
+    'sh',
+    '-c',
+    script,
+  ]);
+  assert.is(r.code, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  assert.equal(lines.slice(0, 8), [
+    'Read-only file system',
+    'hello',
+    't',
+    '1000',
+    '/data',
+    'CapEff:\t0000000000000000',
+    'NoNewPrivs:\t1',
+    `/run/podman-init -- sh -c ${script} `,
+  ]);
+  // The root is strata's own FUSE tree (no writable layer with --read-only), mounted read-only.
+  assert.match(lines[8], /^\d+ \d+ [\d:]+ \/ \/ ro,[^\n]* - fuse\.strata strata-ctr:/, r.stdout);
+  await assertNothingLeft();
+});
+
+test('--restart on-failure:2: podman restarts the served container twice, its writes kept', async () => {
+  const run = await podman([
+    'run',
+    '-d',
+    '--restart',
+    'on-failure:2',
+    '--entrypoint',
+    '',
+    SERVED,
+    'sh',
+    '-c',
+    'echo x >> /tmp/count; wc -l < /tmp/count; exit 3',
+  ]);
+  assert.is(run.code, 0, run.stderr);
+  const id = run.stdout.trim();
+  try {
+    const state = async () =>
+      (
+        await podman(['inspect', '--format', '{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}', id])
+      ).stdout.trim();
+    assert.ok(await eventually(async () => (await state()) === '2 exited 3', 30_000), await state());
+    // Each run saw the writes of the runs before it.
+    const logs = await podman(['logs', id]);
+    assert.is(logs.stdout.replace(/\s+/g, ' ').trim(), '1 2 3', JSON.stringify(logs));
+  } finally {
+    await podman(['rm', '-f', '-t', '0', id]);
+  }
+  await assertNothingLeft();
+});
+
 test('a container\'s writes survive its restart, as in podman\'s own layer; "/" looks as podman makes it', async () => {
   const script = 'stat -c %a /; echo x >> /tmp/count; wc -l < /tmp/count';
   const name = 'rt-restart';
@@ -224,6 +316,159 @@ test('no daemon: pass-through works with a note naming the socket; a strata-anno
   );
   assert.ok(f.code !== 0);
   assert.match(f.stderr, `no strata daemon answers on ${dead}`);
+  await assertNothingLeft();
+});
+
+/**
+ * podman imports busybox's files and a file named for `name` as a new image: a config and a layer
+ * of its own, so a new image id strata lacks, no layer the store has.
+ */
+function podmanImport(name: string): string {
+  const extra = join(dir, `extra-${name.replace(/\W+/g, '-')}`);
+  mkdirSync(extra, { recursive: true });
+  writeFileSync(join(extra, 'image-name'), name);
+  const r = spawnSync(
+    'sh',
+    [
+      '-c',
+      `tar -C ${rootfs} -c . -C ${extra} image-name | podman ${podmanBase(wrapper).join(' ')} import -q - ${name}`,
+    ],
+    { encoding: 'utf8', env: podmanEnv() },
+  );
+  assert.is(r.status, 0, r.stderr);
+  return r.stdout.trim().replace(/^sha256:/, '');
+}
+
+test('import on first use (opted in): two containers of a new image at once, one import, both served', async () => {
+  const name = 'localhost/strata-rt/first-use:latest';
+  const imageId = podmanImport(name);
+  const logBefore = readFileSync(d.env.logFile, 'utf8').length;
+  const script = 'grep " / " /proc/self/mountinfo';
+  const [a, b] = await Promise.all([
+    podman(['run', '--rm', name, 'sh', '-c', script], importWrapper),
+    podman(['run', '--rm', name, 'sh', '-c', script], importWrapper),
+  ]);
+  assert.is(a.code, 0, a.stderr);
+  assert.is(b.code, 0, b.stderr);
+  assert.match(a.stdout, / \/ \/ rw,[^\n]* - overlay strata /);
+  assert.match(b.stdout, / \/ \/ rw,[^\n]* - overlay strata /);
+  const log = readFileSync(d.env.logFile, 'utf8').slice(logBefore);
+  assert.is(log.split(`importing image sha256:${imageId}`).length - 1, 1, `one import:\n${log}`);
+  assert.match(log, /, imported on first use in \d+ ms\) from the strata store/);
+  // The store has podman's image now (its config digest is podman's image id).
+  assert.ok(await imageByConfig(d.env.storeRoot, `sha256:${imageId}`));
+  await assertNothingLeft();
+});
+
+test("import on first use: an image that fails to import runs on podman's rootfs with the reason, not tried again at once", async () => {
+  const name = 'localhost/strata-rt/broken:latest';
+  const imageId = podmanImport(name);
+  // One byte more in a file of its one layer (whose id is its diff_id): tar-split no longer
+  // rebuilds the layer podman recorded.
+  const layers = podmanSync(['image', 'inspect', '--format', '{{index .RootFS.Layers 0}}', name]);
+  assert.is(layers.status, 0, layers.stderr);
+  const layerId = layers.stdout.trim().replace(/^sha256:/, '');
+  writeFileSync(join(dir, 'root', 'overlay', layerId, 'diff', 'etc', 'group'), 'x', { flag: 'a' });
+  const notesBefore = readFileSync(noteLog, 'utf8').length;
+  const first = await podman(
+    ['run', '--rm', name, 'sh', '-c', 'grep " / " /proc/self/mountinfo'],
+    importWrapper,
+  );
+  assert.is(first.code, 0, first.stderr);
+  assert.match(first.stdout, / \/ \/ [^\n]* - overlay overlay /, "podman's own rootfs");
+  const again = await podman(['run', '--rm', name, 'true'], importWrapper);
+  assert.is(again.code, 0, again.stderr);
+  const notes = readFileSync(noteLog, 'utf8').slice(notesBefore);
+  assert.match(
+    notes,
+    `importing image sha256:${imageId} from containers/storage ${join(dir, 'root')} failed: `,
+  );
+  assert.match(notes, /\(tried again in \d+ s\); running bundle/);
+  assert.not.ok(
+    await imageByConfig(d.env.storeRoot, `sha256:${imageId}`),
+    'nothing half-imported is visible',
+  );
+  await assertNothingLeft();
+});
+
+test('strata-runtime killed while the daemon prepares: podman start fails, nothing is left, a retry and rm -f work', async () => {
+  const name = 'rt-killed-create';
+  // A runtime that notes its pid (the same across exec) on create, then is strata-runtime.
+  // podman keeps the runtime a container was created with.
+  const pidFile = join(dir, 'create.pid');
+  const noting = join(dir, 'strata-runtime-noting');
+  writeFileSync(
+    noting,
+    `#!/bin/sh\ncase " $* " in *" create "*) echo $$ > ${pidFile};; esac\nexec ${wrapper} "$@"\n`,
+  );
+  chmodSync(noting, 0o755);
+  const created = await podman(['create', '--name', name, '--entrypoint', '', SERVED, 'sleep', '60'], noting);
+  assert.is(created.code, 0, created.stderr);
+  try {
+    // The daemon stopped: strata-runtime connects and sends (the kernel queues both) and waits.
+    process.kill(d.daemon.pid, 'SIGSTOP');
+    let start: Promise<RunResult>;
+    let pid = 0;
+    try {
+      start = podman(['start', name], noting);
+      assert.ok(await eventually(() => existsSync(pidFile), 20_000), 'the runtime was asked to create');
+      pid = Number(readFileSync(pidFile, 'utf8'));
+      // Until it waits for the daemon's answer (a poll on the socket).
+      await eventually(() => {
+        try {
+          return readFileSync(`/proc/${pid}/wchan`, 'utf8').includes('poll');
+        } catch {
+          return true;
+        }
+      }, 5000);
+      process.kill(pid, 'SIGKILL');
+    } finally {
+      process.kill(d.daemon.pid, 'SIGCONT');
+    }
+    const r = await start;
+    assert.ok(r.code !== 0, 'podman start reports the failure');
+    // The daemon prepared a root for a runtime already dead: released, no lease, nothing mounted.
+    const released = `its runtime (pid ${pid}) ended without attaching it`;
+    assert.ok(await eventually(() => readFileSync(d.env.logFile, 'utf8').includes(released)), released);
+    // (podman unmounts its own storage a moment after its start failed.)
+    await eventually(
+      () =>
+        assertNoLeaks(d.env, d.mountsBefore).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+    );
+    await assertNoLeaks(d.env, d.mountsBefore);
+    const again = await podman(['start', name], noting);
+    assert.is(again.code, 0, again.stderr);
+    const inside = await podman(['exec', name, 'sh', '-c', 'grep " / " /proc/self/mountinfo']);
+    assert.match(inside.stdout, / \/ \/ rw,[^\n]* - overlay strata /, inside.stderr);
+  } finally {
+    const rm = await podman(['rm', '-f', '-t', '0', name]);
+    assert.is(rm.code, 0, rm.stderr);
+  }
+  await assertNothingLeft();
+});
+
+test('conmon killed while its container runs: podman still sees it; rm -f ends it and leaves nothing', async () => {
+  const run = await podman(['run', '-d', '--entrypoint', '', SERVED, 'sleep', '600']);
+  assert.is(run.code, 0, run.stderr);
+  const id = run.stdout.trim();
+  const conmon = Number((await podman(['inspect', '--format', '{{.State.ConmonPid}}', id])).stdout.trim());
+  const pid = Number((await podman(['inspect', '--format', '{{.State.Pid}}', id])).stdout.trim());
+  assert.ok(conmon > 0 && pid > 0, 'podman knows conmon and the container');
+  try {
+    process.kill(conmon, 'SIGKILL');
+    assert.ok(await eventually(() => !isAlive(conmon)), 'conmon is gone');
+    // The container runs on (runc's state says so), on strata's root.
+    assert.is((await podman(['inspect', '--format', '{{.State.Status}}', id])).stdout.trim(), 'running');
+    assert.ok(isAlive(pid));
+  } finally {
+    const rm = await podman(['rm', '-f', '-t', '0', id]);
+    assert.is(rm.code, 0, rm.stderr);
+  }
+  assert.ok(await eventually(() => !isAlive(pid)), 'the container process is gone');
   await assertNothingLeft();
 });
 

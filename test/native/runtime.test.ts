@@ -55,6 +55,20 @@ test("the config file: runtime, log; a bad key or a missing named file fails wit
   const none = rt(['list'], { STRATA_OCI_RUNTIME: 'no-such-runtime' });
   assert.is(none.status, 1);
   assert.match(none.stderr, 'the OCI runtime "no-such-runtime"');
+  // import = first-use|never; a bad value fails create (the only verb that uses it).
+  writeFileSync(conf, 'runtime = /bin/true\nimport = sometimes\n');
+  const badImport = rt(['create', '--bundle', dir, 'rt-native-2'], { STRATA_RUNTIME_CONF: conf });
+  assert.is(badImport.status, 1);
+  assert.match(badImport.stderr, `the config's \`import\` is "sometimes": expected "first-use" or "never"`);
+  writeFileSync(conf, `runtime = /bin/true\nimport = never\nlog = ${log}\n`);
+  const overridden = rt(['create', '--bundle', dir, 'rt-native-3'], {
+    STRATA_RUNTIME_CONF: conf,
+    STRATA_RUNTIME_IMPORT: 'first-use',
+  });
+  assert.is(overridden.status, 0, overridden.stderr);
+  const badEnv = rt(['create', '--bundle', dir, 'rt-native-4'], { STRATA_RUNTIME_IMPORT: 'yes' });
+  assert.is(badEnv.status, 1);
+  assert.match(badEnv.stderr, '$STRATA_RUNTIME_IMPORT is "yes"');
 });
 
 test("notes go to --log in its --log-format (json), never to the container's stdio", () => {

@@ -31,6 +31,8 @@ export const NATIVE_CONTRACT = {
     runtimeEnv: 'STRATA_OCI_RUNTIME',
     confEnv: 'STRATA_RUNTIME_CONF',
     confDefault: '/etc/strata/runtime.conf',
+    importEnv: 'STRATA_RUNTIME_IMPORT',
+    importFirstUse: 'first-use',
     replyTimeoutMs: 30000,
     rootDir: 'strata-rootfs',
     upperDir: 'strata-upper',
