@@ -42,6 +42,9 @@ import { benchDir, loadAverage, median } from './lib/bench-util.js';
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 20;
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positive integer');
+// --only REGEX: just the rows whose label matches (the goal lines need the rows they name).
+const onlyArg = process.argv.indexOf('--only');
+const ONLY = onlyArg > 0 ? new RegExp(process.argv[onlyArg + 1] ?? '') : undefined;
 const WARMUP = 3;
 
 interface Row {
@@ -147,8 +150,11 @@ async function main(): Promise<void> {
       dirBundle,
       'bench-ns',
     );
-    await podman.init();
-    await podman.load(img.dockerArchive);
+    const wantPodman = !ONLY || ONLY.test('podman run --rm (runc)');
+    if (wantPodman) {
+      await podman.init();
+      await podman.load(img.dockerArchive);
+    }
     const pmArgs = [
       '--root',
       podman.root,
@@ -161,7 +167,7 @@ async function main(): Promise<void> {
     ];
     const pmEnv = { ...process.env, CONTAINERS_CONF: join(dir, 'pm', 'containers.conf') };
 
-    const rows: Row[] = [
+    const allRows: Row[] = [
       runtimeRow('crun run, directory (umoci unpack)', 'crun', dirBundle),
       crunInNamespace,
       runtimeRow('runc run, directory (umoci unpack)', 'runc', dirBundle),
@@ -193,6 +199,7 @@ async function main(): Promise<void> {
         ],
       },
     ];
+    const rows = ONLY ? allRows.filter((r) => ONLY.test(r.label)) : allRows;
 
     const load = await loadAverage();
     const results = new Map<string, number>();
@@ -208,6 +215,16 @@ async function main(): Promise<void> {
       process.stdout.write(`  ${label.padEnd(width)}  ${ms.toFixed(1).padStart(7)} ms\n`);
 
     const get = (l: string): number => results.get(l) as number;
+    if (ONLY) {
+      // Only the issue 13 lines whose rows ran.
+      const ns = results.get('crun run, directory, in a kept cgroup2 namespace');
+      for (const l of ['strata run --rm (crun)', 'crun run, strata bundle, in a kept cgroup2 namespace']) {
+        const v = results.get(l);
+        if (ns !== undefined && v !== undefined)
+          process.stdout.write(`  ${l}: +${(v - ns).toFixed(1)} ms over crun in the kept namespace\n`);
+      }
+      return;
+    }
     const crunDir = get('crun run, directory (umoci unpack)');
     const crunNs = get('crun run, directory, in a kept cgroup2 namespace');
     const strata = get('strata run --rm (crun)');

@@ -14,7 +14,7 @@ import { writeContainer, type CreateOptions, type CreatedContainer, type RunCont
 import type { CommandProblem } from './command-check.js';
 import { RUN_FAILED } from './exit-codes.js';
 import { pidFilePath } from './paths.js';
-import { removeRecord, updateRecord, type ContainerRecord } from './record.js';
+import { detachRecord, removeRecord, updateRecord, type ContainerRecord } from './record.js';
 import { runtimeArgv, runtimeCommand, runtimeKnows, type Runtime } from './runtime.js';
 
 export interface ForegroundStart extends CreatedContainer {
@@ -81,12 +81,21 @@ export async function finishForeground(
   record: ContainerRecord,
   end: RuntimeEnd | undefined,
   failure: StartFailure = {},
+  opts: {
+    /** Deletes a removed container's directory after the answer (detachRecord's rename); without
+     * it the directory is deleted before finishForeground resolves. */
+    removeLater?: (dir: string) => void;
+  } = {},
 ): Promise<{ code: number; message: string }> {
   const started = existsSync(pidFilePath(ctx.runDir, record.id));
   await deleteLeftovers(rt, record.id);
   const result = exitFor(record, rt, end, started, failure);
-  if (record.autoRemove || end?.kind === 'early') removeRecord(ctx.runDir, record);
-  else
+  if (record.autoRemove || end?.kind === 'early') {
+    if (opts.removeLater) {
+      const dir = detachRecord(ctx.runDir, record);
+      if (dir) opts.removeLater(dir);
+    } else removeRecord(ctx.runDir, record);
+  } else
     updateRecord(ctx.runDir, {
       ...record,
       ownerPid: undefined,
