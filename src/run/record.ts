@@ -247,7 +247,10 @@ export function removeRecord(runDir: string, record: Pick<ContainerRecord, 'id' 
  * container's mount namespace is still being torn down (docs/architecture.md#start-path).
  * Undefined when there was nothing to move (or it could not be moved and was deleted here).
  */
-export function detachRecord(runDir: string, record: Pick<ContainerRecord, 'id' | 'name'>): string | undefined {
+export function detachRecord(
+  runDir: string,
+  record: Pick<ContainerRecord, 'id' | 'name'>,
+): string | undefined {
   releaseName(runDir, record.name, record.id);
   const to = removingDir(runDir, record.id);
   try {

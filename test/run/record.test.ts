@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -6,6 +6,9 @@ import * as assert from 'uvu/assert';
 
 import {
   checkName,
+  detachRecord,
+  leftoverRemovals,
+  listIds,
   lookupContainer,
   newContainerId,
   readRecord,
@@ -46,6 +49,28 @@ test('a name is taken once; lookup by name, id and prefix; removal frees it', ()
   removeRecord(dir, r);
   assert.throws(() => lookupContainer(dir, 'web'), /no container named or with id "web"/);
   assert.not.ok(updateRecord(dir, { ...r, exitCode: 1 }), 'a removed record is not recreated');
+});
+
+test('detachRecord: the record and its name are gone at once, the directory is left to delete', () => {
+  const r = record('detached-one');
+  reserveName(dir, 'detached-one', r.id);
+  writeRecord(dir, r);
+  mkdirSync(join(dir, 'containers', r.id, 'bundle', 'rootfs', 'etc'), { recursive: true });
+  writeFileSync(join(dir, 'containers', r.id, 'bundle', 'rootfs', 'etc', 'hosts'), '');
+  const moved = detachRecord(dir, r);
+  assert.is(moved, join(dir, `.removing-${r.id}`));
+  assert.not.ok(listIds(dir).includes(r.id), 'not listed');
+  assert.equal(readdirSync(join(dir, 'containers')).includes(r.id), false, 'nothing left in containers/');
+  assert.throws(() => lookupContainer(dir, 'detached-one'), /no container named or with id/);
+  reserveName(dir, 'detached-one', newContainerId()); // the name is free again
+  assert.ok(
+    existsSync(join(moved as string, 'bundle', 'rootfs', 'etc', 'hosts')),
+    'the tree was moved whole',
+  );
+  assert.equal(leftoverRemovals(dir), [moved], 'found as a leftover until deleted');
+  rmSync(moved as string, { recursive: true });
+  assert.equal(leftoverRemovals(dir), []);
+  assert.is(detachRecord(dir, r), undefined, 'a second time: nothing to move');
 });
 
 test('names are checked', () => {
