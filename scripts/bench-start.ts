@@ -17,7 +17,12 @@
 // (src/run/cgroup-ns.ts), so a row of crun entering such a namespace (nsenter) shows that floor
 // too. The daemon is started once, before timing (warm).
 //
-//   npm run bench:start [-- --runs N]          (after npm run build)
+//   npm run bench:start [-- --runs N] [-- --only REGEX]   (after npm run build; --only: the rows
+//                                              whose label matches, e.g. 'kept|strata run --rm \(crun\)$')
+//
+// The rows run round-robin (each row's i-th run next to the others'), so a load that changes
+// during the bench hits every row alike; each row prints its median and its minimum. On a
+// loaded machine compare within one run, and read the minima as what the mechanism costs.
 //   node --import tsx scripts/bench-start.ts [--runs N]   (the CLI rows then pay tsx's loader)
 //
 // Goals (issue 4): strata adds at most 15 ms to the runtime's own time on a directory, and is at
