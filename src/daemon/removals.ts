@@ -1,18 +1,31 @@
 // Directories the daemon deletes behind its answers: a `strata run --rm` container's directory
-// (bundle, record, the runtime's pid file) is renamed out of the run dir's containers/ before the
-// exit code goes back (src/run/record.ts detachRecord) and deleted here, off the start path
-// (docs/architecture.md#start-path). The daemon's stop waits for every deletion under way, and the
-// first run in a run directory also deletes what a killed daemon left (`.removing-<id>`).
+// (bundle, record, the runtime's pid file) is moved out of the run dir into the trash directory
+// beside the daemon's socket (`<socket>.removing/<id>`) before the exit code goes back
+// (src/run/record.ts detachRecord), and deleted here, off the start path
+// (docs/architecture.md#start-path). What a killed daemon left there is deleted by the next one;
+// the daemon's stop waits for every deletion under way and removes the trash directory.
+import { readdirSync, rmdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 
-import { leftoverRemovals } from '../run/record.js';
+import type { DeferredRemovals } from '../run/foreground.js';
 import type { Logger } from './log.js';
 
-export class BackgroundRemovals {
+export class BackgroundRemovals implements DeferredRemovals {
   private readonly pending = new Set<Promise<void>>();
-  private readonly swept = new Set<string>();
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    readonly trashDir: string,
+  ) {
+    let left: string[] = [];
+    try {
+      left = readdirSync(trashDir);
+    } catch {
+      // none yet
+    }
+    for (const name of left) this.add(join(trashDir, name));
+  }
 
   get size(): number {
     return this.pending.size;
@@ -26,15 +39,13 @@ export class BackgroundRemovals {
     this.pending.add(p);
   }
 
-  /** Once per run directory: deletes the directories a previous daemon moved but did not delete. */
-  sweepOnce(runDir: string): void {
-    if (this.swept.has(runDir)) return;
-    this.swept.add(runDir);
-    for (const dir of leftoverRemovals(runDir)) this.add(dir);
-  }
-
-  /** Resolves once every deletion under way has ended. */
+  /** Resolves once every deletion under way has ended; then removes the (empty) trash directory. */
   async settle(): Promise<void> {
     while (this.pending.size) await Promise.all([...this.pending]);
+    try {
+      rmdirSync(this.trashDir);
+    } catch {
+      // absent, or a deletion failed (logged) and left something
+    }
   }
 }

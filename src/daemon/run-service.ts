@@ -119,7 +119,7 @@ export function serveRunConnection(
           why: manager.takeFailure(id),
           commandProblem: () => commandProblem(manager.indexes.get(r.indexDigest), r.config),
         },
-        { removeLater: removals && ((dir) => removals.add(dir)) },
+        { removeLater: removals },
       );
       const ms = (t: number | undefined): string => ((t ?? 0) - r.t0).toFixed(1);
       logger.log(
@@ -163,7 +163,6 @@ export function serveRunConnection(
       socketPath,
       runDir: resolve(req.cwd, resolveRunDir(args.runDir, env)),
     };
-    opts.removals?.sweepOnce(ctx.runDir);
     const rt = selectRuntime(ctx.runDir, args.runtime ?? (env.STRATA_RUNTIME as RuntimeName | undefined));
     const mntns = rt.unshare ? await opts.cgroupNamespace(rt.unshare).path() : undefined;
     const started = await startForeground(ctx, args, rt, {

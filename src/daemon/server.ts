@@ -97,7 +97,7 @@ export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonSer
   const open = new Set<Socket>();
   const busy = new Set<Socket>();
   let cgroupNs: CgroupNamespace | undefined;
-  const removals = new BackgroundRemovals(opts.logger);
+  const removals = new BackgroundRemovals(opts.logger, `${opts.socketPath}.removing`);
   const runOpts: DaemonServerOptions & RunServiceOptions = {
     ...opts,
     cgroupNamespace: (unshare) => (cgroupNs ??= new CgroupNamespace(unshare)),

@@ -61,6 +61,13 @@ function deleteLeftovers(rt: Runtime, id: string): Promise<void> {
   });
 }
 
+/** Who deletes a `--rm` container's directory behind the answer (the daemon's BackgroundRemovals). */
+export interface DeferredRemovals {
+  /** On the run dir's filesystem; the directory is moved here first. */
+  readonly trashDir: string;
+  add(dir: string): void;
+}
+
 /** What strata itself knows about a container that did not start. */
 export interface StartFailure {
   /** What went wrong on strata's side (the root could not be prepared). */
@@ -82,9 +89,9 @@ export async function finishForeground(
   end: RuntimeEnd | undefined,
   failure: StartFailure = {},
   opts: {
-    /** Deletes a removed container's directory after the answer (detachRecord's rename); without
-     * it the directory is deleted before finishForeground resolves. */
-    removeLater?: (dir: string) => void;
+    /** Deletes a removed container's directory after the answer (moved into its trashDir by
+     * detachRecord); without it the directory is deleted before finishForeground resolves. */
+    removeLater?: DeferredRemovals;
   } = {},
 ): Promise<{ code: number; message: string }> {
   const started = existsSync(pidFilePath(ctx.runDir, record.id));
@@ -92,8 +99,8 @@ export async function finishForeground(
   const result = exitFor(record, rt, end, started, failure);
   if (record.autoRemove || end?.kind === 'early') {
     if (opts.removeLater) {
-      const dir = detachRecord(ctx.runDir, record);
-      if (dir) opts.removeLater(dir);
+      const dir = detachRecord(ctx.runDir, record, opts.removeLater.trashDir);
+      if (dir) opts.removeLater.add(dir);
     } else removeRecord(ctx.runDir, record);
   } else
     updateRecord(ctx.runDir, {

@@ -8,8 +8,6 @@
 //     containers/<id>/exit-code     written by a detached container's monitor when it ends
 //     containers/<id>/pid           the runtime's --pid-file: written once the container is created
 //     names/<name> -> <id>          symlink: a name is taken by creating it (atomic, EEXIST)
-//     .removing-<id>/               a finished container's directory, renamed out of containers/
-//                                   and deleted behind strata run's answer (record.ts detachRecord)
 //     runc/, crun/                  the runtimes' own state (--root), private to strata
 //
 // The daemon's socket defaults to /run/strata/strata.sock, in the same directory.
@@ -28,13 +26,6 @@ export function containersDir(runDir: string): string {
 
 export function containerDir(runDir: string, id: string): string {
   return join(runDir, 'containers', id);
-}
-
-/** Where detachRecord moves a container's directory before deleting it. */
-export const REMOVING_PREFIX = '.removing-';
-
-export function removingDir(runDir: string, id: string): string {
-  return join(runDir, `${REMOVING_PREFIX}${id}`);
 }
 
 export function bundleDir(runDir: string, id: string): string {

@@ -3,6 +3,7 @@
 // at once end with one container and one clear AlreadyExists error; nothing is scanned to check.
 import { randomBytes } from 'node:crypto';
 import {
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -22,15 +23,7 @@ import {
   isErrno,
   NotFoundError,
 } from '../errors.js';
-import {
-  containerDir,
-  containersDir,
-  namePath,
-  namesDir,
-  REMOVING_PREFIX,
-  removingDir,
-  statePath,
-} from './paths.js';
+import { containerDir, containersDir, namePath, namesDir, statePath } from './paths.js';
 
 export type RuntimeName = 'crun' | 'runc';
 
@@ -240,38 +233,30 @@ export function removeRecord(runDir: string, record: Pick<ContainerRecord, 'id' 
 
 /**
  * removeRecord for a foreground container whose runtime has ended, in one rename: the record and
- * its name are gone when this returns (`ps`, `--name`, the run dir's listing no longer see them),
- * and the directory, now `<run dir>/.removing-<id>`, is returned for the caller to delete after
- * answering. Deleting the bundle right after the runtime ends took 15-60 ms under load: its
+ * its name are gone when this returns (`ps`, `--name` and a listing of the run dir no longer see
+ * them), and the directory, moved to `<trashDir>/<id>`, is returned for the caller to delete
+ * after answering. Deleting the bundle right after the runtime ends took 15-60 ms under load: its
  * rootfs/ holds the mount points the runtime made (dev, proc, sys, etc/hosts, ...) while the
  * container's mount namespace is still being torn down (docs/architecture.md#start-path).
- * Undefined when there was nothing to move (or it could not be moved and was deleted here).
+ * `trashDir` must be on the run dir's filesystem; where it is not (EXDEV), or the move fails
+ * otherwise, the directory is deleted here. Undefined when nothing is left to delete.
  */
 export function detachRecord(
   runDir: string,
   record: Pick<ContainerRecord, 'id' | 'name'>,
+  trashDir: string,
 ): string | undefined {
   releaseName(runDir, record.name, record.id);
-  const to = removingDir(runDir, record.id);
+  const from = containerDir(runDir, record.id);
+  const to = join(trashDir, record.id);
   try {
-    renameSync(containerDir(runDir, record.id), to);
+    mkdirSync(trashDir, { recursive: true, mode: 0o700 });
+    renameSync(from, to);
     return to;
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) return undefined;
-    rmSync(containerDir(runDir, record.id), { recursive: true, force: true });
+    if (isErrno(err, 'ENOENT') && !existsSync(from)) return undefined;
+    rmSync(from, { recursive: true, force: true });
     return undefined;
-  }
-}
-
-/** The directories detachRecord moved whose deletion never finished (a daemon killed meanwhile). */
-export function leftoverRemovals(runDir: string): string[] {
-  try {
-    return readdirSync(runDir)
-      .filter((n) => n.startsWith(REMOVING_PREFIX) && ID_RE.test(n.slice(REMOVING_PREFIX.length)))
-      .map((n) => join(runDir, n));
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return [];
-    throw err;
   }
 }
 

@@ -19,33 +19,29 @@ function tree(path: string): string {
   return path;
 }
 
-test('deletes in the background; settle waits for every deletion', async () => {
-  const r = new BackgroundRemovals(logger);
-  const a = tree(join(dir, `.removing-${'a'.repeat(64)}`));
-  const b = tree(join(dir, `.removing-${'b'.repeat(64)}`));
+test('deletes in the background; settle waits for every deletion and removes the trash dir', async () => {
+  const trash = join(dir, 'sock.removing');
+  const r = new BackgroundRemovals(logger, trash);
+  const a = tree(join(trash, 'a'.repeat(64)));
+  const b = tree(join(trash, 'b'.repeat(64)));
   r.add(a);
   r.add(b);
   assert.is(r.size, 2);
   await r.settle();
   assert.is(r.size, 0);
   assert.not.ok(existsSync(a) || existsSync(b), 'both deleted');
+  assert.not.ok(existsSync(trash), 'the trash dir is gone');
   assert.equal(warnings, []);
 });
 
-test('sweepOnce deletes what an earlier daemon left in a run dir, once', async () => {
-  const runDir = join(dir, 'run');
-  const left = tree(join(runDir, `.removing-${'c'.repeat(64)}`));
-  mkdirSync(join(runDir, 'containers'), { recursive: true });
-  mkdirSync(join(runDir, '.removing-not-an-id'), { recursive: true });
-  const r = new BackgroundRemovals(logger);
-  r.sweepOnce(runDir);
+test('what an earlier daemon left in the trash dir is deleted by the next one', async () => {
+  const trash = join(dir, 'sock2.removing');
+  const left = tree(join(trash, 'c'.repeat(64)));
+  const r = new BackgroundRemovals(logger, trash);
+  assert.is(r.size, 1);
   await r.settle();
   assert.not.ok(existsSync(left), 'the leftover is deleted');
-  assert.equal(readdirSync(runDir).sort(), ['.removing-not-an-id', 'containers'], 'nothing else is touched');
-  const again = tree(join(runDir, `.removing-${'d'.repeat(64)}`));
-  r.sweepOnce(runDir);
-  assert.is(r.size, 0, 'a run dir is swept once per daemon');
-  rmSync(again, { recursive: true });
+  assert.equal(readdirSync(dir).includes('sock2.removing'), false);
 });
 
 test.run();

@@ -7,7 +7,6 @@ import * as assert from 'uvu/assert';
 import {
   checkName,
   detachRecord,
-  leftoverRemovals,
   listIds,
   lookupContainer,
   newContainerId,
@@ -52,13 +51,14 @@ test('a name is taken once; lookup by name, id and prefix; removal frees it', ()
 });
 
 test('detachRecord: the record and its name are gone at once, the directory is left to delete', () => {
+  const trash = join(dir, 'trash');
   const r = record('detached-one');
   reserveName(dir, 'detached-one', r.id);
   writeRecord(dir, r);
   mkdirSync(join(dir, 'containers', r.id, 'bundle', 'rootfs', 'etc'), { recursive: true });
   writeFileSync(join(dir, 'containers', r.id, 'bundle', 'rootfs', 'etc', 'hosts'), '');
-  const moved = detachRecord(dir, r);
-  assert.is(moved, join(dir, `.removing-${r.id}`));
+  const moved = detachRecord(dir, r, trash);
+  assert.is(moved, join(trash, r.id));
   assert.not.ok(listIds(dir).includes(r.id), 'not listed');
   assert.equal(readdirSync(join(dir, 'containers')).includes(r.id), false, 'nothing left in containers/');
   assert.throws(() => lookupContainer(dir, 'detached-one'), /no container named or with id/);
@@ -67,10 +67,18 @@ test('detachRecord: the record and its name are gone at once, the directory is l
     existsSync(join(moved as string, 'bundle', 'rootfs', 'etc', 'hosts')),
     'the tree was moved whole',
   );
-  assert.equal(leftoverRemovals(dir), [moved], 'found as a leftover until deleted');
   rmSync(moved as string, { recursive: true });
-  assert.equal(leftoverRemovals(dir), []);
-  assert.is(detachRecord(dir, r), undefined, 'a second time: nothing to move');
+  assert.is(detachRecord(dir, r, trash), undefined, 'a second time: nothing to move');
+});
+
+test('detachRecord: a trash dir it cannot use means the directory is deleted at once', () => {
+  const r = record('detached-two');
+  reserveName(dir, 'detached-two', r.id);
+  writeRecord(dir, r);
+  writeFileSync(join(dir, 'not-a-dir'), '');
+  assert.is(detachRecord(dir, r, join(dir, 'not-a-dir')), undefined);
+  assert.not.ok(existsSync(join(dir, 'containers', r.id)), 'deleted');
+  assert.throws(() => lookupContainer(dir, 'detached-two'), /no container named or with id/);
 });
 
 test('names are checked', () => {
