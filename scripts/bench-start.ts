@@ -1,4 +1,4 @@
-// Start benchmark: median wall time of one short container (`/bin/sh -c /bin/true` in the busybox
+// Start benchmark: median (and minimum) wall time of one short container (`/bin/sh -c /bin/true` in the busybox
 // test image) started in different ways, in one run on one machine:
 //
 //   runtime on a directory   `crun run` / `runc run` of the image unpacked by umoci: the floor
@@ -17,7 +17,12 @@
 // (src/run/cgroup-ns.ts), so a row of crun entering such a namespace (nsenter) shows that floor
 // too. The daemon is started once, before timing (warm).
 //
-//   npm run bench:start [-- --runs N]          (after npm run build)
+//   npm run bench:start [-- --runs N] [-- --only REGEX]   (after npm run build; --only: the rows
+//                                              whose label matches, e.g. 'kept|strata run --rm \(crun\)$')
+//
+// The rows run round-robin (each row's i-th run next to the others'), so a load that changes
+// during the bench hits every row alike; each row prints its median and its minimum. On a
+// loaded machine compare within one run, and read the minima as what the mechanism costs.
 //   node --import tsx scripts/bench-start.ts [--runs N]   (the CLI rows then pay tsx's loader)
 //
 // Goals (issue 4): strata adds at most 15 ms to the runtime's own time on a directory, and is at
@@ -42,6 +47,9 @@ import { benchDir, loadAverage, median } from './lib/bench-util.js';
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 20;
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positive integer');
+// --only REGEX: just the rows whose label matches (the goal lines need the rows they name).
+const onlyArg = process.argv.indexOf('--only');
+const ONLY = onlyArg > 0 ? new RegExp(process.argv[onlyArg + 1] ?? '') : undefined;
 const WARMUP = 3;
 
 interface Row {
@@ -67,12 +75,19 @@ function once(row: Row, i: number): number {
   return ms;
 }
 
-function measure(row: Row): number {
-  let n = 0;
-  for (let i = 0; i < WARMUP; i++) once(row, n++);
-  const times: number[] = [];
-  for (let i = 0; i < RUNS; i++) times.push(once(row, n++));
-  return median(times);
+/** Runs the rows round-robin (every row's i-th run next to the others' i-th run), so a change of
+ * the machine's load during the bench hits every row alike; medians and minima per row. */
+function measureAll(rows: Row[]): Map<string, { median: number; min: number }> {
+  const times = new Map<string, number[]>(rows.map((r) => [r.label, []]));
+  for (let i = 0; i < WARMUP; i++) for (const row of rows) once(row, i);
+  for (let i = 0; i < RUNS; i++)
+    for (const row of rows) (times.get(row.label) as number[]).push(once(row, WARMUP + i));
+  return new Map(
+    rows.map((r) => {
+      const t = times.get(r.label) as number[];
+      return [r.label, { median: median(t), min: Math.min(...t) }];
+    }),
+  );
 }
 
 function rt(runDir: string, name: 'crun' | 'runc'): Runtime {
@@ -116,6 +131,19 @@ async function main(): Promise<void> {
       run: { command: ['/bin/true'] },
     });
 
+    // The floor with strata's config (seccomp filter, capabilities, /etc bind mounts, the /data
+    // volume) but no hooks: the image directory as root. It splits what the hooks path adds over
+    // the plain directory into the config's share and the hooks' + FUSE root's share.
+    const cfgBundle = join(dir, 'config-bundle');
+    await run('mkdir', ['-p', cfgBundle]);
+    const strataCfg = JSON.parse(readFileSync(join(strataBundle, 'config.json'), 'utf8')) as {
+      hooks?: unknown;
+      root: { path: string };
+    };
+    delete strataCfg.hooks;
+    strataCfg.root.path = join(dirBundle, 'rootfs');
+    writeFileSync(join(cfgBundle, 'config.json'), JSON.stringify(strataCfg));
+
     const cliEnv = {
       ...process.env,
       STRATA_ROOT: store.root,
@@ -147,8 +175,11 @@ async function main(): Promise<void> {
       dirBundle,
       'bench-ns',
     );
-    await podman.init();
-    await podman.load(img.dockerArchive);
+    const wantPodman = !ONLY || ONLY.test('podman run --rm (runc)');
+    if (wantPodman) {
+      await podman.init();
+      await podman.load(img.dockerArchive);
+    }
     const pmArgs = [
       '--root',
       podman.root,
@@ -161,11 +192,16 @@ async function main(): Promise<void> {
     ];
     const pmEnv = { ...process.env, CONTAINERS_CONF: join(dir, 'pm', 'containers.conf') };
 
-    const rows: Row[] = [
+    const allRows: Row[] = [
       runtimeRow('crun run, directory (umoci unpack)', 'crun', dirBundle),
       crunInNamespace,
       runtimeRow('runc run, directory (umoci unpack)', 'runc', dirBundle),
       runtimeRow('crun run, strata bundle (hooks + daemon)', 'crun', strataBundle),
+      crunInNamespaceRow(
+        "crun run, directory with a strata bundle's config, no hooks, in the kept namespace",
+        cfgBundle,
+        'bench-nsc',
+      ),
       crunInNamespaceRow('crun run, strata bundle, in a kept cgroup2 namespace', strataBundle, 'bench-nsb'),
       runtimeRow('runc run, strata bundle (hooks + daemon)', 'runc', strataBundle),
       {
@@ -193,25 +229,45 @@ async function main(): Promise<void> {
         ],
       },
     ];
+    const rows = ONLY ? allRows.filter((r) => ONLY.test(r.label)) : allRows;
 
     const load = await loadAverage();
-    const results = new Map<string, number>();
-    for (const row of rows) {
-      results.set(row.label, measure(row));
-      process.stderr.write(`  ${row.label}: ${results.get(row.label)?.toFixed(1)} ms\n`);
-    }
+    const measured = measureAll(rows);
+    const results = new Map([...measured].map(([l, m]) => [l, m.median]));
+    const loadAfter = await loadAverage();
     const width = Math.max(...rows.map((r) => r.label.length));
     process.stdout.write(
-      `\nstart time, median of ${RUNS} runs after ${WARMUP} warm-up (load before: ${load}; ${(cliArgv([]).at(-1) as string).endsWith('.ts') ? 'CLI from sources via tsx' : 'compiled CLI'})\n\n`,
+      `\nstart time, median (and minimum) of ${RUNS} runs after ${WARMUP} warm-up, rows run round-robin ` +
+        `(load before: ${load}; after: ${loadAfter}; ${(cliArgv([]).at(-1) as string).endsWith('.ts') ? 'CLI from sources via tsx' : 'compiled CLI'})\n\n`,
     );
-    for (const [label, ms] of results)
-      process.stdout.write(`  ${label.padEnd(width)}  ${ms.toFixed(1).padStart(7)} ms\n`);
+    for (const [label, m] of measured)
+      process.stdout.write(
+        `  ${label.padEnd(width)}  ${m.median.toFixed(1).padStart(7)} ms  (min ${m.min.toFixed(1).padStart(6)})\n`,
+      );
 
     const get = (l: string): number => results.get(l) as number;
+    if (ONLY) {
+      // Only the issue 13 lines whose rows ran.
+      for (const l of [
+        'strata run --rm (crun)',
+        'crun run, strata bundle, in a kept cgroup2 namespace',
+        "crun run, directory with a strata bundle's config, no hooks, in the kept namespace",
+      ]) {
+        const v = measured.get(l);
+        const n = measured.get('crun run, directory, in a kept cgroup2 namespace');
+        if (n !== undefined && v !== undefined)
+          process.stdout.write(
+            `  ${l}: +${(v.median - n.median).toFixed(1)} ms over crun in the kept namespace ` +
+              `(minima: +${(v.min - n.min).toFixed(1)})\n`,
+          );
+      }
+      return;
+    }
     const crunDir = get('crun run, directory (umoci unpack)');
     const crunNs = get('crun run, directory, in a kept cgroup2 namespace');
     const strata = get('strata run --rm (crun)');
     const hooksNs = get('crun run, strata bundle, in a kept cgroup2 namespace');
+    const cfgNs = get("crun run, directory with a strata bundle's config, no hooks, in the kept namespace");
     const podmanMs = get('podman run --rm (runc)');
     const added = strata - crunDir;
     process.stdout.write(
@@ -222,7 +278,17 @@ async function main(): Promise<void> {
         `        against crun in a kept cgroup2 namespace, as strata runs it: +${(strata - crunNs).toFixed(1)} ms\n` +
         `  goal (issue 13): strata run --rm <= 5 ms over crun in a kept cgroup2 namespace: +${(strata - crunNs).toFixed(1)} ms -> ${strata - crunNs <= 5 ? 'met' : 'NOT met'}\n` +
         `  goal (issue 13): crun run of a strata bundle <= 8 ms over it (both in the kept namespace): +${(hooksNs - crunNs).toFixed(1)} ms -> ${hooksNs - crunNs <= 8 ? 'met' : 'NOT met'}\n` +
+        `        of which strata's config on a directory (seccomp, capabilities, /etc binds, no hooks): +${(cfgNs - crunNs).toFixed(1)} ms, ` +
+        `hooks + FUSE root: +${(hooksNs - cfgNs).toFixed(1)} ms; strata run --rm over that config: +${(strata - cfgNs).toFixed(1)} ms\n` +
         `  goal: >= 2x faster than podman run: ${(podmanMs / strata).toFixed(2)}x -> ${podmanMs / strata >= 2 ? 'met' : 'NOT met'}\n`,
+    );
+    const min = (l: string): number => (measured.get(l) as { min: number }).min;
+    const nsMin = min('crun run, directory, in a kept cgroup2 namespace');
+    process.stdout.write(
+      `  the same by minima (what the mechanism costs when nothing else runs): strata run --rm ` +
+        `+${(min('strata run --rm (crun)') - nsMin).toFixed(1)} ms, crun run of a strata bundle ` +
+        `+${(min('crun run, strata bundle, in a kept cgroup2 namespace') - nsMin).toFixed(1)} ms, strata's config alone ` +
+        `+${(min("crun run, directory with a strata bundle's config, no hooks, in the kept namespace") - nsMin).toFixed(1)} ms\n`,
     );
   } finally {
     await stopDaemon?.();

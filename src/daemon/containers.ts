@@ -201,6 +201,7 @@ export class ContainerManager {
     }
     const image = await resolveBundleImage(this.storeRoot, ref, bundle);
     const digest = image.manifestDigest;
+    const resolved = performance.now();
 
     const lease = containerLease(id, bundle, (leaseId) =>
       this.logger.log('warn', `replacing stale lease ${leaseId}`),
@@ -229,6 +230,7 @@ export class ContainerManager {
       throw err;
     }
     const { session } = served;
+    const mounted = performance.now();
     const held = journal
       ? this.deposit(name, journal, session.devFd, {
           v: 1,
@@ -274,7 +276,8 @@ export class ContainerManager {
     this.logger.log(
       'info',
       `container ${id}: prepared ${readonly ? 'read-only' : 'writable'} root of image ${digest} ` +
-        `(ref ${ref}) for bundle ${bundle} in ${(performance.now() - started).toFixed(1)} ms`,
+        `(ref ${ref}) for bundle ${bundle} in ${(performance.now() - started).toFixed(1)} ms ` +
+        `(image record ${(resolved - started).toFixed(1)}, mounts ${(mounted - resolved).toFixed(1)} ms)`,
     );
   }
 

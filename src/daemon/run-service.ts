@@ -20,6 +20,7 @@ import { FailedPreconditionError, InvalidArgumentError, StrataError } from '../e
 import { resolveRoot } from '../store/store.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
+import type { BackgroundRemovals } from './removals.js';
 import { resolveSocket } from './paths.js';
 import { watchPid } from './pid-watch.js';
 import {
@@ -40,6 +41,8 @@ export interface RunServiceOptions {
   logger: Logger;
   /** The namespace crun runs in on a hybrid-cgroup host (one per daemon, made on first use). */
   cgroupNamespace: (unshare: string) => CgroupNamespace;
+  /** Deletes a `--rm` container's directory after its exit code went back (src/daemon/removals.ts). */
+  removals?: BackgroundRemovals;
 }
 
 interface ActiveRun extends ForegroundStart {
@@ -105,16 +108,25 @@ export function serveRunConnection(
       const id = r.record.id;
       await r.prepared.catch(() => undefined);
       await manager.containerEnded(id, 'its runtime ended');
-      const result = await finishForeground(r.ctx, r.rt, r.record, end, {
-        why: manager.takeFailure(id),
-        commandProblem: () => commandProblem(manager.indexes.get(r.indexDigest), r.config),
-      });
+      const tReleased = performance.now();
+      const removals = opts.removals;
+      const result = await finishForeground(
+        r.ctx,
+        r.rt,
+        r.record,
+        end,
+        {
+          why: manager.takeFailure(id),
+          commandProblem: () => commandProblem(manager.indexes.get(r.indexDigest), r.config),
+        },
+        { removeLater: removals },
+      );
       const ms = (t: number | undefined): string => ((t ?? 0) - r.t0).toFixed(1);
       logger.log(
         'info',
         `container ${id}: foreground run ended (${end ? `${end.kind} ${end.value}` : 'front end gone'}; ` +
           `exit ${result.code}; ms since request: created ${ms(r.created)}, runtime ended ${ms(r.exited)}, ` +
-          `cleaned up ${ms(performance.now())})`,
+          `released ${ms(tReleased)}, cleaned up ${ms(performance.now())})`,
       );
       reply(encodeExit(result.code, result.message), true);
     })().catch((err: unknown) => fail(err));

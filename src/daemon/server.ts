@@ -31,6 +31,7 @@ import type { Logger } from './log.js';
 import { encodeExit, isRunRequest } from '../run/protocol.js';
 import { RUN_FAILED } from '../run/exit-codes.js';
 import { serveRunConnection, type RunServiceOptions } from './run-service.js';
+import { BackgroundRemovals } from './removals.js';
 import { CgroupNamespace } from '../run/cgroup-ns.js';
 import { isRuntimeRequest, serveRuntimeConnection } from './runtime-service.js';
 import { serveTtrpc, type Handler, type Status } from '../ttrpc/server.js';
@@ -96,9 +97,11 @@ export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonSer
   const open = new Set<Socket>();
   const busy = new Set<Socket>();
   let cgroupNs: CgroupNamespace | undefined;
+  const removals = new BackgroundRemovals(opts.logger, `${opts.socketPath}.removing`);
   const runOpts: DaemonServerOptions & RunServiceOptions = {
     ...opts,
     cgroupNamespace: (unshare) => (cgroupNs ??= new CgroupNamespace(unshare)),
+    removals,
   };
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     open.add(socket);
@@ -132,6 +135,7 @@ export async function listenDaemon(opts: DaemonServerOptions): Promise<DaemonSer
           for (const s of open) s.destroy();
         }),
         cgroupNs?.stop(),
+        removals.settle(),
       ]);
     },
   };

@@ -14,7 +14,7 @@ import { writeContainer, type CreateOptions, type CreatedContainer, type RunCont
 import type { CommandProblem } from './command-check.js';
 import { RUN_FAILED } from './exit-codes.js';
 import { pidFilePath } from './paths.js';
-import { removeRecord, updateRecord, type ContainerRecord } from './record.js';
+import { detachRecord, removeRecord, updateRecord, type ContainerRecord } from './record.js';
 import { runtimeArgv, runtimeCommand, runtimeKnows, type Runtime } from './runtime.js';
 
 export interface ForegroundStart extends CreatedContainer {
@@ -61,6 +61,13 @@ function deleteLeftovers(rt: Runtime, id: string): Promise<void> {
   });
 }
 
+/** Who deletes a `--rm` container's directory behind the answer (the daemon's BackgroundRemovals). */
+export interface DeferredRemovals {
+  /** On the run dir's filesystem; the directory is moved here first. */
+  readonly trashDir: string;
+  add(dir: string): void;
+}
+
 /** What strata itself knows about a container that did not start. */
 export interface StartFailure {
   /** What went wrong on strata's side (the root could not be prepared). */
@@ -81,12 +88,21 @@ export async function finishForeground(
   record: ContainerRecord,
   end: RuntimeEnd | undefined,
   failure: StartFailure = {},
+  opts: {
+    /** Deletes a removed container's directory after the answer (moved into its trashDir by
+     * detachRecord); without it the directory is deleted before finishForeground resolves. */
+    removeLater?: DeferredRemovals;
+  } = {},
 ): Promise<{ code: number; message: string }> {
   const started = existsSync(pidFilePath(ctx.runDir, record.id));
   await deleteLeftovers(rt, record.id);
   const result = exitFor(record, rt, end, started, failure);
-  if (record.autoRemove || end?.kind === 'early') removeRecord(ctx.runDir, record);
-  else
+  if (record.autoRemove || end?.kind === 'early') {
+    if (opts.removeLater) {
+      const dir = detachRecord(ctx.runDir, record, opts.removeLater.trashDir);
+      if (dir) opts.removeLater.add(dir);
+    } else removeRecord(ctx.runDir, record);
+  } else
     updateRecord(ctx.runDir, {
       ...record,
       ownerPid: undefined,

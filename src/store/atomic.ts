@@ -11,6 +11,8 @@ import {
   constants,
   fchmodSync,
   fsyncSync,
+  linkSync,
+  mkdirSync,
   openSync,
   promises as fs,
   renameSync,
@@ -178,6 +180,44 @@ export function writeFileAtomicSync(
     }
     renameSync(temp, dest);
     if (durable) fsyncDirSync(dir);
+  } finally {
+    rmSync(temp, { force: true });
+  }
+}
+
+/**
+ * writeFileAtomic without `replace` and without durability, synchronously: the temp file under
+ * `tmpDir`, then link (EEXIST: kept, false) and unlink. For small files that describe this boot
+ * only and are written on every container's start (leases): each awaited step of the async
+ * version is a trip through the thread pool and the event loop.
+ */
+export function createFileNoReplaceSync(tmpDir: string, dest: string, data: Buffer | string): boolean {
+  mkdirSync(tmpDir, { recursive: true });
+  const [temp, fd] = createTempSync(tmpDir, 'tmp', 0o644);
+  try {
+    try {
+      let buf = typeof data === 'string' ? Buffer.from(data) : data;
+      while (buf.length > 0) buf = buf.subarray(writeSync(fd, buf));
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(temp, dest);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) {
+        mkdirSync(dirname(dest), { recursive: true });
+        try {
+          linkSync(temp, dest);
+        } catch (again) {
+          if (!isErrno(again, 'EEXIST')) throw again;
+          return false;
+        }
+        return true;
+      }
+      if (!isErrno(err, 'EEXIST')) throw err;
+      return false;
+    }
+    return true;
   } finally {
     rmSync(temp, { force: true });
   }

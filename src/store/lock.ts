@@ -8,7 +8,7 @@
 // flock comes from the native addon; without it the lock is held by a util-linux flock(1)
 // child whose stdin is our pipe: when we release (or die), its `cat` sees EOF and the lock goes.
 import type { ChildProcess } from 'node:child_process';
-import { constants, promises as fs } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isErrno, UnavailableError } from '../errors.js';
 import { lockPath } from './layout.js';
@@ -64,19 +64,26 @@ async function tryNative(
   mode: LockMode,
   flock: (fd: number, op: number) => void,
 ): Promise<Lock | undefined> {
-  const fh = await fs.open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  // Synchronous open and close: the lock file is local and the flock non-blocking, and the
+  // store lock is taken on every container's start and end (two thread-pool trips less each).
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   try {
-    flock(fh.fd, (mode === 'shared' ? LOCK_SH : LOCK_EX) | LOCK_NB);
+    flock(fd, (mode === 'shared' ? LOCK_SH : LOCK_EX) | LOCK_NB);
   } catch (err) {
-    await fh.close();
+    closeSync(fd);
     if (isErrno(err, 'EWOULDBLOCK') || isErrno(err, 'EAGAIN')) return undefined;
     throw err;
   }
+  let released = false;
   return {
     mode,
-    release: async () => {
-      flock(fh.fd, LOCK_UN);
-      await fh.close();
+    release: () => {
+      if (!released) {
+        released = true;
+        flock(fd, LOCK_UN);
+        closeSync(fd);
+      }
+      return Promise.resolve();
     },
   };
 }

@@ -25,7 +25,8 @@ export async function readRecord(root: string, manifestDigest: string): Promise<
   const path = imageRecordPath(root, manifestDigest);
   let text: string;
   try {
-    text = await fs.readFile(path, 'utf8');
+    // Synchronous, as readRef: a record is ~1 KB and on every container's start path.
+    text = readFileSync(path, 'utf8');
   } catch (err) {
     if (isErrno(err, 'ENOENT')) {
       throw new NotFoundError(`no image ${manifestDigest}`, { op: 'read-record', digest: manifestDigest });

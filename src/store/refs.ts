@@ -1,6 +1,6 @@
 // Names: refs/<encoded name> holds the manifest digest a name points at. Refs are GC roots and
 // the only place names live (records do not list them, so tagging never rewrites a record).
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
 import { InvalidArgumentError, isErrno } from '../errors.js';
@@ -58,7 +58,10 @@ function parseRefFile(text: string): string | undefined {
 /** The manifest digest a name points at; undefined when there is no such name. */
 export async function readRef(root: string, name: string): Promise<string | undefined> {
   try {
-    return parseRefFile(await fs.readFile(refPath(root, name), 'utf8'));
+    // Synchronous: a ref is ~72 bytes, and readFile's four thread-pool trips (open, fstat, read,
+    // close) each wait for the event loop: on a busy daemon they cost milliseconds of every
+    // container's start (docs/architecture.md#start-path).
+    return parseRefFile(readFileSync(refPath(root, name), 'utf8'));
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return undefined;
     throw err;

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -6,6 +6,8 @@ import * as assert from 'uvu/assert';
 
 import {
   checkName,
+  detachRecord,
+  listIds,
   lookupContainer,
   newContainerId,
   readRecord,
@@ -46,6 +48,37 @@ test('a name is taken once; lookup by name, id and prefix; removal frees it', ()
   removeRecord(dir, r);
   assert.throws(() => lookupContainer(dir, 'web'), /no container named or with id "web"/);
   assert.not.ok(updateRecord(dir, { ...r, exitCode: 1 }), 'a removed record is not recreated');
+});
+
+test('detachRecord: the record and its name are gone at once, the directory is left to delete', () => {
+  const trash = join(dir, 'trash');
+  const r = record('detached-one');
+  reserveName(dir, 'detached-one', r.id);
+  writeRecord(dir, r);
+  mkdirSync(join(dir, 'containers', r.id, 'bundle', 'rootfs', 'etc'), { recursive: true });
+  writeFileSync(join(dir, 'containers', r.id, 'bundle', 'rootfs', 'etc', 'hosts'), '');
+  const moved = detachRecord(dir, r, trash);
+  assert.is(moved, join(trash, r.id));
+  assert.not.ok(listIds(dir).includes(r.id), 'not listed');
+  assert.equal(readdirSync(join(dir, 'containers')).includes(r.id), false, 'nothing left in containers/');
+  assert.throws(() => lookupContainer(dir, 'detached-one'), /no container named or with id/);
+  reserveName(dir, 'detached-one', newContainerId()); // the name is free again
+  assert.ok(
+    existsSync(join(moved as string, 'bundle', 'rootfs', 'etc', 'hosts')),
+    'the tree was moved whole',
+  );
+  rmSync(moved as string, { recursive: true });
+  assert.is(detachRecord(dir, r, trash), undefined, 'a second time: nothing to move');
+});
+
+test('detachRecord: a trash dir it cannot use means the directory is deleted at once', () => {
+  const r = record('detached-two');
+  reserveName(dir, 'detached-two', r.id);
+  writeRecord(dir, r);
+  writeFileSync(join(dir, 'not-a-dir'), '');
+  assert.is(detachRecord(dir, r, join(dir, 'not-a-dir')), undefined);
+  assert.not.ok(existsSync(join(dir, 'containers', r.id)), 'deleted');
+  assert.throws(() => lookupContainer(dir, 'detached-two'), /no container named or with id/);
 });
 
 test('names are checked', () => {

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   createExclusive,
+  createFileNoReplaceSync,
   linkNoReplace,
   writeFileAtomic,
   writeFileAtomicSync,
@@ -23,6 +24,23 @@ import {
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-atomic-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('createFileNoReplaceSync: creates (parent made), keeps an existing file, leaves no temp file', () => {
+  const tmp = join(dir, 'cfnr-tmp');
+  const dest = join(dir, 'cfnr', 'sub', 'lease.json');
+  assert.is(createFileNoReplaceSync(tmp, dest, 'first'), true);
+  assert.is(readFileSync(dest, 'utf8'), 'first');
+  assert.is(createFileNoReplaceSync(tmp, dest, 'second'), false, 'EEXIST: kept');
+  assert.is(readFileSync(dest, 'utf8'), 'first');
+  assert.equal(readdirSync(tmp), [], 'no temp file left');
+  symlinkSync(join(dir, 'nowhere'), join(dir, 'cfnr', 'planted'));
+  assert.is(
+    createFileNoReplaceSync(tmp, join(dir, 'cfnr', 'planted'), 'x'),
+    false,
+    'a planted link is refused',
+  );
+  assert.not.ok(existsSync(join(dir, 'nowhere')), 'nothing written through it');
+});
 
 test('linkNoReplace makes the missing parent directory and keeps an existing file', async () => {
   writeFileSync(join(dir, 't1'), 'one');

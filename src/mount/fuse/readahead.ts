@@ -3,7 +3,8 @@
 // sequential read reaches the server as 128 KiB READs — eight round trips per MiB. The window is
 // a property of the mount's bdi (/sys/class/bdi/<major>:<minor>/read_ahead_kb), which root may
 // raise; READs then come as large as max_pages allows.
-import { stat, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 
 /** The bdi name of a device number: "major:minor", decoded as glibc's gnu_dev_major/minor. */
 export function bdiName(dev: number): string {
@@ -22,7 +23,8 @@ export function bdiName(dev: number): string {
 export async function setReadahead(path: string, kib: number): Promise<boolean> {
   try {
     const { dev } = await stat(path);
-    await writeFile(`/sys/class/bdi/${bdiName(dev)}/read_ahead_kb`, `${kib}\n`);
+    // Synchronous: a sysfs attribute, and three thread-pool trips less on every container's start.
+    writeFileSync(`/sys/class/bdi/${bdiName(dev)}/read_ahead_kb`, `${kib}\n`);
     return true;
   } catch {
     return false;
