@@ -62,6 +62,7 @@ function startWorker(): Worker {
   );
   if (url.pathname.endsWith('.js')) return new Worker(url);
   const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  // check-layers: computed (the worker's own bootstrap, run in the worker: tsx, then this folder's worker)
   const code = `import(${tsx}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
   return new Worker(code, { eval: true });
 }
