@@ -1,6 +1,7 @@
 // Pull paths around the core protocol, against the real registry (docker-registry 2.8 on
 // 127.0.0.1, images pushed by skopeo): `--all-tags`, docker's `identitytoken` (an OAuth2 refresh
-// token POSTed to the token server), and HTTP_PROXY / NO_PROXY through a tiny real forward proxy.
+// token POSTed to the token server), HTTP_PROXY / NO_PROXY through a tiny real forward proxy, and
+// the daemon pulling for a bundle that asks (org.strata.pull: the shim's and strata-runtime's way).
 import { promises as fs } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
@@ -8,9 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { ContainerManager } from '../../src/daemon/containers.js';
+import { openLog } from '../../src/daemon/log.js';
 import { FailedPreconditionError, InvalidArgumentError } from '../../src/errors.js';
 import { pullAllTags, pullImage, type PullOptions } from '../../src/registry/pull.js';
 import { emptyRegistriesConf } from '../../src/registry/registries-conf.js';
+import type { RuntimeConfig } from '../../src/schema/generated/runtime-config.js';
+import { IMAGE_ANNOTATION, PULL_ANNOTATION } from '../../src/spec/annotations.js';
+import { listLeases } from '../../src/store/leases.js';
 import { listRefs } from '../../src/store/refs.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { busyboxImage } from '../fixtures/images.js';
@@ -169,6 +175,51 @@ test('HTTP_PROXY: requests go through the proxy; NO_PROXY skips it', async () =>
     http: { ...FAST.http, env: { ...env, NO_PROXY: '127.0.0.1' } },
   });
   assert.equal(seen, [], 'NO_PROXY: nothing through the proxy');
+});
+
+test('a bundle that asks (org.strata.pull): the daemon pulls the image before serving its root', async () => {
+  const store = await freshStore();
+  const conf = join(work, 'registries.conf');
+  await fs.writeFile(conf, `[[registry]]\nlocation = "${anon.host}"\ninsecure = true\n`);
+  const saved = process.env.CONTAINERS_REGISTRIES_CONF;
+  process.env.CONTAINERS_REGISTRIES_CONF = conf;
+  const manager = new ContainerManager({
+    storeRoot: store.root,
+    logger: openLog(join(work, 'd.log'), false),
+  });
+  try {
+    const bundle = join(work, 'bundle');
+    await fs.mkdir(join(bundle, 'rootfs'), { recursive: true });
+    const ref = `${anon.host}/test/multi:2.0`;
+    const config = (pull: string) =>
+      ({
+        ociVersion: '1.0.2',
+        root: { path: 'rootfs', readonly: true },
+        annotations: { [IMAGE_ANNOTATION]: ref, [PULL_ANNOTATION]: pull },
+      }) as RuntimeConfig;
+    const never = await manager.prepareAhead('c0', bundle, config('never')).catch((e: Error) => e);
+    assert.instance(never, Error, 'never: the missing image is not pulled');
+    assert.match((never as Error).message, ref);
+    const bad = await manager.prepareAhead('c1', bundle, config('sometimes')).catch((e: Error) => e);
+    assert.instance(bad, InvalidArgumentError);
+    assert.match((bad as Error).message, PULL_ANNOTATION);
+    await manager.prepareAhead('c2', bundle, config('missing'));
+    assert.equal(
+      (await listRefs(store.root)).map((r) => r.name),
+      [ref],
+      'pulled under its name before the root was served',
+    );
+    assert.equal(
+      manager.list().map((c) => c.id),
+      ['c2'],
+    );
+  } finally {
+    await manager.releaseAll('test over');
+    if (saved === undefined) delete process.env.CONTAINERS_REGISTRIES_CONF;
+    else process.env.CONTAINERS_REGISTRIES_CONF = saved;
+  }
+  assert.is(manager.size, 0);
+  assert.equal(await listLeases(store.root), []);
 });
 
 test.run();
