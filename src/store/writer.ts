@@ -9,10 +9,10 @@
 //          ever appears for data already on disk, and nothing that references these objects
 //          (index, record, ref) is written before commit() returns.
 //
-// Contents up to BUFFER_MAX (nearly every file of an image) are hashed and written by a few
-// worker threads (object-worker.ts) with synchronous calls, beside the main thread that parses
-// the tar stream; the commit's links run there too. STRATA_OBJECT_WORKERS=0 keeps everything on
-// the main thread (the way it was measured against in `npm run bench:pull`).
+// With STRATA_OBJECT_WORKERS=N (default 0: see workerCount), contents up to BUFFER_MAX (nearly
+// every file of an image) are hashed and written by N worker threads (object-worker.ts) with
+// synchronous calls, beside the main thread that parses the tar stream; the commit's links run
+// there too.
 //
 // An object that already exists with the wrong size is corrupt: the verified new copy is renamed
 // over it. Same-size corruption (bit rot) is not detected here (that would mean re-reading every
@@ -21,7 +21,6 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { createExclusive, fsyncDir, linkNoReplace, tempName } from './atomic.js';
@@ -44,11 +43,16 @@ const COMMIT_CONCURRENCY = 8;
  */
 const WORKERS_AFTER = 128;
 
-/** Worker threads per writer: STRATA_OBJECT_WORKERS, else the CPU count (at most 4). */
+/**
+ * Worker threads per writer: STRATA_OBJECT_WORKERS, else none. Off by default: on this 2-core
+ * shared machine (load 11-25) a Debian pull took more CPU in all (3.9-4.8 s against 3.2-4.0 s)
+ * and more time with 2 workers than without, and the main thread's share barely moved
+ * (bench:pull prints both).
+ */
 function workerCount(): number {
   const env = process.env.STRATA_OBJECT_WORKERS;
   if (env !== undefined && /^\d+$/.test(env)) return Math.min(Number(env), 16);
-  return Math.min(4, availableParallelism());
+  return 0;
 }
 
 /**

@@ -356,6 +356,36 @@ test('a wrong byte in a layer: refused as DataLoss, nothing visible, fsck clean'
   await assertNothingVisible(store, 'none');
 });
 
+test('a blob larger than its descriptor says: refused (Content-Length, or counted when chunked), nothing visible', async () => {
+  const bb = await busyboxImage();
+  const top = JSON.parse(await fs.readFile(join(bb.ociLayout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  const manifest = JSON.parse(
+    await fs.readFile(join(bb.ociLayout, 'blobs/sha256', top.manifests[0].digest.slice(7)), 'utf8'),
+  ) as { layers: { digest: string }[] };
+  const layer = manifest.layers[0].digest;
+  const real = await fs.readFile(join(bb.ociLayout, 'blobs/sha256', layer.slice(7)));
+  for (const chunked of [false, true]) {
+    const proxy = await startProxy(anon.host);
+    cleanups.push(() => proxy.stop());
+    proxy.intercept = (req, res, forward) => {
+      if (!req.url?.endsWith(layer)) return forward();
+      const body = Buffer.concat([real, Buffer.from('and then some')]);
+      if (chunked) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.write(body.subarray(0, 1000));
+        res.end(body.subarray(1000));
+      } else res.writeHead(200, { 'content-length': String(body.length) }).end(body);
+    };
+    const store = await freshStore();
+    const err = await pullImage(store, `${proxy.host}/${BB}`, FAST).catch((e: unknown) => e);
+    assert.instance(err, DataLossError, String(err));
+    assert.match((err as Error).message, new RegExp(`more than the ${real.length} bytes`));
+    await assertNothingVisible(store, 'none');
+  }
+});
+
 test('manifests: over 4 MiB refused, schema 1 refused by name, Content-Type checked', async () => {
   const proxy = await startProxy(anon.host);
   cleanups.push(() => proxy.stop());
