@@ -1,4 +1,4 @@
-// strata image pull REF [--platform os/arch[/variant]] [--tls-verify] [--quiet] [--json], and
+// strata image pull REF [--platform os/arch[/variant]] [--tls-verify] [--all-tags] [--quiet] [--json], and
 // the progress display: on a TTY one bar per layer (downloaded bytes of its size, rate) and a
 // total; nothing otherwise; --json prints the result (with per-layer sizes and timings).
 import type CliProgress from 'cli-progress';
@@ -15,6 +15,7 @@ export interface PullArgs extends GlobalArgs {
   quiet: boolean;
   json: boolean;
   'min-free'?: string;
+  'all-tags': boolean;
 }
 
 interface PullDisplay {
@@ -79,6 +80,10 @@ export function pullDisplay(quiet: boolean): PullDisplay {
         total?.update(sum, { value_h: formatBytes(sum), rate: rate(sum) });
       } else if (e.type === 'source-failed')
         multi.log(`${e.from} failed, trying the next source: ${e.error}\n`);
+      else if (e.type === 'resume')
+        multi.log(
+          `layer ${e.index + 1}: going on from the ${formatBytes(e.offset)} an interrupted pull kept\n`,
+        );
       else if (e.type === 'retry')
         multi.log(`layer ${e.index + 1}: resuming at ${e.offset} bytes (${e.error})\n`);
     },
@@ -112,17 +117,37 @@ export const pullCmd: CommandModule<GlobalArgs, PullArgs> = {
         type: 'string',
         describe: "free space to leave on the store's filesystem (default 1G)",
       })
+      .option('all-tags', {
+        alias: 'a',
+        type: 'boolean',
+        default: false,
+        describe: 'every tagged image of the repository REF names',
+      })
       .option('json', { type: 'boolean', default: false, describe: 'print JSON' }),
   handler: async (argv) => {
     // Loaded here, not with `strata image`: undici and the registry client cost ~20 ms to load.
-    const { pullImage } = await import('../registry/pull.js');
+    const { pullAllTags, pullImage } = await import('../registry/pull.js');
     const { parsePlatform } = await import('../registry/platform.js');
     const store = await storeFor(argv);
-    const display = pullDisplay(argv.quiet || argv.json);
-    const result = await pullImage(store, argv.ref, {
+    const common = {
       platform: argv.platform ? parsePlatform(argv.platform) : undefined,
       tlsVerify: argv['tls-verify'],
       minFree: argv['min-free'],
+    };
+    if (argv['all-tags']) {
+      const quiet = argv.quiet || argv.json;
+      const results = await pullAllTags(store, argv.ref, {
+        ...common,
+        onTag: (tag, i, n) => !quiet && process.stderr.write(`strata: pulling tag ${tag} (${i + 1}/${n})\n`),
+      });
+      if (argv.json) return printJson(results);
+      for (const r of results)
+        process.stdout.write(`${shortDigest(r.record.manifestDigest)} ${r.names.join(' ')}\n`);
+      return;
+    }
+    const display = pullDisplay(argv.quiet || argv.json);
+    const result = await pullImage(store, argv.ref, {
+      ...common,
       onEvent: (e) => display.event(e),
       onProgress: (p) => p.phase === 'reuse' && display.reused(p.layers),
     }).finally(() => display.stop());

@@ -28,7 +28,7 @@ import {
   NotFoundError,
 } from '../errors.js';
 import { ContainerRoot, type Guard, type ReleaseOutcome } from './container-root.js';
-import { IMAGE_ANNOTATION } from '../spec/annotations.js';
+import { IMAGE_ANNOTATION, PULL_ANNOTATION } from '../spec/annotations.js';
 import type { FdHolder, HeldFd } from './fd-holder.js';
 import { BackingJournal, decodeHeldSession, encodeHeldSession, type HeldSession } from './held-session.js';
 import { containerLease, leaseIdFor, resolveBundleImage } from './image-lease.js';
@@ -134,6 +134,19 @@ export class ContainerManager {
     });
   }
 
+  /** The bundle's PULL_ANNOTATION: pull `ref` with the daemon's credentials when the policy says. */
+  private async pullFor(ref: string, policy: string, bundle: string): Promise<void> {
+    if (policy !== 'missing' && policy !== 'always' && policy !== 'never') {
+      throw new InvalidArgumentError(
+        `annotation ${PULL_ANNOTATION}=${JSON.stringify(policy)} of bundle ${bundle}: must be missing, always or never`,
+        { op: 'prepare', path: bundle },
+      );
+    }
+    // Loaded only when a bundle asks: the daemon's start path stays without undici.
+    const { ensureImage } = await import('../run/pull-policy.js');
+    await ensureImage(this.storeRoot, ref, policy, (line) => this.logger.log('info', line.trim()));
+  }
+
   /** createRuntime: resolve the image, take a lease, make and serve the mount. */
   async createRuntime(stateJson: string): Promise<void> {
     const state = parseHookState(stateJson);
@@ -199,6 +212,8 @@ export class ContainerManager {
         { op: 'prepare', path: bundle },
       );
     }
+    const pull = config.annotations?.[PULL_ANNOTATION] ?? req.stateAnnotations?.[PULL_ANNOTATION];
+    if (pull !== undefined) await this.pullFor(ref, pull, bundle);
     const image = await resolveBundleImage(this.storeRoot, ref, bundle);
     const digest = image.manifestDigest;
     const resolved = performance.now();

@@ -35,6 +35,12 @@ import { parseWwwAuthenticate, type Challenge } from './www-authenticate.js';
 export const MAX_MANIFEST = 4 << 20;
 const MAX_TOKEN_RESPONSE = 1 << 20;
 const MAX_ERROR_BODY = 64 * 1024;
+/** tags/list: bytes of one page, tags in all, tags asked for per page after the first. */
+const MAX_TAG_PAGE = 4 << 20;
+const MAX_TAGS = 10_000;
+const TAG_PAGE = 1000;
+/** The distribution spec's tag grammar. */
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 /** A token without expires_in lives 60 s (the token spec's default); refreshed this early. */
 const TOKEN_DEFAULT_S = 60;
 const TOKEN_MARGIN_MS = 10_000;
@@ -185,13 +191,26 @@ export class RegistryClient {
     // The realm is another host, chosen by the registry: the user's credentials go there only
     // because the registry's own challenge sends them there, as every client does.
     let authorization: string | undefined;
-    if (c && !c.identityToken)
-      authorization = 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64');
+    let form: string | undefined;
+    if (c?.identityToken) {
+      // docker's identitytoken is an OAuth2 refresh token: POSTed as a refresh_token grant
+      // (distribution's oauth spec, as docker and containers/image do), never as Basic.
+      form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: c.identityToken,
+        service,
+        scope,
+        client_id: 'strata',
+      }).toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      url.search = '';
+    } else if (c) authorization = 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64');
     const res = await this.opts.http.send(url, this.opts.insecure, {
       headers,
       authorization,
       authHost: url.host,
       signal: this.opts.signal,
+      ...(form !== undefined ? { method: 'POST' as const, body: form } : {}),
     });
     if (res.statusCode !== 200) {
       const body = await readBody(res, MAX_ERROR_BODY, `token from ${url.host}`).catch(() => Buffer.alloc(0));
@@ -332,6 +351,50 @@ export class RegistryClient {
     return { bytes, mediaType, digest };
   }
 
+  /**
+   * Every tag of the repository (`GET /v2/<name>/tags/list`), page after page while the registry
+   * sends a Link header, each page asked for after the last tag of the one before (the Link URL
+   * itself is not followed: it could name another host). Bounded: MAX_TAG_PAGE bytes a page,
+   * MAX_TAGS tags in all; a tag that is not a valid tag name is refused.
+   */
+  async tags(): Promise<string[]> {
+    const all: string[] = [];
+    const seen = new Set<string>();
+    let last: string | undefined;
+    for (;;) {
+      const query = last === undefined ? '' : `?last=${encodeURIComponent(last)}&n=${TAG_PAGE}`;
+      const res = await this.get(`${this.opts.repository}/tags/list${query}`, { accept: 'application/json' });
+      const what = `tags of ${this.description} from ${this.host}`;
+      if (res.statusCode !== 200) throw await this.statusError(res, what);
+      const body = await readBody(res, MAX_TAG_PAGE, what);
+      let doc: { tags?: unknown };
+      try {
+        doc = JSON.parse(body.toString('utf8')) as typeof doc;
+      } catch {
+        throw new InvalidArgumentError(`${what} is not JSON`, { op: 'pull' });
+      }
+      const page = doc.tags ?? [];
+      if (!Array.isArray(page))
+        throw new InvalidArgumentError(`${what}: "tags" is not a list`, { op: 'pull' });
+      let fresh = 0;
+      for (const t of page) {
+        if (typeof t !== 'string' || !TAG.test(t))
+          throw new InvalidArgumentError(`${what}: ${JSON.stringify(t).slice(0, 200)} is not a tag`, {
+            op: 'pull',
+          });
+        if (seen.has(t)) continue;
+        seen.add(t);
+        all.push(t);
+        fresh++;
+        if (all.length > MAX_TAGS)
+          throw new InvalidArgumentError(`${what}: more than ${MAX_TAGS} tags`, { op: 'pull' });
+      }
+      // No Link: the last page. A page with nothing new would loop forever: stop there too.
+      if (!header(res.headers, 'link') || fresh === 0) return all;
+      last = page[page.length - 1] as string;
+    }
+  }
+
   /** A small blob (config), read whole; size and digest checked. */
   async smallBlob(desc: { digest: string; size: number }, max: number, what: string): Promise<Buffer> {
     if (desc.size > max)
@@ -361,13 +424,18 @@ export class RegistryClient {
    * `Range: bytes=N-` (a 206 must start at N; a 200 is skipped up to N); the caller verifies
    * size and digest as it reads.
    */
-  blob(desc: { digest: string; size: number }, onRetry?: (offset: number, err: unknown) => void): Readable {
+  blob(
+    desc: { digest: string; size: number },
+    onRetry?: (offset: number, err: unknown) => void,
+    /** Bytes the caller already holds (a kept partial download): the stream starts there. */
+    start = 0,
+  ): Readable {
     const http = this.opts.http;
     const label = `blob ${desc.digest} of ${this.description} from ${this.host}`;
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the generator below is not a method
     const self = this;
     async function* chunks(): AsyncGenerator<Buffer> {
-      let got = 0;
+      let got = start;
       for (let attempt = 0; ; attempt++) {
         let res: HttpResponse;
         try {

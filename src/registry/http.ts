@@ -38,7 +38,9 @@ export interface HttpResponse {
 }
 
 export interface SendOptions {
-  method?: 'GET' | 'HEAD';
+  method?: 'GET' | 'HEAD' | 'POST';
+  /** A request body (the OAuth2 form of a token request); resent on a 307/308 redirect. */
+  body?: string;
   headers?: Record<string, string>;
   /** Sent only while the request stays on this host (the registry). */
   authorization?: string;
@@ -221,6 +223,7 @@ export class Http {
       const res = await request(url, {
         method: opts.method ?? 'GET',
         headers,
+        ...(opts.body !== undefined ? { body: opts.body } : {}),
         dispatcher: this.dispatcher(insecure),
         signal: opts.signal,
       });

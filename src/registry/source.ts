@@ -9,7 +9,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { DataLossError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
 import type { OciImageConfig } from '../schema/generated/oci-image-config.js';
 import type { OciImageIndex } from '../schema/generated/oci-image-index.js';
@@ -50,7 +50,9 @@ export type PullEvent =
   | { type: 'source-failed'; from: string; error: string }
   | { type: 'layer-bytes'; index: number; bytes: number; size: number }
   | { type: 'layer-done'; index: number; size: number; uncompressed: number; ms: number }
-  | { type: 'retry'; index: number; offset: number; error: string };
+  | { type: 'retry'; index: number; offset: number; error: string }
+  /** A layer an earlier, interrupted pull left in part: downloading goes on from `offset`. */
+  | { type: 'resume'; index: number; offset: number; size: number };
 
 export interface RegistrySourceOptions {
   http: Http;
@@ -59,8 +61,14 @@ export interface RegistrySourceOptions {
   /** undefined: registries.conf decides; false: no TLS verification (and http allowed). */
   tlsVerify?: boolean;
   credentials?: CredentialOptions;
-  /** Where layers downloading ahead are spooled (this pull's dir under the store's ingest/). */
-  spoolDir: string;
+  /**
+   * Where layer blobs are kept while the pull runs (the store's ingest/): see KeptBlobs. A pull
+   * that fails or is killed leaves them there, and the next pull of any image with those layers
+   * resumes from them; the caller removes `kept` once the image is committed.
+   */
+  keepDir: string;
+  /** Filled with the paths of this pull's kept blob files. */
+  kept?: Set<string>;
   prefetch?: number;
   onEvent?: (e: PullEvent) => void;
 }
@@ -87,6 +95,49 @@ async function resolve(
   signal: AbortSignal,
   tokens: TokenCache,
 ): Promise<Resolved> {
+  return firstSource(text, opts, signal, tokens, async (client, ref, source) => ({
+    ref,
+    source,
+    client,
+    top: await client.manifest(manifestReference(ref)),
+  }));
+}
+
+/** Options of listTags: the registry-facing half of RegistrySourceOptions. */
+export type TagOptions = Pick<
+  RegistrySourceOptions,
+  'http' | 'conf' | 'tlsVerify' | 'credentials' | 'onEvent'
+>;
+
+/**
+ * `--all-tags`: the tags of the repository `text` names (no tag or digest in it), from the
+ * first source that answers (mirrors first, as for a pull), with the reference they belong to.
+ */
+export async function listTags(
+  text: string,
+  opts: TagOptions,
+): Promise<{ repository: string; tags: string[] }> {
+  const typed = parseImageReference(text);
+  if (typed.tag !== undefined || typed.digest !== undefined) {
+    throw new InvalidArgumentError(`${text}: --all-tags takes a repository without a tag or digest`, {
+      op: 'pull',
+      ref: text,
+    });
+  }
+  const abort = new AbortController();
+  return firstSource(text, opts, abort.signal, new Map(), async (client, ref) => ({
+    repository: storeName({ ...ref, tag: undefined, digest: undefined }).replace(/:latest$/, ''),
+    tags: await client.tags(),
+  }));
+}
+
+async function firstSource<T>(
+  text: string,
+  opts: TagOptions,
+  signal: AbortSignal,
+  tokens: TokenCache,
+  act: (client: RegistryClient, ref: QualifiedReference, source: PullSource) => Promise<T>,
+): Promise<T> {
   const errors: string[] = [];
   let last: unknown;
   const refs = candidates(text, opts.conf);
@@ -105,8 +156,7 @@ async function resolve(
         tokens,
       );
       try {
-        const top = await client.manifest(manifestReference(ref));
-        return { ref, source, client, top };
+        return await act(client, ref, source);
       } catch (err) {
         // A mirror that fails falls back to the next source; the registry itself only when
         // an unqualified name has more search registries to try.
@@ -193,6 +243,81 @@ function counter(report: (n: number) => void): Transform {
   });
 }
 
+/**
+ * Layer blobs kept under the store's ingest/ while a pull runs, so that an interrupted pull
+ * resumes: `layer-<algo>-<hex>` is a whole blob whose digest matched, `layer-<algo>-<hex>.partial.*`
+ * the first bytes of one (unverified until it is whole). A pull owns a partial file by renaming
+ * it to its own name (pid and random), so two pulls never append to one file. Nothing here is
+ * content: the importer reads these bytes through the same digest checks, fsck lists them as
+ * stale ingest and gc removes them.
+ */
+class KeptBlobs {
+  private readonly own = `${process.pid}-${randomBytes(6).toString('hex')}`;
+  constructor(
+    private readonly dir: string,
+    private readonly kept = new Set<string>(),
+  ) {}
+
+  private base(digest: string): string {
+    return join(this.dir, `layer-${digest.replace(':', '-')}`);
+  }
+
+  async complete(digest: string): Promise<string | undefined> {
+    const path = this.base(digest);
+    const st = await fs.stat(path).catch(() => undefined);
+    if (!st?.isFile()) return undefined;
+    this.kept.add(path);
+    return path;
+  }
+
+  /** Whether an earlier pull left this blob, whole or in part. */
+  async has(digest: string): Promise<boolean> {
+    const prefix = `layer-${digest.replace(':', '-')}`;
+    const names = await fs.readdir(this.dir).catch(() => [] as string[]);
+    return names.some((n) => n === prefix || n.startsWith(`${prefix}.partial.`));
+  }
+
+  /** This pull's partial file of `digest`: one left by another pull (taken over), or a new one. */
+  async partial(digest: string): Promise<{ path: string; size: number }> {
+    const prefix = `layer-${digest.replace(':', '-')}.partial.`;
+    const mine = `${this.base(digest)}.partial.${this.own}`;
+    this.kept.add(mine);
+    await fs.mkdir(this.dir, { recursive: true });
+    for (const name of await fs.readdir(this.dir)) {
+      if (!name.startsWith(prefix)) continue;
+      const from = join(this.dir, name);
+      if (from === mine) continue;
+      try {
+        await fs.rename(from, mine); // atomic: one pull wins, the other finds it gone
+      } catch {
+        continue;
+      }
+      const st = await fs.lstat(mine);
+      if (st.isFile()) return { path: mine, size: st.size };
+      await fs.rm(mine, { recursive: true, force: true });
+    }
+    return { path: mine, size: 0 };
+  }
+
+  async finish(digest: string, partial: string): Promise<string> {
+    const path = this.base(digest);
+    await fs.rename(partial, path);
+    this.kept.add(path);
+    return path;
+  }
+
+  private readonly drops: Promise<unknown>[] = [];
+
+  /** Forget this pull's partial file of `digest` (close() waits for it). */
+  drop(digest: string): void {
+    this.drops.push(fs.rm(`${this.base(digest)}.partial.${this.own}`, { force: true }).catch(() => {}));
+  }
+
+  settle(): Promise<unknown> {
+    return Promise.all(this.drops);
+  }
+}
+
 export async function openRegistrySource(text: string, opts: RegistrySourceOptions): Promise<ImageSource> {
   const abort = new AbortController();
   const tokens: TokenCache = new Map();
@@ -239,60 +364,77 @@ export async function openRegistrySource(text: string, opts: RegistrySourceOptio
 
   const prefetch = Math.max(1, opts.prefetch ?? PREFETCH);
   const spools = new Map<number, Promise<string>>();
-  let spoolDirMade = false;
-  const rawStream = (i: number): Readable => {
+  const rawStream = (i: number, start = 0): Readable => {
     const d = descs[i];
-    const raw = r.client.blob(d, (offset, err) =>
-      opts.onEvent?.({
-        type: 'retry',
-        index: i,
-        offset,
-        error: err instanceof Error ? err.message : String(err),
-      }),
+    const raw = r.client.blob(
+      d,
+      (offset, err) =>
+        opts.onEvent?.({
+          type: 'retry',
+          index: i,
+          offset,
+          error: err instanceof Error ? err.message : String(err),
+        }),
+      start,
     );
-    const count = counter((n) => opts.onEvent?.({ type: 'layer-bytes', index: i, bytes: n, size: d.size }));
+    const count = counter((n) =>
+      opts.onEvent?.({ type: 'layer-bytes', index: i, bytes: start + n, size: d.size }),
+    );
     raw.on('error', (e) => count.destroy(e));
     count.on('close', () => raw.destroy());
     return raw.pipe(count);
   };
+  const keep = new KeptBlobs(opts.keepDir, opts.kept);
+  /** Layer i downloaded into its kept file (resuming a kept partial one), verified: its path. */
   const spool = (i: number): Promise<string> => {
     const d = descs[i];
-    const path = join(opts.spoolDir, `layer-${i}`);
-    const hash = createHash(d.digest.slice(0, d.digest.indexOf(':')));
-    let n = 0;
-    const verify = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        n += chunk.length;
-        if (n > d.size)
-          return cb(
-            new DataLossError(
-              `layer ${d.digest} from ${where}: more than the ${d.size} bytes its descriptor says`,
-              { op: 'pull', digest: d.digest },
-            ),
-          );
-        hash.update(chunk);
-        cb(null, chunk);
-      },
-      flush(cb) {
-        const got = `${d.digest.slice(0, d.digest.indexOf(':'))}:${hash.digest('hex')}`;
-        if (n !== d.size || got !== d.digest)
-          return cb(
-            new DataLossError(
-              `layer ${d.digest} from ${where}: ${n} bytes with digest ${got}, expected ${d.size} bytes`,
-              { op: 'pull', digest: d.digest },
-            ),
-          );
-        cb();
-      },
-    });
     return (async () => {
-      if (!spoolDirMade) {
-        await fs.mkdir(opts.spoolDir, { recursive: true });
-        spoolDirMade = true;
+      const done = await keep.complete(d.digest);
+      if (done) return done;
+      const part = await keep.partial(d.digest);
+      const algo = d.digest.slice(0, d.digest.indexOf(':'));
+      const hash = createHash(algo);
+      let n = 0;
+      if (part.size > 0 && part.size <= d.size) {
+        for await (const c of createReadStream(part.path)) hash.update(c as Buffer);
+        n = part.size;
+        opts.onEvent?.({ type: 'resume', index: i, offset: n, size: d.size });
       }
-      const fh = await fs.open(path, 'wx', 0o600);
-      await pipeline(rawStream(i), verify, fh.createWriteStream(), { signal: abort.signal });
-      return path;
+      const verify = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          n += chunk.length;
+          if (n > d.size)
+            return cb(
+              new DataLossError(
+                `layer ${d.digest} from ${where}: more than the ${d.size} bytes its descriptor says`,
+                { op: 'pull', digest: d.digest },
+              ),
+            );
+          hash.update(chunk);
+          cb(null, chunk);
+        },
+        flush(cb) {
+          const got = `${algo}:${hash.digest('hex')}`;
+          if (n !== d.size || got !== d.digest)
+            return cb(
+              new DataLossError(
+                `layer ${d.digest} from ${where}: ${n} bytes with digest ${got}, expected ${d.size} bytes`,
+                { op: 'pull', digest: d.digest },
+              ),
+            );
+          cb();
+        },
+      });
+      const start = n;
+      // A partial file longer than the blob is garbage: start it over.
+      const fh = await fs.open(part.path, start > 0 ? 'a' : 'w', 0o600);
+      try {
+        await pipeline(rawStream(i, start), verify, fh.createWriteStream(), { signal: abort.signal });
+      } catch (err) {
+        if (err instanceof DataLossError) await fs.rm(part.path, { force: true });
+        throw err;
+      }
+      return keep.finish(d.digest, part.path);
     })();
   };
   const startAhead = (i: number) => {
@@ -303,6 +445,36 @@ export async function openRegistrySource(text: string, opts: RegistrySourceOptio
       spools.set(j, p);
     }
   };
+  /**
+   * Layer i straight from the network, its bytes also written to a kept partial file: a pull
+   * killed here resumes from them. Returns the stream and what to do once it verified.
+   */
+  const streamKept = async (i: number): Promise<{ raw: Readable; done: () => Promise<void> }> => {
+    const d = descs[i];
+    const part = await keep.partial(d.digest);
+    const file = await fs.open(part.path, 'w', 0o600);
+    const out = file.createWriteStream({ highWaterMark: 1 << 20 });
+    const raw = rawStream(i);
+    const tee = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        if (out.write(chunk)) cb(null, chunk);
+        else out.once('drain', () => cb(null, chunk));
+      },
+    });
+    raw.on('error', (e) => tee.destroy(e));
+    tee.on('close', () => {
+      raw.destroy();
+      if (!out.writableEnded) out.end();
+    });
+    out.on('error', (e) => tee.destroy(e));
+    return {
+      raw: raw.pipe(tee),
+      done: async () => {
+        if (!out.writableFinished) await new Promise<void>((ok, fail) => out.end(ok).once('error', fail));
+        await keep.finish(d.digest, part.path);
+      },
+    };
+  };
 
   const layers: LayerRef[] = descs.map((d, i) => ({
     digest: d.digest,
@@ -311,8 +483,11 @@ export async function openRegistrySource(text: string, opts: RegistrySourceOptio
     diffId: d.diffId,
     open: async () => {
       startAhead(i);
-      const spooled = spools.get(i);
-      const raw = spooled ? createReadStream(await spooled) : rawStream(i);
+      let spooled = spools.get(i);
+      // A layer a killed pull left (whole or in part) is finished into its file first.
+      if (!spooled && (await keep.has(d.digest))) spools.set(i, (spooled = spool(i)));
+      let kept: { raw: Readable; done: () => Promise<void> } | undefined;
+      const raw = spooled ? createReadStream(await spooled) : (kept = await streamKept(i)).raw;
       const started = Date.now();
       const out = layerStream(raw, {
         digest: d.digest,
@@ -335,10 +510,16 @@ export async function openRegistrySource(text: string, opts: RegistrySourceOptio
             uncompressed: un,
             ms: Date.now() - started,
           });
-          cb();
+          // Both digests matched (layerStream ends only then): the kept copy is whole.
+          if (kept) kept.done().then(() => cb(), cb);
+          else cb();
         },
       });
-      out.on('error', (e) => timing.destroy(e));
+      out.on('error', (e) => {
+        // Bytes that did not match the digest or do not decompress are not worth resuming.
+        if (kept && (e instanceof DataLossError || e instanceof InvalidArgumentError)) keep.drop(d.digest);
+        timing.destroy(e);
+      });
       timing.on('close', () => {
         if (!out.readableEnded) out.destroy();
       });
@@ -358,7 +539,7 @@ export async function openRegistrySource(text: string, opts: RegistrySourceOptio
     close: async () => {
       abort.abort();
       await Promise.allSettled(spools.values());
-      await fs.rm(opts.spoolDir, { recursive: true, force: true });
+      await keep.settle();
     },
   };
 }

@@ -5,6 +5,11 @@
 /** The image (a reference or, as strata writes it, the manifest digest) a bundle runs. */
 export const IMAGE_ANNOTATION = 'org.strata.image';
 
+/** `missing`, `always` or `never` (podman's --pull words): the daemon pulls the image named by
+ * IMAGE_ANNOTATION from its registry before serving the root (the shim's and strata-runtime's
+ * bundles ask for it this way; absent = never, as before). */
+export const PULL_ANNOTATION = 'org.strata.pull';
+
 /** crun's precompiled seccomp filter (base64 BPF): set only by strata, from linux.seccomp
  * (seccomp-bpf.ts); a user's --annotation of it is refused. */
 export const SECCOMP_BPF_ANNOTATION = 'run.oci.seccomp_bpf_data';

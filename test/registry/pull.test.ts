@@ -63,13 +63,21 @@ const FAST: PullOptions = {
   minFree: 0,
 };
 
-async function assertNothingVisible(store: Store): Promise<void> {
+/** A layer blob kept under ingest/ for the next pull to resume (src/registry/source.ts KeptBlobs). */
+const KEPT = /^layer-sha256-[0-9a-f]{64}(\.partial\.[0-9]+-[0-9a-f]{12})?$/;
+
+async function assertNothingVisible(store: Store, kept: 'allowed' | 'none' = 'allowed'): Promise<void> {
   assert.equal(await listImages(store.root), [], 'no image visible after a failed pull');
   assert.equal(await listRefs(store.root), [], 'no name visible after a failed pull');
   const ingest = await fs.readdir(store.ingestRoot).catch(() => []);
-  assert.equal(ingest, [], 'the pull removed its ingest dir');
+  const left = ingest.filter((n) => kept === 'none' || !KEPT.test(n));
+  assert.equal(left, [], 'the pull removed its ingest dir (kept layer blobs aside)');
   const report = await fsck(store);
-  assert.equal(report.findings, [], 'fsck finds the store clean');
+  assert.equal(
+    report.findings.filter((f) => f.kind !== 'stale-ingest' || !KEPT.test(f.path.split('/').pop()!)),
+    [],
+    'fsck finds the store clean (a kept layer blob is a stale-ingest warning)',
+  );
 }
 
 test.before(async () => {
@@ -345,7 +353,37 @@ test('a wrong byte in a layer: refused as DataLoss, nothing visible, fsck clean'
   } catch (err) {
     assert.ok(err instanceof DataLossError || err instanceof InvalidArgumentError, String(err));
   }
-  await assertNothingVisible(store);
+  await assertNothingVisible(store, 'none');
+});
+
+test('a blob larger than its descriptor says: refused (Content-Length, or counted when chunked), nothing visible', async () => {
+  const bb = await busyboxImage();
+  const top = JSON.parse(await fs.readFile(join(bb.ociLayout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  const manifest = JSON.parse(
+    await fs.readFile(join(bb.ociLayout, 'blobs/sha256', top.manifests[0].digest.slice(7)), 'utf8'),
+  ) as { layers: { digest: string }[] };
+  const layer = manifest.layers[0].digest;
+  const real = await fs.readFile(join(bb.ociLayout, 'blobs/sha256', layer.slice(7)));
+  for (const chunked of [false, true]) {
+    const proxy = await startProxy(anon.host);
+    cleanups.push(() => proxy.stop());
+    proxy.intercept = (req, res, forward) => {
+      if (!req.url?.endsWith(layer)) return forward();
+      const body = Buffer.concat([real, Buffer.from('and then some')]);
+      if (chunked) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.write(body.subarray(0, 1000));
+        res.end(body.subarray(1000));
+      } else res.writeHead(200, { 'content-length': String(body.length) }).end(body);
+    };
+    const store = await freshStore();
+    const err = await pullImage(store, `${proxy.host}/${BB}`, FAST).catch((e: unknown) => e);
+    assert.instance(err, DataLossError, String(err));
+    assert.match((err as Error).message, new RegExp(`more than the ${real.length} bytes`));
+    await assertNothingVisible(store, 'none');
+  }
 });
 
 test('manifests: over 4 MiB refused, schema 1 refused by name, Content-Type checked', async () => {
@@ -578,6 +616,62 @@ test('Ctrl-C during a pull (the CLI): nothing visible, fsck clean, the next pull
   stall = false;
   const r = await pullImage(store, `${proxy.host}/${BB}`, FAST);
   assert.ok(r.objectsWritten > 0);
+});
+
+test('a pull killed mid-blob (SIGKILL) resumes: the next pull asks only for the rest with Range', async () => {
+  const proxy = await startProxy(anon.host);
+  cleanups.push(() => proxy.stop());
+  let stall = true;
+  proxy.intercept = (req, _res, forward) => {
+    if (stall && req.url?.includes('/blobs/') && req.method === 'GET')
+      forward((b, offset) => (offset > 300_000 ? 'stall' : b));
+    else forward();
+  };
+  const store = await freshStore();
+  const [cmd, ...args] = cliArgv([
+    '--root',
+    store.root,
+    'image',
+    'pull',
+    '--tls-verify=false',
+    `${proxy.host}/${BB}`,
+  ]);
+  const child = spawn(cmd, args, { stdio: 'ignore', env: { ...process.env, STRATA_MIN_FREE: '0' } });
+  const exited = new Promise<unknown>((r) => child.on('exit', r));
+  // Wait until the kept partial file holds the bytes the proxy let through, then kill.
+  const partialSize = async () => {
+    const names = await fs.readdir(store.ingestRoot).catch(() => [] as string[]);
+    const part = names.find((n) => n.includes('.partial.'));
+    return part ? (await fs.stat(join(store.ingestRoot, part))).size : 0;
+  };
+  for (let i = 0; i < 400 && (await partialSize()) <= 300_000; i++)
+    await new Promise((r) => setTimeout(r, 50));
+  child.kill('SIGKILL');
+  await exited;
+  const held = await partialSize();
+  assert.ok(held > 300_000, `the killed pull kept ${held} bytes`);
+  assert.equal(await listImages(store.root), [], 'nothing visible after the kill');
+  assert.equal(await listRefs(store.root), []);
+  assert.is((await fsck(store)).errors, 0, 'fsck: no errors (the kept blob is a stale-ingest warning)');
+
+  stall = false;
+  proxy.requests.length = 0;
+  const events: string[] = [];
+  const r = await pullImage(store, `${proxy.host}/${BB}`, { ...FAST, onEvent: (e) => events.push(e.type) });
+  assert.ok(events.includes('resume'), `a resume event (${events.join(',')})`);
+  const ranges = proxy.requests.filter((q) => q.url.includes('/blobs/') && q.range).map((q) => q.range);
+  assert.equal(ranges, [`bytes=${held}-`], 'the rest of the blob, from what the killed pull kept');
+  const bb = await busyboxImage();
+  const imported = await importImage(await freshStore(), `oci:${bb.ociLayout}:latest`, {
+    name: 'x',
+    minFree: 0,
+  });
+  assert.is(r.record.indexDigest, imported.record.indexDigest, 'the same tree as an archive import');
+  assert.equal(
+    (await fs.readdir(store.ingestRoot)).filter((n) => KEPT.test(n)),
+    [],
+    'the kept blob is removed once committed (the killed import dir is left for gc)',
+  );
 });
 
 test('TLS: an unverifiable certificate is refused naming the host; accepted only when marked insecure', async () => {
