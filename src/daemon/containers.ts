@@ -119,6 +119,9 @@ export class ContainerManager {
     this.indexes = new IndexCache(opts.storeRoot);
   }
 
+  /** Set once handOverAll began: foreground runs are the next daemon's to finish (run-service). */
+  handingOver = false;
+
   get size(): number {
     return this.served.size;
   }
@@ -401,6 +404,7 @@ export class ContainerManager {
    * the daemon that asked (strata daemon --upgrade). Roots still waiting for createContainer
    * are waited for, up to `waitMs`. */
   async handOverAll(waitMs: number): Promise<void> {
+    this.handingOver = true;
     const until = Date.now() + waitMs;
     while ([...this.served.values()].some((s) => s.root.status === 'prepared') && Date.now() < until)
       await new Promise((r) => setTimeout(r, 10));
