@@ -97,18 +97,32 @@ test('foreground strata runs (native front end and Node CLI) keep their containe
     // The test image's entrypoint is sh -c; each reads its root before and after both restarts.
     const script = (code: number) =>
       `ls /bin | wc -l; while [ ! -e /out/go ]; do sleep 0.05; done; ls /bin | wc -l; exit ${code}`;
-    const outs = ['fg-native', 'fg-node'].map((n) => join(env.dir, n));
+    const outs = ['fg-native', 'fg-node', 'bg-hooks'].map((n) => join(env.dir, n));
     for (const o of outs) mkdirSync(o);
     const runs = [
       frontRun(env, ['run', '--name', 'fg-native', '-v', `${outs[0]}:/out`, 'busybox', script(7)], true),
       frontRun(env, ['run', '--name', 'fg-node', '-v', `${outs[1]}:/out`, 'busybox', script(0)], false),
     ];
+    // The hooks path: -d runs the bundle with strata-hook (createRuntime, createContainer,
+    // poststop), and its monitor records the exit code.
+    const bg = await strataCli(env, [
+      'run',
+      '-d',
+      '--name',
+      'bg-hooks',
+      '-v',
+      `${outs[2]}:/out`,
+      'busybox',
+      script(3),
+    ]);
+    assert.is(bg.code, 0, bg.stderr);
+    const bgId = bg.stdout.trim();
     assert.ok(
       await eventually(
-        async () => (await served(env)).filter((c) => c.state === 'attached').length === 2,
+        async () => (await served(env)).filter((c) => c.state === 'attached').length === 3,
         30_000,
       ),
-      'both containers run',
+      'the three containers run',
     );
     const killed = await killDaemon(env, first.pid);
     await first.stop();
@@ -127,20 +141,33 @@ test('foreground strata runs (native front end and Node CLI) keep their containe
         `it read its root: ${r.stdout}`,
       );
     }
-    // The daemon that came last finished both records: exit code, no owner.
-    const ps = await strataCli(env, ['ps', '-a', '--json']);
-    const infos = JSON.parse(ps.stdout) as { name: string; exitCode?: number; ownerPid?: number }[];
-    assert.equal(infos.map((i) => [i.name, i.exitCode, i.ownerPid]).sort(), [
+    // The daemon that came last finished both foreground records (exit code, no owner); the
+    // monitor recorded the hooks container's.
+    const exited = async () => {
+      const ps = await strataCli(env, ['ps', '-a', '--json']);
+      const infos = JSON.parse(ps.stdout) as { name: string; exitCode?: number; ownerPid?: number }[];
+      return infos.map((i) => [i.name, i.exitCode, i.ownerPid]).sort();
+    };
+    const want = [
+      ['bg-hooks', 3, undefined],
       ['fg-native', 7, undefined],
       ['fg-node', 0, undefined],
-    ]);
+    ];
+    await eventually(async () => JSON.stringify(await exited()) === JSON.stringify(want), 20_000);
+    assert.equal(await exited(), want);
     assert.ok(
       await eventually(async () => (await listLeases(env.storeRoot)).length === 0, 10_000),
       'the new daemon saw the containers end and released their roots',
     );
     const log = readFileSync(env.logFile, 'utf8');
     assert.match(log, /its front end \(pid [0-9]+\) reconnected/);
-    for (const n of ['fg-native', 'fg-node']) assert.is((await strataCli(env, ['rm', n])).code, 0);
+    // The last daemon took the hooks container's root over and released it when it ended (its
+    // ENODEV or its poststop, whichever came first); no hook failed.
+    const last = log.slice(log.lastIndexOf(`(pid ${upgraded.pid})`));
+    assert.match(last, `container ${bgId}: released (`);
+    assert.not.match(log, 'hook poststop failed');
+    for (const n of ['fg-native', 'fg-node', 'bg-hooks'])
+      assert.is((await strataCli(env, ['rm', n])).code, 0);
     assert.ok(await stopDaemon(env, upgraded.pid), 'the daemon and the fd holder left');
     assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
   } catch (err) {
