@@ -340,7 +340,9 @@ export class ContainerManager {
     }
     const t0 = performance.now();
     const journalDir = this.journalDir!;
-    const journal = new BackingJournal(journalDir, h.name, false);
+    // Opened (and compacted) only once serving starts: until then a daemon handing over may
+    // still write it, and it makes no backing id before.
+    let journal: BackingJournal | undefined;
     let prepared: PreparedImage;
     try {
       prepared = await prepareImage({
@@ -349,25 +351,24 @@ export class ContainerManager {
         loadIndex: (i) => this.indexes.get(i.indexDigest),
         lease: containerLease(id, tag.bundle, () => undefined),
         placeholders: tag.placeholders as PlaceholderSpec[],
-        onBacking: journal.record,
+        onBacking: (ino, backingId, open) => journal?.record(ino, backingId, open),
       });
     } catch (err) {
       this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
       closeSync(h.fd);
-      journal.remove();
+      BackingJournal.discard(journalDir, h.name);
       this.dropHeld(h.name);
       return undefined;
     }
     return () => {
       let adopted: AdoptedImage;
       try {
-        adopted = serveAdopted(prepared, {
-          devFd: h.fd,
-          backings: BackingJournal.replay(journalDir, h.name),
-        });
+        journal = new BackingJournal(journalDir, h.name, false);
+        adopted = serveAdopted(prepared, { devFd: h.fd, backings: journal.openIds() });
       } catch (err) {
         this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
-        journal.remove();
+        if (journal) journal.remove();
+        else BackingJournal.discard(journalDir, h.name);
         this.dropHeld(h.name);
         return false;
       }
@@ -380,7 +381,7 @@ export class ContainerManager {
         rootfs: tag.rootfs,
         readonly: tag.readonly,
         since: new Date(tag.since),
-        held: { name: h.name, journal },
+        held: { name: h.name, journal: journal! },
       });
       this.watchSession(id, adopted.session);
       this.logger.log(
