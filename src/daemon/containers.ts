@@ -80,10 +80,16 @@ interface Served {
   rootfs: string;
   readonly: boolean;
   since: Date;
-  /** Its name at the fd holder and its backing journal, when deposited. */
-  held?: { name: string; journal: BackingJournal };
+  /** Its name at the fd holder and its backing journal, when deposited; `mount`: until the
+   * container has its root, the holder keeps the mount fd too (under heldMountName). */
+  held?: { name: string; journal: BackingJournal; mount?: boolean };
   /** Left to the next daemon (handOverAll): nothing of it may be released here. */
   handedOver?: boolean;
+}
+
+/** The fd holder's name for the mount fd of a root still prepared (session `name`). */
+export function heldMountName(name: string): string {
+  return `${name}.mnt`;
 }
 
 function isDirectory(path: string): boolean | undefined {
@@ -246,6 +252,9 @@ export class ContainerManager {
           since: new Date().toISOString(),
         })
       : undefined;
+    // Until createContainer takes it, the mount exists only as our fd: the holder keeps a copy,
+    // so that a daemon killed meanwhile leaves the next one a root the container can still get.
+    if (held) held.mount = this.depositMount(name, served.mountFd, id);
 
     // The hook state's pid is the container's init as the host sees it here; if it dies before
     // createContainer, nobody will ever attach (or close) our mount.
@@ -304,23 +313,50 @@ export class ContainerManager {
     }
   }
 
+  private depositMount(name: string, mountFd: number, id: string): boolean {
+    try {
+      this.holder!.put(heldMountName(name), '', mountFd);
+      return true;
+    } catch (err) {
+      this.logger.log(
+        'warn',
+        `container ${id}: its root will not outlive this daemon before createContainer: ${(err as Error).message}`,
+      );
+      return false;
+    }
+  }
+
+  /** The holder lets go of a root's mount fd (the container has it, or it is released). */
+  private dropMount(s: Served): void {
+    if (!s.held?.mount) return;
+    s.held.mount = false;
+    this.dropHeld(heldMountName(s.held.name));
+  }
+
   /**
    * Serves again a session an earlier daemon deposited with the fd holder: same image, same
    * placeholders, the backing ids it left open, its lease taken over. A session whose mount is
    * gone (the container ended while no daemon ran) reads ENODEV at once and is released like any
    * other. Resolves false when the session could not be taken over (it is then dropped).
    */
-  async adopt(h: HeldFd): Promise<boolean> {
+  async adopt(h: HeldFd, mount?: HeldFd): Promise<boolean> {
     const start = await this.prepareAdoption(h);
-    return start ? start() : false;
+    return start ? start(mount) : false;
   }
 
   /**
    * adopt() in two steps: this one resolves the image, loads its index and takes the lease over;
    * the function it resolves with reads the backing journal and starts serving (false: failed,
-   * dropped). undefined: the session cannot be taken over (dropped already).
+   * dropped), given the root's held mount fd when the root was still prepared (it is then
+   * prepared here: createContainer gets that mount). undefined: the session cannot be taken
+   * over (dropped already).
    */
-  async prepareAdoption(h: HeldFd): Promise<(() => boolean) | undefined> {
+  async prepareAdoption(h: HeldFd): Promise<((mount?: HeldFd) => boolean) | undefined> {
+    const drop = (): void => {
+      closeSync(h.fd);
+      this.dropHeld(h.name);
+      this.dropHeld(heldMountName(h.name));
+    };
     let tag: HeldSession;
     try {
       tag = decodeHeldSession(h.tag, h.name);
@@ -329,14 +365,16 @@ export class ContainerManager {
         throw new Error(`it serves the store ${tag.store}, not ${this.storeRoot}`);
     } catch (err) {
       this.logger.log('warn', `dropping held session ${h.name}: ${(err as Error).message}`);
-      closeSync(h.fd);
-      this.dropHeld(h.name);
+      drop();
       return undefined;
     }
     const id = tag.container;
     if (this.served.has(id)) {
       closeSync(h.fd);
-      return () => true;
+      return (mount) => {
+        if (mount) closeSync(mount.fd);
+        return true;
+      };
     }
     const t0 = performance.now();
     const journalDir = this.journalDir!;
@@ -355,12 +393,11 @@ export class ContainerManager {
       });
     } catch (err) {
       this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
-      closeSync(h.fd);
       BackingJournal.discard(journalDir, h.name);
-      this.dropHeld(h.name);
+      drop();
       return undefined;
     }
-    return () => {
+    return (mount) => {
       let adopted: AdoptedImage;
       try {
         journal = new BackingJournal(journalDir, h.name, false);
@@ -370,10 +407,24 @@ export class ContainerManager {
         if (journal) journal.remove();
         else BackingJournal.discard(journalDir, h.name);
         this.dropHeld(h.name);
+        if (mount) {
+          closeSync(mount.fd);
+          this.dropHeld(mount.name);
+        }
         return false;
       }
+      // A root still prepared when its daemon went: it waits for createContainer here.
+      const guards: Guard[] = [];
+      if (mount) {
+        const timer = setTimeout(
+          () => void this.release(id, `createContainer did not come within ${this.prepareTimeoutMs} ms`),
+          this.prepareTimeoutMs,
+        );
+        timer.unref();
+        guards.push({ stop: () => clearTimeout(timer) });
+      }
       this.served.set(id, {
-        root: new ContainerRoot(id, { ...adopted, mountFd: -1 }, [], true),
+        root: new ContainerRoot(id, { ...adopted, mountFd: mount?.fd ?? -1 }, guards, true),
         session: adopted.session,
         leaseId: adopted.lease.id,
         image: tag.image,
@@ -381,12 +432,12 @@ export class ContainerManager {
         rootfs: tag.rootfs,
         readonly: tag.readonly,
         since: new Date(tag.since),
-        held: { name: h.name, journal: journal! },
+        held: { name: h.name, journal: journal!, mount: mount !== undefined },
       });
       this.watchSession(id, adopted.session);
       this.logger.log(
         'info',
-        `container ${id}: took its root over from an earlier daemon (image ${tag.image}) in ` +
+        `container ${id}: took its ${mount ? 'prepared ' : ''}root over from an earlier daemon (image ${tag.image}) in ` +
           `${(performance.now() - t0).toFixed(1)} ms`,
       );
       return true;
@@ -407,11 +458,14 @@ export class ContainerManager {
   async handOverAll(waitMs: number): Promise<void> {
     this.handingOver = true;
     const until = Date.now() + waitMs;
-    while ([...this.served.values()].some((s) => s.root.status === 'prepared') && Date.now() < until)
+    // A prepared root whose mount the holder keeps is handed over as it is; only one whose mount
+    // exists in this process alone must be attached first.
+    const onlyHere = (s: Served): boolean => s.root.status === 'prepared' && !s.held?.mount;
+    while ([...this.served.values()].some(onlyHere) && Date.now() < until)
       await new Promise((r) => setTimeout(r, 10));
     await Promise.all(
       [...this.served.entries()].map(async ([id, s]) => {
-        if (s.root.status !== 'attached' || !s.held) return;
+        if (!s.held || (s.root.status !== 'attached' && s.root.status !== 'prepared') || onlyHere(s)) return;
         s.handedOver = true;
         s.held.journal.close();
         await s.root.handOver().catch(() => undefined);
@@ -437,6 +491,8 @@ export class ContainerManager {
       );
     }
     const mountFd = s.root.attach();
+    // The container's mount keeps the session now; a held copy would outlive the container.
+    this.dropMount(s);
     this.logger.log('info', `container ${id}: root handed to createContainer (rootfs ${s.rootfs})`);
     return { mountFd, rootfs: s.rootfs, readonly: s.readonly };
   }
@@ -484,6 +540,7 @@ export class ContainerManager {
     if (first && s.held) {
       // Before the session can be aborted: the holder's copy would keep the connection alive.
       this.dropHeld(s.held.name);
+      this.dropMount(s);
       s.held.journal.remove();
     }
     let outcome: ReleaseOutcome | undefined;

@@ -26,8 +26,8 @@ import { releaseStaleLeases } from '../store/leases.js';
 import { openStore } from '../store/store.js';
 import type { DaemonStatus } from '../schema/generated/daemon-api.js';
 import { daemonRequest } from './client.js';
-import { ContainerManager } from './containers.js';
-import { FdHolder, fdHolderSocket } from './fd-holder.js';
+import { ContainerManager, heldMountName } from './containers.js';
+import { FdHolder, fdHolderSocket, type HeldFd } from './fd-holder.js';
 import { journalDir } from './held-session.js';
 import { toStatus } from '../shim/errors.js';
 import { TaskService } from '../shim/task-service.js';
@@ -193,24 +193,54 @@ async function adoptAll(
   logger: Logger,
   beforeServing?: () => Promise<void>,
 ): Promise<void> {
-  const held = holder.take();
+  // Sessions, and the mount fds of roots still prepared (containers.ts heldMountName): those are
+  // matched at serving time, from the last look (a leaving daemon may have attached one since).
+  const isMount = (h: HeldFd): boolean => h.name.endsWith('.mnt');
+  const take = (): { sessions: HeldFd[]; mounts: Map<string, HeldFd> } => {
+    const all = holder.take();
+    return {
+      sessions: all.filter((h) => !isMount(h)),
+      mounts: new Map(all.filter(isMount).map((h) => [h.name, h])),
+    };
+  };
+  let { sessions: held, mounts } = take();
   const t0 = performance.now();
   const starts = await Promise.all(held.map((h) => manager.prepareAdoption(h)));
   const t1 = performance.now();
   if (beforeServing) {
     await beforeServing();
-    // Sessions the leaving daemon made after we looked.
+    // What the leaving daemon left: sessions it made after we looked, the mounts still prepared.
+    for (const m of mounts.values()) closeSync(m.fd);
     const seen = new Set(held.map((h) => h.name));
-    for (const h of holder.take()) {
+    const now = take();
+    mounts = now.mounts;
+    for (const h of now.sessions) {
       if (seen.has(h.name)) {
         closeSync(h.fd);
         continue;
       }
-      held.push(h);
+      held = [...held, h];
       starts.push(await manager.prepareAdoption(h));
     }
   }
-  const adopted = starts.map((start) => start?.() ?? false).filter(Boolean).length;
+  const adopted = starts
+    .map((start, i) => {
+      const mount = mounts.get(heldMountName(held[i].name));
+      mounts.delete(heldMountName(held[i].name));
+      if (start) return start(mount);
+      if (mount) closeSync(mount.fd);
+      return false;
+    })
+    .filter(Boolean).length;
+  // Mounts without a session: nothing can serve them.
+  for (const m of mounts.values()) {
+    closeSync(m.fd);
+    try {
+      holder.drop(m.name);
+    } catch {
+      // the holder went: nothing is held any more
+    }
+  }
   if (held.length === 0) return;
   const t2 = performance.now();
   logger.log(

@@ -3,6 +3,7 @@
 // replaced by `strata daemon --upgrade`, has the image's contents, no read fails, and afterwards
 // nothing is left. The full loop (10 containers, 5 kills in 10 s) is scripts/outlive-soak.ts;
 // here 2 containers keep CI time small.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -10,8 +11,9 @@ import * as assert from 'uvu/assert';
 
 import { NATIVE_CONTRACT } from '../../src/contract/generated/native-contract.js';
 import { listLeases } from '../../src/store/leases.js';
-import { frontExecutable } from '../../src/executables.js';
+import { frontExecutable, hookExecutable } from '../../src/executables.js';
 import {
+  bundle,
   eventually,
   hostMounts,
   makeEnv,
@@ -176,6 +178,93 @@ test('foreground strata runs (native front end and Node CLI) keep their containe
     );
     throw err;
   } finally {
+    if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
+  }
+});
+
+test('roots still prepared (createContainer not come yet) survive kill -9 and --upgrade; the container still gets them', async () => {
+  const env = await makeEnv(['busybox']);
+  const victims: ChildProcess[] = [];
+  try {
+    const first = await startDaemon(env);
+    const mountsBefore = hostMounts(env);
+    const hookEnv = { ...process.env, STRATA_SOCKET: env.socket };
+    const prepare = async (id: string) => {
+      const dir = await bundle(env, 'busybox', { entrypoint: ['/bin/true'], command: [], user: '0' });
+      const init = spawn('sleep', ['60'], { stdio: 'ignore' });
+      victims.push(init);
+      const state = JSON.stringify({
+        ociVersion: '1.0.2',
+        id,
+        status: 'creating',
+        pid: init.pid,
+        bundle: dir,
+      });
+      const r = await runCollect(hookExecutable(), ['createRuntime'], { env: hookEnv, input: state });
+      assert.is(r.code, 0, r.stderr);
+      return { dir, state };
+    };
+    // What the runtime does next: createContainer attaches the root in the container's mount
+    // namespace (here a private one, with the rootfs bind-mounted on itself as runc does), then
+    // the container reads it.
+    const attachAndRead = (c: { dir: string; state: string }) =>
+      runCollect(
+        'unshare',
+        [
+          '-m',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          `mount --bind ${c.dir}/rootfs ${c.dir}/rootfs && "$0" createContainer && ls ${c.dir}/rootfs/bin | wc -l`,
+          hookExecutable(),
+        ],
+        { env: hookEnv, input: c.state },
+      );
+    const a = await prepare('early-a');
+    const killed = await killDaemon(env, first.pid);
+    await first.stop();
+    const b = await prepare('early-b');
+    assert.equal(
+      (await served(env)).map((c) => [c.id, c.state]).sort(),
+      [
+        ['early-a', 'prepared'],
+        ['early-b', 'prepared'],
+      ],
+      'the new daemon took the prepared root over as prepared',
+    );
+    const upgraded = await upgradeDaemon(env, killed.pid);
+    assert.equal(
+      (await served(env)).map((c) => [c.id, c.state]).sort(),
+      [
+        ['early-a', 'prepared'],
+        ['early-b', 'prepared'],
+      ],
+      'and --upgrade hands prepared roots over as they are',
+    );
+    for (const c of [a, b]) {
+      const r = await attachAndRead(c);
+      assert.is(r.code, 0, r.stderr);
+      assert.ok(Number(r.stdout.trim()) > 10, `the container read its root: ${r.stdout}`);
+    }
+    // Their mount namespaces are gone: the roots end, nothing of them is held any more.
+    assert.ok(
+      await eventually(
+        async () => (await served(env)).length === 0 && (await listLeases(env.storeRoot)).length === 0,
+        10_000,
+      ),
+      'both roots released',
+    );
+    for (const v of victims) v.kill('SIGKILL');
+    assert.ok(await stopDaemon(env, upgraded.pid), 'the daemon and the fd holder left');
+    assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
+  } catch (err) {
+    process.stderr.write(
+      `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-40).join('\n')}\n`,
+    );
+    throw err;
+  } finally {
+    for (const v of victims) if (v.exitCode === null) v.kill('SIGKILL');
     if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
   }
 });
