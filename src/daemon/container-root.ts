@@ -89,7 +89,9 @@ export class ContainerRoot {
   ) {
     const machine: Machine = { id, go: (to) => (this.state = to) };
     this.state =
-      adopted && mount.mountFd < 0 ? new AttachedState(machine, mount) : new PreparedState(machine, mount, guards);
+      adopted && mount.mountFd < 0
+        ? new AttachedState(machine, mount)
+        : new PreparedState(machine, mount, guards);
   }
 
   /** attached → released, leaving the session, its lease and its held fd to the next daemon. */
