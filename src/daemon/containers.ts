@@ -29,7 +29,8 @@ import {
 } from '../errors.js';
 import { ContainerRoot, type Guard, type ReleaseOutcome } from './container-root.js';
 import { IMAGE_ANNOTATION } from '../spec/annotations.js';
-import type { FdHolder, HeldFd } from './fd-holder.js';
+import type { HeldFd } from './fd-holder.js';
+import type { SessionStore } from './fd-store.js';
 import { BackingJournal, decodeHeldSession, encodeHeldSession, type HeldSession } from './held-session.js';
 import { containerLease, leaseIdFor, resolveBundleImage } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
@@ -45,7 +46,7 @@ export interface ContainerManagerOptions {
   /** How long a release waits for the session to end by itself before aborting it. Default 5 s. */
   releaseGraceMs?: number;
   /** Where each session's /dev/fuse fd is deposited, so that it outlives this daemon. */
-  holder?: FdHolder;
+  holder?: SessionStore;
   /** Where the sessions' backing journals go (held-session.ts), with `holder`. */
   journalDir?: string;
 }
@@ -112,7 +113,7 @@ export class ContainerManager {
   private readonly logger: Logger;
   private readonly prepareTimeoutMs: number;
   private readonly releaseGraceMs: number;
-  private readonly holder?: FdHolder;
+  private readonly holder?: SessionStore;
   private readonly journalDir?: string;
 
   constructor(opts: ContainerManagerOptions) {

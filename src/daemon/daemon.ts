@@ -28,6 +28,7 @@ import type { DaemonStatus } from '../schema/generated/daemon-api.js';
 import { daemonRequest } from './client.js';
 import { ContainerManager, heldMountName } from './containers.js';
 import { FdHolder, fdHolderSocket, type HeldFd } from './fd-holder.js';
+import { MirroredStore, SystemdFdStore, systemdFdStoreWanted, type SessionStore } from './fd-store.js';
 import { journalDir } from './held-session.js';
 import { toStatus } from '../shim/errors.js';
 import { TaskService } from '../shim/task-service.js';
@@ -189,7 +190,7 @@ function takeLockAfterHandover(socketPath: string): Promise<number> {
  */
 async function adoptAll(
   manager: ContainerManager,
-  holder: FdHolder,
+  holder: SessionStore,
   logger: Logger,
   beforeServing?: () => Promise<void>,
 ): Promise<void> {
@@ -263,7 +264,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     const hold = opts.holdSessions ?? true;
     // A systemd service's main process (INVOCATION_ID, a child of pid 1) is restarted by systemd
     // (systemd/strata.service); anything merely started under a systemd service is not.
-    const underSystemd = Boolean(process.env.INVOCATION_ID) && process.ppid === 1;
+    // With systemd's fd store (fd-store.ts) the service manager restarts us, whoever our parent is.
+    const fdStore = hold && systemdFdStoreWanted();
+    const underSystemd = fdStore || (Boolean(process.env.INVOCATION_ID) && process.ppid === 1);
     const restartArgv = opts.restartArgv ?? (underSystemd ? [] : restartArgvFor(opts, resolve(store.root)));
     const connectHolder = async (): Promise<FdHolder | undefined> => {
       try {
@@ -280,7 +283,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         return undefined;
       }
     };
-    const newManager = (h: FdHolder | undefined) =>
+    // Under systemd's fd store every session goes there too; the holder stays for --upgrade.
+    const storeOf = (h: FdHolder | undefined): SessionStore | undefined =>
+      fdStore
+        ? new MirroredStore(h, new SystemdFdStore(process.env.NOTIFY_SOCKET!, journalDir(opts.socketPath)))
+        : h;
+    const newManager = (h: SessionStore | undefined) =>
       new ContainerManager({
         storeRoot: store.root,
         logger: logger!,
@@ -293,9 +301,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       // never lacks a reader.
       holder = await connectHolder();
       if (!holder) throw new Error('cannot take over without the fd holder');
-      manager = newManager(holder);
+      const sessions = storeOf(holder)!;
+      manager = newManager(sessions);
       let t0 = 0;
-      await adoptAll(manager, holder, logger, async () => {
+      await adoptAll(manager, sessions, logger, async () => {
         t0 = performance.now();
         await daemonRequest(opts.socketPath, { op: 'handover' }, 15_000).catch(() => undefined);
       });
@@ -316,9 +325,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     }
     if (!manager) {
       holder = hold ? await connectHolder() : undefined;
-      manager = newManager(holder);
+      const sessions = hold ? storeOf(holder) : undefined;
+      manager = newManager(sessions);
       // Before stale leases go: an adopted session's lease is taken over, not released.
-      if (holder) await adoptAll(manager, holder, logger);
+      if (sessions) await adoptAll(manager, sessions, logger);
     }
     reconciled = reconcileLeases(store.root, logger);
     // One daemon serves every running container's root: a bug in one request must not take the
