@@ -93,19 +93,83 @@ test('under a service manager with an fd store, a container outlives kill -9 of 
       'and its fd left the store',
     );
     assert.is((await strataCli(env, ['rm', 'kept'])).code, 0);
+
+    // Reconciliation: a container that ends while no daemon runs (the service manager stopped
+    // meanwhile, so nothing restarts it) is recorded by its monitor, and the daemon that comes
+    // later finds its session ended (ENODEV), releases its lease and drops its fds.
+    const out2 = join(env.dir, 'out2');
+    mkdirSync(out2, { mode: 0o777 });
+    chmodSync(out2, 0o777);
+    const run2 = await strataCli(env, [
+      'run',
+      '-d',
+      '--name',
+      'ended',
+      '-v',
+      `${out2}:/out`,
+      'busybox',
+      'while [ ! -e /out/go ]; do sleep 0.05; done; exit 4',
+    ]);
+    assert.is(run2.code, 0, run2.stderr);
+    const endedId = run2.stdout.trim();
+    assert.ok(
+      await eventually(async () => (await served(env)).some((c) => c.state === 'attached'), 20_000),
+      'the second container runs',
+    );
+    const second = (await daemonPid(env))!;
+    process.kill(manager.pid!, 'SIGSTOP');
+    process.kill(second, 'SIGKILL');
+    writeFileSync(join(out2, 'go'), '');
+    const ps = async () =>
+      (
+        JSON.parse((await strataCli(env, ['ps', '-a', '--json'])).stdout) as {
+          name: string;
+          exitCode?: number;
+        }[]
+      ).map((c) => [c.name, c.exitCode]);
+    assert.ok(
+      await eventually(async () => JSON.stringify(await ps()) === JSON.stringify([['ended', 4]]), 20_000),
+      'its exit was recorded while no daemon ran',
+    );
+    assert.is((await listLeases(env.storeRoot)).length, 1, 'its lease waits for the next daemon');
+    process.kill(manager.pid!, 'SIGCONT');
+    assert.ok(
+      await eventually(async () => {
+        const now = await daemonPid(env);
+        return now !== undefined && now !== second;
+      }, 30_000),
+      'the service manager restarted the daemon',
+    );
+    assert.ok(
+      await eventually(
+        async () => (await served(env)).length === 0 && (await listLeases(env.storeRoot)).length === 0,
+        10_000,
+      ),
+      'the session that ended meanwhile was dropped and its lease released',
+    );
+    assert.ok(
+      await eventually(() =>
+        readFileSync(env.logFile, 'utf8').includes(`container ${endedId}: released (FUSE session ended`),
+      ),
+      'the new daemon logged the release',
+    );
+    assert.is((await strataCli(env, ['rm', 'ended'])).code, 0);
     manager.kill('SIGTERM');
     assert.ok(await eventually(() => manager.exitCode !== null, 20_000), 'the service stopped');
     assert.ok(await eventually(() => processesUnder(env.dir).length === 0, 10_000), 'no process left');
     assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
   } catch (err) {
-    process.stderr.write(`events: ${lines().join('; ')}\n`);
+    process.stderr.write(`error: ${String(err)}\nevents: ${lines().join('; ')}\n`);
     if (existsSync(env.logFile))
       process.stderr.write(
         `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-30).join('\n')}\n`,
       );
     throw err;
   } finally {
-    if (manager.pid && isAlive(manager.pid)) manager.kill('SIGKILL');
+    if (manager.pid && isAlive(manager.pid)) {
+      manager.kill('SIGCONT');
+      manager.kill('SIGKILL');
+    }
     if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
   }
 });
