@@ -51,7 +51,7 @@ test('under a service manager with an fd store, a container outlives kill -9 of 
       '-v',
       `${out}:/out`,
       'busybox',
-      'ls /bin | wc -l > /out/before; while [ ! -e /out/go ]; do sleep 0.05; done; ls /bin | wc -l > /out/after',
+      'ls /bin | wc -l > /out/b; mv /out/b /out/before; while [ ! -e /out/go ]; do sleep 0.05; done; ls /bin | wc -l > /out/a; mv /out/a /out/after',
     ]);
     assert.is(run.code, 0, run.stderr);
     assert.ok(await eventually(() => existsSync(join(out, 'before')), 20_000), 'the container runs');
