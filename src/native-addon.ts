@@ -214,7 +214,7 @@ export interface NativeAddon {
   /** SO_PEERCRED of a connected unix socket: who connected (native/src/daemon.c). */
   getPeerCred(sockFd: number): PeerCred;
   /** One datagram to the AF_UNIX socket at `path` ('@name' is abstract): sd_notify. */
-  sendDatagram(path: string, data: Buffer): void;
+  sendDatagram(path: string, data: Buffer, fds?: number[]): void;
 
   /** libseccomp's version ("2.5.4"), or null when libseccomp.so.2 cannot be loaded (dlopen). */
   seccompVersion(): string | null;

@@ -12,9 +12,15 @@
  * TypeScript (socket, limits, verbs, signals, exit codes, the messages the Node front end prints
  * too) comes from the generated strata-contract.h (src/contract/native-contract.json).
  *
- * A daemon lost before its final word leaves the exit code to us: the runtime's, or, when the
- * daemon named a pid file (pidfile=) that the runtime never wrote and the runtime failed, 125
- * and "the container did not start": its hook found no daemon.
+ * A daemon lost during the run (kill -9, `strata daemon --upgrade`) is not the container's end: the
+ * container's root outlives it (docs/architecture.md#sessions-outlive-the-daemon), and so does
+ * this run. We notice the connection's end while waiting, reconnect to the daemon that comes back
+ * (the fd holder or systemd restarts it; an upgrade's new one takes the socket) and send "resume"
+ * with the container id and run dir the exec message named, so the new daemon watches the
+ * runtime and finishes the record; the runtime's end is sent to whichever daemon answers last.
+ * Only when no daemon answers within STRATA_RUN_RECONNECT_MS of the runtime's end is the exit code
+ * ours: the runtime's, or, when the daemon named a pid file (pidfile=) that the runtime never
+ * wrote and the runtime failed, 125 and "the container did not start": its hook found no daemon.
  *
  * Signals: STRATA_RUN_FORWARDED_SIGNALS (SIGINT SIGTERM SIGHUP SIGQUIT SIGUSR2 SIGALRM SIGPIPE;
  * those not ignored when we start) and SIGCHLD are blocked from the first instruction, so a ^C during the request stays
@@ -32,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -206,7 +213,12 @@ bad:
 
 /* ---- the runtime ---- */
 
+struct exec_order;
+static int resume_daemon(const struct exec_order *x, pid_t pid, const char *kind, const char *value);
+static long long now_ms(void);
+
 struct exec_order {
+  const char *id, *rundir; /* what a "resume" names; NULL from a daemon that does not say */
   const char *cwd;
   const char *mntns;
   const char *pidfile; /* where the runtime writes the container's pid: it started if it exists */
@@ -227,6 +239,8 @@ static int parse_exec(const struct message *m, struct exec_order *x) {
     else if (strcmp(f, "pgrp=same") == 0) x->new_pgrp = 0;
     else if (strncmp(f, "mntns=", 6) == 0) x->mntns = f + 6;
     else if (strncmp(f, "pidfile=", 8) == 0 && f[8]) x->pidfile = f + 8;
+    else if (strncmp(f, "id=", 3) == 0 && f[3]) x->id = f + 3;
+    else if (strncmp(f, "rundir=", 7) == 0 && f[7] == '/') x->rundir = f + 7;
   }
   return -1;
 }
@@ -274,23 +288,64 @@ fail:
   _exit(code);
 }
 
-/* Forks the runtime, forwards signals until it ends; returns its wait status. */
-static int run_runtime(int sock, const struct exec_order *x, int *daemon_ok) {
+/* The daemon's connection during the run: it says nothing until "exited", so anything readable is
+ * its end (EOF) or an early word that finish() reads. 1: it is gone. */
+static int daemon_gone(int sock) {
+  char c;
+  ssize_t n = recv(sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Forks the runtime, forwards signals until it ends; returns its wait status and its pid. A
+ * daemon lost meanwhile is replaced by the next one that answers (*sock: -1 while none does). */
+static int run_runtime(int *sock, const struct exec_order *x, pid_t *runtime_pid) {
   pid_t pid = fork();
   if (pid < 0) fail(NO_RUNTIME, "fork: %s", strerror(errno));
   if (pid == 0) start_runtime(x);
+  *runtime_pid = pid;
   /* Also from here, so a signal forwarded right away finds the group already made. */
   if (x->new_pgrp) setpgid(pid, pid);
   char num[24];
   snprintf(num, sizeof(num), "%d", (int)pid);
-  if (send_message(sock, STRATA_RUN_FRONT_VERBS_STARTED, num, NULL) < 0) *daemon_ok = 0;
+  if (send_message(*sock, STRATA_RUN_FRONT_VERBS_STARTED, num, NULL) < 0) {
+    close(*sock);
+    *sock = -1;
+  }
+  int sfd = signalfd(-1, &wait_set, SFD_CLOEXEC);
+  if (sfd < 0) fail(NO_RUNTIME, "signalfd: %s", strerror(errno));
+  int can_resume = x->id && x->rundir, watch = 1;
+  long long lost_at = *sock < 0 ? now_ms() : 0, retry_at = 0;
   for (;;) {
-    siginfo_t si;
-    int sig = sigwaitinfo(&wait_set, &si);
-    if (sig < 0) {
-      if (errno == EINTR) continue;
-      fail(NO_RUNTIME, "sigwaitinfo: %s", strerror(errno));
+    int timeout = -1;
+    if (*sock < 0 && can_resume) {
+      long long left = retry_at - now_ms();
+      timeout = left > 0 ? (int)left : 0;
     }
+    struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = *sock, .events = POLLIN}};
+    int n = poll(p, *sock >= 0 && watch ? 2 : 1, timeout);
+    if (n < 0 && errno != EINTR) fail(NO_RUNTIME, "poll: %s", strerror(errno));
+    if (n > 0 && *sock >= 0 && watch && p[1].revents) {
+      if (daemon_gone(*sock)) {
+        close(*sock);
+        *sock = -1;
+        lost_at = now_ms();
+        retry_at = 0;
+      } else {
+        watch = 0; /* a word before "exited": finish() reads it */
+      }
+    }
+    if (*sock < 0 && can_resume && now_ms() >= retry_at) {
+      *sock = resume_daemon(x, pid, NULL, NULL);
+      /* Quickly while a restart is expected, then once a second. */
+      long long now = now_ms();
+      retry_at = now + (now - lost_at < STRATA_RUN_RECONNECT_MS ? STRATA_RUN_RECONNECT_POLL_MS : 1000);
+      if (*sock >= 0) watch = 1;
+    }
+    if (n <= 0 || !(p[0].revents & POLLIN)) continue;
+    struct signalfd_siginfo si;
+    ssize_t got = read(sfd, &si, sizeof(si));
+    if (got != (ssize_t)sizeof(si)) continue;
+    int sig = (int)si.ssi_signo;
     if (sig != SIGCHLD) {
       kill(pid, sig); /* the runtime passes it on to the container */
       continue;
@@ -299,14 +354,18 @@ static int run_runtime(int sock, const struct exec_order *x, int *daemon_ok) {
     pid_t r;
     while ((r = waitpid(pid, &status, WNOHANG)) < 0 && errno == EINTR) {
     }
-    if (r == pid) return status;
+    if (r == pid) {
+      close(sfd);
+      return status;
+    }
     if (r < 0) fail(NO_RUNTIME, "waitpid: %s", strerror(errno));
   }
 }
 
 /* ---- main ---- */
 
-static int connect_daemon(void) {
+/* -1 when nothing answers (quiet: on any error). */
+static int connect_daemon_at(int quiet) {
   const char *path = getenv(STRATA_SOCKET_ENV);
   if (!path || !*path) path = STRATA_SOCKET_DEFAULT;
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -315,12 +374,46 @@ static int connect_daemon(void) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) fail(NO_RUNTIME, "socket: %s", strerror(errno));
   if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) return fd;
-  if (errno == ENOENT || errno == ECONNREFUSED) {
+  if (quiet || errno == ENOENT || errno == ECONNREFUSED) {
     close(fd);
     return -1;
   }
   fail(NO_RUNTIME, "cannot reach the strata daemon at %s: %s", path, strerror(errno));
   return -1;
+}
+
+static int connect_daemon(void) { return connect_daemon_at(0); }
+
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
+}
+
+/* A new connection that has sent "resume" (with the runtime's end, if `kind`), or -1. */
+static int resume_daemon(const struct exec_order *x, pid_t pid, const char *kind, const char *value) {
+  int fd = connect_daemon_at(1);
+  if (fd < 0) return -1;
+  char num[24] = "";
+  if (pid > 0) snprintf(num, sizeof(num), "%d", (int)pid);
+  struct buf body = {0};
+  put_field(&body, STRATA_RUN_VERSION);
+  put_field(&body, x->id);
+  put_field(&body, x->rundir);
+  put_field(&body, num);
+  if (kind) {
+    put_field(&body, kind);
+    put_field(&body, value);
+  }
+  struct buf m = frame(STRATA_RUN_FRONT_VERBS_RESUME, &body);
+  int r = send_all(fd, &m);
+  free(body.data);
+  free(m.data);
+  if (r < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 static void block_signals(void) {
@@ -347,14 +440,33 @@ static int pending_signal(void) {
   return 0;
 }
 
-/* Prints the daemon's final word and exits with its code; `lost_code` and `lost_message` if it has
- * none for us. */
-static void finish(int sock, int daemon_ok, int lost_code, const char *lost_message) {
+/* Reads the daemon's final word: prints its message and exits with its code. Returns if there is
+ * none (the daemon went away). */
+static void final_word(int sock) {
   struct message m;
-  if (!daemon_ok || read_message(sock, &m) < 0 || strcmp(m.verb, STRATA_RUN_DAEMON_VERBS_EXIT) != 0 || m.count < 1)
-    fail(lost_code, "%s", lost_message);
+  if (read_message(sock, &m) < 0 || strcmp(m.verb, STRATA_RUN_DAEMON_VERBS_EXIT) != 0 || m.count < 1) return;
   if (m.count > 1 && m.fields[1][0]) fprintf(stderr, "%s\n", m.fields[1]);
   exit(atoi(m.fields[0]));
+}
+
+/* Reports the runtime's end and exits as the daemon says: to this daemon, or to the next one that
+ * answers within STRATA_RUN_RECONNECT_MS; `lost_code` and `lost_message` if none does. */
+static void finish(int sock, const struct exec_order *x, pid_t pid, const char *kind, const char *value,
+                   int lost_code, const char *lost_message) {
+  if (sock >= 0 && send_message(sock, STRATA_RUN_FRONT_VERBS_EXITED, kind, value) == 0) final_word(sock);
+  if (sock >= 0) close(sock);
+  if (x->id && x->rundir) {
+    for (long long until = now_ms() + STRATA_RUN_RECONNECT_MS; now_ms() < until;) {
+      int fd = resume_daemon(x, pid, kind, value);
+      if (fd >= 0) {
+        final_word(fd);
+        close(fd);
+      }
+      struct timespec pause = {0, STRATA_RUN_RECONNECT_POLL_MS * 1000000L};
+      nanosleep(&pause, NULL);
+    }
+  }
+  fail(lost_code, "%s", lost_message);
 }
 
 int main(int argc, char **argv) {
@@ -395,7 +507,8 @@ int main(int argc, char **argv) {
 
   const char *kind;
   char value[24];
-  int daemon_ok = 1, lost_code;
+  int lost_code;
+  pid_t pid = 0;
   const char *lost_message = STRATA_RUN_LOST_MESSAGE;
   int sig = pending_signal();
   if (sig) {
@@ -403,7 +516,7 @@ int main(int argc, char **argv) {
     snprintf(value, sizeof(value), "%d", sig);
     lost_code = NO_RUNTIME;
   } else {
-    int status = run_runtime(sock, &x, &daemon_ok);
+    int status = run_runtime(&sock, &x, &pid);
     int signaled = WIFSIGNALED(status);
     int n = signaled ? WTERMSIG(status) : WEXITSTATUS(status);
     kind = signaled ? STRATA_RUN_EXITED_KINDS_SIGNAL : STRATA_RUN_EXITED_KINDS_CODE;
@@ -414,7 +527,6 @@ int main(int argc, char **argv) {
       lost_message = STRATA_RUN_LOST_BEFORE_START_MESSAGE;
     }
   }
-  if (daemon_ok && send_message(sock, STRATA_RUN_FRONT_VERBS_EXITED, kind, value) < 0) daemon_ok = 0;
-  finish(sock, daemon_ok, lost_code, lost_message);
+  finish(sock, &x, pid, kind, value, lost_code, lost_message);
   return 0;
 }

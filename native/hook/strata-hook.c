@@ -200,11 +200,29 @@ static void start_daemon(char **argv) {
  * reported READY because another already served, may be gone a moment later: try again, starting
  * a new one; the daemon's startup lock makes sure only one serves the socket.
  */
+/* Whether an fd holder keeps sessions for the daemon on our socket (`<socket>.fds`): a daemon that
+ * went away (kill -9, --upgrade) is coming back, with the roots it served. */
+static int daemon_coming_back(void) {
+  char holder[PATH_MAX];
+  snprintf(holder, sizeof(holder), "%s.fds", socket_path());
+  return access(holder, F_OK) == 0;
+}
+
 static int connect_daemon(char **daemon_argv, int optional) {
+  long long waited_ms = 0;
   for (int attempt = 1;; attempt++) {
     int fd = try_connect(socket_path());
     if (fd >= 0) return fd;
     int gone = errno == ENOENT || errno == ECONNREFUSED;
+    /* createContainer between a daemon's death and its successor: the root it prepared waits
+     * there (the holder kept its mount), so wait for the next daemon rather than fail. */
+    if (gone && !optional && (!daemon_argv || !daemon_argv[0]) && waited_ms < STRATA_HOOK_READY_TIMEOUT_MS &&
+        daemon_coming_back()) {
+      usleep(20000);
+      waited_ms += 20;
+      attempt--;
+      continue;
+    }
     if (optional && gone) return -1;
     if (!gone || !daemon_argv || !daemon_argv[0] || attempt > MAX_ATTEMPTS)
       die(STRATA_HOOK_EXIT_UNREACHABLE, "cannot reach the strata daemon at %s: %s (is `strata daemon` running?)",

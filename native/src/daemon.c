@@ -1,6 +1,8 @@
 // What the strata daemon needs beyond the mount calls: the credentials of a unix-socket peer
 // (SO_PEERCRED, to let only root in) and one datagram to a unix socket (sd_notify's READY=1).
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,12 +30,45 @@ static napi_value js_get_peer_cred(napi_env env, napi_callback_info info) {
   return r;
 }
 
-// sendDatagram(path, data): one sendto on a fresh AF_UNIX SOCK_DGRAM socket. A path starting
-// with '@' names an abstract socket, as $NOTIFY_SOCKET may.
+// sendDatagram(path, data, fds?): one sendmsg on a fresh AF_UNIX SOCK_DGRAM socket, with `fds`
+// (at most 16) as SCM_RIGHTS (sd_notify's FDSTORE=1). A path starting with '@' names an abstract
+// socket, as $NOTIFY_SOCKET may.
 static napi_value js_send_datagram(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
+  size_t argc = 3;
   char *path = NULL;
-  if (!get_args(env, info, 2, argv) || !arg_string(env, argv[0], "path", &path)) return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+    throw_type(env, "sendDatagram(path, data, fds?)");
+    return NULL;
+  }
+  if (!arg_string(env, argv[0], "path", &path)) return NULL;
+  int fds[16];
+  uint32_t nfds = 0;
+  if (argc > 2) {
+    napi_valuetype t;
+    napi_typeof(env, argv[2], &t);
+    bool is_array = false;
+    if (t != napi_undefined) napi_is_array(env, argv[2], &is_array);
+    if (t != napi_undefined && !is_array) {
+      free(path);
+      throw_type(env, "fds must be an array");
+      return NULL;
+    }
+    if (is_array) napi_get_array_length(env, argv[2], &nfds);
+    if (nfds > 16) {
+      free(path);
+      throw_type(env, "at most 16 fds");
+      return NULL;
+    }
+    for (uint32_t i = 0; i < nfds; i++) {
+      napi_value v;
+      napi_get_element(env, argv[2], i, &v);
+      if (!arg_int32(env, v, "fd", &fds[i])) {
+        free(path);
+        return NULL;
+      }
+    }
+  }
   bool is_buf;
   napi_is_buffer(env, argv[1], &is_buf);
   if (!is_buf) {
@@ -60,8 +95,24 @@ static napi_value js_send_datagram(napi_env env, napi_callback_info info) {
     free(path);
     return NULL;
   }
+  struct iovec iov = {.iov_base = data, .iov_len = len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 16)];
+    struct cmsghdr align;
+  } control;
+  struct msghdr m = {.msg_name = &addr, .msg_namelen = alen, .msg_iov = &iov, .msg_iovlen = 1};
+  if (nfds > 0) {
+    memset(&control, 0, sizeof(control));
+    m.msg_control = control.buf;
+    m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+  }
   ssize_t n;
-  do n = sendto(fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&addr, alen);
+  do n = sendmsg(fd, &m, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   int err = errno;
   close(fd);

@@ -5,7 +5,9 @@
 // through the two events below and nothing else.
 //
 //   prepared ──attach()──▶ attached ◀── (adopted: a session taken over from a daemon that died)
-//      │                      │    └──handOver()──▶ released (the session goes on elsewhere)
+//      │  ▲                   │    └──handOver()──▶ released (the session goes on elsewhere)
+//      │  └── (adopted with the mount fd the holder kept: createContainer had not come yet)
+//      ├──handOver()──▶ released (only when the fd holder keeps the mount fd too)
 //      └───────release()──────┴──▶ releasing ──▶ released
 //
 //   prepared   the daemon holds the mount fd, waiting for createContainer; guards (a deadline,
@@ -18,8 +20,9 @@
 //
 // release() is allowed from every state: in releasing it joins the release under way, in
 // released it resolves with the same outcome. attach() is allowed only from prepared; handOver()
-// only from attached: it stops serving without releasing anything the next daemon takes over (the
-// lease, the fd held by the fd holder).
+// from attached, and from prepared when the fd holder keeps the mount fd (containers.ts knows): it
+// stops serving without releasing anything the next daemon takes over (the lease, the fds held by
+// the fd holder).
 import { closeSync } from 'node:fs';
 
 import type { SessionEnd } from '../mount/session.js';
@@ -85,7 +88,10 @@ export class ContainerRoot {
     adopted = false,
   ) {
     const machine: Machine = { id, go: (to) => (this.state = to) };
-    this.state = adopted ? new AttachedState(machine, mount) : new PreparedState(machine, mount, guards);
+    this.state =
+      adopted && mount.mountFd < 0
+        ? new AttachedState(machine, mount)
+        : new PreparedState(machine, mount, guards);
   }
 
   /** attached → released, leaving the session, its lease and its held fd to the next daemon. */
@@ -129,15 +135,11 @@ class PreparedState implements RootState {
     return enterReleasing(this.root, this.mount, graceMs);
   }
 
+  /** Only for a root whose mount fd the fd holder keeps too (the manager knows): ours closes. */
   handOver(): Promise<void> {
-    return Promise.reject(
-      new InvalidTransitionError(
-        this.root.id,
-        this.status,
-        'handOver',
-        `container ${this.root.id} has not received its root yet: only this daemon holds its mount`,
-      ),
-    );
+    for (const g of this.guards) g.stop();
+    closeSync(this.mount.mountFd);
+    return handOverMount(this.root, this.mount);
   }
 }
 
@@ -161,19 +163,24 @@ class AttachedState implements RootState {
     return enterReleasing(this.root, this.mount, graceMs);
   }
 
-  async handOver(): Promise<void> {
-    this.mount.keepLease();
-    const outcome = (async (): Promise<ReleaseOutcome> => {
-      // Our device fd goes; the fd holder's copy keeps the connection for the next daemon.
-      // The handler's files and idle fds are released after we answered (done): the next daemon
-      // waits for our answer, and the kernel for the next daemon.
-      const end = await this.mount.session.close();
-      void this.mount.done.catch(() => undefined);
-      return { end, aborted: false };
-    })();
-    this.root.go(new ReleasedState(this.root, outcome));
-    await outcome;
+  handOver(): Promise<void> {
+    return handOverMount(this.root, this.mount);
   }
+}
+
+/** → released, leaving the session, its lease and its held fds to the next daemon. */
+async function handOverMount(root: Machine, mount: RootMount): Promise<void> {
+  mount.keepLease();
+  const outcome = (async (): Promise<ReleaseOutcome> => {
+    // Our device fd goes; the fd holder's copy keeps the connection for the next daemon.
+    // The handler's files and idle fds are released after we answered (done): the next daemon
+    // waits for our answer, and the kernel for the next daemon.
+    const end = await mount.session.close();
+    void mount.done.catch(() => undefined);
+    return { end, aborted: false };
+  })();
+  root.go(new ReleasedState(root, outcome));
+  await outcome;
 }
 
 function enterReleasing(root: Machine, mount: RootMount, graceMs: number): Promise<ReleaseOutcome> {

@@ -29,7 +29,8 @@ import {
 } from '../errors.js';
 import { ContainerRoot, type Guard, type ReleaseOutcome } from './container-root.js';
 import { IMAGE_ANNOTATION, PULL_ANNOTATION } from '../spec/annotations.js';
-import type { FdHolder, HeldFd } from './fd-holder.js';
+import type { HeldFd } from './fd-holder.js';
+import type { SessionStore } from './fd-store.js';
 import { BackingJournal, decodeHeldSession, encodeHeldSession, type HeldSession } from './held-session.js';
 import { containerLease, leaseIdFor, resolveBundleImage } from './image-lease.js';
 import { IndexCache } from './index-cache.js';
@@ -45,7 +46,7 @@ export interface ContainerManagerOptions {
   /** How long a release waits for the session to end by itself before aborting it. Default 5 s. */
   releaseGraceMs?: number;
   /** Where each session's /dev/fuse fd is deposited, so that it outlives this daemon. */
-  holder?: FdHolder;
+  holder?: SessionStore;
   /** Where the sessions' backing journals go (held-session.ts), with `holder`. */
   journalDir?: string;
 }
@@ -80,10 +81,16 @@ interface Served {
   rootfs: string;
   readonly: boolean;
   since: Date;
-  /** Its name at the fd holder and its backing journal, when deposited. */
-  held?: { name: string; journal: BackingJournal };
+  /** Its name at the fd holder and its backing journal, when deposited; `mount`: until the
+   * container has its root, the holder keeps the mount fd too (under heldMountName). */
+  held?: { name: string; journal: BackingJournal; mount?: boolean };
   /** Left to the next daemon (handOverAll): nothing of it may be released here. */
   handedOver?: boolean;
+}
+
+/** The fd holder's name for the mount fd of a root still prepared (session `name`). */
+export function heldMountName(name: string): string {
+  return `${name}.mnt`;
 }
 
 function isDirectory(path: string): boolean | undefined {
@@ -106,7 +113,7 @@ export class ContainerManager {
   private readonly logger: Logger;
   private readonly prepareTimeoutMs: number;
   private readonly releaseGraceMs: number;
-  private readonly holder?: FdHolder;
+  private readonly holder?: SessionStore;
   private readonly journalDir?: string;
 
   constructor(opts: ContainerManagerOptions) {
@@ -118,6 +125,9 @@ export class ContainerManager {
     this.releaseGraceMs = opts.releaseGraceMs ?? 5_000;
     this.indexes = new IndexCache(opts.storeRoot);
   }
+
+  /** Set once handOverAll began: foreground runs are the next daemon's to finish (run-service). */
+  handingOver = false;
 
   get size(): number {
     return this.served.size;
@@ -260,6 +270,9 @@ export class ContainerManager {
           since: new Date().toISOString(),
         })
       : undefined;
+    // Until createContainer takes it, the mount exists only as our fd: the holder keeps a copy,
+    // so that a daemon killed meanwhile leaves the next one a root the container can still get.
+    if (held) held.mount = this.depositMount(name, served.mountFd, id);
 
     // The hook state's pid is the container's init as the host sees it here; if it dies before
     // createContainer, nobody will ever attach (or close) our mount.
@@ -319,23 +332,50 @@ export class ContainerManager {
     }
   }
 
+  private depositMount(name: string, mountFd: number, id: string): boolean {
+    try {
+      this.holder!.put(heldMountName(name), '', mountFd);
+      return true;
+    } catch (err) {
+      this.logger.log(
+        'warn',
+        `container ${id}: its root will not outlive this daemon before createContainer: ${(err as Error).message}`,
+      );
+      return false;
+    }
+  }
+
+  /** The holder lets go of a root's mount fd (the container has it, or it is released). */
+  private dropMount(s: Served): void {
+    if (!s.held?.mount) return;
+    s.held.mount = false;
+    this.dropHeld(heldMountName(s.held.name));
+  }
+
   /**
    * Serves again a session an earlier daemon deposited with the fd holder: same image, same
    * placeholders, the backing ids it left open, its lease taken over. A session whose mount is
    * gone (the container ended while no daemon ran) reads ENODEV at once and is released like any
    * other. Resolves false when the session could not be taken over (it is then dropped).
    */
-  async adopt(h: HeldFd): Promise<boolean> {
+  async adopt(h: HeldFd, mount?: HeldFd): Promise<boolean> {
     const start = await this.prepareAdoption(h);
-    return start ? start() : false;
+    return start ? start(mount) : false;
   }
 
   /**
    * adopt() in two steps: this one resolves the image, loads its index and takes the lease over;
    * the function it resolves with reads the backing journal and starts serving (false: failed,
-   * dropped). undefined: the session cannot be taken over (dropped already).
+   * dropped), given the root's held mount fd when the root was still prepared (it is then
+   * prepared here: createContainer gets that mount). undefined: the session cannot be taken
+   * over (dropped already).
    */
-  async prepareAdoption(h: HeldFd): Promise<(() => boolean) | undefined> {
+  async prepareAdoption(h: HeldFd): Promise<((mount?: HeldFd) => boolean) | undefined> {
+    const drop = (): void => {
+      closeSync(h.fd);
+      this.dropHeld(h.name);
+      this.dropHeld(heldMountName(h.name));
+    };
     let tag: HeldSession;
     try {
       tag = decodeHeldSession(h.tag, h.name);
@@ -344,18 +384,22 @@ export class ContainerManager {
         throw new Error(`it serves the store ${tag.store}, not ${this.storeRoot}`);
     } catch (err) {
       this.logger.log('warn', `dropping held session ${h.name}: ${(err as Error).message}`);
-      closeSync(h.fd);
-      this.dropHeld(h.name);
+      drop();
       return undefined;
     }
     const id = tag.container;
     if (this.served.has(id)) {
       closeSync(h.fd);
-      return () => true;
+      return (mount) => {
+        if (mount) closeSync(mount.fd);
+        return true;
+      };
     }
     const t0 = performance.now();
     const journalDir = this.journalDir!;
-    const journal = new BackingJournal(journalDir, h.name, false);
+    // Opened (and compacted) only once serving starts: until then a daemon handing over may
+    // still write it, and it makes no backing id before.
+    let journal: BackingJournal | undefined;
     let prepared: PreparedImage;
     try {
       prepared = await prepareImage({
@@ -364,30 +408,42 @@ export class ContainerManager {
         loadIndex: (i) => this.indexes.get(i.indexDigest),
         lease: containerLease(id, tag.bundle, () => undefined),
         placeholders: tag.placeholders as PlaceholderSpec[],
-        onBacking: journal.record,
+        onBacking: (ino, backingId, open) => journal?.record(ino, backingId, open),
       });
     } catch (err) {
       this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
-      closeSync(h.fd);
-      journal.remove();
-      this.dropHeld(h.name);
+      BackingJournal.discard(journalDir, h.name);
+      drop();
       return undefined;
     }
-    return () => {
+    return (mount) => {
       let adopted: AdoptedImage;
       try {
-        adopted = serveAdopted(prepared, {
-          devFd: h.fd,
-          backings: BackingJournal.replay(journalDir, h.name),
-        });
+        journal = new BackingJournal(journalDir, h.name, false);
+        adopted = serveAdopted(prepared, { devFd: h.fd, backings: journal.openIds() });
       } catch (err) {
         this.logger.log('warn', `container ${id}: cannot take its root over: ${(err as Error).message}`);
-        journal.remove();
+        if (journal) journal.remove();
+        else BackingJournal.discard(journalDir, h.name);
         this.dropHeld(h.name);
+        if (mount) {
+          closeSync(mount.fd);
+          this.dropHeld(mount.name);
+        }
         return false;
       }
+      // A root still prepared when its daemon went: it waits for createContainer here.
+      const guards: Guard[] = [];
+      if (mount) {
+        const timer = setTimeout(
+          () => void this.release(id, `createContainer did not come within ${this.prepareTimeoutMs} ms`),
+          this.prepareTimeoutMs,
+        );
+        timer.unref();
+        guards.push({ stop: () => clearTimeout(timer) });
+      }
       this.served.set(id, {
-        root: new ContainerRoot(id, { ...adopted, mountFd: -1 }, [], true),
+        root: new ContainerRoot(id, { ...adopted, mountFd: mount?.fd ?? -1 }, guards, true),
         session: adopted.session,
         leaseId: adopted.lease.id,
         image: tag.image,
@@ -395,12 +451,12 @@ export class ContainerManager {
         rootfs: tag.rootfs,
         readonly: tag.readonly,
         since: new Date(tag.since),
-        held: { name: h.name, journal },
+        held: { name: h.name, journal: journal!, mount: mount !== undefined },
       });
       this.watchSession(id, adopted.session);
       this.logger.log(
         'info',
-        `container ${id}: took its root over from an earlier daemon (image ${tag.image}) in ` +
+        `container ${id}: took its ${mount ? 'prepared ' : ''}root over from an earlier daemon (image ${tag.image}) in ` +
           `${(performance.now() - t0).toFixed(1)} ms`,
       );
       return true;
@@ -419,12 +475,16 @@ export class ContainerManager {
    * the daemon that asked (strata daemon --upgrade). Roots still waiting for createContainer
    * are waited for, up to `waitMs`. */
   async handOverAll(waitMs: number): Promise<void> {
+    this.handingOver = true;
     const until = Date.now() + waitMs;
-    while ([...this.served.values()].some((s) => s.root.status === 'prepared') && Date.now() < until)
+    // A prepared root whose mount the holder keeps is handed over as it is; only one whose mount
+    // exists in this process alone must be attached first.
+    const onlyHere = (s: Served): boolean => s.root.status === 'prepared' && !s.held?.mount;
+    while ([...this.served.values()].some(onlyHere) && Date.now() < until)
       await new Promise((r) => setTimeout(r, 10));
     await Promise.all(
       [...this.served.entries()].map(async ([id, s]) => {
-        if (s.root.status !== 'attached' || !s.held) return;
+        if (!s.held || (s.root.status !== 'attached' && s.root.status !== 'prepared') || onlyHere(s)) return;
         s.handedOver = true;
         s.held.journal.close();
         await s.root.handOver().catch(() => undefined);
@@ -450,6 +510,8 @@ export class ContainerManager {
       );
     }
     const mountFd = s.root.attach();
+    // The container's mount keeps the session now; a held copy would outlive the container.
+    this.dropMount(s);
     this.logger.log('info', `container ${id}: root handed to createContainer (rootfs ${s.rootfs})`);
     return { mountFd, rootfs: s.rootfs, readonly: s.readonly };
   }
@@ -497,6 +559,7 @@ export class ContainerManager {
     if (first && s.held) {
       // Before the session can be aborted: the holder's copy would keep the connection alive.
       this.dropHeld(s.held.name);
+      this.dropMount(s);
       s.held.journal.remove();
     }
     let outcome: ReleaseOutcome | undefined;

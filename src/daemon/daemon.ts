@@ -26,8 +26,9 @@ import { releaseStaleLeases } from '../store/leases.js';
 import { openStore } from '../store/store.js';
 import type { DaemonStatus } from '../schema/generated/daemon-api.js';
 import { daemonRequest } from './client.js';
-import { ContainerManager } from './containers.js';
-import { FdHolder, fdHolderSocket } from './fd-holder.js';
+import { ContainerManager, heldMountName } from './containers.js';
+import { FdHolder, fdHolderSocket, type HeldFd } from './fd-holder.js';
+import { MirroredStore, SystemdFdStore, systemdFdStoreWanted, type SessionStore } from './fd-store.js';
 import { journalDir } from './held-session.js';
 import { toStatus } from '../shim/errors.js';
 import { TaskService } from '../shim/task-service.js';
@@ -189,28 +190,58 @@ function takeLockAfterHandover(socketPath: string): Promise<number> {
  */
 async function adoptAll(
   manager: ContainerManager,
-  holder: FdHolder,
+  holder: SessionStore,
   logger: Logger,
   beforeServing?: () => Promise<void>,
 ): Promise<void> {
-  const held = holder.take();
+  // Sessions, and the mount fds of roots still prepared (containers.ts heldMountName): those are
+  // matched at serving time, from the last look (a leaving daemon may have attached one since).
+  const isMount = (h: HeldFd): boolean => h.name.endsWith('.mnt');
+  const take = (): { sessions: HeldFd[]; mounts: Map<string, HeldFd> } => {
+    const all = holder.take();
+    return {
+      sessions: all.filter((h) => !isMount(h)),
+      mounts: new Map(all.filter(isMount).map((h) => [h.name, h])),
+    };
+  };
+  let { sessions: held, mounts } = take();
   const t0 = performance.now();
   const starts = await Promise.all(held.map((h) => manager.prepareAdoption(h)));
   const t1 = performance.now();
   if (beforeServing) {
     await beforeServing();
-    // Sessions the leaving daemon made after we looked.
+    // What the leaving daemon left: sessions it made after we looked, the mounts still prepared.
+    for (const m of mounts.values()) closeSync(m.fd);
     const seen = new Set(held.map((h) => h.name));
-    for (const h of holder.take()) {
+    const now = take();
+    mounts = now.mounts;
+    for (const h of now.sessions) {
       if (seen.has(h.name)) {
         closeSync(h.fd);
         continue;
       }
-      held.push(h);
+      held = [...held, h];
       starts.push(await manager.prepareAdoption(h));
     }
   }
-  const adopted = starts.map((start) => start?.() ?? false).filter(Boolean).length;
+  const adopted = starts
+    .map((start, i) => {
+      const mount = mounts.get(heldMountName(held[i].name));
+      mounts.delete(heldMountName(held[i].name));
+      if (start) return start(mount);
+      if (mount) closeSync(mount.fd);
+      return false;
+    })
+    .filter(Boolean).length;
+  // Mounts without a session: nothing can serve them.
+  for (const m of mounts.values()) {
+    closeSync(m.fd);
+    try {
+      holder.drop(m.name);
+    } catch {
+      // the holder went: nothing is held any more
+    }
+  }
   if (held.length === 0) return;
   const t2 = performance.now();
   logger.log(
@@ -233,7 +264,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     const hold = opts.holdSessions ?? true;
     // A systemd service's main process (INVOCATION_ID, a child of pid 1) is restarted by systemd
     // (systemd/strata.service); anything merely started under a systemd service is not.
-    const underSystemd = Boolean(process.env.INVOCATION_ID) && process.ppid === 1;
+    // With systemd's fd store (fd-store.ts) the service manager restarts us, whoever our parent is.
+    const fdStore = hold && systemdFdStoreWanted();
+    const underSystemd = fdStore || (Boolean(process.env.INVOCATION_ID) && process.ppid === 1);
     const restartArgv = opts.restartArgv ?? (underSystemd ? [] : restartArgvFor(opts, resolve(store.root)));
     const connectHolder = async (): Promise<FdHolder | undefined> => {
       try {
@@ -250,7 +283,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
         return undefined;
       }
     };
-    const newManager = (h: FdHolder | undefined) =>
+    // Under systemd's fd store every session goes there too; the holder stays for --upgrade.
+    const storeOf = (h: FdHolder | undefined): SessionStore | undefined =>
+      fdStore
+        ? new MirroredStore(h, new SystemdFdStore(process.env.NOTIFY_SOCKET!, journalDir(opts.socketPath)))
+        : h;
+    const newManager = (h: SessionStore | undefined) =>
       new ContainerManager({
         storeRoot: store.root,
         logger: logger!,
@@ -263,9 +301,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       // never lacks a reader.
       holder = await connectHolder();
       if (!holder) throw new Error('cannot take over without the fd holder');
-      manager = newManager(holder);
+      const sessions = storeOf(holder)!;
+      manager = newManager(sessions);
       let t0 = 0;
-      await adoptAll(manager, holder, logger, async () => {
+      await adoptAll(manager, sessions, logger, async () => {
         t0 = performance.now();
         await daemonRequest(opts.socketPath, { op: 'handover' }, 15_000).catch(() => undefined);
       });
@@ -286,9 +325,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     }
     if (!manager) {
       holder = hold ? await connectHolder() : undefined;
-      manager = newManager(holder);
+      const sessions = hold ? storeOf(holder) : undefined;
+      manager = newManager(sessions);
       // Before stale leases go: an adopted session's lease is taken over, not released.
-      if (holder) await adoptAll(manager, holder, logger);
+      if (sessions) await adoptAll(manager, sessions, logger);
     }
     reconciled = reconcileLeases(store.root, logger);
     // One daemon serves every running container's root: a bug in one request must not take the

@@ -8,15 +8,15 @@ import type { Socket } from 'node:net';
 
 import { parseRunArgs, type RunArgs } from '../run/args.js';
 import { RUN_FAILED } from '../run/exit-codes.js';
-import { finishForeground, startForeground, type ForegroundStart } from '../run/foreground.js';
+import { endCode, finishForeground, startForeground } from '../run/foreground.js';
 import { resolveRunDir } from '../run/paths.js';
 import { needsPull } from '../run/pull-policy.js';
-import { selectRuntime, type Runtime } from '../run/runtime.js';
+import { runtimeFor, selectRuntime, type Runtime } from '../run/runtime.js';
 import type { RunContext } from '../run/create.js';
 import type { CgroupNamespace } from '../run/cgroup-ns.js';
-import { commandProblem } from '../run/command-check.js';
-import type { RuntimeName } from '../run/record.js';
-import { FailedPreconditionError, InvalidArgumentError, StrataError } from '../errors.js';
+import { commandProblem, type CommandProblem } from '../run/command-check.js';
+import { readRecord, type ContainerRecord, type RuntimeName } from '../run/record.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, StrataError } from '../errors.js';
 import { resolveRoot } from '../store/store.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
@@ -29,6 +29,7 @@ import {
   encodeExit,
   encodeRunMessage,
   parseExited,
+  parseResume,
   parseRunRequest,
   type RunMessage,
   type RuntimeEnd,
@@ -45,7 +46,10 @@ export interface RunServiceOptions {
   removals?: BackgroundRemovals;
 }
 
-interface ActiveRun extends ForegroundStart {
+interface ActiveRun {
+  record: ContainerRecord;
+  /** The image's judgement of the container's command, for one that did not start. */
+  commandProblem?: () => CommandProblem | undefined;
   ctx: RunContext;
   rt: Runtime;
   /** performance.now() marks for the log line that ends the run. */
@@ -109,17 +113,13 @@ export function serveRunConnection(
       await r.prepared.catch(() => undefined);
       await manager.containerEnded(id, 'its runtime ended');
       const tReleased = performance.now();
-      const removals = opts.removals;
       const result = await finishForeground(
         r.ctx,
         r.rt,
         r.record,
         end,
-        {
-          why: manager.takeFailure(id),
-          commandProblem: () => commandProblem(manager.indexes.get(r.indexDigest), r.config),
-        },
-        { removeLater: removals },
+        { why: manager.takeFailure(id), commandProblem: r.commandProblem },
+        { removeLater: opts.removals },
       );
       const ms = (t: number | undefined): string => ((t ?? 0) - r.t0).toFixed(1);
       logger.log(
@@ -174,16 +174,69 @@ export function serveRunConnection(
     // Prepared while the front end forks the runtime; the createContainer hook waits for it.
     const prepared = manager.prepareAhead(started.record.id, started.bundle, started.config);
     prepared.catch(() => undefined); // its error is the hook's and the final message's
-    run = { ...started, ctx, rt, t0, created: performance.now(), prepared };
+    run = {
+      record: started.record,
+      commandProblem: () => commandProblem(manager.indexes.get(started.indexDigest), started.config),
+      ctx,
+      rt,
+      t0,
+      created: performance.now(),
+      prepared,
+    };
     reply(encodeExec(started.exec));
+  };
+
+  // A front end whose daemon went away during the run (killed, or replaced by --upgrade) goes on
+  // with this one: its container's root was taken over from the fd holder (containers.ts adopt),
+  // and its record is on disk. The record names its owner: only that process may resume it.
+  const resume = async (msg: RunMessage): Promise<void> => {
+    const t0 = performance.now();
+    const req = parseResume(msg);
+    let record: ContainerRecord | undefined;
+    try {
+      record = readRecord(req.runDir, req.id);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    if (!record) {
+      // The daemon that went away finished it already (the front end did not see its answer).
+      const code = req.end ? endCode(req.end) : RUN_FAILED;
+      reply(encodeExit(code, req.end ? '' : `strata: container ${req.id} has no record any more`), true);
+      ended = true;
+      return;
+    }
+    if (record.ownerPid !== peerPid) {
+      throw new FailedPreconditionError(
+        `container ${record.name} is run by pid ${record.ownerPid ?? '(none)'}, not by pid ${peerPid}`,
+      );
+    }
+    const ctx: RunContext = { storeRoot: opts.storeRoot, socketPath: opts.socketPath, runDir: req.runDir };
+    run = {
+      record,
+      ctx,
+      rt: runtimeFor(req.runDir, record.runtime),
+      t0,
+      created: t0,
+      prepared: Promise.resolve(),
+      runtimePid: req.runtimePid,
+    };
+    logger.log(
+      'info',
+      `container ${record.id}: its front end (pid ${peerPid}) reconnected` +
+        (req.end
+          ? ` after its runtime ended (${req.end.kind} ${req.end.value})`
+          : '; waiting for its runtime'),
+    );
+    if (req.end) await finish(req.end);
   };
 
   const handle = async (msg: RunMessage): Promise<void> => {
     if (ended) return;
     if (!run) {
-      if (msg.verb !== 'run')
+      if (msg.verb === 'resume') await resume(msg);
+      else if (msg.verb !== 'run')
         throw new InvalidArgumentError(`expected a run request first, got "${msg.verb}"`);
-      await start(msg);
+      else await start(msg);
     } else if (msg.verb === 'started') {
       const pid = Number(msg.fields[0]);
       if (Number.isInteger(pid) && pid > 1) run.runtimePid = pid;
@@ -213,7 +266,8 @@ export function serveRunConnection(
     if (gone) return;
     gone = true;
     void queue.then(() => {
-      if (!run || run.finished) return;
+      // Handed over (strata daemon --upgrade): the front end resumes with the next daemon.
+      if (!run || run.finished || manager.handingOver) return;
       // The front end is gone before reporting. Its runtime may still run the container: wait for
       // that process to end, then clean up as for a runtime whose status nobody saw.
       const r = run;

@@ -1,7 +1,8 @@
 // The Node front end of `strata run` (protocol: src/run/protocol.ts), for when the native
 // one (native/front/strata.c) is not what the user called, or handed over to us because no daemon
 // was running. Same mechanism as the native one: send the request, start the runtime the daemon
-// describes with our stdio, forward signals, report how it ended, exit as the daemon says.
+// describes with our stdio, forward signals, report how it ended, exit as the daemon says; a
+// daemon lost during the run is replaced by the next one ("resume", DaemonLink).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -11,6 +12,7 @@ import {
   decodeRunMessages,
   encodeExited,
   encodeRunMessage,
+  encodeResume,
   encodeRunRequest,
   parseExec,
   parseExit,
@@ -79,16 +81,112 @@ function spawnRuntime(x: ExecInstruction): ReturnType<typeof spawn> {
   });
 }
 
+function connectTo(socketPath: string): Promise<Socket> {
+  const socket = connect(socketPath);
+  return new Promise<Socket>((resolve, reject) => {
+    socket.once('connect', () => resolve(socket));
+    socket.once('error', (err) => {
+      socket.destroy();
+      reject(new UnavailableError(`cannot reach the strata daemon on ${socketPath}: ${err.message}`));
+    });
+  });
+}
+
+const RECONNECT_MS = NATIVE_CONTRACT.run.reconnectMs;
+const RECONNECT_POLL_MS = NATIVE_CONTRACT.run.reconnectPollMs;
+
+/**
+ * The daemon a run talks to. A daemon lost during the run (kill -9, `strata daemon --upgrade`)
+ * is replaced by the next one that answers, told with "resume" (src/run/protocol.ts) which
+ * container this is, as the native front end does (native/front/strata.c).
+ */
+class DaemonLink {
+  private retry?: NodeJS.Timeout;
+  private runtimePid?: number;
+  private ended = false;
+
+  constructor(
+    private readonly socketPath: string,
+    private socket: Socket | undefined,
+    public reader: MessageReader | undefined,
+  ) {}
+
+  /** From the exec message on: follow the daemon while the runtime runs. */
+  follow(x: ExecInstruction): void {
+    if (!x.id || !x.runDir || !this.socket) return;
+    const watch = (socket: Socket): void => {
+      socket.once('close', () => {
+        if (this.socket !== socket || this.ended) return;
+        this.socket = undefined;
+        this.reader = undefined;
+        const lostAt = Date.now();
+        const attempt = (): void => {
+          this.retry = undefined;
+          if (this.ended) return;
+          void this.resume(x).then((ok) => {
+            if (ok) watch(this.socket!);
+            else if (!this.ended)
+              this.retry = setTimeout(attempt, Date.now() - lostAt < RECONNECT_MS ? RECONNECT_POLL_MS : 1000);
+          });
+        };
+        attempt();
+      });
+    };
+    watch(this.socket);
+  }
+
+  started(pid: number): void {
+    this.runtimePid = pid;
+    this.socket?.write(encodeRunMessage('started', [String(pid)]));
+  }
+
+  private async resume(x: ExecInstruction, end?: RuntimeEnd): Promise<boolean> {
+    let socket: Socket;
+    try {
+      socket = await connectTo(this.socketPath);
+    } catch {
+      return false;
+    }
+    this.socket = socket;
+    this.reader = new MessageReader(socket);
+    socket.write(encodeResume({ id: x.id!, runDir: x.runDir!, runtimePid: this.runtimePid, end }));
+    return true;
+  }
+
+  /** The daemon's answer to the runtime's end: from this daemon, or the next one that answers
+   * within RECONNECT_MS. undefined: none did. */
+  async finish(x: ExecInstruction, end: RuntimeEnd): Promise<RunMessage | undefined> {
+    this.ended = true;
+    clearTimeout(this.retry);
+    if (this.socket && this.reader) {
+      this.socket.write(encodeExited(end));
+      const last = await this.reader.next();
+      if (last?.verb === 'exit') return last;
+    }
+    if (!x.id || !x.runDir) return undefined;
+    for (const until = Date.now() + RECONNECT_MS; Date.now() < until;) {
+      this.socket?.destroy();
+      if (await this.resume(x, end)) {
+        const last = await this.reader!.next();
+        if (last?.verb === 'exit') return last;
+      }
+      await new Promise((r) => setTimeout(r, RECONNECT_POLL_MS));
+    }
+    return undefined;
+  }
+
+  destroy(): void {
+    this.ended = true;
+    clearTimeout(this.retry);
+    this.socket?.destroy();
+  }
+}
+
 /** Runs `strata run <argv>` through the daemon on socketPath; resolves with the exit code. */
 export async function runThroughDaemon(socketPath: string, argv: string[]): Promise<number> {
-  const socket = connect(socketPath);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', (err) =>
-      reject(new UnavailableError(`cannot reach the strata daemon on ${socketPath}: ${err.message}`)),
-    );
-  });
+  const socket = await connectTo(socketPath);
   const reader = new MessageReader(socket);
+  const link = new DaemonLink(socketPath, socket, reader);
   // Signals that arrive before the runtime exists end the run before anything starts.
   let early: NodeJS.Signals | undefined;
   const onEarly = (sig: NodeJS.Signals): void => {
@@ -108,12 +206,12 @@ export async function runThroughDaemon(socketPath: string, argv: string[]): Prom
       );
     }
     const x = parseExec(first);
+    link.follow(x);
     let end: RuntimeEnd;
     if (early) end = { kind: 'early', value: constants.signals[early] };
-    else end = await runRuntime(x, socket, onEarly);
-    socket.write(encodeExited(end));
-    const last = await reader.next();
-    if (!last || last.verb !== 'exit') {
+    else end = await runRuntime(x, link, onEarly);
+    const last = await link.finish(x, end);
+    if (!last) {
       // The runtime failed and never wrote the pid file: its hook found no daemon.
       if (end.kind === 'code' && end.value !== 0 && x.pidFile && !existsSync(x.pidFile)) {
         process.stderr.write(`strata: ${NATIVE_CONTRACT.run.lostBeforeStartMessage}\n`);
@@ -125,7 +223,7 @@ export async function runThroughDaemon(socketPath: string, argv: string[]): Prom
     return finish(parseExit(last));
   } finally {
     for (const sig of FORWARDED_SIGNALS) process.off(sig, onEarly);
-    socket.destroy();
+    link.destroy();
   }
 }
 
@@ -136,7 +234,7 @@ function finish(exit: { code: number; message: string }): number {
 
 function runRuntime(
   x: ExecInstruction,
-  socket: Socket,
+  link: DaemonLink,
   onEarly: (sig: NodeJS.Signals) => void,
 ): Promise<RuntimeEnd> {
   return new Promise<RuntimeEnd>((resolve) => {
@@ -146,7 +244,7 @@ function runRuntime(
       child.kill(sig);
     };
     for (const sig of FORWARDED_SIGNALS) process.on(sig, forward);
-    if (child.pid) socket.write(encodeRunMessage('started', [String(child.pid)]));
+    if (child.pid) link.started(child.pid);
     const done = (end: RuntimeEnd): void => {
       for (const sig of FORWARDED_SIGNALS) process.off(sig, forward);
       resolve(end);

@@ -41,6 +41,8 @@ export async function startForeground(
       pgrp: args.tty ? 'same' : 'new',
       mntns: opts.mntns,
       pidFile,
+      id: created.record.id,
+      runDir: ctx.runDir,
     },
   };
 }

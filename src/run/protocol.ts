@@ -13,6 +13,12 @@
 //     "started"  [pid of the runtime process]
 //     "exited"   ["code", N] | ["signal", N] (the runtime's wait status)
 //                | ["early", N] (signal N arrived before the runtime was started: none was)
+//     "resume"   [protocol version, container id, run dir, runtime pid or "", then optionally
+//                kind, N as in "exited"]: the first message on a new connection of a front end
+//                whose daemon went away during the run (kill -9, `strata daemon --upgrade`).
+//                The daemon that answers now owns the run: with kind and N it finishes it at
+//                once and answers "exit"; without, it waits for "exited" as after "started".
+//                Only the record's owner (ownerPid = the peer) may resume it.
 //   daemon -> front end
 //     "exec"     [key=value options..., "--", argv...]: fork and exec argv; options:
 //                  cwd=<dir>          the runtime's working directory
@@ -22,6 +28,7 @@
 //                                     (setns): crun on a hybrid-cgroup host runs in one with a
 //                                     pure cgroup2 mount (src/run/cgroup-ns.ts)
 //                  pidfile=<path>     where the runtime writes the container's pid (informative)
+//                  id=<container id>  rundir=<dir>: what a "resume" names
 //     "exit"     [code, message]: print message (if not empty) on stderr, exit with code
 //     "fallback" []: the daemon does not handle this invocation (e.g. --help, -d); the front end
 //                runs the Node CLI with the same arguments instead
@@ -139,6 +146,9 @@ export interface ExecInstruction {
   /** A mount namespace to run the runtime in (a /proc/PID/ns/mnt path), or undefined. */
   mntns?: string;
   pidFile: string;
+  /** The container and its run dir, for a "resume" after the daemon went away. */
+  id?: string;
+  runDir?: string;
 }
 
 export function encodeExec(x: ExecInstruction): Buffer {
@@ -148,6 +158,7 @@ export function encodeExec(x: ExecInstruction): Buffer {
     `pgrp=${x.pgrp}`,
     ...(x.mntns ? [`mntns=${x.mntns}`] : []),
     `pidfile=${x.pidFile}`,
+    ...(x.id && x.runDir ? [`id=${x.id}`, `rundir=${x.runDir}`] : []),
     '--',
     ...x.argv,
   ]);
@@ -171,6 +182,8 @@ export function parseExec(msg: RunMessage): ExecInstruction {
     pgrp: opts.get('pgrp') === 'same' ? 'same' : 'new',
     mntns: opts.get('mntns') || undefined,
     pidFile: opts.get('pidfile') ?? '',
+    id: opts.get('id') || undefined,
+    runDir: opts.get('rundir') || undefined,
   };
 }
 
@@ -194,6 +207,40 @@ export function parseExited(msg: RunMessage): RuntimeEnd {
     throw new InvalidArgumentError('malformed exited message');
   }
   return { kind: kind as RuntimeEnd['kind'], value: n };
+}
+
+export interface ResumeRequest {
+  id: string;
+  runDir: string;
+  runtimePid?: number;
+  /** How the runtime ended, when it already has. */
+  end?: RuntimeEnd;
+}
+
+export function encodeResume(r: ResumeRequest): Buffer {
+  return encodeRunMessage('resume', [
+    RUN_PROTOCOL_VERSION,
+    r.id,
+    r.runDir,
+    r.runtimePid ? String(r.runtimePid) : '',
+    ...(r.end ? [r.end.kind, String(r.end.value)] : []),
+  ]);
+}
+
+export function parseResume(msg: RunMessage): ResumeRequest {
+  const [version, id, runDir, pid, kind, value] = msg.fields;
+  if (msg.verb !== 'resume') throw new InvalidArgumentError(`expected a resume request, got "${msg.verb}"`);
+  if (version !== RUN_PROTOCOL_VERSION) {
+    throw new InvalidArgumentError(
+      `this daemon speaks run protocol ${RUN_PROTOCOL_VERSION}, the front end ${JSON.stringify(version)}`,
+    );
+  }
+  if (!/^[0-9a-f]{64}$/.test(id ?? '') || !runDir?.startsWith('/') || !/^(|[0-9]{1,10})$/.test(pid ?? 'x')) {
+    throw new InvalidArgumentError('malformed resume request: bad container id, run dir or pid');
+  }
+  const runtimePid = pid ? Number(pid) : undefined;
+  const end = kind === undefined ? undefined : parseExited({ verb: 'exited', fields: [kind, value] });
+  return { id, runDir, runtimePid: runtimePid && runtimePid > 1 ? runtimePid : undefined, end };
 }
 
 export function encodeExit(code: number, message = ''): Buffer {

@@ -3,13 +3,27 @@
 // replaced by `strata daemon --upgrade`, has the image's contents, no read fails, and afterwards
 // nothing is left. The full loop (10 containers, 5 kills in 10 s) is scripts/outlive-soak.ts;
 // here 2 containers keep CI time small.
-import { readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { NATIVE_CONTRACT } from '../../src/contract/generated/native-contract.js';
 import { listLeases } from '../../src/store/leases.js';
-import { eventually, hostMounts, makeEnv, removeEnv, served, startDaemon } from './harness.js';
+import { frontExecutable, hookExecutable } from '../../src/executables.js';
+import {
+  bundle,
+  eventually,
+  hostMounts,
+  makeEnv,
+  removeEnv,
+  runCollect,
+  served,
+  startDaemon,
+  type Env,
+  type RunResult,
+} from './harness.js';
 import {
   checkReaders,
   killDaemon,
@@ -63,32 +77,194 @@ test('kill -9 and --upgrade of the daemon under reading containers: every read s
   }
 });
 
-test('a foreground strata run keeps its container when the daemon is killed under it', async () => {
+/** `strata run` in the foreground through the native front end (or the Node CLI). */
+function frontRun(env: Env, args: string[], native: boolean): Promise<RunResult> {
+  if (!native) return strataCli(env, args);
+  return runCollect(frontExecutable(), args, {
+    env: {
+      ...process.env,
+      STRATA_ROOT: env.storeRoot,
+      STRATA_SOCKET: env.socket,
+      STRATA_RUN_DIR: join(env.dir, 'rundir'),
+      STRATA_LOG_FILE: env.logFile,
+    },
+  });
+}
+
+test('foreground strata runs (native front end and Node CLI) keep their containers across kill -9 and --upgrade', async () => {
   const env = await makeEnv(['busybox']);
   try {
     const first = await startDaemon(env);
     const mountsBefore = hostMounts(env);
-    // The test image's entrypoint is sh -c.
-    const run = strataCli(env, ['run', '--name', 'fg', 'busybox', 'sleep 2; ls /bin | wc -l']);
+    // The test image's entrypoint is sh -c; each reads its root before and after both restarts.
+    const script = (code: number) =>
+      `ls /bin | wc -l; while [ ! -e /out/go ]; do sleep 0.05; done; ls /bin | wc -l; exit ${code}`;
+    const outs = ['fg-native', 'fg-node', 'bg-hooks'].map((n) => join(env.dir, n));
+    for (const o of outs) mkdirSync(o);
+    const runs = [
+      frontRun(env, ['run', '--name', 'fg-native', '-v', `${outs[0]}:/out`, 'busybox', script(7)], true),
+      frontRun(env, ['run', '--name', 'fg-node', '-v', `${outs[1]}:/out`, 'busybox', script(0)], false),
+    ];
+    // The hooks path: -d runs the bundle with strata-hook (createRuntime, createContainer,
+    // poststop), and its monitor records the exit code.
+    const bg = await strataCli(env, [
+      'run',
+      '-d',
+      '--name',
+      'bg-hooks',
+      '-v',
+      `${outs[2]}:/out`,
+      'busybox',
+      script(3),
+    ]);
+    assert.is(bg.code, 0, bg.stderr);
+    const bgId = bg.stdout.trim();
     assert.ok(
-      await eventually(async () => (await served(env)).some((c) => c.state === 'attached'), 20_000),
-      'the container runs',
+      await eventually(
+        async () => (await served(env)).filter((c) => c.state === 'attached').length === 3,
+        30_000,
+      ),
+      'the three containers run',
     );
     const killed = await killDaemon(env, first.pid);
     await first.stop();
-    const r = await run;
-    assert.is(r.code, 0, r.stderr);
-    assert.ok(Number(r.stdout.trim()) > 10, `it read its root after the kill: ${r.stdout}`);
-    // The front ends do not reconnect yet: they report the runtime's code and say so.
-    assert.match(r.stderr, NATIVE_CONTRACT.run.lostMessage);
+    const upgraded = await upgradeDaemon(env, killed.pid);
+    for (const o of outs) writeFileSync(join(o, 'go'), '');
+    const [native, node] = await Promise.all(runs);
+    for (const [r, code] of [
+      [native, 7],
+      [node, 0],
+    ] as const) {
+      assert.is(r.code, code, r.stderr);
+      assert.not.match(r.stderr, NATIVE_CONTRACT.run.lostMessage);
+      const counts = r.stdout.trim().split('\n').map(Number);
+      assert.ok(
+        counts.length === 2 && counts[0] > 10 && counts[1] === counts[0],
+        `it read its root: ${r.stdout}`,
+      );
+    }
+    // The daemon that came last finished both foreground records (exit code, no owner); the
+    // monitor recorded the hooks container's.
+    const exited = async () => {
+      const ps = await strataCli(env, ['ps', '-a', '--json']);
+      const infos = JSON.parse(ps.stdout) as { name: string; exitCode?: number; ownerPid?: number }[];
+      return infos.map((i) => [i.name, i.exitCode, i.ownerPid]).sort();
+    };
+    const want = [
+      ['bg-hooks', 3, undefined],
+      ['fg-native', 7, undefined],
+      ['fg-node', 0, undefined],
+    ];
+    await eventually(async () => JSON.stringify(await exited()) === JSON.stringify(want), 20_000);
+    assert.equal(await exited(), want);
     assert.ok(
       await eventually(async () => (await listLeases(env.storeRoot)).length === 0, 10_000),
-      'the new daemon saw the container end and released its root',
+      'the new daemon saw the containers end and released their roots',
     );
-    assert.is((await strataCli(env, ['rm', 'fg'])).code, 0);
-    assert.ok(await stopDaemon(env, killed.pid), 'the daemon and the fd holder left');
+    const log = readFileSync(env.logFile, 'utf8');
+    assert.match(log, /its front end \(pid [0-9]+\) reconnected/);
+    // The last daemon took the hooks container's root over and released it when it ended (its
+    // ENODEV or its poststop, whichever came first); no hook failed.
+    const last = log.slice(log.lastIndexOf(`(pid ${upgraded.pid})`));
+    assert.match(last, `container ${bgId}: released (`);
+    assert.not.match(log, 'hook poststop failed');
+    for (const n of ['fg-native', 'fg-node', 'bg-hooks'])
+      assert.is((await strataCli(env, ['rm', n])).code, 0);
+    assert.ok(await stopDaemon(env, upgraded.pid), 'the daemon and the fd holder left');
     assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
+  } catch (err) {
+    process.stderr.write(
+      `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-40).join('\n')}\n`,
+    );
+    throw err;
   } finally {
+    if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
+  }
+});
+
+test('roots still prepared (createContainer not come yet) survive kill -9 and --upgrade; the container still gets them', async () => {
+  const env = await makeEnv(['busybox']);
+  const victims: ChildProcess[] = [];
+  try {
+    const first = await startDaemon(env);
+    const mountsBefore = hostMounts(env);
+    const hookEnv = { ...process.env, STRATA_SOCKET: env.socket };
+    const prepare = async (id: string) => {
+      const dir = await bundle(env, 'busybox', { entrypoint: ['/bin/true'], command: [], user: '0' });
+      const init = spawn('sleep', ['60'], { stdio: 'ignore' });
+      victims.push(init);
+      const state = JSON.stringify({
+        ociVersion: '1.0.2',
+        id,
+        status: 'creating',
+        pid: init.pid,
+        bundle: dir,
+      });
+      const r = await runCollect(hookExecutable(), ['createRuntime'], { env: hookEnv, input: state });
+      assert.is(r.code, 0, r.stderr);
+      return { dir, state };
+    };
+    // What the runtime does next: createContainer attaches the root in the container's mount
+    // namespace (here a private one, with the rootfs bind-mounted on itself as runc does), then
+    // the container reads it.
+    const attachAndRead = (c: { dir: string; state: string }) =>
+      runCollect(
+        'unshare',
+        [
+          '-m',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          `mount --bind ${c.dir}/rootfs ${c.dir}/rootfs && "$0" createContainer && ls ${c.dir}/rootfs/bin | wc -l`,
+          hookExecutable(),
+        ],
+        { env: hookEnv, input: c.state },
+      );
+    const a = await prepare('early-a');
+    const killed = await killDaemon(env, first.pid);
+    await first.stop();
+    const b = await prepare('early-b');
+    assert.equal(
+      (await served(env)).map((c) => [c.id, c.state]).sort(),
+      [
+        ['early-a', 'prepared'],
+        ['early-b', 'prepared'],
+      ],
+      'the new daemon took the prepared root over as prepared',
+    );
+    const upgraded = await upgradeDaemon(env, killed.pid);
+    assert.equal(
+      (await served(env)).map((c) => [c.id, c.state]).sort(),
+      [
+        ['early-a', 'prepared'],
+        ['early-b', 'prepared'],
+      ],
+      'and --upgrade hands prepared roots over as they are',
+    );
+    for (const c of [a, b]) {
+      const r = await attachAndRead(c);
+      assert.is(r.code, 0, r.stderr);
+      assert.ok(Number(r.stdout.trim()) > 10, `the container read its root: ${r.stdout}`);
+    }
+    // Their mount namespaces are gone: the roots end, nothing of them is held any more.
+    assert.ok(
+      await eventually(
+        async () => (await served(env)).length === 0 && (await listLeases(env.storeRoot)).length === 0,
+        10_000,
+      ),
+      'both roots released',
+    );
+    for (const v of victims) v.kill('SIGKILL');
+    assert.ok(await stopDaemon(env, upgraded.pid), 'the daemon and the fd holder left');
+    assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
+  } catch (err) {
+    process.stderr.write(
+      `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-40).join('\n')}\n`,
+    );
+    throw err;
+  } finally {
+    for (const v of victims) if (v.exitCode === null) v.kill('SIGKILL');
     if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
   }
 });

@@ -375,4 +375,51 @@ test("a daemon lost after the container started (its pid file exists): the runti
   assert.match(r.stderr, NATIVE_CONTRACT.run.lostMessage);
 });
 
+const ID = 'c'.repeat(64);
+
+test('a daemon lost during the run: the next one gets "resume" with the runtime pid, then its end, and names the exit code', async () => {
+  let n = 0;
+  const seen: RunMessage[] = [];
+  const r = await frontWith(['run', 'img'], async (c) => {
+    if (n++ === 0) {
+      await c.next();
+      c.send(exec(['/bin/sh', '-c', 'sleep 0.5; exit 5'], { id: ID, runDir: '/run/x' }));
+      seen.push((await c.next())!); // started
+      c.socket.destroy(); // kill -9
+      return;
+    }
+    seen.push((await c.next())!, (await c.next())!);
+    c.send(encodeExit(42, 'from the new daemon'));
+  });
+  assert.is(r.code, 42, r.stderr);
+  assert.is(r.stderr, 'from the new daemon\n');
+  assert.equal(
+    seen.map((m) => m.verb),
+    ['started', 'resume', 'exited'],
+  );
+  assert.equal(seen[1].fields, [NATIVE_CONTRACT.run.version, ID, '/run/x', seen[0].fields[0]]);
+  assert.equal(parseExited(seen[2]), { kind: 'code', value: 5 });
+});
+
+test('a daemon lost after "exited" without answering: the next one gets "resume" with the end', async () => {
+  let n = 0;
+  const seen: RunMessage[] = [];
+  const r = await frontWith(['run', 'img'], async (c) => {
+    if (n++ === 0) {
+      await c.next();
+      c.send(exec(['/bin/sh', '-c', 'exit 3'], { id: ID, runDir: '/run/x' }));
+      await c.next(); // started
+      await c.next(); // exited
+      c.socket.destroy();
+      return;
+    }
+    seen.push((await c.next())!);
+    c.send(encodeExit(3, ''));
+  });
+  assert.is(r.code, 3, r.stderr);
+  assert.is(r.stderr, '');
+  assert.is(seen[0].verb, 'resume');
+  assert.equal(seen[0].fields.slice(1), [ID, '/run/x', seen[0].fields[3], 'code', '3']);
+});
+
 test.run();

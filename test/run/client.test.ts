@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { NATIVE_CONTRACT } from '../../src/contract/generated/native-contract.js';
-import { decodeRunMessages, encodeExec, type RunMessage } from '../../src/run/protocol.js';
+import { decodeRunMessages, encodeExec, encodeExit, type RunMessage } from '../../src/run/protocol.js';
 
 const repo = new URL('../../', import.meta.url).pathname;
 const scratch = mkdtempSync(join(tmpdir(), 'strata-client-'));
@@ -17,9 +17,10 @@ test.after(() => rmSync(scratch, { recursive: true, force: true }));
 
 /** Runs `strata run img` through the Node CLI; the daemon execs `script` with `pidFile`, reads
  * "started", then drops the connection. */
-async function lostAfterExec(script: string, pidFile: string) {
+async function lostAfterExec(script: string, pidFile: string, resume?: { id: string; code: number }) {
   const socketPath = join(mkdtempSync(join(scratch, 'd-')), 's.sock');
   const seen: string[] = [];
+  const resumed: string[][] = [];
   const server = createServer((socket: Socket) => {
     let buf: Buffer = Buffer.alloc(0);
     socket.on('error', () => {});
@@ -30,9 +31,18 @@ async function lostAfterExec(script: string, pidFile: string) {
         seen.push(m.verb);
         if (m.verb === 'run') {
           socket.write(
-            encodeExec({ argv: ['/bin/sh', '-c', script], cwd: '/', stdin: 'null', pgrp: 'new', pidFile }),
+            encodeExec({
+              argv: ['/bin/sh', '-c', script],
+              cwd: '/',
+              stdin: 'null',
+              pgrp: 'new',
+              pidFile,
+              ...(resume ? { id: resume.id, runDir: '/run/x' } : {}),
+            }),
           );
         } else if (m.verb === 'started') socket.destroy();
+        else if (m.verb === 'resume') resumed.push(m.fields);
+        else if (m.verb === 'exited' && resume) socket.end(encodeExit(resume.code, 'from the new daemon'));
       }
     });
   });
@@ -51,7 +61,7 @@ async function lostAfterExec(script: string, pidFile: string) {
     const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
     const code = await new Promise<number | null>((r) => child.on('close', r));
     clearTimeout(timer);
-    return { code, stderr, seen };
+    return { code, stderr, seen, resumed };
   } finally {
     await new Promise((r) => server.close(r));
   }
@@ -69,6 +79,16 @@ test("a daemon lost after the container started (its pid file exists): the runti
   const r = await lostAfterExec(`echo $$ > ${pidFile}; sleep 0.2; exit 3`, pidFile);
   assert.is(r.code, 3, r.stderr);
   assert.is(r.stderr, `strata: ${NATIVE_CONTRACT.run.lostMessage}\n`);
+});
+
+test('a daemon lost during the run: the next one gets "resume" and the end, and names the exit code', async () => {
+  const id = 'd'.repeat(64);
+  const r = await lostAfterExec('sleep 0.5; exit 3', join(scratch, 'never.pid'), { id, code: 42 });
+  assert.is(r.code, 42, r.stderr);
+  assert.is(r.stderr, 'from the new daemon\n');
+  assert.equal(r.seen, ['run', 'started', 'resume', 'exited']);
+  assert.equal(r.resumed[0].slice(0, 3), [NATIVE_CONTRACT.run.version, id, '/run/x']);
+  assert.match(r.resumed[0][3], /^[0-9]+$/);
 });
 
 test.run();

@@ -10,12 +10,14 @@ import {
   encodeExec,
   encodeExit,
   encodeExited,
+  encodeResume,
   encodeRunMessage,
   encodeRunRequest,
   isRunRequest,
   parseExec,
   parseExit,
   parseExited,
+  parseResume,
   parseRunRequest,
   type ExecInstruction,
   type RunMessage,
@@ -103,8 +105,20 @@ test('exec round trip, with and without a mount namespace', () => {
     pgrp: 'same',
     pidFile: '/run/strata/containers/id/pid',
   };
-  assert.equal(parseExec(one(encodeExec(base))), { ...base, mntns: undefined });
-  const withNs: ExecInstruction = { ...base, stdin: 'null', pgrp: 'new', mntns: '/proc/77/ns/mnt' };
+  assert.equal(parseExec(one(encodeExec(base))), {
+    ...base,
+    mntns: undefined,
+    id: undefined,
+    runDir: undefined,
+  });
+  const withNs: ExecInstruction = {
+    ...base,
+    stdin: 'null',
+    pgrp: 'new',
+    mntns: '/proc/77/ns/mnt',
+    id: 'a'.repeat(64),
+    runDir: '/run/strata',
+  };
   assert.equal(parseExec(one(encodeExec(withNs))), withNs);
   // An argv holding "--" and "a=b" after the separator is argv, not options.
   const odd: ExecInstruction = { ...base, argv: ['/bin/sh', '--', 'x=y', '--'] };
@@ -117,7 +131,36 @@ test('exec round trip, with and without a mount namespace', () => {
     pgrp: 'new',
     mntns: undefined,
     pidFile: '',
+    id: undefined,
+    runDir: undefined,
   });
+});
+
+test('resume round trip, with and without the runtime end; malformed ones refused', () => {
+  const id = 'b'.repeat(64);
+  assert.equal(parseResume(one(encodeResume({ id, runDir: '/run/x', runtimePid: 42 }))), {
+    id,
+    runDir: '/run/x',
+    runtimePid: 42,
+    end: undefined,
+  });
+  assert.equal(parseResume(one(encodeResume({ id, runDir: '/run/x', end: { kind: 'signal', value: 9 } }))), {
+    id,
+    runDir: '/run/x',
+    runtimePid: undefined,
+    end: { kind: 'signal', value: 9 },
+  });
+  for (const fields of [
+    ['1', 'x', '/run/x', ''],
+    ['1', id, 'relative', ''],
+    ['1', id, '/run/x', 'pid'],
+    ['2', id, '/run/x', ''],
+    ['1', id, '/run/x', '', 'code'],
+  ])
+    assert.throws(
+      () => parseResume({ verb: 'resume', fields }),
+      (e: unknown) => e instanceof InvalidArgumentError,
+    );
 });
 
 test('split chunks: a message arriving byte by byte; two messages and a partial one in a buffer', () => {
