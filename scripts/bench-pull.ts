@@ -47,7 +47,6 @@ async function main(): Promise<void> {
       skopeo: [] as number[],
       podman: [] as number[],
       imp: [] as number[],
-      workers: [] as number[],
     };
     let baseDownloaded = 0;
     let appTotal = 0;
@@ -71,17 +70,6 @@ async function main(): Promise<void> {
       baseDownloaded = downloaded;
       appTotal = b.value.record.layers.reduce((n, l) => n + l.size, 0);
       await run('rm', ['-rf', join(dir, `strata-${i}`)]);
-
-      // The same pull with file contents written by 2 worker threads (src/store/writer.ts).
-      await run('sync', []);
-      process.env.STRATA_OBJECT_WORKERS = '2';
-      try {
-        const store0 = await openStore(join(dir, `strata0-${i}`));
-        t.workers.push((await timed(() => pullImage(store0, debRef, OPTS))).ms);
-      } finally {
-        delete process.env.STRATA_OBJECT_WORKERS;
-      }
-      await run('rm', ['-rf', join(dir, `strata0-${i}`)]);
 
       // The same image imported from its OCI layout: what the pull costs over a local import.
       await run('sync', []);
@@ -128,7 +116,6 @@ async function main(): Promise<void> {
       skopeo: median(t.skopeo),
       imp: median(t.imp),
       podman: median(t.podman),
-      workers: median(t.workers),
     };
     const line = (label: string, ms: number, note = '') =>
       console.log(`  ${label.padEnd(44)} ${secs(ms).padStart(9)}  ${note}`);
@@ -138,11 +125,6 @@ async function main(): Promise<void> {
       'strata image pull (empty store)',
       m.empty,
       `${(m.empty / m.skopeo).toFixed(2)}x skopeo, ${(m.empty / m.podman).toFixed(2)}x podman`,
-    );
-    line(
-      'strata image pull, STRATA_OBJECT_WORKERS=2',
-      m.workers,
-      `${(m.workers / m.skopeo).toFixed(2)}x skopeo (file writes in 2 threads)`,
     );
     line(
       'strata image import oci:DIR (same image, local)',

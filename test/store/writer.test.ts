@@ -10,21 +10,11 @@ import { tempStore } from './import-helpers.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-// Every case both on the main thread and in worker threads from the first object.
-const variants = [
-  ...(['fsync', 'batch'] as SyncMode[]).map((mode) => ({ mode, threads: { workers: 0 }, label: mode })),
-  ...(['fsync', 'batch'] as SyncMode[]).map((mode) => ({
-    mode,
-    threads: { workers: 2, after: 0 },
-    label: `${mode} (workers)`,
-  })),
-];
-
-for (const { mode, threads, label } of variants) {
-  test(`${label}: objects are named by sha256, read-only, written once`, async () => {
+for (const mode of ['fsync', 'batch'] as SyncMode[]) {
+  test(`${mode}: objects are named by sha256, read-only, written once`, async () => {
     const { store, cleanup } = await tempStore();
     try {
-      const w = new ObjectWriter(store.root, store.ingestRoot, mode, threads);
+      const w = new ObjectWriter(store.root, store.ingestRoot, mode);
       const small = Buffer.from('hello\n');
       const big = Buffer.alloc(3 << 20, 7); // streamed path (> 1 MiB)
       const a = await w.write(Readable.from([small]), small.length);
@@ -38,7 +28,7 @@ for (const { mode, threads, label } of variants) {
       assert.is((await stat(store.objectPath(b.digest))).mode & 0o777, 0o444);
       assert.is(w.stats.written, 2);
       assert.equal(await readdir(store.ingestRoot), [], 'no temp files left');
-      const w2 = new ObjectWriter(store.root, store.ingestRoot, mode, threads);
+      const w2 = new ObjectWriter(store.root, store.ingestRoot, mode);
       await w2.write(Readable.from([small]), small.length);
       await w2.commit();
       assert.is(w2.stats.existing, 1);
@@ -48,10 +38,10 @@ for (const { mode, threads, label } of variants) {
     }
   });
 
-  test(`${label}: content shorter than its header size is refused and leaves nothing`, async () => {
+  test(`${mode}: content shorter than its header size is refused and leaves nothing`, async () => {
     const { store, cleanup } = await tempStore();
     try {
-      const w = new ObjectWriter(store.root, store.ingestRoot, mode, threads);
+      const w = new ObjectWriter(store.root, store.ingestRoot, mode);
       const err = await w.write(Readable.from([Buffer.from('abc')]), 4).catch((e: unknown) => e);
       assert.instance(err, DataLossError);
       const big = await w
@@ -77,8 +67,7 @@ test('an existing object of the wrong size is replaced by the verified content',
     const path = store.objectPath(digest);
     await chmod(path, 0o644);
     await writeFile(path, 'trunc');
-    // Found and replaced by a worker thread (renamed over the corrupt copy at commit).
-    const w2 = new ObjectWriter(store.root, store.ingestRoot, 'batch', { workers: 1, after: 0 });
+    const w2 = new ObjectWriter(store.root, store.ingestRoot, 'batch');
     await w2.write(Readable.from([data]), data.length);
     await w2.commit();
     assert.equal(await readFile(path), data);
