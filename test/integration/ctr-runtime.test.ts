@@ -3,99 +3,50 @@
 // shim calls strata-runtime exactly as it calls runc (--root, --log log.json --log-format json,
 // create --bundle ... --pid-file ...); a bundle annotated with org.strata.image is served from
 // strata's store, one without runs on containerd's own snapshot. Nothing is left afterwards.
-// (A fuller containerd harness with CRI lives in the foreign helper's containerd-harness.ts; this
-// test needs only ctr.)
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { runtimeExecutable } from '../../src/executables.js';
 import { busyboxImage } from '../fixtures/images.js';
-import { unmountAll } from '../fixtures/mounts.js';
-import {
-  assertNoLeaks,
-  closeDaemonEnv,
-  eventually,
-  openDaemonEnv,
-  runCollect,
-  type DaemonEnv,
-  type RunResult,
-} from './harness.js';
+import { Containerd } from './containerd-harness.js';
+import { assertNoLeaks, closeDaemonEnv, openDaemonEnv, type DaemonEnv, type RunResult } from './harness.js';
 
 let d: DaemonEnv;
-let dir: string;
-let containerd: ChildProcess;
+let c: Containerd;
 let wrapper: string;
 const IMAGE = 'localhost/strata-rt/busybox:latest';
 
-const ctr = (args: string[]): Promise<RunResult> => runCollect('ctr', ['-a', join(dir, 'c.sock'), ...args]);
+const ctr = (args: string[]): Promise<RunResult> => c.ctr(args);
 
 test.before(async () => {
   d = await openDaemonEnv(['busybox']);
-  // Short: the shim's socket paths must stay under 108 bytes.
-  dir = mkdtempSync(join(tmpdir(), 'ctd-rt-'));
-  writeFileSync(
-    join(dir, 'config.toml'),
-    [
-      'version = 2',
-      `root = "${dir}/root"`,
-      `state = "${dir}/state"`,
-      'oom_score = 0',
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = "${dir}/c.sock"`,
-      '[ttrpc]',
-      `  address = "${dir}/c.sock.ttrpc"`,
-      '[debug]',
-      '  address = ""',
-      '[metrics]',
-      '  address = ""',
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = "${dir}/opt"`,
-      '',
-    ].join('\n'),
-  );
-  wrapper = join(dir, 'strata-runtime');
+  c = await Containerd.start({ cri: false });
+  wrapper = join(c.dir, 'strata-runtime');
   writeFileSync(
     wrapper,
     `#!/bin/sh\nexport STRATA_SOCKET=${d.env.socket}\nexec ${runtimeExecutable()} "$@"\n`,
   );
   chmodSync(wrapper, 0o755);
-  containerd = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  assert.ok(
-    await eventually(
-      async () => existsSync(join(dir, 'c.sock')) && (await ctr(['version'])).code === 0,
-      20_000,
-    ),
-    'containerd answers',
-  );
-  const img = await busyboxImage();
-  const r = await ctr(['images', 'import', '--base-name', IMAGE.replace(/:latest$/, ''), img.ociArchive]);
-  assert.is(r.code, 0, r.stderr);
+  await c.importArchive((await busyboxImage()).ociArchive, IMAGE);
 });
 
 test.after(async () => {
   try {
-    const exited = new Promise((resolve) => containerd.once('exit', resolve));
-    containerd.kill('SIGTERM');
-    await exited;
-    await unmountAll(dir);
-    rmSync(dir, { recursive: true, force: true });
+    await c?.close();
   } finally {
     await closeDaemonEnv(d);
   }
 });
 
-async function assertNothingLeft(): Promise<void> {
-  assert.is((await ctr(['containers', 'ls', '-q'])).stdout, '', 'containerd keeps no container');
-  // pgrep exits 1 when nothing matches: the answer wanted.
-  const shims = spawnSync('pgrep', ['-f', `containerd-shim-runc-v2 .*-address ${dir}/`], {
-    encoding: 'utf8',
-  });
-  assert.is(shims.stdout.trim(), '', 'no shim left');
+async function assertNothingLeft(id: string): Promise<void> {
+  c.track('default', id);
+  assert.equal(await c.containers(), [], 'containerd keeps no container');
+  assert.equal(await c.tasks(), [], 'containerd keeps no task');
+  const left = c.leftovers();
+  assert.equal(left.mounts, [], 'nothing mounted under containerd root/state');
+  assert.equal(left.sockets, [], 'no shim socket left');
   await assertNoLeaks(d.env, d.mountsBefore);
 }
 
@@ -116,7 +67,7 @@ test('ctr run --runc-binary strata-runtime: an annotated bundle is served from t
   assert.is(r.code, 3, r.stderr);
   assert.match(r.stdout, / \/ \/ rw,[^\n]* - overlay strata /);
   assert.match(r.stdout, 'root:x:0:0:root:/root:/bin/sh');
-  await assertNothingLeft();
+  await assertNothingLeft('rt-ctr-1');
 });
 
 test("ctr run --runc-binary strata-runtime: without the annotation, containerd's own rootfs", async () => {
@@ -133,7 +84,7 @@ test("ctr run --runc-binary strata-runtime: without the annotation, containerd's
   ]);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, / \/ \/ [^\n]* - overlay overlay [^\n]*snapshots/);
-  await assertNothingLeft();
+  await assertNothingLeft('rt-ctr-2');
 });
 
 test.run();
