@@ -79,6 +79,8 @@ export class ContainerdImages {
    * why the image could not be had (containerd not answering, a blob missing or corrupt).
    */
   async forTask(req: TaskImageRequest): Promise<TaskImage> {
+    // The root first: it also tells quickly (2 s) when containerd does not answer.
+    const root = await this.containerdRoot(req.address);
     const name = checkImageName(
       await containerdImageOf({
         address: req.address,
@@ -87,7 +89,6 @@ export class ContainerdImages {
         bundle: req.bundle,
       }),
     );
-    const root = await this.containerdRoot(req.address);
     const key = `${root}\0${req.namespace}\0${name}`;
     let p = this.inflight.get(key);
     if (!p) {
@@ -157,7 +158,7 @@ async function askRoot(address: string): Promise<string> {
   let stdout: string;
   try {
     stdout = (
-      await execa('ctr', ['-a', address, 'plugins', 'ls', '-d', 'id==content'], {
+      await execa('ctr', ['-a', address, '--connect-timeout', '2s', 'plugins', 'ls', '-d', 'id==content'], {
         timeout: CTR_TIMEOUT_MS,
         maxBuffer: 1 << 20,
         stdin: 'ignore',

@@ -123,6 +123,9 @@ test('a pod with runtime handler strata: roots served by strata, exec, CRI log, 
     assert.match(root, /strata/, `the container's / is strata's, not containerd's snapshot: ${root}`);
     assert.not.match(root, /snapshots/);
     assert.is(exec.stderr.toString(), 'err\n');
+    // The pod's namespaces are the pause container's: pid 1 here is catatonit, in pause mode.
+    const pid1 = await cri.execSync(containerId, ['cat', '/proc/1/cmdline']);
+    assert.is(pid1.stdout.toString(), '/catatonit\0-P\0', 'the app shares the sandbox pid namespace');
     const bad = await cri.execSync(containerId, ['sh', '-c', 'exit 7']);
     assert.is(bad.exitCode, 7);
 
