@@ -4,19 +4,22 @@
 // strata does not hold it yet (src/store/import-foreign.ts: every blob verified, objects strata
 // already has are not written again; an image already complete costs one record check).
 //
-// Always through importFromContainerd, never by strata's name alone: containerd may have re-tagged
-// the name (a new pull of :latest) since strata took it, and the task must run what containerd
-// holds under the name now. containerd's root (where its content store is) is asked of containerd
-// itself: the content plugin exports it (`ctr plugins ls -d id==content`).
+// Never by strata's name alone: containerd may have re-tagged the name (a new pull of :latest)
+// since strata took it, and the task must run what containerd holds under the name now, so the
+// name's target descriptor is asked of containerd on every Create (Images.Get over its gRPC
+// socket, containerd-grpc.ts, ~1 ms) and handed to importFromContainerd. containerd's root (where
+// its content store is) is asked once per address: the content plugin exports it (`ctr plugins ls
+// -d id==content`).
 //
-// Concurrency: one import per (containerd root, namespace, image name) at a time, the tasks
+// Concurrency: one import per (containerd root, namespace, name, target) at a time, the tasks
 // creating from it wait for the same one; at most MAX_IMPORTS imports run at once and at most
 // MAX_WAITING wait for a turn (more is refused: Unavailable). docs/architecture.md#containerd-shim.
 import { execa } from 'execa';
 
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
-import { containerdImageOf, importFromContainerd } from '../store/import-foreign.js';
+import { importFromContainerd } from '../store/import-foreign.js';
 import { openStore, type Store } from '../store/store.js';
+import { ContainerdGrpc, type ImageTarget } from './containerd-grpc.js';
 
 /** Imports that run at once (each reads and hashes every blob: CPU and disk bound). */
 export const MAX_IMPORTS = 2;
@@ -30,7 +33,8 @@ export interface TaskImageRequest {
   address: string;
   namespace: string;
   id: string;
-  bundle: string;
+  /** CRI's io.kubernetes.cri.image-name from the bundle, when there: containerd is not asked. */
+  imageName?: string;
 }
 
 export interface TaskImage {
@@ -59,6 +63,7 @@ export function parseContentRoot(stdout: string): string | undefined {
 export class ContainerdImages {
   private store: Promise<Store> | undefined;
   private readonly roots = new Map<string, Promise<string>>();
+  private readonly clients = new Map<string, ContainerdGrpc>();
   private readonly inflight = new Map<string, Promise<TaskImage>>();
   private running = 0;
   private readonly waiting: (() => void)[] = [];
@@ -81,21 +86,40 @@ export class ContainerdImages {
   async forTask(req: TaskImageRequest): Promise<TaskImage> {
     // The root first: it also tells quickly (2 s) when containerd does not answer.
     const root = await this.containerdRoot(req.address);
-    const name = checkImageName(
-      await containerdImageOf({
-        address: req.address,
-        namespace: req.namespace,
-        id: req.id,
-        bundle: req.bundle,
-      }),
-    );
-    const key = `${root}\0${req.namespace}\0${name}`;
+    const grpc = this.client(req.address);
+    const name = req.imageName || (await grpc.containerImage(req.namespace, req.id));
+    if (!name) {
+      throw new NotFoundError(`containerd container ${req.id} (namespace ${req.namespace}) names no image`, {
+        op: 'import',
+        ref: req.id,
+      });
+    }
+    checkImageName(name);
+    const target = await grpc.imageTarget(req.namespace, name);
+    const key = `${root}\0${req.namespace}\0${name}\0${target.digest}`;
     let p = this.inflight.get(key);
     if (!p) {
-      p = this.importOnce(root, req.address, req.namespace, name).finally(() => this.inflight.delete(key));
+      p = this.importOnce(root, req.address, req.namespace, name, target).finally(() =>
+        this.inflight.delete(key),
+      );
       this.inflight.set(key, p);
     }
     return p;
+  }
+
+  private client(address: string): ContainerdGrpc {
+    let c = this.clients.get(address);
+    if (!c) {
+      c = new ContainerdGrpc(address);
+      this.clients.set(address, c);
+    }
+    return c;
+  }
+
+  /** Closes the gRPC sessions. */
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
   }
 
   private async importOnce(
@@ -103,13 +127,14 @@ export class ContainerdImages {
     address: string,
     namespace: string,
     name: string,
+    target: ImageTarget,
   ): Promise<TaskImage> {
     await this.slot(name);
     try {
       this.store ??= openStore(this.opts.storeRoot);
       const store = await this.store;
       const started = Date.now();
-      const r = await importFromContainerd(store, name, { containerd: { root, address, namespace } });
+      const r = await importFromContainerd(store, name, { containerd: { root, address, namespace }, target });
       if (!r.existing) {
         this.opts.log?.(
           `imported ${name} from containerd's content store (${root}, namespace ${namespace}): ` +

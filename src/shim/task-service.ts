@@ -87,6 +87,9 @@ export interface TaskServiceOptions {
   roots?: RootProvider;
   log: LogFn;
   runcBinary?: string;
+  /** Import a task's image from containerd's content store when strata lacks it (default: on
+   * unless $STRATA_CONTAINERD_IMPORT is 0; off, such tasks run on containerd's rootfs mounts). */
+  containerdImport?: boolean;
 }
 
 type ProcState = 'created' | 'running' | 'paused' | 'stopped';
@@ -438,7 +441,7 @@ export class TaskService {
       // Asked for by name (org.strata.image): its absence is the answer. Otherwise the image
       // containerd made the container from, imported from its content store when strata lacks it.
       if (explicit) digest = (await resolveImageRecord(this.opts.storeRoot, explicit)).manifestDigest;
-      else ({ digest, why } = await this.containerdImage(ns, id, bundle, config));
+      else ({ digest, why } = await this.containerdImage(ns, id, config));
     }
     if (digest && this.opts.roots) {
       const rewritten = injectStrataHooks(
@@ -491,14 +494,14 @@ export class TaskService {
   private async containerdImage(
     ns: string,
     id: string,
-    bundle: string,
     config: RuntimeConfig,
   ): Promise<{ digest?: string; why?: string }> {
-    const address = this.registrations.get(`${ns}/${id}`)?.containerdAddress;
+    const importing = this.opts.containerdImport ?? process.env.STRATA_CONTAINERD_IMPORT !== '0';
+    const address = importing ? this.registrations.get(`${ns}/${id}`)?.containerdAddress : undefined;
     const hint = config.annotations?.[CRI_IMAGE_ANNOTATION];
     if (!address) {
-      // Not registered by the shim binary (a test driving the Task service by hand): only what
-      // strata holds by CRI's name.
+      // Import off, or not registered by the shim binary (a test driving the Task service by
+      // hand): only what strata holds by CRI's name.
       if (!hint) return {};
       try {
         return { digest: (await resolveImageRecord(this.opts.storeRoot, hint)).manifestDigest };
@@ -508,7 +511,7 @@ export class TaskService {
       }
     }
     try {
-      const image = await this.images.forTask({ address, namespace: ns, id, bundle });
+      const image = await this.images.forTask({ address, namespace: ns, id, imageName: hint });
       return { digest: image.digest };
     } catch (err) {
       if (err instanceof NotFoundError && !hint && /names no image/.test(err.message)) return {};
@@ -841,6 +844,7 @@ export class TaskService {
 
   /** The daemon stops: tasks keep running (runc holds them); only our side closes. */
   close(): void {
+    this.images.close();
     this.reaper.stop();
     this.events.close();
     for (const t of this.tasks.values()) for (const p of [t.init, ...t.execs.values()]) p.io.close();

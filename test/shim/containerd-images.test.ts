@@ -10,6 +10,14 @@ import * as assert from 'uvu/assert';
 
 import { InvalidArgumentError, UnavailableError } from '../../src/errors.js';
 import { checkImageName, ContainerdImages, parseContentRoot } from '../../src/shim/containerd-images.js';
+import {
+  decodeContainerImage,
+  decodeImageTarget,
+  encodeStringField,
+  grpcFrame,
+  grpcUnframe,
+} from '../../src/shim/containerd-grpc.js';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 
 test('checkImageName: printable, bounded, no whitespace', () => {
   assert.is(checkImageName('docker.io/library/busybox:latest'), 'docker.io/library/busybox:latest');
@@ -37,6 +45,52 @@ test("parseContentRoot: the content plugin's exported root, minus the plugin's d
   assert.is(parseContentRoot('              root      relative/io.containerd.content.v1.content'), undefined);
 });
 
+test("containerd's gRPC messages: frames, Container.image, Image.target; unknown fields skipped", () => {
+  const msg = encodeStringField(1, 'abc');
+  assert.equal([...grpcUnframe(grpcFrame(msg))], [...msg]);
+  assert.throws(() => grpcUnframe(Buffer.from([0, 0, 0])), /without a message/);
+  assert.throws(() => grpcUnframe(Buffer.from([1, 0, 0, 0, 0])), /compressed/);
+  assert.throws(() => grpcUnframe(Buffer.from([0, 0, 0, 0, 9, 1])), /malformed/);
+
+  const descriptor = new BinaryWriter()
+    .tag(1, WireType.LengthDelimited)
+    .string('application/vnd.oci.image.index.v1+json')
+    .tag(2, WireType.LengthDelimited)
+    .string(`sha256:${'a'.repeat(64)}`)
+    .tag(3, WireType.Varint)
+    .int64(1234)
+    .tag(9, WireType.LengthDelimited)
+    .string('a field this code does not know')
+    .finish();
+  const image = new BinaryWriter()
+    .tag(1, WireType.LengthDelimited)
+    .string('x:1')
+    .tag(2, WireType.LengthDelimited)
+    .bytes(new BinaryWriter().tag(1, WireType.LengthDelimited).string('k').finish())
+    .tag(3, WireType.LengthDelimited)
+    .bytes(descriptor)
+    .finish();
+  const res = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(image).finish();
+  assert.equal(decodeImageTarget(res), {
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    digest: `sha256:${'a'.repeat(64)}`,
+    size: 1234,
+  });
+  assert.is(decodeImageTarget(new Uint8Array(0)), undefined);
+
+  const container = new BinaryWriter()
+    .tag(1, WireType.LengthDelimited)
+    .string('c1')
+    .tag(3, WireType.LengthDelimited)
+    .string('docker.io/library/busybox:latest')
+    .finish();
+  const cres = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(container).finish();
+  assert.is(decodeContainerImage(cres), 'docker.io/library/busybox:latest');
+  assert.is(decodeContainerImage(new Uint8Array(0)), '');
+  // A truncated message is an error, not a wrong answer.
+  assert.throws(() => decodeContainerImage(cres.subarray(0, cres.length - 3)));
+});
+
 test('forTask: a containerd that does not answer is named, within seconds', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'strata-ctdimg-'));
   try {
@@ -48,7 +102,12 @@ test('forTask: a containerd that does not answer is named, within seconds', asyn
         join(bundle, 'config.json'),
         JSON.stringify({ annotations: { 'io.kubernetes.cri.image-name': name } }),
       );
-    const req = { address: join(dir, 'none.sock'), namespace: 'k8s.io', id: 'c1', bundle };
+    const req = {
+      address: join(dir, 'none.sock'),
+      namespace: 'k8s.io',
+      id: 'c1',
+      imageName: 'localhost/x:1',
+    };
     annotate('localhost/x:1');
     try {
       await images.forTask(req);

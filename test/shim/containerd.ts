@@ -32,8 +32,17 @@ export interface Containerd {
   stop(): Promise<void>;
 }
 
-export async function startContainerd(env: Env): Promise<Containerd> {
-  const h = await Harness.start({ cri: false, strata: env });
+/** `containerdImport` (default off here): the daemon imports a task's image from containerd's
+ * store when strata lacks it; off, such tasks run on containerd's rootfs ($STRATA_CONTAINERD_IMPORT). */
+export async function startContainerd(
+  env: Env,
+  opts: { containerdImport?: boolean } = {},
+): Promise<Containerd> {
+  const h = await Harness.start({
+    cri: false,
+    strata: env,
+    env: { STRATA_CONTAINERD_IMPORT: opts.containerdImport ? '1' : '0' },
+  });
   try {
     await h.importArchive((await busyboxImage()).ociArchive, IMAGE);
   } catch (err) {

@@ -31,7 +31,7 @@ let mountsBefore: string[];
 test.before(async () => {
   env = await makeEnv(['busybox']);
   mountsBefore = hostMounts(env);
-  ctd = await startContainerd(env);
+  ctd = await startContainerd(env, { containerdImport: true });
 });
 
 test.after(async () => {
@@ -91,6 +91,11 @@ async function containerdRestart(): Promise<void> {
   await ok(['run', '-d', '--runtime', RUNTIME, IMAGE, 'keep1', 'sleep', '1000']);
   const [pid, status] = (await taskList()).keep1;
   assert.is(status, 'RUNNING');
+  assert.match(
+    readFileSync(env.logFile, 'utf8'),
+    /task default\/keep1: created \(pid \d+, root served by strata\)/,
+    "imported from containerd's store, served by strata",
+  );
   await ctd.harness.restart();
   assert.ok(isAlive(pid), 'the container lives through the restart');
   assert.equal(
