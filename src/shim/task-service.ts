@@ -56,6 +56,7 @@ import type { DeleteResponseSchema } from '../proto/generated/github.com/contain
 import { addService, type CallContext, type Handler } from '../ttrpc/server.js';
 import { Code, TtrpcError } from '../ttrpc/status.js';
 import { unimplemented } from './errors.js';
+import { ContainerdImages } from './containerd-images.js';
 import { EventPublisher, TOPICS } from './events.js';
 import { Reaper, type Exit } from './reaper.js';
 import { Runc, spawnCollect } from './runc.js';
@@ -85,6 +86,9 @@ export interface TaskServiceOptions {
   roots?: RootProvider;
   log: LogFn;
   runcBinary?: string;
+  /** Import a task's image from containerd's content store when strata lacks it (default: on
+   * unless $STRATA_CONTAINERD_IMPORT is 0; off, such tasks run on containerd's rootfs mounts). */
+  containerdImport?: boolean;
 }
 
 type ProcState = 'created' | 'running' | 'paused' | 'stopped';
@@ -109,6 +113,8 @@ interface Proc {
 
 interface Registration {
   ttrpcAddress?: string;
+  /** containerd's gRPC socket (the shim's -address): where the task's image is asked for. */
+  containerdAddress?: string;
   bundle?: string;
 }
 
@@ -233,8 +239,13 @@ export class TaskService {
   private readonly reaper = new Reaper();
   private readonly events: EventPublisher;
   private readonly runcBinary: string;
+  private readonly images: ContainerdImages;
 
   constructor(private readonly opts: TaskServiceOptions) {
+    this.images = new ContainerdImages({
+      storeRoot: opts.storeRoot,
+      log: (message) => opts.log('info', message),
+    });
     this.events = new EventPublisher({ log: opts.log });
     this.runcBinary = opts.runcBinary ?? findExecutable('runc') ?? 'runc';
   }
@@ -281,6 +292,7 @@ export class TaskService {
         checkContainerId(r.id, 'task id');
         this.registrations.set(`${r.namespace}/${r.id}`, {
           ttrpcAddress: r.ttrpcAddress || undefined,
+          containerdAddress: r.containerdAddress || undefined,
           bundle: r.bundle,
         });
         return {};
@@ -423,34 +435,33 @@ export class TaskService {
     rootfs: Mount[],
   ): Promise<{ mounted: string[]; strataRoot: boolean }> {
     const explicit = config.annotations?.[IMAGE_ANNOTATION];
-    const ref = explicit ?? config.annotations?.[CRI_IMAGE_ANNOTATION];
-    if (ref && this.opts.roots) {
-      let digest: string | undefined;
-      try {
-        digest = (await resolveImageRecord(this.opts.storeRoot, ref)).manifestDigest;
-      } catch (err) {
-        // Asked for by name (org.strata.image): its absence is the answer. CRI's image name is
-        // only a hint: fall back to containerd's snapshot.
-        if (explicit) throw err;
-        if (!(err instanceof StrataError)) throw err;
-      }
-      if (digest) {
-        const rewritten = injectStrataHooks(
-          { ...config, annotations: { ...config.annotations, [IMAGE_ANNOTATION]: digest } },
-          { hookPath: hookExecutable(), socketPath: this.opts.socketPath },
-          ['createContainer'],
-        );
-        writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(rewritten));
-        mkdirSync(join(bundle, config.root?.path ?? 'rootfs'), { recursive: true });
-        await this.opts.roots.prepareAhead(id, bundle, rewritten);
-        return { mounted: [], strataRoot: true };
-      }
+    let digest: string | undefined;
+    let why: string | undefined;
+    if (this.opts.roots) {
+      // Asked for by name (org.strata.image): its absence is the answer. Otherwise the image
+      // containerd made the container from, imported from its content store when strata lacks it.
+      if (explicit) digest = (await resolveImageRecord(this.opts.storeRoot, explicit)).manifestDigest;
+      else ({ digest, why } = await this.containerdImage(ns, id, config));
+    }
+    if (digest && this.opts.roots) {
+      const rewritten = injectStrataHooks(
+        { ...config, annotations: { ...config.annotations, [IMAGE_ANNOTATION]: digest } },
+        { hookPath: hookExecutable(), socketPath: this.opts.socketPath },
+        ['createContainer'],
+      );
+      writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(rewritten));
+      mkdirSync(join(bundle, config.root?.path ?? 'rootfs'), { recursive: true });
+      await this.opts.roots.prepareAhead(id, bundle, rewritten);
+      return { mounted: [], strataRoot: true };
     }
     const target = join(bundle, config.root?.path ?? 'rootfs');
-    if (rootfs.length === 0) return { mounted: [], strataRoot: false };
+    if (rootfs.length === 0) {
+      if (why) throw new FailedPreconditionError(`task ${id}: ${why}, and containerd passed no rootfs`);
+      return { mounted: [], strataRoot: false };
+    }
     this.opts.log(
       'info',
-      `task ${ns}/${id}: strata holds no image for it${ref ? ` (${ref})` : ''}; mounting containerd's rootfs (${rootfs.map((m) => m.type).join(', ')})`,
+      `task ${ns}/${id}: ${why ?? 'strata serves no image for it'}; mounting containerd's rootfs (${rootfs.map((m) => m.type).join(', ')})`,
     );
     mkdirSync(target, { recursive: true });
     const mounted: string[] = [];
@@ -475,6 +486,41 @@ export class TaskService {
       throw new FailedPreconditionError(`mounting the rootfs of task ${id}: ${(err as Error).message}`);
     }
     return { mounted, strataRoot: false };
+  }
+
+  /**
+   * The manifest digest of the image containerd made the task from, imported from containerd's
+   * content store when strata lacks it (containerd-images.ts). `why` says what failed, for the
+   * fallback to containerd's rootfs; neither when containerd names no image (`ctr run --rootfs`).
+   */
+  private async containerdImage(
+    ns: string,
+    id: string,
+    config: RuntimeConfig,
+  ): Promise<{ digest?: string; why?: string }> {
+    const importing = this.opts.containerdImport ?? process.env.STRATA_CONTAINERD_IMPORT !== '0';
+    const address = importing ? this.registrations.get(`${ns}/${id}`)?.containerdAddress : undefined;
+    const hint = config.annotations?.[CRI_IMAGE_ANNOTATION];
+    if (!address) {
+      // Import off, or not registered by the shim binary (a test driving the Task service by
+      // hand): only what strata holds by CRI's name.
+      if (!hint) return {};
+      try {
+        return { digest: (await resolveImageRecord(this.opts.storeRoot, hint)).manifestDigest };
+      } catch (err) {
+        if (!(err instanceof StrataError)) throw err;
+        return { why: `strata holds no image ${hint}` };
+      }
+    }
+    try {
+      const image = await this.images.forTask({ address, namespace: ns, id, imageName: hint });
+      return { digest: image.digest };
+    } catch (err) {
+      if (err instanceof NotFoundError && !hint && /names no image/.test(err.message)) return {};
+      if (!(err instanceof StrataError)) throw err;
+      this.opts.log('warn', `task ${ns}/${id}: its image could not be served from strata: ${err.message}`);
+      return { why: `its image could not be served from strata (${err.message})` };
+    }
   }
 
   private async releaseRoot(
@@ -839,6 +885,7 @@ export class TaskService {
 
   /** The daemon stops: tasks keep running (runc holds them); only our side closes. */
   close(): void {
+    this.images.close();
     this.reaper.stop();
     this.events.close();
     for (const t of this.tasks.values()) for (const p of [t.init, ...t.execs.values()]) p.io.close();

@@ -16,17 +16,19 @@ import {
   readFileSync,
   readdirSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
   mkdirSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
 
 import { busyboxImage, debianImage } from '../fixtures/images.js';
 import { mountsUnder, unmountAll } from '../fixtures/mounts.js';
 import { PAUSE_IMAGE, pauseImageArchive } from '../fixtures/pause-image.js';
-import { eventually, isAlive, runCollect, type RunResult } from './harness.js';
+import { eventually, isAlive, runCollect, type Env, type RunResult } from './harness.js';
 
 export { PAUSE_IMAGE } from '../fixtures/pause-image.js';
 
@@ -60,6 +62,24 @@ export interface ContainerdOptions {
   runtimes?: Record<string, RuntimeEntry>;
   /** Extra environment for containerd (and so for the shims it starts). */
   env?: Record<string, string>;
+  /** A strata test store (harness.ts `makeEnv`): this worktree's containerd-shim-strata-v2 goes
+   * first on PATH (`<dir>/bin`) and the store's socket, root and log file into the environment,
+   * so `io.containerd.strata.v2` reaches a daemon on that store (the shim starts it on demand). */
+  strata?: Env;
+}
+
+/** native/build/Release/containerd-shim-strata-v2, from test/ (tsx) or dist/test/ (tsc). */
+export function strataShimExecutable(): string {
+  const found = ['../../native/build/Release/', '../../../native/build/Release/']
+    .map((r) => fileURLToPath(new URL(`${r}containerd-shim-strata-v2`, import.meta.url)))
+    .find((p) => existsSync(p));
+  if (!found) throw new Error('containerd-shim-strata-v2 is not built: run `npm install`');
+  return found;
+}
+
+/** The environment that points strata's shim (and the daemon it starts) at a test store. */
+export function strataEnv(env: Env): Record<string, string> {
+  return { STRATA_SOCKET: env.socket, STRATA_ROOT: env.storeRoot, STRATA_LOG_FILE: env.logFile };
 }
 
 function tomlString(s: string): string {
@@ -141,6 +161,8 @@ export function pidsMentioning(needle: string): number[] {
 export class Containerd {
   readonly root: string;
   readonly state: string;
+  /** The environment containerd runs with (its shims inherit it). */
+  env: NodeJS.ProcessEnv = {};
   /** The gRPC socket (`ctr -a`, CRI clients). */
   readonly address: string;
   readonly ttrpcAddress: string;
@@ -169,6 +191,10 @@ export class Containerd {
     const c = new Containerd(mkdtempSync(join(tmpdir(), 'ctd-')), opts);
     try {
       mkdirSync(join(c.dir, 'cni'));
+      if (opts.strata) {
+        mkdirSync(join(c.dir, 'bin'));
+        symlinkSync(strataShimExecutable(), join(c.dir, 'bin', 'containerd-shim-strata-v2'));
+      }
       writeFileSync(c.configPath, configToml(c.dir, opts));
       await c.launch();
     } catch (err) {
@@ -183,9 +209,19 @@ export class Containerd {
   }
 
   private async launch(): Promise<void> {
-    const path = [...(this.opts.shimPath ?? []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'];
+    const path = [
+      ...(this.opts.strata ? [join(this.dir, 'bin')] : []),
+      ...(this.opts.shimPath ?? []),
+      process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    ];
+    this.env = {
+      ...process.env,
+      ...(this.opts.strata ? strataEnv(this.opts.strata) : {}),
+      ...this.opts.env,
+      PATH: path.join(':'),
+    };
     const child = spawn('containerd', ['--config', this.configPath, '--log-level', 'info'], {
-      env: { ...process.env, ...this.opts.env, PATH: path.join(':') },
+      env: this.env,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.child = child;
@@ -204,6 +240,11 @@ export class Containerd {
     if (!ready || child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`containerd did not start:\n${Buffer.concat(log).toString().slice(-4000)}`);
     }
+  }
+
+  /** containerd's own log so far. */
+  log(): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
   }
 
   /** `ctr -a ADDRESS -n NAMESPACE ARGS…` to its end (stdin /dev/null unless `input`). */
