@@ -14,7 +14,7 @@ import { placeholdersFor } from '../mount/mount-points.js';
 import { prepareImage } from '../mount/serve.js';
 import type { Mount } from '../schema/generated/runtime-config.js';
 import { releaseStaleLeases } from '../store/leases.js';
-import { AgentSession } from './agent-session.js';
+import { AgentSession, FuseRelayStats } from './agent-session.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
 import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
 import {
@@ -296,9 +296,10 @@ export class VmHost {
         shared = shareMounts(this.config.stateDir, config.mounts ?? [], this.config.shares !== undefined);
         if (shared.count > 0) spec.config = JSON.stringify({ ...config, mounts: shared.mounts });
       }
+      const fuseStats = process.env.STRATA_VM_FUSE_STATS ? new FuseRelayStats() : undefined;
       const p = agent.exec(
         { ...spec, fuseRoot: true },
-        { stdin: proc.stdin, stdout: proc.stdout, stderr: proc.stderr, fuse: prepared.handler },
+        { stdin: proc.stdin, stdout: proc.stdout, stderr: proc.stderr, fuse: prepared.handler, fuseStats },
       );
       proc.onSignal = (signo) => p.signal(signo);
       proc.onResize = (size) => p.resize(size);
@@ -306,7 +307,9 @@ export class VmHost {
         (pid) => proc.started(pid),
         () => undefined,
       );
-      proc.exit(await p.exited);
+      const status = await p.exited;
+      if (fuseStats) this.log(`process ${proc.id}: ${fuseStats.summary()}`);
+      proc.exit(status);
     } catch (err) {
       proc.error(err instanceof Error ? err.message : String(err));
     } finally {
