@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
 #include <poll.h>
 #include <sched.h>
@@ -35,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -88,6 +90,11 @@ struct proc {
   int status;
   int failed;    /* exec failed: ERROR sent, no EXIT */
   char root[64];
+  /* Under crun: the container id, the detached root mount its createContainer hook collects
+   * (-1 once handed over), and whether the hook puts a writable overlay over it. */
+  char cid[64];
+  int mfd;
+  int writable;
 };
 
 static int sfd = -1, wfd = -1;       /* the stream */
@@ -98,6 +105,10 @@ static unsigned char *rbuf;
 static size_t rlen;
 static unsigned char *fbuf;
 static int init_mode;
+/* Where bundles, crun's state and the hook socket live (--run-dir; the guest's is the contract's). */
+static const char *run_dir = STRATA_VM_GUEST_RUN_DIR;
+static const char *crun_path = STRATA_VM_GUEST_CRUN;
+static int hook_listener = -1;
 
 static void logf_(const char *fmt, ...) {
   va_list ap;
@@ -185,6 +196,9 @@ static void closefd(int *fd) {
   *fd = -1;
 }
 
+static void forget_container(struct proc *p, int kill_it);
+static void crun_delete(const char *cid);
+
 /* Sends EXIT once the process was reaped and its outputs reached EOF, then forgets it. */
 static void maybe_finish(struct proc *p) {
   if (!p->exited || p->out[0] >= 0 || p->out[1] >= 0 || p->errp >= 0) return;
@@ -203,6 +217,7 @@ static void maybe_finish(struct proc *p) {
   }
   closefd(&p->in);
   closefd(&p->fuse); /* aborts the FUSE connection: the mount, if still referenced, says ENOTCONN */
+  forget_container(p, p->failed || WIFSIGNALED(p->status));
   free(p->inbuf);
   p->used = 0;
 }
@@ -217,6 +232,7 @@ static void kill_all(void) {
     closefd(&p->in);
     closefd(&p->errp);
     closefd(&p->fuse);
+    forget_container(p, 1);
     free(p->inbuf);
     p->inbuf = NULL;
     p->failed = 1;
@@ -234,6 +250,8 @@ struct spec {
   char *env[512];
   int envc;
   char *cwd, *root_path, *hostname;
+  char *config; /* an OCI config.json: run under crun */
+  size_t config_len;
   uint32_t uid, gid;
   int fuse_root, tty, writable;
   uint16_t rows, cols;
@@ -258,7 +276,8 @@ static int parse_exec(const unsigned char *p, size_t len, struct spec *s, char *
     m[n] = 0;
     m += n + 1;
     int is_str = key == STRATA_VM_KEY_ARGV || key == STRATA_VM_KEY_ENV || key == STRATA_VM_KEY_CWD ||
-                 key == STRATA_VM_KEY_ROOT_PATH || key == STRATA_VM_KEY_HOSTNAME;
+                 key == STRATA_VM_KEY_ROOT_PATH || key == STRATA_VM_KEY_HOSTNAME ||
+                 key == STRATA_VM_KEY_CONFIG;
     if (is_str && memchr(v, 0, n)) return snprintf(err, errlen, "NUL byte in an EXEC string"), -1;
     switch (key) {
       case STRATA_VM_KEY_ARGV:
@@ -272,6 +291,7 @@ static int parse_exec(const unsigned char *p, size_t len, struct spec *s, char *
       case STRATA_VM_KEY_CWD: s->cwd = str; break;
       case STRATA_VM_KEY_ROOT_PATH: s->root_path = str; break;
       case STRATA_VM_KEY_HOSTNAME: s->hostname = str; break;
+      case STRATA_VM_KEY_CONFIG: s->config = str; s->config_len = n; break;
       case STRATA_VM_KEY_UID: if (n != 4) return snprintf(err, errlen, "bad uid"), -1; s->uid = get32(v); break;
       case STRATA_VM_KEY_GID: if (n != 4) return snprintf(err, errlen, "bad gid"), -1; s->gid = get32(v); break;
       case STRATA_VM_KEY_FUSE_ROOT: s->fuse_root = 1; break;
@@ -398,6 +418,352 @@ static void child_exec(struct spec *s, int mfd, int errfd, int stdio[3], int pty
   child_fail(errfd, "exec", s->argv[0]);
 }
 
+/* ---- crun: EXEC with a config.json ---- */
+
+/* The new mount API's structs and flags, by value: <linux/mount.h> collides with glibc's
+ * <sys/mount.h>, and these are the same on x86_64 and aarch64. */
+#ifndef __NR_open_tree
+#define __NR_open_tree 428
+#endif
+#ifndef __NR_openat2
+#define __NR_openat2 437
+#endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442
+#endif
+#define A_OPEN_TREE_CLOEXEC O_CLOEXEC
+#define A_MOVE_MOUNT_T_EMPTY_PATH 0x40
+#define A_RESOLVE_NO_MAGICLINKS 0x02
+#define A_RESOLVE_IN_ROOT 0x10
+struct a_open_how {
+  uint64_t flags, mode, resolve;
+};
+
+static void bundle_path(char *out, size_t n, const char *cid, const char *leaf) {
+  snprintf(out, n, "%s/b/%s%s%s", run_dir, cid, leaf ? "/" : "", leaf ? leaf : "");
+}
+
+/* <run_dir>/b/<cid>/{config.json,rootfs}: the bundle crun runs. */
+static int write_bundle(const char *cid, const char *config, size_t len, char *err, size_t errlen) {
+  char path[512];
+  mkdir(run_dir, 0700);
+  snprintf(path, sizeof path, "%s/b", run_dir);
+  mkdir(path, 0700);
+  bundle_path(path, sizeof path, cid, NULL);
+  if (mkdir(path, 0700) < 0) return snprintf(err, errlen, "bundle %.300s: %s", path, strerror(errno)), -1;
+  bundle_path(path, sizeof path, cid, "rootfs");
+  if (mkdir(path, 0755) < 0) return snprintf(err, errlen, "bundle %.300s: %s", path, strerror(errno)), -1;
+  bundle_path(path, sizeof path, cid, "config.json");
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return snprintf(err, errlen, "bundle %.300s: %s", path, strerror(errno)), -1;
+  struct iovec iov = {(void *)config, len};
+  int r = write_all(fd, &iov, 1);
+  close(fd);
+  if (r < 0) return snprintf(err, errlen, "writing %.300s: %s", path, strerror(errno)), -1;
+  return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  if ((flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+    logf_("removing %s: %s", path, strerror(errno));
+  return 0;
+}
+
+/* The bundle and what crun made in it (the mount targets in rootfs/); never crosses a mount. */
+static void remove_bundle(const char *cid) {
+  char path[512];
+  bundle_path(path, sizeof path, cid, NULL);
+  nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+/* `crun delete -f CID`, not waited for (the loop reaps it): a container whose crun was killed
+ * would run on, orphaned, and its state would stay. */
+static void crun_delete(const char *cid) {
+  pid_t pid = fork();
+  if (pid != 0) return;
+  int devnull = open("/dev/null", O_RDWR);
+  if (devnull >= 0) {
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+  }
+  char root[512];
+  snprintf(root, sizeof root, "%s/crun", run_dir);
+  char *argv[] = {"crun", "--root", root, "delete", "-f", (char *)cid, NULL};
+  execv(crun_path, argv);
+  _exit(127);
+}
+
+/* A finished (or abandoned) process's container: its state, its bundle, its unclaimed root. */
+static void forget_container(struct proc *p, int kill_it) {
+  closefd(&p->mfd);
+  if (!p->cid[0]) return;
+  if (kill_it) crun_delete(p->cid);
+  remove_bundle(p->cid);
+  p->cid[0] = 0;
+}
+
+static void child_crun(const char *cid, int errfd, int stdio[3], int ptyslave) {
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  setsid();
+  if (ptyslave >= 0) {
+    if (ioctl(ptyslave, TIOCSCTTY, 0) < 0) child_fail(errfd, "TIOCSCTTY", NULL);
+    for (int i = 0; i < 3; i++) dup2(ptyslave, i);
+  } else {
+    for (int i = 0; i < 3; i++) dup2(stdio[i], i);
+  }
+  char bundle[512], root[512];
+  bundle_path(bundle, sizeof bundle, cid, NULL);
+  snprintf(root, sizeof root, "%s/crun", run_dir);
+  /* --no-pivot: the guest's root is the initramfs, which pivot_root cannot move (crun moves the
+   * root over / and chroots instead, inside the container's own mount namespace). */
+  char *argv[] = {"crun", "--root", root, "run", "--no-pivot", "--bundle", bundle, "--no-new-keyring", (char *)cid, NULL};
+  execv(crun_path, argv);
+  child_fail(errfd, "exec", crun_path);
+}
+
+/* A connection on the hook socket: "<container id>\n" from `strata-agent --hook`; the answer is
+ * "ok <rootfs> <writable>\n" with the detached root mount (SCM_RIGHTS), or "error <why>\n". */
+static void on_hook_conn(void) {
+  int c = accept4(hook_listener, NULL, NULL, SOCK_CLOEXEC);
+  if (c < 0) return;
+  struct ucred cred;
+  socklen_t cl = sizeof cred;
+  char req[128], reply[640];
+  size_t got = 0;
+  int n;
+  if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != 0) {
+    n = snprintf(reply, sizeof reply, "error only root may attach a root\n");
+    goto answer;
+  }
+  while (got < sizeof req - 1 && !memchr(req, '\n', got)) {
+    struct pollfd pf = {c, POLLIN, 0};
+    if (poll(&pf, 1, 2000) <= 0) break;
+    ssize_t r = read(c, req + got, sizeof req - 1 - got);
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  req[got] = 0;
+  req[strcspn(req, "\n")] = 0;
+  struct proc *pr = NULL;
+  for (int i = 0; i < MAX_PROCS && req[0]; i++)
+    if (procs[i].used && !procs[i].failed && procs[i].mfd >= 0 && !strcmp(procs[i].cid, req)) pr = &procs[i];
+  if (!pr) {
+    n = snprintf(reply, sizeof reply, "error no container %.64s waits for its root\n", req);
+    goto answer;
+  }
+  n = snprintf(reply, sizeof reply, "ok %s/b/%s/rootfs %d\n", run_dir, pr->cid, pr->writable);
+  {
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = {reply, (size_t)n};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &pr->mfd, sizeof(int));
+    if (sendmsg(c, &msg, MSG_NOSIGNAL) < 0) logf_("handing %s its root: %s", pr->cid, strerror(errno));
+    closefd(&pr->mfd); /* once: the hook owns it now */
+  }
+  close(c);
+  return;
+answer:
+  if (n > 0) {
+    ssize_t w = send(c, reply, (size_t)n, MSG_NOSIGNAL);
+    (void)w;
+  }
+  close(c);
+}
+
+static int hook_listen(void) {
+  char path[512];
+  mkdir(run_dir, 0700);
+  snprintf(path, sizeof path, "%s/hook.sock", run_dir);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) return -1;
+  strcpy(a.sun_path, path);
+  unlink(path);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (s < 0) return -1;
+  if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 16) < 0) {
+    logf_("hook socket %s: %s", path, strerror(errno));
+    close(s);
+    return -1;
+  }
+  return s;
+}
+
+/* ---- --hook: crun's createContainer hook, in the container's mount namespace ---- */
+
+static void hook_die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "strata-agent --hook: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  exit(1);
+}
+
+/* The mounts directly under `rootfs` (crun's /proc, /dev, ...), relative, in mountinfo order. */
+#define MAX_KIDS 64
+static int rootfs_children(const char *rootfs, char kids[][256]) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) hook_die("opening /proc/self/mountinfo: %s", strerror(errno));
+  char line[4096];
+  int root_id = -1, count = 0;
+  size_t rlen = strlen(rootfs);
+  while (fgets(line, sizeof line, f)) {
+    int id, parent;
+    char mnt[1024];
+    if (sscanf(line, "%d %d %*s %*s %1023s", &id, &parent, mnt) == 3 && !strcmp(mnt, rootfs)) root_id = id;
+  }
+  if (root_id < 0) hook_die("no mount at the rootfs %s in this mount namespace", rootfs);
+  rewind(f);
+  while (fgets(line, sizeof line, f)) {
+    int id, parent;
+    char mnt[1024];
+    if (sscanf(line, "%d %d %*s %*s %1023s", &id, &parent, mnt) != 3) continue;
+    if (parent != root_id || strncmp(mnt, rootfs, rlen) || mnt[rlen] != '/') continue;
+    if (count == MAX_KIDS) hook_die("more than %d mounts under the rootfs", MAX_KIDS);
+    snprintf(kids[count++], 256, "%s", mnt + rlen + 1);
+  }
+  fclose(f);
+  return count;
+}
+
+/* strata-hook's attach sequence (native/hook/strata-hook.c attach(), docs/architecture.md#kernel-facts):
+ * O_PATH handles to the runtime's mounts under the rootfs, the image moved over the rootfs, each
+ * of them moved back onto a target resolved strictly inside the image. */
+static void hook_attach(int newfd, const char *rootfs) {
+  static char kids[MAX_KIDS][256];
+  int kfd[MAX_KIDS];
+  int n = rootfs_children(rootfs, kids);
+  for (int i = 0; i < n; i++) {
+    char abs[800];
+    snprintf(abs, sizeof abs, "%.511s/%.255s", rootfs, kids[i]);
+    kfd[i] = (int)syscall(__NR_open_tree, AT_FDCWD, abs, A_OPEN_TREE_CLOEXEC);
+    if (kfd[i] < 0) hook_die("open_tree %s: %s", abs, strerror(errno));
+  }
+  if (syscall(__NR_move_mount, newfd, "", AT_FDCWD, rootfs, A_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    hook_die("move_mount of the image onto %s: %s", rootfs, strerror(errno));
+  for (int i = 0; i < n; i++) {
+    struct stat st;
+    if (fstat(kfd[i], &st) < 0) hook_die("fstat %s: %s", kids[i], strerror(errno));
+    struct a_open_how how = {
+        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0),
+        .resolve = A_RESOLVE_IN_ROOT | A_RESOLVE_NO_MAGICLINKS,
+    };
+    int target = (int)syscall(__NR_openat2, newfd, kids[i], &how, sizeof how);
+    if (target < 0)
+      hook_die("the image has no %s for the mount at /%s (%s)", S_ISDIR(st.st_mode) ? "directory" : "file",
+               kids[i], strerror(errno));
+    if (syscall(__NR_move_mount, kfd[i], "", target, "", A_MOVE_MOUNT_F_EMPTY_PATH | A_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+      hook_die("moving the mount /%s onto the image: %s", kids[i], strerror(errno));
+    close(target);
+    close(kfd[i]);
+  }
+}
+
+/* A writable root: the image as the lower layer of an overlay whose upper is a tmpfs that lives as
+ * long as the container's mounts. Built in the container's mount namespace (the agent cannot: the
+ * overlay's lookups on the FUSE lower would wait on the agent itself). */
+static int hook_overlay(int mfd, const char *bundle) {
+  char lower[600], rw[600], upper[620], work[620];
+  snprintf(lower, sizeof lower, "%s/lower", bundle);
+  snprintf(rw, sizeof rw, "%s/rw", bundle);
+  mkdir(lower, 0700);
+  mkdir(rw, 0700);
+  if (syscall(__NR_move_mount, mfd, "", AT_FDCWD, lower, A_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    hook_die("attaching the image at %s: %s", lower, strerror(errno));
+  if (mount("tmpfs", rw, "tmpfs", 0, "mode=0755") < 0) hook_die("tmpfs upper: %s", strerror(errno));
+  snprintf(upper, sizeof upper, "%s/upper", rw);
+  snprintf(work, sizeof work, "%s/work", rw);
+  mkdir(upper, 0755);
+  mkdir(work, 0755);
+  int fs = syscall(__NR_fsopen, "overlay", A_FSOPEN_CLOEXEC);
+  if (fs < 0) hook_die("fsopen overlay: %s", strerror(errno));
+  int r = fsconfig_(fs, A_FSCONFIG_SET_STRING, "lowerdir", lower);
+  if (!r) r = fsconfig_(fs, A_FSCONFIG_SET_STRING, "upperdir", upper);
+  if (!r) r = fsconfig_(fs, A_FSCONFIG_SET_STRING, "workdir", work);
+  if (!r) r = fsconfig_(fs, A_FSCONFIG_CMD_CREATE, NULL, NULL);
+  if (r) hook_die("overlay root over %s: %s", lower, strerror(errno));
+  int ofd = syscall(__NR_fsmount, fs, A_FSMOUNT_CLOEXEC, 0);
+  if (ofd < 0) hook_die("fsmount overlay: %s", strerror(errno));
+  close(fs);
+  /* The overlay holds private clones of its layers: the paths can go. */
+  umount2(lower, MNT_DETACH);
+  umount2(rw, MNT_DETACH);
+  return ofd;
+}
+
+static int hook_main(const char *sock) {
+  static char state[65536];
+  size_t len = 0;
+  for (;;) {
+    ssize_t r = read(0, state + len, sizeof state - 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    len += (size_t)r;
+    if (len == sizeof state - 1) hook_die("the OCI state exceeds %zu bytes", sizeof state - 1);
+  }
+  state[len] = 0;
+  /* The container id: "id":"<id>" (crun writes it compact; the agent names containers
+   * strata-<session>-<n>, so no escapes). */
+  char *k = strstr(state, "\"id\"");
+  char cid[64];
+  size_t cl = 0;
+  if (k) {
+    k += 4;
+    while (*k == ' ' || *k == ':') k++;
+    if (*k == '"')
+      for (k++; *k && *k != '"' && cl < sizeof cid - 1; k++) cid[cl++] = *k;
+  }
+  cid[cl] = 0;
+  if (!cl) hook_die("no container id in the OCI state");
+  int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+  if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof a) < 0) hook_die("connecting to %s: %s", sock, strerror(errno));
+  char req[80];
+  int rn = snprintf(req, sizeof req, "%s\n", cid);
+  if (write(c, req, (size_t)rn) != rn) hook_die("writing to %s: %s", sock, strerror(errno));
+  char reply[640];
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {reply, sizeof reply - 1};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+  struct pollfd pf = {c, POLLIN, 0};
+  if (poll(&pf, 1, 30000) <= 0) hook_die("the agent did not answer");
+  ssize_t got = recvmsg(c, &msg, MSG_CMSG_CLOEXEC);
+  if (got <= 0) hook_die("the agent closed the hook connection");
+  reply[got] = 0;
+  reply[strcspn(reply, "\n")] = 0;
+  int fd = -1;
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+  if (strncmp(reply, "ok ", 3)) hook_die("%s", strncmp(reply, "error ", 6) ? reply : reply + 6);
+  char rootfs[512];
+  int writable = 0;
+  if (fd < 0 || sscanf(reply + 3, "%511s %d", rootfs, &writable) != 2) hook_die("a malformed answer: %s", reply);
+  if (writable) {
+    char bundle[512];
+    snprintf(bundle, sizeof bundle, "%s", rootfs);
+    char *slash = strrchr(bundle, '/');
+    if (!slash) hook_die("a malformed rootfs %s", rootfs);
+    *slash = 0;
+    int ofd = hook_overlay(fd, bundle);
+    close(fd);
+    fd = ofd;
+  }
+  hook_attach(fd, rootfs);
+  close(fd);
+  return 0;
+}
+
 static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   uint32_t ch = chan(id, 0);
   char err[512];
@@ -437,6 +803,36 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
     }
     fcntl(devfd, F_SETFL, O_NONBLOCK);
   }
+  char cid[64] = "";
+  if (s.config) {
+    /* Under crun: the container's bundle; the root waits for the hook. */
+    if (!s.fuse_root) {
+      send_error(ch, "a config without a FUSE root");
+      goto fail;
+    }
+    snprintf(cid, sizeof cid, "strata-%08x-%u", session, id);
+    if (write_bundle(cid, s.config, s.config_len, err, sizeof err) < 0) {
+      send_error(ch, "%s", err);
+      remove_bundle(cid);
+      cid[0] = 0;
+      goto fail;
+    }
+    /* -v sources: the host's virtio-fs share, mounted on first use (virtiofs is not FUSE over the
+     * stream: mounting it here cannot wait on this loop). */
+    static int shares_mounted;
+    if (!shares_mounted && init_mode && strstr(s.config, "\"" STRATA_VM_GUEST_SHARES_DIR "/")) {
+      mkdir(STRATA_VM_GUEST_SHARES_DIR, 0700);
+      if (mount(STRATA_VM_GUEST_SHARES_TAG, STRATA_VM_GUEST_SHARES_DIR, "virtiofs", MS_NOSUID | MS_NODEV, NULL) < 0) {
+        send_error(ch, "mounting the virtio-fs share %s: %s", STRATA_VM_GUEST_SHARES_TAG, strerror(errno));
+        goto fail;
+      }
+      shares_mounted = 1;
+    }
+    if (hook_listener < 0 && (hook_listener = hook_listen()) < 0) {
+      send_error(ch, "no hook socket in %s", run_dir);
+      goto fail;
+    }
+  }
   if (pipe2(ep, O_CLOEXEC) < 0) goto syserr;
   if (s.tty) {
     master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -458,11 +854,19 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
     for (int i = 0; i < MAX_PROCS; i++)
       if (procs[i].used && procs[i].fuse >= 0) close(procs[i].fuse);
     int stdio[3] = {pi[0], po[1], pe[1]};
+    if (cid[0]) child_crun(cid, ep[1], stdio, slave);
     child_exec(&s, mfd, ep[1], stdio, slave);
   }
   memset(pr, 0, sizeof *pr);
   pr->used = 1;
   pr->id = id;
+  pr->mfd = -1;
+  if (cid[0]) {
+    memcpy(pr->cid, cid, sizeof cid);
+    pr->mfd = mfd; /* for the hook */
+    pr->writable = s.writable;
+    mfd = -1;
+  }
   pr->pid = pid;
   pr->credit[0] = pr->credit[1] = STRATA_VM_INITIAL_CREDIT;
   pr->fuse = devfd;
@@ -491,6 +895,7 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
 syserr:
   send_error(ch, "starting the process: %s", strerror(errno));
 fail:
+  if (cid[0]) remove_bundle(cid);
   if (devfd >= 0) close(devfd);
   if (mfd >= 0) close(mfd);
   int all[] = {ep[0], ep[1], po[0], po[1], pe[0], pe[1], pi[0], pi[1], master, slave};
@@ -551,7 +956,13 @@ static void on_frame(int type, uint32_t channel, const unsigned char *p, size_t 
       }
       break;
     case STRATA_VM_FRAME_SIGNAL:
-      if (len == 4 && pr->pid > 0 && !pr->exited) kill(pr->pid, (int)get32(p));
+      if (len == 4 && pr->pid > 0 && !pr->exited) {
+        int signo = (int)get32(p);
+        /* crun passes every signal on to the container but SIGKILL, which ends crun alone: the
+         * container goes with `crun delete -f`. */
+        kill(pr->pid, signo);
+        if (signo == SIGKILL && pr->cid[0]) crun_delete(pr->cid);
+      }
       break;
     case STRATA_VM_FRAME_RESIZE:
       if (len == 4 && pr->out[0] >= 0 && pr->out[1] < 0) {
@@ -733,9 +1144,12 @@ static void on_child(void) {
       if (!p->used || p->pid != pid) continue;
       p->exited = 1;
       p->status = st;
+      /* crun killed: its container would run on (and hold the stdio pipes open) */
+      if (p->cid[0] && WIFSIGNALED(st)) crun_delete(p->cid);
       if (p->failed && p->out[0] < 0 && p->out[1] < 0 && p->errp < 0) {
         closefd(&p->in);
         closefd(&p->fuse);
+        forget_container(p, 1);
         free(p->inbuf);
         p->inbuf = NULL;
         p->used = 0;
@@ -778,6 +1192,9 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--stdio")) stdio_mode = 1;
     else if (!strcmp(argv[i], "--init")) init_mode = 1;
+    else if (!strcmp(argv[i], "--hook") && i + 1 < argc) return hook_main(argv[i + 1]);
+    else if (!strcmp(argv[i], "--run-dir") && i + 1 < argc) run_dir = argv[++i];
+    else if (!strcmp(argv[i], "--crun") && i + 1 < argc) crun_path = argv[++i];
   }
   if (getpid() == 1) init_mode = 1;
   signal(SIGPIPE, SIG_IGN);
@@ -795,7 +1212,7 @@ int main(int argc, char **argv) {
     sfd = 0;
     wfd = 1;
   } else {
-    fprintf(stderr, "usage: strata-agent --init | --stdio\n");
+    fprintf(stderr, "usage: strata-agent --init | --stdio [--run-dir DIR] [--crun PATH] | --hook SOCKET\n");
     return 2;
   }
   rbuf = malloc(HDR + MAXP + IO_CHUNK);
@@ -807,15 +1224,16 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &mask, NULL);
   int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
-  struct pollfd pf[2 + MAX_PROCS * 5];
+  struct pollfd pf[3 + MAX_PROCS * 5];
   struct {
     struct proc *p;
     int what; /* 0 out, 1 err, 2 stdin, 3 errpipe, 4 fuse */
-  } who[2 + MAX_PROCS * 5];
+  } who[3 + MAX_PROCS * 5];
   for (;;) {
     int n = 0;
     pf[n++] = (struct pollfd){sfd, POLLIN, 0};
     pf[n++] = (struct pollfd){sigfd, POLLIN, 0};
+    pf[n++] = (struct pollfd){hook_listener, POLLIN, 0};
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *p = &procs[i];
       if (!p->used) continue;
@@ -874,7 +1292,8 @@ int main(int argc, char **argv) {
       }
       on_child();
     }
-    for (int i = 2; i < n; i++) {
+    if (pf[2].revents) on_hook_conn();
+    for (int i = 3; i < n; i++) {
       if (!pf[i].revents) continue;
       struct proc *p = who[i].p;
       if (!p->used) continue;

@@ -17,6 +17,7 @@ interface VmArgs extends GlobalArgs {
   'run-dir'?: string;
   'state-dir'?: string;
   json: boolean;
+  '--'?: (string | number)[];
 }
 
 function names(runDir: string): string[] {
@@ -43,14 +44,20 @@ async function stopVm(dir: string): Promise<boolean> {
 
 export const vmCommand: CommandModule<GlobalArgs, VmArgs> = {
   command: 'vm <action> [name]',
-  describe: 'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME]',
+  describe:
+    'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME], exec [NAME] -- CMD (in the guest itself, not a container)',
   builder: (y: Argv<GlobalArgs>) =>
     y
-      .positional('action', { type: 'string', choices: ['ls', 'stop', 'rm', 'serve'], demandOption: true })
+      .positional('action', {
+        type: 'string',
+        choices: ['ls', 'stop', 'rm', 'serve', 'exec'],
+        demandOption: true,
+      })
       .positional('name', { type: 'string' })
       .option('run-dir', { type: 'string', describe: 'state ($STRATA_RUN_DIR, /run/strata)' })
       .option('state-dir', { type: 'string', describe: 'serve: the VM state directory' })
-      .option('json', { type: 'boolean', default: false }) as unknown as Argv<VmArgs>,
+      .option('json', { type: 'boolean', default: false })
+      .parserConfiguration({ 'populate--': true }) as unknown as Argv<VmArgs>,
   handler: async (argv) => {
     const runDir = resolveRunDir(argv['run-dir']);
     if (argv.action === 'serve') {
@@ -58,6 +65,12 @@ export const vmCommand: CommandModule<GlobalArgs, VmArgs> = {
       await serveVm(argv['state-dir'] ?? vmStateDir(runDir, argv.name), resolveRoot(argv.root));
       // The VM is down and its files are gone: nothing may keep the host alive past that.
       process.exit(0);
+    }
+    if (argv.action === 'exec') {
+      const cmd = (argv['--'] ?? []).map(String);
+      const { execInGuest } = await import('../vm/client.js');
+      process.exitCode = await execInGuest(vmStateDir(runDir, argv.name), cmd);
+      return;
     }
     if (argv.action === 'ls') {
       const rows = names(runDir).map((name) => {

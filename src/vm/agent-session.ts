@@ -40,6 +40,44 @@ export interface ProcessIo {
   stdout: Writable;
   stderr: Writable;
   fuse?: FuseRelayHandler;
+  /** Counts the relayed FUSE requests by opcode, and the host's time answering them. */
+  fuseStats?: FuseRelayStats;
+}
+
+/** Where a --vm container's file system time goes (bench:vm, $STRATA_VM_FUSE_STATS). */
+export class FuseRelayStats {
+  readonly byOpcode = new Map<number, { count: number; hostMs: number }>();
+  first = 0;
+  last = 0;
+
+  record(opcode: number, hostMs: number): void {
+    const now = performance.now();
+    if (this.first === 0) this.first = now;
+    this.last = now;
+    const e = this.byOpcode.get(opcode) ?? { count: 0, hostMs: 0 };
+    e.count += 1;
+    e.hostMs += hostMs;
+    this.byOpcode.set(opcode, e);
+  }
+
+  get count(): number {
+    let n = 0;
+    for (const e of this.byOpcode.values()) n += e.count;
+    return n;
+  }
+
+  /** "N requests in W ms (H ms answering on the host): opcode N, ..." */
+  summary(): string {
+    let host = 0;
+    for (const e of this.byOpcode.values()) host += e.hostMs;
+    const parts = [...this.byOpcode.entries()]
+      .sort((a, b) => b[1].count - a[1].count)
+      .map(([op, e]) => `op${op} ${e.count}`);
+    return (
+      `${this.count} FUSE requests over ${(this.last - this.first).toFixed(0)} ms ` +
+      `(${host.toFixed(0)} ms answering on the host): ${parts.join(', ')}`
+    );
+  }
 }
 
 export interface AgentSessionOptions {
@@ -298,8 +336,11 @@ export class AgentSession {
     if (kind === KIND.fuse) {
       const handler = proc.io.fuse;
       if (!handler) throw new ProtocolError('a FUSE request for a process without a FUSE root');
+      const stats = proc.io.fuseStats;
+      const t0 = stats ? performance.now() : 0;
       const reply = handler.handle(f.payload);
       const answer = (r: Buffer | null) => {
+        if (stats && f.payload.length >= 8) stats.record(f.payload.readUInt32LE(4), performance.now() - t0);
         if (r) this.send(FRAME.data, 0, r, f.channel);
       };
       if (reply instanceof Promise) reply.then(answer, () => undefined);

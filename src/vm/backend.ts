@@ -15,6 +15,10 @@ export interface VmConfig {
   cmdline: string;
   memoryMiB: number;
   cpus: number;
+  /** A host directory the guest sees over virtio-fs (tag NATIVE_CONTRACT.vm.guest.sharesTag): the
+   * VM host bind-mounts each -v source under it. qemu reaches it through virtiofsd's socket;
+   * vfkit shares the directory itself. */
+  shares?: { dir: string; socket: string };
 }
 
 export interface VmBackend {
@@ -27,6 +31,11 @@ export interface VmBackend {
   agentSocket(cfg: VmConfig): string;
   /** Ask the VM to stop (the agent's power-off is tried first by the caller); resolves when asked. */
   requestStop?(cfg: VmConfig): Promise<void>;
+  /** How a VmConfig's shares reach the guest: through virtiofsd (qemu), or the hypervisor itself
+   * (vfkit). */
+  readonly sharing: 'virtiofsd' | 'native';
+  /** The virtiofsd executable, when sharing is 'virtiofsd' and one is installed. */
+  virtiofsd?(): string | undefined;
   /** 'running' | 'stopped' | other hypervisor words, when the backend can say. */
   state?(cfg: VmConfig): Promise<string>;
 }

@@ -7,10 +7,13 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:f
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 
+import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
 import { InvalidArgumentError, UnavailableError } from '../errors.js';
 import { cliArgv } from '../executables.js';
 import type { RunArgs } from '../run/args.js';
+import { commandProblem, type CommandProblem } from '../run/command-check.js';
 import { parseAndValidate } from '../schema/validate.js';
+import { checkBindSources, parseMount, parseVolume } from '../spec/options.js';
 import { buildRuntimeConfig, type ImageConfigInput } from '../spec/runtime-config.js';
 import { readImageFile } from '../store/image-file.js';
 import { blobPath } from '../store/layout.js';
@@ -116,8 +119,12 @@ export async function ensureHost(opts: EnsureHostOptions): Promise<Socket> {
   }
 }
 
-/** The process of `args` as the container's config.json would have it. */
-export async function buildVmExec(storeRoot: string, args: RunArgs): Promise<ExecSpec> {
+/** The process of `args` as the container's config.json would have it. `commandProblem` says, for
+ * a run that failed with crun's exit code 1, whether the image lacks the command (podman's 127/126). */
+export async function buildVmExec(
+  storeRoot: string,
+  args: RunArgs,
+): Promise<ExecSpec & { commandProblem: () => CommandProblem | undefined }> {
   const image = await resolveImageRecord(storeRoot, args.image);
   const imageConfig = parseAndValidate<ImageConfigInput>(
     'oci-image-config',
@@ -125,11 +132,27 @@ export async function buildVmExec(storeRoot: string, args: RunArgs): Promise<Exe
     `config ${image.configDigest} of image ${args.image}`,
   );
   const index = loadTreeIndex(storeRoot, image);
-  const config = buildRuntimeConfig(imageConfig, { ...args, mounts: [] }, (path) =>
-    readImageFile(index, storeRoot, path),
+  const guest = NATIVE_CONTRACT.vm.guest;
+  const config = buildRuntimeConfig(
+    imageConfig,
+    {
+      ...args,
+      // -v sources are host paths here; the VM host shares them into the guest and rewrites them.
+      mounts: checkBindSources([...args.volumes.map(parseVolume), ...args.mountSpecs.map(parseMount)]),
+      // The agent itself is the guest's strata-hook: it hands the hook the FUSE root to attach.
+      hooks: { createContainer: [{ path: guest.agent, args: ['strata-agent', '--hook', guest.hookSocket] }] },
+    },
+    (path) => readImageFile(index, storeRoot, path),
   );
   const proc = config.process!;
+  // The agent gives crun a pty as its stdio when there is a terminal: crun needs no console socket.
+  proc.terminal = false;
+  // The hook's complaints reach the user's stderr (crun opens the path in its own process; without
+  // it crun drops a hook's output).
+  config.annotations = { ...config.annotations, 'run.oci.hooks.stderr': '/proc/self/fd/2' };
   return {
+    commandProblem: () => commandProblem(index, config),
+    config: JSON.stringify(config),
     argv: proc.args ?? [],
     env: proc.env ?? [],
     cwd: proc.cwd,
@@ -152,12 +175,7 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2
 export async function runInVm(opts: VmRunOptions): Promise<number> {
   const { args } = opts;
   if (args.detach) throw new InvalidArgumentError('--vm does not support -d yet', { op: 'vm-run' });
-  if (args.volumes.length || args.mountSpecs.length) {
-    throw new InvalidArgumentError('--vm does not support -v/--mount yet (virtio-fs shares are not done)', {
-      op: 'vm-run',
-    });
-  }
-  const spec = await buildVmExec(opts.storeRoot, args);
+  const { commandProblem: problem, ...spec } = await buildVmExec(opts.storeRoot, args);
   const tty = args.tty && process.stdout.isTTY === true;
   if (tty) spec.tty = { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 };
   const sock = await ensureHost({ stateDir: vmStateDir(opts.runDir), storeRoot: opts.storeRoot });
@@ -178,6 +196,8 @@ export async function runInVm(opts: VmRunOptions): Promise<number> {
   }
   try {
     const status = await p.exited;
+    // crun says "executable file ... not found" and exits 1, as on a host: podman's 127/126 then.
+    if (status.code === 1 && status.signal === undefined) return problem()?.code ?? 1;
     return status.code;
   } finally {
     for (const [name, h] of handlers) process.off(name, h);
@@ -186,6 +206,25 @@ export async function runInVm(opts: VmRunOptions): Promise<number> {
       if (process.stdin.isTTY) process.stdin.setRawMode(false);
     }
     process.stdin.pause();
+    session.close();
+  }
+}
+
+/** A command in the guest itself (its busybox, crun), as root, in a running VM: debugging, and the
+ * tests' look for leftovers in the guest. Never boots a VM. */
+export async function execInGuest(stateDir: string, argv: string[]): Promise<number> {
+  if (argv.length === 0)
+    throw new InvalidArgumentError('strata vm exec: no command (strata vm exec -- CMD ...)');
+  if (!hostRunning(stateDir)) throw new UnavailableError(`no VM runs in ${stateDir}`, { op: 'vm-exec' });
+  const session = new AgentSession(await connectSocket(hostSocket(stateDir)), { helloTimeoutMs: 10_000 });
+  try {
+    await session.start();
+    const p = session.exec(
+      { argv, env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'], rootPath: '/' },
+      { stdout: process.stdout, stderr: process.stderr },
+    );
+    return (await p.exited).code;
+  } finally {
     session.close();
   }
 }

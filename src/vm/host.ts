@@ -6,15 +6,25 @@
 // when no process ran for idleMs, when asked (SIGTERM), or when the agent goes away (the next
 // `strata run --vm` starts a fresh one). docs/architecture.md#vm-guests.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 
+import { placeholdersFor } from '../mount/mount-points.js';
 import { prepareImage } from '../mount/serve.js';
+import type { Mount } from '../schema/generated/runtime-config.js';
 import { releaseStaleLeases } from '../store/leases.js';
-import { AgentSession } from './agent-session.js';
+import { AgentSession, FuseRelayStats } from './agent-session.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
 import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
+import {
+  clearShares,
+  shareMounts,
+  sharesDir,
+  startVirtiofsd,
+  virtiofsdSocket,
+  type SharedMounts,
+} from './shares.js';
 
 export interface VmHostOptions {
   config: VmConfig;
@@ -67,6 +77,27 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** The mounts of a client's config.json (only their destinations matter here; crun checks the rest). */
+function configMounts(config: string | undefined): Mount[] {
+  if (config === undefined) return [];
+  try {
+    const mounts = (JSON.parse(config) as { mounts?: unknown }).mounts;
+    return Array.isArray(mounts)
+      ? mounts.filter((m): m is Mount => typeof (m as Mount | null)?.destination === 'string')
+      : [];
+  } catch {
+    return [];
+  }
+}
+
+function isDirectory(path: string): boolean | undefined {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return undefined;
+  }
+}
+
 /** A hypervisor left by a host that was killed: ours if its command line names our state dir. */
 export function killStaleHypervisor(stateDir: string): void {
   const pidFile = join(stateDir, 'hypervisor.pid');
@@ -86,7 +117,7 @@ export function killStaleHypervisor(stateDir: string): void {
 
 /** The sockets, pid file and state of a VM that is not running. */
 export function removeRuntimeFiles(stateDir: string): void {
-  for (const f of ['host.sock', 'agent.sock', 'hypervisor.pid', 'state.json', 'rest.sock']) {
+  for (const f of ['host.sock', 'agent.sock', 'hypervisor.pid', 'state.json', 'rest.sock', 'virtiofs.sock']) {
     rmSync(join(stateDir, f), { force: true });
   }
 }
@@ -94,6 +125,9 @@ export function removeRuntimeFiles(stateDir: string): void {
 export class VmHost {
   private readonly opts: VmHostOptions;
   private hypervisor?: ChildProcess;
+  private virtiofsd?: ChildProcess;
+  /** The config the VM was started with (opts.config plus its shares). */
+  private config: VmConfig;
   private agent?: AgentSession;
   private server?: Server;
   private readonly clients = new Set<AgentServer>();
@@ -112,22 +146,27 @@ export class VmHost {
 
   constructor(opts: VmHostOptions) {
     this.opts = opts;
+    this.config = opts.config;
     this.log = opts.log ?? ((l) => process.stderr.write(`strata vm: ${l}\n`));
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
 
   /** Boots the VM, waits for the agent's hello, then listens for clients. */
   async start(): Promise<void> {
-    const { config, backend } = this.opts;
-    const dir = config.stateDir;
-    checkGuestFiles(config);
-    const argv = backend.argv(config);
+    const { backend } = this.opts;
+    const dir = this.opts.config.stateDir;
+    checkGuestFiles(this.opts.config);
+    backend.executable();
     killStaleHypervisor(dir);
+    await clearShares(dir);
     // Leases of an earlier host of this VM that was killed (its pid is gone).
     await releaseStaleLeases(this.opts.storeRoot, (l) => JSON.stringify(l).includes(this.leaseHolder), {
       timeoutMs: 10_000,
     }).catch((err: unknown) => this.log(`releasing stale leases: ${(err as Error).message}`));
     removeRuntimeFiles(dir);
+    await this.startShares();
+    const config = this.config;
+    const argv = backend.argv(config);
     const t0 = Date.now();
     const log = openSync(join(dir, 'hypervisor.log'), 'w');
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', log, log] });
@@ -168,6 +207,27 @@ export class VmHost {
     }
   }
 
+  /** The virtio-fs share of -v sources: virtiofsd for qemu when installed, vfkit's own otherwise;
+   * without one, -v is refused with what to install. */
+  private async startShares(): Promise<void> {
+    const { backend, config } = this.opts;
+    const dir = sharesDir(config.stateDir);
+    if (backend.sharing === 'native') {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      this.config = { ...config, shares: { dir, socket: '' } };
+      return;
+    }
+    const binary = backend.virtiofsd?.();
+    if (!binary) return;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      this.virtiofsd = await startVirtiofsd(binary, config.stateDir);
+      this.config = { ...config, shares: { dir, socket: virtiofsdSocket(config.stateDir) } };
+    } catch (err) {
+      this.log(`no -v for this VM: ${(err as Error).message}`);
+    }
+  }
+
   private listen(): Promise<void> {
     const path = hostSocket(this.opts.config.stateDir);
     return new Promise((resolve, reject) => {
@@ -198,25 +258,48 @@ export class VmHost {
       proc.error('the VM is stopping');
       return;
     }
-    if (!proc.spec.image) {
+    if (!proc.spec.image && proc.spec.rootPath === undefined) {
       proc.error('no image to run');
       return;
     }
     this.running += 1;
     this.disarmIdle();
     let release: (() => Promise<void>) | undefined;
+    let shared: SharedMounts | undefined;
     try {
+      if (!proc.spec.image) {
+        // The guest's own tools (rootPath, no image): `strata vm exec`, and tests looking for leftovers.
+        const p = agent.exec(
+          { ...proc.spec, fuseRoot: false, config: undefined },
+          { stdin: proc.stdin, stdout: proc.stdout, stderr: proc.stderr },
+        );
+        proc.onSignal = (signo) => p.signal(signo);
+        p.pid.then(
+          (pid) => proc.started(pid),
+          () => undefined,
+        );
+        proc.exit(await p.exited);
+        return;
+      }
       const prepared = await prepareImage({
         storeRoot: this.opts.storeRoot,
         ref: proc.spec.image,
         passthrough: false,
+        // crun's mounts need their targets in the image: the FUSE tree adds what it lacks.
+        placeholders: placeholdersFor(configMounts(proc.spec.config), isDirectory),
         lease: { kind: 'mount', reader: `${this.leaseHolder} pid ${process.pid}` },
       });
       release = prepared.release;
       const { image: _image, ...spec } = proc.spec;
+      if (spec.config !== undefined) {
+        const config = JSON.parse(spec.config) as { mounts?: Mount[] };
+        shared = shareMounts(this.config.stateDir, config.mounts ?? [], this.config.shares !== undefined);
+        if (shared.count > 0) spec.config = JSON.stringify({ ...config, mounts: shared.mounts });
+      }
+      const fuseStats = process.env.STRATA_VM_FUSE_STATS ? new FuseRelayStats() : undefined;
       const p = agent.exec(
         { ...spec, fuseRoot: true },
-        { stdin: proc.stdin, stdout: proc.stdout, stderr: proc.stderr, fuse: prepared.handler },
+        { stdin: proc.stdin, stdout: proc.stdout, stderr: proc.stderr, fuse: prepared.handler, fuseStats },
       );
       proc.onSignal = (signo) => p.signal(signo);
       proc.onResize = (size) => p.resize(size);
@@ -224,10 +307,13 @@ export class VmHost {
         (pid) => proc.started(pid),
         () => undefined,
       );
-      proc.exit(await p.exited);
+      const status = await p.exited;
+      if (fuseStats) this.log(`process ${proc.id}: ${fuseStats.summary()}`);
+      proc.exit(status);
     } catch (err) {
       proc.error(err instanceof Error ? err.message : String(err));
     } finally {
+      await shared?.release();
       await release?.().catch(() => undefined);
       this.running -= 1;
       this.armIdle();
@@ -276,6 +362,15 @@ export class VmHost {
       clearTimeout(t);
     }
     this.agent?.close();
+    const vfs = this.virtiofsd;
+    if (vfs && vfs.exitCode === null && vfs.signalCode === null) {
+      const gone = new Promise((r) => vfs.once('exit', r));
+      vfs.kill('SIGTERM');
+      const t = setTimeout(() => vfs.kill('SIGKILL'), 2000);
+      await gone;
+      clearTimeout(t);
+    }
+    await clearShares(dir);
     removeRuntimeFiles(dir);
     this.resolveStopped();
   }

@@ -175,6 +175,9 @@ export interface ExecSpec {
   writable?: boolean;
   /** Client to VM host only: the store ref whose tree becomes the FUSE root. */
   image?: string;
+  /** An OCI config.json (root.path "rootfs"): the agent runs the process under crun, whose
+   * createContainer hook attaches the FUSE root (docs/architecture.md#vm-guests). */
+  config?: string;
 }
 
 const MAX_EXEC = 256 * 1024;
@@ -213,6 +216,7 @@ export function encodeExec(spec: ExecSpec): Buffer {
   if (spec.hostname !== undefined) parts.push(record(K.hostname, cstr('the hostname', spec.hostname)));
   if (spec.tty) parts.push(record(K.tty, encodeResize(spec.tty)));
   if (spec.image !== undefined) parts.push(record(K.image, cstr('the image', spec.image)));
+  if (spec.config !== undefined) parts.push(record(K.config, cstr('the config', spec.config)));
   const out = Buffer.concat(parts);
   if (out.length > MAX_EXEC)
     throw new InvalidArgumentError(`the command and its environment exceed ${MAX_EXEC} bytes`);
@@ -242,6 +246,7 @@ export function decodeExec(p: Buffer): ExecSpec {
     else if (key === K.hostname) spec.hostname = v.toString('utf8');
     else if (key === K.tty) spec.tty = decodeResize(v);
     else if (key === K.image) spec.image = v.toString('utf8');
+    else if (key === K.config) spec.config = v.toString('utf8');
   }
   return spec;
 }

@@ -25,6 +25,7 @@ export function detectAccel(env: NodeJS.ProcessEnv = process.env): Accel {
 
 export class QemuBackend implements VmBackend {
   readonly name = 'qemu' as const;
+  readonly sharing = 'virtiofsd' as const;
   readonly accel: Accel;
   private readonly binary?: string;
 
@@ -77,6 +78,26 @@ export class QemuBackend implements VmBackend {
       `virtserialport,chardev=agent,name=${NATIVE_CONTRACT.vm.portName}`,
       '-pidfile',
       join(cfg.stateDir, 'hypervisor.pid'),
+      ...(cfg.shares
+        ? [
+            // vhost-user needs the guest's memory shared with virtiofsd.
+            '-object',
+            `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on`,
+            '-numa',
+            'node,memdev=mem',
+            '-chardev',
+            `socket,id=shares,path=${cfg.shares.socket}`,
+            '-device',
+            `vhost-user-fs-pci,chardev=shares,tag=${NATIVE_CONTRACT.vm.guest.sharesTag}`,
+          ]
+        : []),
     ];
+  }
+
+  /** virtiofsd (Debian: /usr/lib/qemu/virtiofsd from qemu-system-common, or the virtiofsd
+   * package's /usr/libexec/virtiofsd), or undefined: then -v is refused. */
+  virtiofsd(): string | undefined {
+    const candidates = [process.env.STRATA_VM_VIRTIOFSD, '/usr/libexec/virtiofsd', '/usr/lib/qemu/virtiofsd'];
+    return candidates.find((c): c is string => c !== undefined && c !== '' && existsSync(c));
   }
 }

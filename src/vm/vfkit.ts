@@ -74,6 +74,7 @@ export function restCall(
 
 export class VfkitBackend implements VmBackend {
   readonly name = 'vfkit' as const;
+  readonly sharing = 'native' as const;
   private readonly binary?: string;
 
   constructor(opts: { binary?: string } = {}) {
@@ -106,6 +107,9 @@ export class VfkitBackend implements VmBackend {
       `virtio-vsock,port=${VSOCK_PORT},socketURL=${this.agentSocket(cfg)},listen`,
       '--restful-uri',
       `unix://${restSocket(cfg)}`,
+      ...(cfg.shares
+        ? ['--device', `virtio-fs,sharedDir=${cfg.shares.dir},mountTag=${NATIVE_CONTRACT.vm.guest.sharesTag}`]
+        : []),
     ];
   }
 

@@ -56,14 +56,15 @@ function strata(args: string[], input?: string, extra?: NodeJS.ProcessEnv): Prom
 const vmRun = (args: string[], input?: string) =>
   strata(['run', '--vm', '--rm', '--run-dir', runDir, ...args], input);
 
-/** qemu processes whose command line names our run dir. */
+/** qemu (and virtiofsd) processes whose command line names our run dir. */
 function ourQemus(): number[] {
   const out: number[] = [];
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
       const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (cmd.includes('qemu-system') && cmd.includes(runDir)) out.push(Number(p));
+      if ((cmd.includes('qemu-system') || cmd.includes('virtiofsd')) && cmd.includes(runDir))
+        out.push(Number(p));
     } catch {
       // gone
     }
@@ -128,7 +129,77 @@ test('Debian in the same VM; stdin with -i; a missing command is 127', async () 
   assert.is(i.stdout, 'PIPED THROUGH\n');
   const missing = await vmRun(['debian', '/no/such/cmd']);
   assert.is(missing.code, 127);
-  assert.match(missing.stderr, /\/no\/such\/cmd: No such file or directory/);
+  assert.match(missing.stderr, /\/no\/such\/cmd.*No such file or directory/);
+});
+
+test('under crun in the guest: the FUSE root, its own pid namespace, seccomp, no capabilities, a writable overlay', async () => {
+  const ro = await vmRun([
+    '--read-only',
+    '--entrypoint',
+    '',
+    'busybox',
+    'sh',
+    '-c',
+    'grep " / / " /proc/self/mountinfo; echo pid=$$; grep -E "^(Seccomp|CapEff):" /proc/self/status; exit 5',
+  ]);
+  assert.is(ro.code, 5, ro.stderr);
+  assert.match(
+    ro.stdout,
+    / \/ \/ ro,[^ ]* - fuse\.strata strata ro,/,
+    'the root is the FUSE mount from the host',
+  );
+  assert.match(ro.stdout, /^pid=1$/m, 'its own pid namespace');
+  assert.match(ro.stdout, /^Seccomp:\s+2$/m);
+  assert.match(ro.stdout, /^CapEff:\s+0+$/m, 'uid 1000 keeps no capability');
+  const rw = await vmRun([
+    '--entrypoint',
+    '',
+    'busybox',
+    'sh',
+    '-c',
+    'echo written > /home/app/new && cat /home/app/new && grep " / / " /proc/self/mountinfo',
+  ]);
+  assert.is(rw.code, 0, rw.stderr);
+  assert.match(rw.stdout, /^written\n.* \/ \/ rw,[^ ]* - overlay /);
+  const again = await vmRun(['--entrypoint', '', 'busybox', 'cat', '/home/app/new']);
+  assert.is(again.code, 1, "a container's writes die with it");
+});
+
+/** Mounts on the host under our run dir (the -v bind mounts shared into the VM). */
+function ourMounts(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.split(' ')[4]?.startsWith(runDir));
+}
+
+test('-v through virtio-fs: a read-write directory, a read-only file; nothing stays mounted', async () => {
+  const vol = mkdtempSync(join(tmpdir(), 'strata-vm-vol-'));
+  try {
+    writeFileSync(join(vol, 'in.txt'), 'from the host\n');
+    const rw = await vmRun([
+      ...['-u', 'root', '-v', `${vol}:/vol`, '--entrypoint', '', 'busybox'],
+      ...[
+        'sh',
+        '-c',
+        'cat /vol/in.txt; echo from the guest > /vol/out.txt; grep " /vol " /proc/self/mountinfo',
+      ],
+    ]);
+    assert.is(rw.code, 0, rw.stderr);
+    assert.match(rw.stdout, /^from the host\n.* \/vol rw,.* - virtiofs /);
+    assert.is(readFileSync(join(vol, 'out.txt'), 'utf8'), 'from the guest\n');
+    const ro = await vmRun([
+      ...['-u', 'root', '-v', `${join(vol, 'in.txt')}:/etc/in.txt:ro`, '--entrypoint', '', 'busybox'],
+      ...['sh', '-c', 'cat /etc/in.txt; echo more >> /etc/in.txt'],
+    ]);
+    assert.is(ro.stdout, 'from the host\n');
+    assert.is(ro.code, 1);
+    assert.match(ro.stderr, /Read-only file system/);
+    assert.is(readFileSync(join(vol, 'in.txt'), 'utf8'), 'from the host\n');
+    assert.equal(ourMounts(), [], 'no bind mount is left in the share');
+    assert.equal(readdirSync(join(stateDir(), 'shares')), []);
+  } finally {
+    rmSync(vol, { recursive: true, force: true });
+  }
 });
 
 test('concurrent containers in one VM; no lease is left after them', async () => {
@@ -148,6 +219,18 @@ test('concurrent containers in one VM; no lease is left after them', async () =>
   assert.ok(await eventually(async () => (await leaseIds(env)).length === 0, 5000), 'leases released');
   const ls = await strata(['vm', 'ls', '--run-dir', runDir]);
   assert.match(ls.stdout, /default\s+running\s+qemu/);
+  // Nothing left in the guest either: no bundle, no crun state, no FUSE mount.
+  const guest = await strata([
+    'vm',
+    'exec',
+    '--run-dir',
+    runDir,
+    '--',
+    'sh',
+    '-c',
+    'ls /run/strata/b /run/strata/crun; grep -c fuse /proc/mounts',
+  ]);
+  assert.is(guest.stdout, '/run/strata/b:\n\n/run/strata/crun:\n0\n', guest.stderr);
 });
 
 test('a signal to strata run --vm reaches the container', async () => {
@@ -209,8 +292,11 @@ test('strata vm stop leaves no qemu, socket, lease or state behind', async () =>
   assert.is(r.code, 0, r.stderr);
   assert.not.ok(pidAlive(st.hostPid));
   assert.not.ok(pidAlive(st.hypervisorPid));
-  assert.equal(ourQemus(), []);
-  const left = readdirSync(stateDir()).filter((f) => f.endsWith('.sock') || f === 'state.json');
+  assert.equal(ourQemus(), [], 'no qemu, no virtiofsd');
+  assert.equal(ourMounts(), []);
+  const left = readdirSync(stateDir()).filter(
+    (f) => f.endsWith('.sock') || f === 'state.json' || f === 'shares',
+  );
   assert.equal(left, []);
   assert.equal(await leaseIds(env), []);
 });

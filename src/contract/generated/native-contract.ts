@@ -50,6 +50,14 @@ export const NATIVE_CONTRACT = {
     helloTimeoutMs: 30000,
     portName: 'strata.agent',
     vsockPort: 1024,
+    guest: {
+      agent: '/init',
+      runDir: '/run/strata',
+      hookSocket: '/run/strata/hook.sock',
+      crun: '/usr/bin/crun',
+      sharesDir: '/run/strata/shares',
+      sharesTag: 'strata.shares',
+    },
     frame: {
       hello: 1,
       data: 2,
@@ -76,6 +84,7 @@ export const NATIVE_CONTRACT = {
       hostname: 9,
       image: 10,
       writable: 11,
+      config: 12,
     },
     kind: { fuse: 0, stdin: 1, stdout: 2, stderr: 3 },
   },
