@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { cliArgv } from '../../src/executables.js';
 import { listLeases } from '../../src/store/leases.js';
-import { eventually, hostMounts, isAlive, makeEnv, removeEnv, served } from './harness.js';
+import { daemonCliArgv, eventually, hostMounts, isAlive, makeEnv, removeEnv, served } from './harness.js';
 import { daemonPid, leftovers, processesUnder, strataCli } from './outlive.js';
 
 const standIn = new URL('../fixtures/mini-systemd.py', import.meta.url).pathname;
@@ -20,15 +19,7 @@ test('under a service manager with an fd store, a container outlives kill -9 of 
   const env = await makeEnv(['busybox']);
   const events = join(env.dir, 'events');
   const lines = (): string[] => (existsSync(events) ? readFileSync(events, 'utf8').split('\n') : []);
-  const [cmd, ...args] = cliArgv([
-    '--root',
-    env.storeRoot,
-    'daemon',
-    '--socket',
-    env.socket,
-    '--log-file',
-    env.logFile,
-  ]);
+  const [cmd, ...args] = daemonCliArgv(env);
   const manager = spawn(
     'python3',
     [standIn, '--notify', join(env.dir, 'notify.sock'), '--events', events, '--', cmd, ...args],

@@ -55,9 +55,9 @@ export interface Daemon {
   stop(): Promise<number | string>;
 }
 
-/** `strata daemon` as a child process; resolves once its socket answers. */
-export async function startDaemon(env: Env): Promise<Daemon> {
-  const [cmd, ...args] = cliArgv([
+/** The command line of `strata daemon` on the env's store, socket and log file. */
+export function daemonCliArgv(env: Env, ...extra: string[]): string[] {
+  return cliArgv([
     '--root',
     env.storeRoot,
     'daemon',
@@ -65,7 +65,13 @@ export async function startDaemon(env: Env): Promise<Daemon> {
     env.socket,
     '--log-file',
     env.logFile,
+    ...extra,
   ]);
+}
+
+/** `strata daemon` as a child process; resolves once its socket answers. */
+export async function startDaemon(env: Env): Promise<Daemon> {
+  const [cmd, ...args] = daemonCliArgv(env);
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -14,7 +14,15 @@ import { fdHolderSocket } from '../../src/daemon/fd-holder.js';
 import { cliArgv } from '../../src/executables.js';
 import { mountImage } from '../../src/mount/attach.js';
 import { listLeases } from '../../src/store/leases.js';
-import { eventually, hostMounts, isAlive, runCollect, type Env, type RunResult } from './harness.js';
+import {
+  daemonCliArgv,
+  eventually,
+  hostMounts,
+  isAlive,
+  runCollect,
+  type Env,
+  type RunResult,
+} from './harness.js';
 
 /** What the containers read (relative to /). */
 export const SCANNED = ['etc', 'usr'];
@@ -180,16 +188,7 @@ export async function killDaemon(env: Env, pid: number): Promise<{ pid: number; 
 /** `strata daemon --upgrade` in the background; resolves with the new daemon's pid and how long
  * the handover took, from start to the old daemon's exit. */
 export async function upgradeDaemon(env: Env, oldPid: number): Promise<{ pid: number; ms: number }> {
-  const [cmd, ...args] = cliArgv([
-    '--root',
-    env.storeRoot,
-    'daemon',
-    '--socket',
-    env.socket,
-    '--log-file',
-    env.logFile,
-    '--upgrade',
-  ]);
+  const [cmd, ...args] = daemonCliArgv(env, '--upgrade');
   const child = spawn(cmd, args, { stdio: 'ignore', detached: true });
   child.unref();
   const t0 = performance.now();
