@@ -57,7 +57,6 @@
 
 #include "strata-contract.h"
 
-#define MAX_KIDS 64
 #define MAX_ATTEMPTS 5
 
 static const char *stage = "?";
@@ -71,6 +70,9 @@ static void die(int code, const char *fmt, ...) {
   fputc('\n', stderr);
   exit(code);
 }
+
+#define ATTACH_DIE(...) die(STRATA_HOOK_EXIT_ATTACH_FAILED, __VA_ARGS__)
+#include "../common/attach.h"
 
 static const char *socket_path(void) {
   const char *p = getenv(STRATA_SOCKET_ENV);
@@ -291,86 +293,9 @@ static const char *reply_field(const char *reply, const char *key) {
   return NULL;
 }
 
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
-static void unescape(char *s) {
-  char *o = s;
-  for (char *i = s; *i; i++) {
-    if (i[0] == '\\' && i[1] >= '0' && i[1] <= '7' && i[2] >= '0' && i[2] <= '7' && i[3] >= '0' && i[3] <= '7') {
-      *o++ = (char)((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
-      i += 3;
-    } else {
-      *o++ = *i;
-    }
-  }
-  *o = 0;
-}
-
-struct kid {
-  char rel[PATH_MAX];
-  int fd;
-};
-
-/* The mounts directly under the rootfs mount, as relative paths, in mountinfo order. */
-static int rootfs_children(const char *rootfs, struct kid *kids) {
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "opening /proc/self/mountinfo: %s", strerror(errno));
-  char *line = NULL;
-  size_t cap = 0;
-  int root_id = -1, count = 0;
-  size_t rlen = strlen(rootfs);
-  /* Pass 1: the id of the (topmost) mount at the rootfs path. */
-  while (getline(&line, &cap, f) > 0) {
-    int id, parent;
-    char mnt[PATH_MAX];
-    if (sscanf(line, "%d %d %*s %*s %4095s", &id, &parent, mnt) != 3) continue;
-    unescape(mnt);
-    if (strcmp(mnt, rootfs) == 0) root_id = id;
-  }
-  if (root_id < 0) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "no mount at the rootfs %s in this mount namespace", rootfs);
-  rewind(f);
-  while (getline(&line, &cap, f) > 0) {
-    int id, parent;
-    char mnt[PATH_MAX];
-    if (sscanf(line, "%d %d %*s %*s %4095s", &id, &parent, mnt) != 3) continue;
-    unescape(mnt);
-    if (parent != root_id || strncmp(mnt, rootfs, rlen) != 0 || mnt[rlen] != '/') continue;
-    if (count == MAX_KIDS) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "more than %d mounts under the rootfs", MAX_KIDS);
-    snprintf(kids[count].rel, sizeof(kids[count].rel), "%s", mnt + rlen + 1);
-    count++;
-  }
-  free(line);
-  fclose(f);
-  return count;
-}
-
+/* The attach sequence itself, shared with the VM guest agent's hook. */
 static void attach(int newfd, const char *rootfs, int readonly) {
-  static struct kid kids[MAX_KIDS];
-  int n = rootfs_children(rootfs, kids);
-  for (int i = 0; i < n; i++) {
-    char abs[PATH_MAX];
-    if ((size_t)snprintf(abs, sizeof(abs), "%s/%.*s", rootfs, PATH_MAX / 2, kids[i].rel) >= sizeof(abs))
-      die(STRATA_HOOK_EXIT_ATTACH_FAILED, "mount path under %s too long", rootfs);
-    kids[i].fd = (int)syscall(SYS_open_tree, AT_FDCWD, abs, OPEN_TREE_CLOEXEC);
-    if (kids[i].fd < 0) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "open_tree %s: %s", abs, strerror(errno));
-  }
-  if (syscall(SYS_move_mount, newfd, "", AT_FDCWD, rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0)
-    die(STRATA_HOOK_EXIT_ATTACH_FAILED, "move_mount of the image onto %s: %s", rootfs, strerror(errno));
-  for (int i = 0; i < n; i++) {
-    struct stat st;
-    if (fstat(kids[i].fd, &st) < 0) die(STRATA_HOOK_EXIT_ATTACH_FAILED, "fstat %s: %s", kids[i].rel, strerror(errno));
-    struct open_how how = {
-        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0),
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    int target = (int)syscall(SYS_openat2, newfd, kids[i].rel, &how, sizeof(how));
-    if (target < 0)
-      die(STRATA_HOOK_EXIT_ATTACH_FAILED, "the image has no %s for the mount at /%s (%s)",
-          S_ISDIR(st.st_mode) ? "directory" : "file", kids[i].rel, strerror(errno));
-    if (syscall(SYS_move_mount, kids[i].fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-      die(STRATA_HOOK_EXIT_ATTACH_FAILED, "moving the mount /%s onto the image: %s", kids[i].rel, strerror(errno));
-    close(target);
-    close(kids[i].fd);
-  }
+  attach_image(newfd, rootfs);
   if (readonly) {
     struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
     if (syscall(SYS_mount_setattr, newfd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)

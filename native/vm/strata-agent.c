@@ -609,65 +609,9 @@ static void hook_die(const char *fmt, ...) {
   exit(1);
 }
 
-/* The mounts directly under `rootfs` (crun's /proc, /dev, ...), relative, in mountinfo order. */
-#define MAX_KIDS 64
-static int rootfs_children(const char *rootfs, char kids[][256]) {
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f) hook_die("opening /proc/self/mountinfo: %s", strerror(errno));
-  char line[4096];
-  int root_id = -1, count = 0;
-  size_t rlen = strlen(rootfs);
-  while (fgets(line, sizeof line, f)) {
-    int id, parent;
-    char mnt[1024];
-    if (sscanf(line, "%d %d %*s %*s %1023s", &id, &parent, mnt) == 3 && !strcmp(mnt, rootfs)) root_id = id;
-  }
-  if (root_id < 0) hook_die("no mount at the rootfs %s in this mount namespace", rootfs);
-  rewind(f);
-  while (fgets(line, sizeof line, f)) {
-    int id, parent;
-    char mnt[1024];
-    if (sscanf(line, "%d %d %*s %*s %1023s", &id, &parent, mnt) != 3) continue;
-    if (parent != root_id || strncmp(mnt, rootfs, rlen) || mnt[rlen] != '/') continue;
-    if (count == MAX_KIDS) hook_die("more than %d mounts under the rootfs", MAX_KIDS);
-    snprintf(kids[count++], 256, "%s", mnt + rlen + 1);
-  }
-  fclose(f);
-  return count;
-}
-
-/* strata-hook's attach sequence (native/hook/strata-hook.c attach(), docs/architecture.md#kernel-facts):
- * O_PATH handles to the runtime's mounts under the rootfs, the image moved over the rootfs, each
- * of them moved back onto a target resolved strictly inside the image. */
-static void hook_attach(int newfd, const char *rootfs) {
-  static char kids[MAX_KIDS][256];
-  int kfd[MAX_KIDS];
-  int n = rootfs_children(rootfs, kids);
-  for (int i = 0; i < n; i++) {
-    char abs[800];
-    snprintf(abs, sizeof abs, "%.511s/%.255s", rootfs, kids[i]);
-    kfd[i] = (int)syscall(__NR_open_tree, AT_FDCWD, abs, A_OPEN_TREE_CLOEXEC);
-    if (kfd[i] < 0) hook_die("open_tree %s: %s", abs, strerror(errno));
-  }
-  if (syscall(__NR_move_mount, newfd, "", AT_FDCWD, rootfs, A_MOVE_MOUNT_F_EMPTY_PATH) < 0)
-    hook_die("move_mount of the image onto %s: %s", rootfs, strerror(errno));
-  for (int i = 0; i < n; i++) {
-    struct stat st;
-    if (fstat(kfd[i], &st) < 0) hook_die("fstat %s: %s", kids[i], strerror(errno));
-    struct a_open_how how = {
-        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0),
-        .resolve = A_RESOLVE_IN_ROOT | A_RESOLVE_NO_MAGICLINKS,
-    };
-    int target = (int)syscall(__NR_openat2, newfd, kids[i], &how, sizeof how);
-    if (target < 0)
-      hook_die("the image has no %s for the mount at /%s (%s)", S_ISDIR(st.st_mode) ? "directory" : "file",
-               kids[i], strerror(errno));
-    if (syscall(__NR_move_mount, kfd[i], "", target, "", A_MOVE_MOUNT_F_EMPTY_PATH | A_MOVE_MOUNT_T_EMPTY_PATH) < 0)
-      hook_die("moving the mount /%s onto the image: %s", kids[i], strerror(errno));
-    close(target);
-    close(kfd[i]);
-  }
-}
+/* strata-hook's attach sequence, shared (native/common/attach.h). */
+#define ATTACH_DIE(...) hook_die(__VA_ARGS__)
+#include "../common/attach.h"
 
 /* A writable root: the image as the lower layer of an overlay whose upper is a tmpfs that lives as
  * long as the container's mounts. Built in the container's mount namespace (the agent cannot: the
@@ -759,7 +703,7 @@ static int hook_main(const char *sock) {
     close(fd);
     fd = ofd;
   }
-  hook_attach(fd, rootfs);
+  attach_image(fd, rootfs);
   close(fd);
   return 0;
 }
