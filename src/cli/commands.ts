@@ -83,7 +83,8 @@ export const COMMANDS: CommandEntry[] = [
   },
   {
     command: 'vm <action> [name]',
-    describe: 'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME]',
+    describe:
+      'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME], exec [NAME] -- CMD (in the guest itself, not a container)',
     load: async () => (await import('./vm.js')).vmCommand,
   },
   {
