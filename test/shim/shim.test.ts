@@ -136,7 +136,7 @@ test('stdin reaches the container and its end is seen', async () => {
     input: 'line one\nline two\n',
   });
   assert.is(r.exitCode, 0, r.stderr);
-  assert.is(r.stdout, 'line one\nline two\nEND'); // execa drops the last newline
+  assert.is(r.stdout, 'line one\nline two\nEND\n'); // the harness's ctr() keeps the output whole
   await assertNothingLeft();
 });
 
