@@ -11,11 +11,10 @@ import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { DataLossError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
-import type { OciImageConfig } from '../schema/generated/oci-image-config.js';
 import type { OciImageIndex } from '../schema/generated/oci-image-index.js';
 import type { OciImageManifest } from '../schema/generated/oci-image-manifest.js';
 import { parseAndValidate } from '../schema/validate.js';
-import { MAX_JSON_BLOB } from '../store/source/blobs.js';
+import { MAX_JSON_BLOB, parseManifestConfig } from '../store/source/blobs.js';
 import { checkDigest } from '../store/source/digest.js';
 import { layerStream } from '../store/source/layer-stream.js';
 import { isConfigType, isIndexType, isManifestType, layerCompression } from '../store/source/media-types.js';
@@ -335,18 +334,8 @@ export async function openRegistrySource(text: string, opts: RegistrySourceOptio
   }
   checkDigest(json.config.digest, `config of manifest ${desc.digest}`);
   const config = await r.client.smallBlob(json.config, MAX_JSON_BLOB, 'config');
-  const configJson = parseAndValidate<OciImageConfig>(
-    'oci-image-config',
-    config,
-    `config ${json.config.digest}`,
-  );
+  const configJson = parseManifestConfig(config, json.config.digest, desc.digest, json.layers.length, 'pull');
   const diffIds = configJson.rootfs.diff_ids;
-  if (diffIds.length !== json.layers.length) {
-    throw new InvalidArgumentError(
-      `manifest ${desc.digest} lists ${json.layers.length} layers but config ${json.config.digest} has ${diffIds.length} diff_ids`,
-      { op: 'pull', digest: desc.digest },
-    );
-  }
   const descs = json.layers.map((l, i) => {
     checkDigest(l.digest, `layer ${i} of manifest ${desc.digest}`);
     checkDigest(diffIds[i], `diff_id ${i} of config ${json.config.digest}`);

@@ -2,6 +2,7 @@
 // checked once at decode, so a damaged index can never make a reader go out of bounds.
 import { createRequire } from 'node:module';
 import { DataLossError } from '../errors.js';
+import type { FastPathGeometry } from '../native-addon.js';
 import {
   DIRENT_SIZE,
   HEADER_SIZE,
@@ -305,19 +306,7 @@ export class TreeIndex {
 
   /** The encoded index and where its sections are: what the native fast path reads
    * (src/mount/fs/native-fast-path.ts). */
-  get encoded(): {
-    buffer: Buffer;
-    inodeCount: number;
-    direntCount: number;
-    xattrCount: number;
-    poolSize: number;
-    inodesOff: number;
-    direntsOff: number;
-    xattrsOff: number;
-    poolOff: number;
-    objectCount: number;
-    objectsOff: number;
-  } {
+  get encoded(): FastPathGeometry & { buffer: Buffer } {
     return {
       buffer: this.buf,
       inodeCount: this.inodeCount,

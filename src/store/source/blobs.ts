@@ -1,5 +1,7 @@
 // Verified reads of small blobs (manifests, configs) and layer refs, shared by both formats.
 import { DataLossError, InvalidArgumentError, NotFoundError } from '../../errors.js';
+import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
+import { parseAndValidate } from '../../schema/validate.js';
 import type { ArchiveReader } from './archive-reader.js';
 import { readSmall } from './archive-reader.js';
 import { checkDigest, digestOf, hasherFor } from './digest.js';
@@ -9,6 +11,29 @@ import type { LayerRef } from './types.js';
 
 /** Manifests, indexes and configs larger than this are refused before being read. */
 export const MAX_JSON_BLOB = 16 << 20;
+
+/**
+ * An image config's bytes (already checked against the manifest's digest), validated, with one
+ * diff_id for each of the `layerCount` layers the manifest lists: the OCI layout and registry
+ * sources read a manifest the same way. `op` names the operation in errors ('import', 'pull').
+ */
+export function parseManifestConfig(
+  config: Buffer,
+  configDigest: string,
+  manifestDigest: string,
+  layerCount: number,
+  op: string,
+): OciImageConfig {
+  const json = parseAndValidate<OciImageConfig>('oci-image-config', config, `config ${configDigest}`);
+  const diffIds = json.rootfs.diff_ids;
+  if (diffIds.length !== layerCount) {
+    throw new InvalidArgumentError(
+      `manifest ${manifestDigest} lists ${layerCount} layers but config ${configDigest} has ${diffIds.length} diff_ids`,
+      { op, digest: manifestDigest },
+    );
+  }
+  return json;
+}
 
 export function layoutBlobPath(digest: string): string {
   const [alg, hex] = digest.split(':');

@@ -5,9 +5,15 @@ import { parseAndValidate } from '../../schema/validate.js';
 import type { OciImageIndex, Descriptor } from '../../schema/generated/oci-image-index.js';
 import type { OciImageManifest } from '../../schema/generated/oci-image-manifest.js';
 import type { OciImageLayout } from '../../schema/generated/oci-image-layout.js';
-import type { OciImageConfig } from '../../schema/generated/oci-image-config.js';
 import { readSmall, type ArchiveReader } from './archive-reader.js';
-import { MAX_JSON_BLOB, layoutBlobPath, layerRef, missingBlob, readVerifiedBlob } from './blobs.js';
+import {
+  MAX_JSON_BLOB,
+  layoutBlobPath,
+  layerRef,
+  missingBlob,
+  parseManifestConfig,
+  readVerifiedBlob,
+} from './blobs.js';
 import { checkDigest } from './digest.js';
 import {
   REF_NAME_ANNOTATION,
@@ -176,18 +182,14 @@ export async function imageFromDescriptor(
     );
   }
   const config = await readVerifiedBlob(reader, json.config, 'config');
-  const configJson = parseAndValidate<OciImageConfig>(
-    'oci-image-config',
+  const configJson = parseManifestConfig(
     config,
-    `config ${json.config.digest}`,
+    json.config.digest,
+    desc.digest,
+    json.layers.length,
+    'import',
   );
   const diffIds = configJson.rootfs.diff_ids;
-  if (diffIds.length !== json.layers.length) {
-    throw new InvalidArgumentError(
-      `manifest ${desc.digest} lists ${json.layers.length} layers but config ${json.config.digest} has ${diffIds.length} diff_ids`,
-      { op: 'import', digest: desc.digest },
-    );
-  }
   const layers = [];
   for (const [i, l] of json.layers.entries()) {
     checkDigest(l.digest, `layer ${i} of manifest ${desc.digest}`);
