@@ -31,10 +31,10 @@ import { loadBundleConfig } from '../spec/bundle-config.js';
 import { isContainerId } from '../spec/container-id.js';
 import { withStrataHookFirst } from '../spec/hook-injection.js';
 import { writeFileAtomicSync } from '../store/atomic.js';
+import { liveStartTime } from '../store/holder.js';
 import { listRecordDigests, readRecord } from '../store/records.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
-import { watchPid } from './pid-watch.js';
 import { importerFor } from './runtime-import.js';
 
 const RT = NATIVE_CONTRACT.runtime;
@@ -140,6 +140,8 @@ export async function decideRuntime(
   opts: RuntimeServiceOptions,
 ): Promise<RuntimeDecision> {
   const { id, bundle } = req;
+  // Read now: the process that asked, even if it ends while the root is prepared.
+  const peerStart = liveStartTime(peerPid);
   // The runtime refuses these in its own words (runc's, when it is runc).
   if (!isContainerId(id)) return { kind: 'pass', reason: `${JSON.stringify(id)} is not a container id` };
   let config: RuntimeConfig;
@@ -207,12 +209,12 @@ export async function decideRuntime(
   const prepared = opts.manager.prepareAhead(id, bundle, served, {
     ref,
     overlay: { upperDir, upperRootFromLower: fromLower },
+    runtime: { pid: peerPid, startTime: peerStart },
   });
   // The createContainer hook reports it to the runtime; the log keeps it too.
   prepared.catch((err: unknown) =>
     opts.logger.log('warn', `container ${id}: preparing its root failed: ${(err as Error).message}`),
   );
-  watchPid(peerPid, () => void opts.manager.releaseUnattached(id, `its runtime (pid ${peerPid}) ended`));
   return { kind: 'serve', note: `container ${id}: serving image ${ref} (${source}) from the strata store` };
 }
 

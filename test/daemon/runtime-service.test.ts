@@ -3,7 +3,8 @@
 // = /bin/true: it "creates" nothing and exits at once) or over a raw socket. Bundles are laid out
 // as containers/storage lays out podman's (<root>/overlay-containers/<id>/userdata, with
 // containers.json beside the container directories naming the image ID).
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -11,8 +12,11 @@ import * as assert from 'uvu/assert';
 
 import { hookExecutable, runtimeExecutable } from '../../src/executables.js';
 import { decodeRunMessages, encodeRunMessage, type RunMessage } from '../../src/run/protocol.js';
+import { ContainerManager } from '../../src/daemon/containers.js';
+import { openLog } from '../../src/daemon/log.js';
 import {
   containersStorageImage,
+  decideRuntime,
   isRuntimeRequest,
   parseRuntimeRequest,
   servedConfig,
@@ -170,6 +174,71 @@ test('the protocol: a wrong version or verb, a relative bundle, a bad id', async
   assert.is(m.verb, 'pass');
   assert.match(m.fields[0], 'is not a container id');
 });
+
+/** A stand-in runtime process: alive until killed. */
+function runtimeProcess(): ChildProcess {
+  return spawn('sleep', ['60'], { stdio: 'ignore' });
+}
+
+async function killed(p: ChildProcess): Promise<void> {
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await gone;
+}
+
+// podman's --restart: the container exits, podman deletes it and creates it again with the same
+// id and bundle, at once. The first create's runtime ends after it attached its root; its end
+// (seen up to a poll interval later) must not release the next root of that id, and the next
+// create may come before the daemon has seen the first root's session end (ENODEV).
+for (const [when, seen] of [
+  ['before', false],
+  ['after', true],
+] as const)
+  test(`a restart ${when} the daemon saw the first root's end: the first runtime ending never releases the next root of the same id`, async () => {
+    const logFile = join(d.env.dir, 'restart-manager.log');
+    const logger = openLog(logFile, false);
+    const manager = new ContainerManager({ storeRoot: d.env.storeRoot, logger });
+    const opts = { storeRoot: d.env.storeRoot, socketPath: d.env.socket, manager, logger };
+    const { id, bundle: b } = podmanBundle(configDigest.slice('sha256:'.length));
+    const state = JSON.stringify({ ociVersion: '1.0.2', id, status: 'creating', bundle: b });
+    const first = runtimeProcess();
+    const second = runtimeProcess();
+    try {
+      const one = await decideRuntime({ verb: 'create', id, bundle: b }, first.pid!, opts);
+      assert.is(one.kind, 'serve', JSON.stringify(one));
+      // createContainer takes the mount; closing it is the container's namespace going away.
+      closeSync((await manager.createContainer(state)).mountFd);
+      await killed(first);
+      if (seen) assert.ok(await eventually(() => manager.size === 0, 5000), 'the first root released');
+      // The second create: its root is prepared once the first root's release is done.
+      const two = await decideRuntime({ verb: 'create', id, bundle: b }, second.pid!, opts);
+      assert.is(two.kind, 'serve', JSON.stringify(two));
+      assert.ok(
+        await eventually(() => manager.list()[0]?.state === 'prepared', 5000),
+        'the second root prepared',
+      );
+      // Three poll intervals of the runtime watch: the first runtime's end is long seen.
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(
+        manager.list().map((c) => [c.id, c.state]),
+        [[id, 'prepared']],
+        readFileSync(logFile, 'utf8'),
+      );
+      assert.not.match(readFileSync(logFile, 'utf8'), `its runtime (pid ${first.pid})`);
+      // Its own runtime's end releases it.
+      await killed(second);
+      assert.ok(await eventually(() => manager.size === 0, 5000), readFileSync(logFile, 'utf8'));
+      assert.match(
+        readFileSync(logFile, 'utf8'),
+        `container ${id}: released (its runtime (pid ${second.pid}) ended without attaching it`,
+      );
+    } finally {
+      first.kill('SIGKILL');
+      second.kill('SIGKILL');
+      await manager.releaseAll('test end');
+    }
+    await assertNoLeaks(d.env, d.mountsBefore);
+  });
 
 test('pure parts: request parsing, the containers/storage lookup, the served config', () => {
   assert.ok(isRuntimeRequest(encodeRunMessage('runtime', ['1'])));
