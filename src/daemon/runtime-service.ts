@@ -104,11 +104,70 @@ export function containersStorageImage(bundle: string, id: string): string | und
 
 /** The manifest digest of the stored image whose config digest is `configDigest`, if any. */
 export async function imageByConfig(storeRoot: string, configDigest: string): Promise<string | undefined> {
+  return (await heldImages(storeRoot)).byConfig.get(configDigest);
+}
+
+/** The store's images by config digest, as of `stamp` (the images/ directory's mtime in ns). */
+interface HeldImages {
+  stamp: bigint;
+  byConfig: Map<string, string>;
+}
+
+/** A stamp this old can no longer share its (coarse, ~4-10 ms) mtime with a later change. */
+const SETTLED_NS = 100_000_000n;
+const heldCache = new Map<string, HeldImages>();
+/** What each held-images file was last written with. */
+const published = new Map<string, string>();
+
+/**
+ * The images the store holds, by config digest. Cached while the images/ directory's mtime stays
+ * (every record is written by a rename into it, or removed from it); `settled`: that mtime is
+ * old enough that no change can have shared it, so the list may be trusted as of it.
+ */
+export async function heldImages(storeRoot: string): Promise<HeldImages & { settled: boolean }> {
+  const dir = join(storeRoot, 'images');
+  const mtime = (): bigint => statSync(dir, { bigint: true }).mtimeNs;
+  const isSettled = (stamp: bigint): boolean => BigInt(Date.now()) * 1_000_000n - stamp > SETTLED_NS;
+  const stamp = mtime();
+  const cached = heldCache.get(storeRoot);
+  if (cached && cached.stamp === stamp && isSettled(stamp)) return { ...cached, settled: true };
+  const byConfig = new Map<string, string>();
   for (const digest of await listRecordDigests(storeRoot)) {
     const record = await readRecord(storeRoot, digest).catch(() => undefined);
-    if (record?.configDigest === configDigest) return record.manifestDigest;
+    if (record) byConfig.set(record.configDigest, record.manifestDigest);
   }
-  return undefined;
+  const settled = mtime() === stamp && isSettled(stamp);
+  if (settled) heldCache.set(storeRoot, { stamp, byConfig });
+  return { stamp, byConfig, settled };
+}
+
+/**
+ * Publishes, beside the socket, which images the store holds (the contract's runtime
+ * heldImages*): strata-runtime reads it to pass a podman container of an image strata lacks
+ * through without a round trip here, while the images/ directory's mtime and the socket's inode
+ * are what the file says. The policy stays here: the file only ever answers "not held", the
+ * answer that runs the bundle unchanged; anything else still asks. Rewritten only when the list
+ * changed; an unsettled list is not published (the executable then asks).
+ */
+export async function publishHeldImages(storeRoot: string, socketPath: string): Promise<void> {
+  const held = await heldImages(storeRoot);
+  if (!held.settled) return;
+  const socketIno = statSync(socketPath, { bigint: true }).ino;
+  const file = socketPath + RT.heldImagesSuffix;
+  const sec = held.stamp / 1_000_000_000n;
+  const nsec = held.stamp % 1_000_000_000n;
+  const digests = [...held.byConfig.keys()]
+    .filter((d) => /^sha256:[0-9a-f]{64}$/.test(d))
+    .map((d) => d.slice('sha256:'.length))
+    .sort();
+  const text =
+    `${RT.heldImagesMagic}\n${join(storeRoot, 'images')}\n${sec} ${nsec}\n${socketIno}\n` +
+    digests.map((d) => `${d}\n`).join('');
+  // Unchanged since written (a file someone altered is written again).
+  const st = statOrUndefined(file);
+  if (published.get(file) === text && st?.size === text.length && (st.mode & 0o777) === 0o644) return;
+  writeFileAtomicSync(file, text, { mode: 0o644, durable: false });
+  published.set(file, text);
 }
 
 /** `config` as strata serves it: root.path an empty directory, the strata hook first at createContainer. */
@@ -262,6 +321,11 @@ export function serveRuntimeConnection(
             : d.kind === 'pass'
               ? encodeRunMessage('pass', [d.reason])
               : encodeExit(d.code, d.message),
+        );
+
+        // After the answer: the next container of an image the store lacks need not ask.
+        publishHeldImages(opts.storeRoot, opts.socketPath).catch((err: unknown) =>
+          opts.logger.log('warn', `publishing the held images for strata-runtime: ${(err as Error).message}`),
         );
       },
       (err: unknown) => {

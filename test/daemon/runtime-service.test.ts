@@ -4,7 +4,16 @@
 // as containers/storage lays out podman's (<root>/overlay-containers/<id>/userdata, with
 // containers.json beside the container directories naming the image ID).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -126,6 +135,58 @@ test('an image the store lacks, no record, an unreadable record: pass-through, c
     assert.match(r.note, 'running bundle');
     assert.is(readFileSync(join(b, 'config.json'), 'utf8'), before);
   }
+  await assertNoLeaks(d.env, d.mountsBefore);
+});
+
+test("the daemon's list of held images: a podman container of an image the store lacks passes through without asking; a store change or a doubtful list asks again", async () => {
+  const list = d.env.socket + '.images';
+  const lacking = 'e'.repeat(64);
+  const asked = (id: string): boolean => readFileSync(d.env.logFile, 'utf8').includes(`container ${id}: `);
+  const create = async (image: string): Promise<{ id: string; note: string }> => {
+    const { id, bundle: b } = podmanBundle(image);
+    const r = await strataRuntime(id, b);
+    assert.is(r.code, 0, r.stderr);
+    return { id, note: r.note };
+  };
+  // One answer from the daemon (here, or an earlier test's) publishes the list.
+  await create(lacking);
+  assert.ok(await eventually(() => existsSync(list), 5000), 'the daemon published its list');
+  const published = readFileSync(list, 'utf8');
+  assert.match(published, /^strata-runtime-images 1\n\/[^\n]*\/images\n\d+ \d+\n\d+\n([0-9a-f]{64}\n)+$/);
+  assert.ok(published.includes(`\n${configDigest.slice('sha256:'.length)}\n`), 'the held image is listed');
+  const second = await create(lacking);
+  assert.not.ok(asked(second.id), 'not asked');
+  assert.match(
+    second.note,
+    `container ${second.id}: image sha256:${lacking} is not in the strata store (the strata daemon's list ${list}); running bundle`,
+  );
+  // A held image still asks (and is served; /bin/true never attaches it: released).
+  const held = await create(configDigest.slice('sha256:'.length));
+  assert.match(held.note, `container ${held.id}: serving image`);
+  // The store's images changed since the list: ask (the daemon publishes again once settled).
+  utimesSync(join(d.env.storeRoot, 'images'), new Date(), new Date());
+  const third = await create(lacking);
+  assert.ok(asked(third.id), 'asked after a store change');
+  assert.ok(
+    await eventually(async () => {
+      await create(lacking);
+      return readFileSync(list, 'utf8') !== published;
+    }, 5000),
+    'published again',
+  );
+  assert.not.ok(asked((await create(lacking)).id), 'not asked with the new list');
+  // A list others may write proves nothing.
+  chmodSync(list, 0o666);
+  assert.ok(asked((await create(lacking)).id), 'asked: the list is world-writable');
+  chmodSync(list, 0o644);
+  writeFileSync(list, readFileSync(list, 'utf8') + 'not-a-digest\n');
+  assert.ok(asked((await create(lacking)).id), 'asked: a malformed list');
+  assert.ok(
+    await eventually(async () => !asked((await create(lacking)).id), 5000),
+    'the daemon wrote it again',
+  );
+  const released = `container ${held.id}: released (its runtime`;
+  assert.ok(await eventually(() => readFileSync(d.env.logFile, 'utf8').includes(released), 5000));
   await assertNoLeaks(d.env, d.mountsBefore);
 });
 
