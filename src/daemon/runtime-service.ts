@@ -20,19 +20,24 @@ import type { Socket } from 'node:net';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
-import { StrataError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError, StrataError } from '../errors.js';
 import { hookExecutable } from '../executables.js';
 import { decodeRunMessages, encodeExit, encodeRunMessage, type RunMessage } from '../run/protocol.js';
 import type { ContainersStorageContainers } from '../schema/generated/containers-storage-containers.js';
 import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
 import { parseAndValidate } from '../schema/validate.js';
-import { IMAGE_ANNOTATION } from '../spec/annotations.js';
+import {
+  CRI_CONTAINER_TYPE_ANNOTATION,
+  CRI_IMAGE_NAME_ANNOTATION,
+  IMAGE_ANNOTATION,
+} from '../spec/annotations.js';
 import { loadBundleConfig } from '../spec/bundle-config.js';
 import { isContainerId } from '../spec/container-id.js';
 import { withStrataHookFirst } from '../spec/hook-injection.js';
 import { writeFileAtomicSync } from '../store/atomic.js';
 import { liveStartTime } from '../store/holder.js';
-import { listRecordDigests, readRecord } from '../store/records.js';
+import { listRecordDigests, readRecord, resolveImageRecord } from '../store/records.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
 import { importerFor } from './runtime-import.js';
@@ -170,6 +175,28 @@ export async function publishHeldImages(storeRoot: string, socketPath: string): 
   published.set(file, text);
 }
 
+/** Longer than any image reference the store names. */
+const MAX_CRI_IMAGE_NAME = 1024;
+
+/**
+ * The stored image a CRI container's image-name annotation names, or why not (the container then
+ * runs on containerd's own rootfs, as without strata). Only a reference or digest, as the store
+ * parses them (src/store/refs.ts): never a path.
+ */
+export async function criImageRecord(storeRoot: string, name: string): Promise<ImageRecord | string> {
+  const what = `image ${JSON.stringify(name.slice(0, 200))} (annotation ${CRI_IMAGE_NAME_ANNOTATION})`;
+  if (name.length === 0 || name.length > MAX_CRI_IMAGE_NAME) return `${what} is empty or too long`;
+  // repo@sha256:<hex>, as the kubelet names an image pinned by digest: the digest is the image.
+  const pinned = /^[^@]+@(sha256:[0-9a-f]{64})$/.exec(name)?.[1];
+  try {
+    return await resolveImageRecord(storeRoot, pinned ?? name);
+  } catch (err) {
+    if (err instanceof NotFoundError) return `${what} is not in the strata store ${storeRoot}`;
+    if (err instanceof InvalidArgumentError) return `${what} is not an image reference: ${err.message}`;
+    throw err;
+  }
+}
+
 /** `config` as strata serves it: root.path an empty directory, the strata hook first at createContainer. */
 export function servedConfig(
   config: RuntimeConfig,
@@ -213,6 +240,14 @@ export async function decideRuntime(
 
   let ref = config.annotations?.[IMAGE_ANNOTATION];
   let source = `annotation ${IMAGE_ANNOTATION}`;
+  const criImage = config.annotations?.[CRI_IMAGE_NAME_ANNOTATION];
+  if (!ref && criImage !== undefined && config.annotations?.[CRI_CONTAINER_TYPE_ANNOTATION] !== 'sandbox') {
+    // containerd's CRI (a runc shim with BinaryName = strata-runtime): the kubelet's image name.
+    const found = await criImageRecord(opts.storeRoot, criImage);
+    if (typeof found === 'string') return { kind: 'pass', reason: found };
+    ref = found.manifestDigest;
+    source = `annotation ${CRI_IMAGE_NAME_ANNOTATION}=${criImage}`;
+  }
   if (!ref) {
     let imageId: string | undefined;
     try {

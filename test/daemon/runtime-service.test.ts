@@ -25,6 +25,7 @@ import { ContainerManager } from '../../src/daemon/containers.js';
 import { openLog } from '../../src/daemon/log.js';
 import {
   containersStorageImage,
+  criImageRecord,
   decideRuntime,
   isRuntimeRequest,
   parseRuntimeRequest,
@@ -300,6 +301,22 @@ for (const [when, seen] of [
     }
     await assertNoLeaks(d.env, d.mountsBefore);
   });
+
+test("CRI's image-name annotation: a reference or pinned digest the store holds, never a path", async () => {
+  const root = d.env.storeRoot;
+  const busybox = await resolveImageRecord(root, 'busybox');
+  const found = async (name: string): Promise<string> => {
+    const r = await criImageRecord(root, name);
+    return typeof r === 'string' ? r : r.manifestDigest;
+  };
+  assert.is(await found('busybox'), busybox.manifestDigest);
+  assert.is(await found(`docker.io/library/anything@${busybox.manifestDigest}`), busybox.manifestDigest);
+  assert.match(await found('localhost/nothing/here:1'), 'is not in the strata store');
+  for (const bad of ['/etc/passwd', '../../images', 'a/../../b', `x@sha256:${'z'.repeat(64)}`])
+    assert.match(await found(bad), 'is not an image reference', bad);
+  assert.match(await found(''), 'is empty or too long');
+  assert.match(await found('a'.repeat(2000)), 'is empty or too long');
+});
 
 test('pure parts: request parsing, the containers/storage lookup, the served config', () => {
   assert.ok(isRuntimeRequest(encodeRunMessage('runtime', ['1'])));
