@@ -309,6 +309,42 @@ test('a container\'s writes survive its restart, as in podman\'s own layer; "/" 
   await assertNothingLeft();
 });
 
+// buildah run writes into the working container's own layer, which `buildah commit` takes: its
+// bundle (a temp dir, id buildah-<n>) names no image and must run unchanged, so strata-runtime
+// passes it through with its note, and the build's writes stay buildah's.
+test("buildah run --runtime strata-runtime: runs on buildah's own layer (pass-through), writes kept for commit", async () => {
+  const root = ['--root', join(dir, 'buildah-root'), '--runroot', join(dir, 'buildah-run')];
+  const buildah = (...args: string[]) => runCollect('buildah', [...root, ...args], { env: podmanEnv() });
+  const from = await buildah('from', '--pull-never', `oci:${(await busyboxImage()).ociLayout}:latest`);
+  assert.is(from.code, 0, from.stderr);
+  const ctr = from.stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    const run = await buildah(
+      'run',
+      '--runtime',
+      wrapper,
+      ctr,
+      '--',
+      'sh',
+      '-c',
+      'grep " / " /proc/self/mountinfo; echo built > /tmp/built',
+    );
+    assert.is(run.code, 0, run.stderr);
+    assert.match(run.stdout, / \/ \/ rw,[^\n]* - overlay overlay [^\n]*buildah-root\/overlay/);
+    assert.match(
+      readFileSync(noteLog, 'utf8'),
+      /container buildah-[^:]*: no image known for it [^\n]*; running bundle [^\n]* unchanged/,
+    );
+    const again = await buildah('run', '--runtime', wrapper, ctr, '--', 'cat', '/tmp/built');
+    assert.is(again.stdout, 'built\n', again.stderr);
+  } finally {
+    await buildah('rm', '-a');
+    await buildah('rmi', '-a', '-f');
+    await unmountAll(join(dir, 'buildah-root'));
+  }
+  await assertNothingLeft();
+});
+
 test('no daemon: pass-through works with a note naming the socket; a strata-annotated bundle fails naming it', async () => {
   const dead = join(dir, 'no-daemon.sock');
   const r = await podman(['run', '--rm', '--entrypoint', '', SERVED, 'sh', '-c', 'echo plain'], deadWrapper);
