@@ -3,6 +3,7 @@
 // over the run protocol (src/run/protocol.ts), "runtime" [version, verb, id, bundle]; this
 // decides, with all the policy here:
 //   - which image the bundle runs: an org.strata.image annotation in its config.json, else
+//     containerd CRI's io.kubernetes.cri.image-name (a reference the store parses), else
 //     containers/storage's record of the container (podman's bundle is
 //     <graphroot>/<driver>-containers/<id>/userdata; containers.json beside the container
 //     directories names the image ID, the sha256 of the image config, which strata's image
@@ -14,7 +15,11 @@
 //     itself): "pass" with the reason, and the runtime runs the bundle unchanged.
 // A root prepared for a runtime that ends without attaching it (create failed before its
 // createContainer hook) is released when that process ends: the executable's pid (SO_PEERCRED)
-// is the runtime's, as it execs it. An attached root ends with its container's mount namespace.
+// is the runtime's, as it execs it; the watch is that root's guard (containers.ts), so it never
+// touches a later root of the same id (podman's restart). An attached root ends with its
+// container's mount namespace. After each answer the daemon publishes the config digests its
+// store holds (publishHeldImages): the executable passes a podman container of any other image
+// through without asking.
 import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import type { Socket } from 'node:net';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
