@@ -290,7 +290,9 @@ export async function decideRuntime(
   mkdirSync(rootDir, { recursive: true, mode: 0o755 });
   const served = servedConfig(config, rootDir, hookExecutable(), opts.socketPath);
   const mode = statSync(join(bundle, 'config.json')).mode & 0o777;
-  writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(served), { mode });
+  // Not durable: podman writes config.json anew for every start, containerd's bundles are
+  // temporary; a crash just means the next create rewrites it.
+  writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(served), { mode, durable: false });
 
   // The container's writes live in its bundle, as podman keeps them in its own layer: they
   // survive a stop and start of the same container and go when the container is removed.
