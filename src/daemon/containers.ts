@@ -326,21 +326,18 @@ export class ContainerManager {
   }
 
   /**
-   * A new root for `id` while an earlier one is still here. One being released is waited for
-   * (bounded by the release's own grace time). With `replacing` (the request comes from a runtime
-   * about to create `id`, which runc refuses while a container `id` exists: podman's restart
-   * deleted the earlier one), so is one still attached or prepared: its container's mount
-   * namespace is gone or going, and its session's end (ENODEV) or its runtime's end may reach
-   * this daemon a moment after the new create does, on a busy machine. Anything else, or still
-   * there after releaseGraceMs: AlreadyExists.
+   * A new root for `id` while an earlier one is still here. With `replacing` (the request comes
+   * from a runtime about to create `id`, which runc refuses while a container `id` exists:
+   * podman's restart deleted the earlier one), the earlier root is waited for, up to the release
+   * grace time: its container's mount namespace is gone or going, and its session's end (ENODEV)
+   * or its runtime's end may reach this daemon a moment after the new create does, on a busy
+   * machine. Anything else (a hook's request), or still there after that: AlreadyExists.
    */
   private async previousGone(id: string, previous: Served, replacing: boolean): Promise<void> {
-    const ending = (): boolean => previous.root.status === 'releasing' || previous.root.status === 'released';
-    if (!replacing && !ending()) throw this.alreadyServed(id);
+    if (!replacing) throw this.alreadyServed(id);
     const started = performance.now();
     const until = Date.now() + this.releaseGraceMs;
-    while (this.served.get(id) === previous && (replacing || ending()) && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 5));
+    while (this.served.get(id) === previous && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     // A concurrent request for the same id took the place meanwhile (its pending entry), or the
     // earlier root stayed.
     if (this.served.has(id)) throw this.alreadyServed(id);
