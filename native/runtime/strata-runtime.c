@@ -54,6 +54,7 @@
 #define FAILED STRATA_RUNTIME_FAILED /* runc's exit code for any error */
 #define CGROUP2_MAGIC 0x63677270
 #define MAX_CONFIG (16 << 20)
+#define MAX_CONTAINERS_JSON (64 << 20) /* as runtime-service.ts */
 #define IMAGE_ANNOTATION "\"org.strata.image\""
 
 static const char *log_file, *log_format = "text";
@@ -351,6 +352,119 @@ static int names_strata_image(const char *bundle) {
   return found;
 }
 
+/* The whole of a regular file of at most `max` bytes, NUL-terminated, or NULL. With `trusted`,
+ * only a file ours or root's that nobody else may write. */
+static char *read_small(const char *path, size_t max, size_t *len, int trusted) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return NULL;
+  struct stat st;
+  char *data = NULL;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size <= max &&
+      (!trusted || ((st.st_uid == 0 || st.st_uid == geteuid()) && !(st.st_mode & 022))) &&
+      (data = malloc((size_t)st.st_size + 1))) {
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+      ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += (size_t)n;
+    }
+    if (got != (size_t)st.st_size) {
+      free(data);
+      data = NULL;
+    } else {
+      data[got] = 0;
+      *len = got;
+    }
+  }
+  close(fd);
+  return data;
+}
+
+static int is_hex64(const char *s) {
+  for (int i = 0; i < 64; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+  return 1;
+}
+
+/* podman's image ID (64 hex) for container `id` from containers/storage's containers.json, when
+ * the bundle is <graphroot>/<driver>-containers/<id>/userdata (as the daemon reads it:
+ * runtime-service.ts containersStorageImage). A byte search in Go's encoding/json output, where a
+ * record reads {"id":"<id>","names":[...],"image":"<hex>",...}: strings inside are escaped, so
+ * the patterns cannot occur in them. 0 when anything is not as expected (the daemon decides). */
+static int podman_image(const char *bundle, const char *id, char out[65]) {
+  size_t blen = strlen(bundle), ilen = strlen(id);
+  if (ilen != 64 || !is_hex64(id) || blen < 9 + 66 || strcmp(bundle + blen - 9, "/userdata") != 0 ||
+      bundle[blen - 9 - 65] != '/' || strncmp(bundle + blen - 9 - 64, id, 64) != 0)
+    return 0;
+  char path[PATH_MAX];
+  int dlen = (int)(blen - 9 - 65);
+  if (snprintf(path, sizeof(path), "%.*s/containers.json", dlen, bundle) >= (int)sizeof(path)) return 0;
+  size_t len;
+  char *data = read_small(path, MAX_CONTAINERS_JSON, &len, 0);
+  if (!data) return 0;
+  char key[80];
+  snprintf(key, sizeof(key), "{\"id\":\"%s\",", id);
+  int found = 0;
+  char *rec = strstr(data, key);
+  if (rec) {
+    char *img = strstr(rec + strlen(key), "\"image\":\"");
+    char *next = strstr(rec + strlen(key), "{\"id\":\"");
+    if (img && (!next || img < next)) {
+      img += 9;
+      if (strlen(img) > 64 && img[64] == '"' && is_hex64(img)) {
+        memcpy(out, img, 64);
+        out[64] = 0;
+        found = 1;
+      }
+    }
+  }
+  free(data);
+  return found;
+}
+
+/* Whether the daemon's published list (runtime-service.ts publishHeldImages) says, and still
+ * holds, that the store lacks image `image`: the file is the daemon's (ours or root's, written by
+ * nobody else), its magic right, the store's images/ directory has the mtime it names and the
+ * socket the inode (a change since, or another daemon: ask), and the digest lines well formed. */
+static int store_lacks(const char *socket, const char *image, const char **list) {
+  static char path[PATH_MAX];
+  if (snprintf(path, sizeof(path), "%s%s", socket, STRATA_RUNTIME_HELD_IMAGES_SUFFIX) >= (int)sizeof(path)) return 0;
+  size_t len;
+  char *data = read_small(path, MAX_CONFIG, &len, 1);
+  if (!data) return 0;
+  int lacks = 0;
+  char *lines[4], *p = data;
+  for (int i = 0; i < 4; i++) {
+    char *nl = strchr(p, '\n');
+    if (!nl) goto out;
+    *nl = 0;
+    lines[i] = p;
+    p = nl + 1;
+  }
+  char *body = p;
+  size_t blen = len - (size_t)(body - data);
+  struct stat dir, sock;
+  long long sec, nsec;
+  unsigned long long ino;
+  char end;
+  if (strcmp(lines[0], STRATA_RUNTIME_HELD_IMAGES_MAGIC) != 0 || lines[1][0] != '/' ||
+      sscanf(lines[2], "%lld %lld%c", &sec, &nsec, &end) != 2 || sscanf(lines[3], "%llu%c", &ino, &end) != 1 ||
+      stat(lines[1], &dir) < 0 || !S_ISDIR(dir.st_mode) || (long long)dir.st_mtim.tv_sec != sec ||
+      (long long)dir.st_mtim.tv_nsec != nsec || stat(socket, &sock) < 0 || (unsigned long long)sock.st_ino != ino ||
+      blen % 65 != 0)
+    goto out;
+  for (size_t off = 0; off < blen; off += 65)
+    if (body[off + 64] != '\n' || !is_hex64(body + off)) goto out;
+  lacks = 1;
+  for (size_t off = 0; off < blen; off += 65)
+    if (memcmp(body + off, image, 64) == 0) lacks = 0;
+out:
+  free(data);
+  *list = path;
+  return lacks;
+}
+
 /* create/run: let the daemon decide; returns only if the runtime is to run the bundle. */
 static void ask_daemon(const char *verb, const char *id, const char *bundle_arg) {
   char bundle[PATH_MAX];
@@ -361,6 +475,17 @@ static void ask_daemon(const char *verb, const char *id, const char *bundle_arg)
   }
   const char *path = socket_path();
   int want_import = import_first_use();
+  /* A podman container of an image the daemon's list says the store lacks: the daemon's answer
+   * would be "pass"; no round trip (unless an import on first use may change that, or
+   * config.json names a strata image). */
+  char image[65];
+  const char *list;
+  if (!want_import && podman_image(bundle, id, image) && store_lacks(path, image, &list) && !names_strata_image(bundle)) {
+    note("container %s: image sha256:%s is not in the strata store (the strata daemon's list %s); running bundle %s "
+         "unchanged",
+         id, image, list, bundle);
+    return;
+  }
   int sock = connect_daemon(path);
   if (sock < 0) {
     if (names_strata_image(bundle))

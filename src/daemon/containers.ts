@@ -70,6 +70,11 @@ interface PrepareRequest {
   ref?: string;
   /** Where a writable root keeps its upper layer (default: a fresh tmpfs, gone with the root). */
   overlay?: OverlayOptions;
+  /** The runtime that is to attach this root (strata-runtime's pid, which stays the runtime's
+   * across its exec, and its start time when it asked): if it ends first, nobody will attach it.
+   * The watch belongs to this root alone: it stops when the root is attached or released, so a
+   * runtime's end can never release a later root of the same container id (a restart). */
+  runtime?: { pid: number; startTime: string | undefined };
 }
 
 interface Served {
@@ -177,8 +182,10 @@ export class ContainerManager {
     id: string,
     bundle: string,
     config: RuntimeConfig,
-    found: Pick<PrepareRequest, 'ref' | 'overlay'> = {},
+    found: Pick<PrepareRequest, 'ref' | 'overlay' | 'runtime'> = {},
   ): Promise<void> {
+    // A second request while one is pending must not take the first one's place here.
+    if (this.pending.has(id)) return Promise.reject(this.alreadyServed(id));
     const prepared = this.prepare({ id, bundle, config, ...found });
     this.pending.set(id, prepared);
     void prepared.then(
@@ -201,11 +208,9 @@ export class ContainerManager {
   private async prepare(req: PrepareRequest): Promise<void> {
     const started = performance.now();
     const { id, bundle, config } = req;
-    if (this.served.has(id) || this.pending.has(id)) {
-      throw new AlreadyExistsError(`container ${id} already has a root served by this daemon`, {
-        op: 'prepare',
-      });
-    }
+    if (this.pending.has(id)) throw this.alreadyServed(id);
+    const previous = this.served.get(id);
+    if (previous) await this.previousGone(id, previous, req.runtime !== undefined);
     if (!config.root?.path) {
       throw new InvalidArgumentError(`config.json of bundle ${bundle} has no root.path`, {
         op: 'prepare',
@@ -283,6 +288,11 @@ export class ContainerManager {
         watchPid(pid, () => void this.release(id, `its init (pid ${pid}) died before createContainer`)),
       );
     }
+    const runtime = req.runtime;
+    if (runtime) {
+      const why = `its runtime (pid ${runtime.pid}) ended without attaching it`;
+      guards.push(watchPid(runtime.pid, () => void this.release(id, why), 200, runtime.startTime));
+    }
     const timer = setTimeout(
       () => void this.release(id, `createContainer did not come within ${this.prepareTimeoutMs} ms`),
       this.prepareTimeoutMs,
@@ -306,6 +316,34 @@ export class ContainerManager {
       `container ${id}: prepared ${readonly ? 'read-only' : 'writable'} root of image ${digest} ` +
         `(ref ${ref}) for bundle ${bundle} in ${(performance.now() - started).toFixed(1)} ms ` +
         `(image record ${(resolved - started).toFixed(1)}, mounts ${(mounted - resolved).toFixed(1)} ms)`,
+    );
+  }
+
+  private alreadyServed(id: string): AlreadyExistsError {
+    return new AlreadyExistsError(`container ${id} already has a root served by this daemon`, {
+      op: 'prepare',
+    });
+  }
+
+  /**
+   * A new root for `id` while an earlier one is still here. With `replacing` (the request comes
+   * from a runtime about to create `id`, which runc refuses while a container `id` exists:
+   * podman's restart deleted the earlier one), the earlier root is waited for, up to the release
+   * grace time: its container's mount namespace is gone or going, and its session's end (ENODEV)
+   * or its runtime's end may reach this daemon a moment after the new create does, on a busy
+   * machine. Anything else (a hook's request), or still there after that: AlreadyExists.
+   */
+  private async previousGone(id: string, previous: Served, replacing: boolean): Promise<void> {
+    if (!replacing) throw this.alreadyServed(id);
+    const started = performance.now();
+    const until = Date.now() + this.releaseGraceMs;
+    while (this.served.get(id) === previous && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    // A concurrent request for the same id took the place meanwhile (its pending entry), or the
+    // earlier root stayed.
+    if (this.served.has(id)) throw this.alreadyServed(id);
+    this.logger.log(
+      'info',
+      `container ${id}: waited ${(performance.now() - started).toFixed(1)} ms for its earlier root to be released`,
     );
   }
 
@@ -584,16 +622,6 @@ export class ContainerManager {
       );
     }
     return true;
-  }
-
-  /**
-   * The runtime that was to attach `id`'s root has ended (strata-runtime): a root still being
-   * prepared or never attached will never be; release it. An attached root is the container's.
-   */
-  async releaseUnattached(id: string, why: string): Promise<void> {
-    await this.pending.get(id)?.catch(() => undefined);
-    if (this.served.get(id)?.root.status === 'prepared')
-      await this.release(id, `${why} without attaching it`);
   }
 
   /** Release everything (daemon shutdown): running containers lose their root. */

@@ -7,9 +7,17 @@ export interface PidWatch {
   stop(): void;
 }
 
-/** Calls onExit once when `pid` (as it is now) is gone; polls every intervalMs. */
-export function watchPid(pid: number, onExit: () => void, intervalMs = 200): PidWatch {
-  const start = liveStartTime(pid);
+/**
+ * Calls onExit once when `pid` (as it is now, or as it was when its start time `start` was read)
+ * is gone; polls every intervalMs. A `start` read earlier names the process the caller meant even
+ * if it ended (and its pid was reused) before the watch began.
+ */
+export function watchPid(
+  pid: number,
+  onExit: () => void,
+  intervalMs = 200,
+  start: string | undefined = liveStartTime(pid),
+): PidWatch {
   let stopped = false;
   const check = (): void => {
     if (stopped || (start !== undefined && liveStartTime(pid) === start)) return;
@@ -19,7 +27,7 @@ export function watchPid(pid: number, onExit: () => void, intervalMs = 200): Pid
   };
   const timer = setInterval(check, intervalMs);
   timer.unref();
-  if (start === undefined) queueMicrotask(check);
+  queueMicrotask(check);
   return {
     stop() {
       stopped = true;

@@ -3,6 +3,7 @@
 // over the run protocol (src/run/protocol.ts), "runtime" [version, verb, id, bundle]; this
 // decides, with all the policy here:
 //   - which image the bundle runs: an org.strata.image annotation in its config.json, else
+//     containerd CRI's io.kubernetes.cri.image-name (a reference the store parses), else
 //     containers/storage's record of the container (podman's bundle is
 //     <graphroot>/<driver>-containers/<id>/userdata; containers.json beside the container
 //     directories names the image ID, the sha256 of the image config, which strata's image
@@ -14,27 +15,36 @@
 //     itself): "pass" with the reason, and the runtime runs the bundle unchanged.
 // A root prepared for a runtime that ends without attaching it (create failed before its
 // createContainer hook) is released when that process ends: the executable's pid (SO_PEERCRED)
-// is the runtime's, as it execs it. An attached root ends with its container's mount namespace.
+// is the runtime's, as it execs it; the watch is that root's guard (containers.ts), so it never
+// touches a later root of the same id (podman's restart). An attached root ends with its
+// container's mount namespace. After each answer the daemon publishes the config digests its
+// store holds (publishHeldImages): the executable passes a podman container of any other image
+// through without asking.
 import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import type { Socket } from 'node:net';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
-import { StrataError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError, StrataError } from '../errors.js';
 import { hookExecutable } from '../executables.js';
 import { decodeRunMessages, encodeExit, encodeRunMessage, type RunMessage } from '../run/protocol.js';
 import type { ContainersStorageContainers } from '../schema/generated/containers-storage-containers.js';
 import type { RuntimeConfig } from '../schema/generated/runtime-config.js';
 import { parseAndValidate } from '../schema/validate.js';
-import { IMAGE_ANNOTATION } from '../spec/annotations.js';
+import {
+  CRI_CONTAINER_TYPE_ANNOTATION,
+  CRI_IMAGE_NAME_ANNOTATION,
+  IMAGE_ANNOTATION,
+} from '../spec/annotations.js';
 import { loadBundleConfig } from '../spec/bundle-config.js';
 import { isContainerId } from '../spec/container-id.js';
 import { withStrataHookFirst } from '../spec/hook-injection.js';
 import { writeFileAtomicSync } from '../store/atomic.js';
-import { listRecordDigests, readRecord } from '../store/records.js';
+import { liveStartTime } from '../store/holder.js';
+import { listRecordDigests, readRecord, resolveImageRecord } from '../store/records.js';
+import type { ImageRecord } from '../schema/generated/image-record.js';
 import type { ContainerManager } from './containers.js';
 import type { Logger } from './log.js';
-import { watchPid } from './pid-watch.js';
 import { importerFor } from './runtime-import.js';
 
 const RT = NATIVE_CONTRACT.runtime;
@@ -104,11 +114,92 @@ export function containersStorageImage(bundle: string, id: string): string | und
 
 /** The manifest digest of the stored image whose config digest is `configDigest`, if any. */
 export async function imageByConfig(storeRoot: string, configDigest: string): Promise<string | undefined> {
+  return (await heldImages(storeRoot)).byConfig.get(configDigest);
+}
+
+/** The store's images by config digest, as of `stamp` (the images/ directory's mtime in ns). */
+interface HeldImages {
+  stamp: bigint;
+  byConfig: Map<string, string>;
+}
+
+/** A stamp this old can no longer share its (coarse, ~4-10 ms) mtime with a later change. */
+const SETTLED_NS = 100_000_000n;
+const heldCache = new Map<string, HeldImages>();
+/** What each held-images file was last written with. */
+const published = new Map<string, string>();
+
+/**
+ * The images the store holds, by config digest. Cached while the images/ directory's mtime stays
+ * (every record is written by a rename into it, or removed from it); `settled`: that mtime is
+ * old enough that no change can have shared it, so the list may be trusted as of it.
+ */
+export async function heldImages(storeRoot: string): Promise<HeldImages & { settled: boolean }> {
+  const dir = join(storeRoot, 'images');
+  const mtime = (): bigint => statSync(dir, { bigint: true }).mtimeNs;
+  const isSettled = (stamp: bigint): boolean => BigInt(Date.now()) * 1_000_000n - stamp > SETTLED_NS;
+  const stamp = mtime();
+  const cached = heldCache.get(storeRoot);
+  if (cached && cached.stamp === stamp && isSettled(stamp)) return { ...cached, settled: true };
+  const byConfig = new Map<string, string>();
   for (const digest of await listRecordDigests(storeRoot)) {
     const record = await readRecord(storeRoot, digest).catch(() => undefined);
-    if (record?.configDigest === configDigest) return record.manifestDigest;
+    if (record) byConfig.set(record.configDigest, record.manifestDigest);
   }
-  return undefined;
+  const settled = mtime() === stamp && isSettled(stamp);
+  if (settled) heldCache.set(storeRoot, { stamp, byConfig });
+  return { stamp, byConfig, settled };
+}
+
+/**
+ * Publishes, beside the socket, which images the store holds (the contract's runtime
+ * heldImages*): strata-runtime reads it to pass a podman container of an image strata lacks
+ * through without a round trip here, while the images/ directory's mtime and the socket's inode
+ * are what the file says. The policy stays here: the file only ever answers "not held", the
+ * answer that runs the bundle unchanged; anything else still asks. Rewritten only when the list
+ * changed; an unsettled list is not published (the executable then asks).
+ */
+export async function publishHeldImages(storeRoot: string, socketPath: string): Promise<void> {
+  const held = await heldImages(storeRoot);
+  if (!held.settled) return;
+  const socketIno = statSync(socketPath, { bigint: true }).ino;
+  const file = socketPath + RT.heldImagesSuffix;
+  const sec = held.stamp / 1_000_000_000n;
+  const nsec = held.stamp % 1_000_000_000n;
+  const digests = [...held.byConfig.keys()]
+    .filter((d) => /^sha256:[0-9a-f]{64}$/.test(d))
+    .map((d) => d.slice('sha256:'.length))
+    .sort();
+  const text =
+    `${RT.heldImagesMagic}\n${join(storeRoot, 'images')}\n${sec} ${nsec}\n${socketIno}\n` +
+    digests.map((d) => `${d}\n`).join('');
+  // Unchanged since written (a file someone altered is written again).
+  const st = statOrUndefined(file);
+  if (published.get(file) === text && st?.size === text.length && (st.mode & 0o777) === 0o644) return;
+  writeFileAtomicSync(file, text, { mode: 0o644, durable: false });
+  published.set(file, text);
+}
+
+/** Longer than any image reference the store names. */
+const MAX_CRI_IMAGE_NAME = 1024;
+
+/**
+ * The stored image a CRI container's image-name annotation names, or why not (the container then
+ * runs on containerd's own rootfs, as without strata). Only a reference or digest, as the store
+ * parses them (src/store/refs.ts): never a path.
+ */
+export async function criImageRecord(storeRoot: string, name: string): Promise<ImageRecord | string> {
+  const what = `image ${JSON.stringify(name.slice(0, 200))} (annotation ${CRI_IMAGE_NAME_ANNOTATION})`;
+  if (name.length === 0 || name.length > MAX_CRI_IMAGE_NAME) return `${what} is empty or too long`;
+  // repo@sha256:<hex>, as the kubelet names an image pinned by digest: the digest is the image.
+  const pinned = /^[^@]+@(sha256:[0-9a-f]{64})$/.exec(name)?.[1];
+  try {
+    return await resolveImageRecord(storeRoot, pinned ?? name);
+  } catch (err) {
+    if (err instanceof NotFoundError) return `${what} is not in the strata store ${storeRoot}`;
+    if (err instanceof InvalidArgumentError) return `${what} is not an image reference: ${err.message}`;
+    throw err;
+  }
 }
 
 /** `config` as strata serves it: root.path an empty directory, the strata hook first at createContainer. */
@@ -140,6 +231,8 @@ export async function decideRuntime(
   opts: RuntimeServiceOptions,
 ): Promise<RuntimeDecision> {
   const { id, bundle } = req;
+  // Read now: the process that asked, even if it ends while the root is prepared.
+  const peerStart = liveStartTime(peerPid);
   // The runtime refuses these in its own words (runc's, when it is runc).
   if (!isContainerId(id)) return { kind: 'pass', reason: `${JSON.stringify(id)} is not a container id` };
   let config: RuntimeConfig;
@@ -152,6 +245,14 @@ export async function decideRuntime(
 
   let ref = config.annotations?.[IMAGE_ANNOTATION];
   let source = `annotation ${IMAGE_ANNOTATION}`;
+  const criImage = config.annotations?.[CRI_IMAGE_NAME_ANNOTATION];
+  if (!ref && criImage !== undefined && config.annotations?.[CRI_CONTAINER_TYPE_ANNOTATION] !== 'sandbox') {
+    // containerd's CRI (a runc shim with BinaryName = strata-runtime): the kubelet's image name.
+    const found = await criImageRecord(opts.storeRoot, criImage);
+    if (typeof found === 'string') return { kind: 'pass', reason: found };
+    ref = found.manifestDigest;
+    source = `annotation ${CRI_IMAGE_NAME_ANNOTATION}=${criImage}`;
+  }
   if (!ref) {
     let imageId: string | undefined;
     try {
@@ -189,7 +290,9 @@ export async function decideRuntime(
   mkdirSync(rootDir, { recursive: true, mode: 0o755 });
   const served = servedConfig(config, rootDir, hookExecutable(), opts.socketPath);
   const mode = statSync(join(bundle, 'config.json')).mode & 0o777;
-  writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(served), { mode });
+  // Not durable: podman writes config.json anew for every start, containerd's bundles are
+  // temporary; a crash just means the next create rewrites it.
+  writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(served), { mode, durable: false });
 
   // The container's writes live in its bundle, as podman keeps them in its own layer: they
   // survive a stop and start of the same container and go when the container is removed.
@@ -207,12 +310,12 @@ export async function decideRuntime(
   const prepared = opts.manager.prepareAhead(id, bundle, served, {
     ref,
     overlay: { upperDir, upperRootFromLower: fromLower },
+    runtime: { pid: peerPid, startTime: peerStart },
   });
   // The createContainer hook reports it to the runtime; the log keeps it too.
   prepared.catch((err: unknown) =>
     opts.logger.log('warn', `container ${id}: preparing its root failed: ${(err as Error).message}`),
   );
-  watchPid(peerPid, () => void opts.manager.releaseUnattached(id, `its runtime (pid ${peerPid}) ended`));
   return { kind: 'serve', note: `container ${id}: serving image ${ref} (${source}) from the strata store` };
 }
 
@@ -260,6 +363,11 @@ export function serveRuntimeConnection(
             : d.kind === 'pass'
               ? encodeRunMessage('pass', [d.reason])
               : encodeExit(d.code, d.message),
+        );
+
+        // After the answer: the next container of an image the store lacks need not ask.
+        publishHeldImages(opts.storeRoot, opts.socketPath).catch((err: unknown) =>
+          opts.logger.log('warn', `publishing the held images for strata-runtime: ${(err as Error).message}`),
         );
       },
       (err: unknown) => {

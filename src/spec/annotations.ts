@@ -15,3 +15,10 @@ export const PULL_ANNOTATION = 'org.strata.pull';
 export const SECCOMP_BPF_ANNOTATION = 'run.oci.seccomp_bpf_data';
 /** crun's switch that makes an unknown syscall name an error (a precompiled filter would hide it). */
 export const SECCOMP_FAIL_UNKNOWN_ANNOTATION = 'run.oci.seccomp_fail_unknown_syscall';
+
+/** containerd's CRI plugin: the image a Kubernetes container was created from, as the kubelet
+ * named it (containerd pkg/cri/annotations ImageName). strata-runtime's daemon serves it when the
+ * store holds that name; a hint only, never a path. */
+export const CRI_IMAGE_NAME_ANNOTATION = 'io.kubernetes.cri.image-name';
+/** containerd's CRI plugin: `sandbox` (the pod's pause container) or `container`. */
+export const CRI_CONTAINER_TYPE_ANNOTATION = 'io.kubernetes.cri.container-type';

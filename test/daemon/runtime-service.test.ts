@@ -3,7 +3,17 @@
 // = /bin/true: it "creates" nothing and exits at once) or over a raw socket. Bundles are laid out
 // as containers/storage lays out podman's (<root>/overlay-containers/<id>/userdata, with
 // containers.json beside the container directories naming the image ID).
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -11,8 +21,12 @@ import * as assert from 'uvu/assert';
 
 import { hookExecutable, runtimeExecutable } from '../../src/executables.js';
 import { decodeRunMessages, encodeRunMessage, type RunMessage } from '../../src/run/protocol.js';
+import { ContainerManager } from '../../src/daemon/containers.js';
+import { openLog } from '../../src/daemon/log.js';
 import {
   containersStorageImage,
+  criImageRecord,
+  decideRuntime,
   isRuntimeRequest,
   parseRuntimeRequest,
   servedConfig,
@@ -125,6 +139,58 @@ test('an image the store lacks, no record, an unreadable record: pass-through, c
   await assertNoLeaks(d.env, d.mountsBefore);
 });
 
+test("the daemon's list of held images: a podman container of an image the store lacks passes through without asking; a store change or a doubtful list asks again", async () => {
+  const list = d.env.socket + '.images';
+  const lacking = 'e'.repeat(64);
+  const asked = (id: string): boolean => readFileSync(d.env.logFile, 'utf8').includes(`container ${id}: `);
+  const create = async (image: string): Promise<{ id: string; note: string }> => {
+    const { id, bundle: b } = podmanBundle(image);
+    const r = await strataRuntime(id, b);
+    assert.is(r.code, 0, r.stderr);
+    return { id, note: r.note };
+  };
+  // One answer from the daemon (here, or an earlier test's) publishes the list.
+  await create(lacking);
+  assert.ok(await eventually(() => existsSync(list), 5000), 'the daemon published its list');
+  const published = readFileSync(list, 'utf8');
+  assert.match(published, /^strata-runtime-images 1\n\/[^\n]*\/images\n\d+ \d+\n\d+\n([0-9a-f]{64}\n)+$/);
+  assert.ok(published.includes(`\n${configDigest.slice('sha256:'.length)}\n`), 'the held image is listed');
+  const second = await create(lacking);
+  assert.not.ok(asked(second.id), 'not asked');
+  assert.match(
+    second.note,
+    `container ${second.id}: image sha256:${lacking} is not in the strata store (the strata daemon's list ${list}); running bundle`,
+  );
+  // A held image still asks (and is served; /bin/true never attaches it: released).
+  const held = await create(configDigest.slice('sha256:'.length));
+  assert.match(held.note, `container ${held.id}: serving image`);
+  // The store's images changed since the list: ask (the daemon publishes again once settled).
+  utimesSync(join(d.env.storeRoot, 'images'), new Date(), new Date());
+  const third = await create(lacking);
+  assert.ok(asked(third.id), 'asked after a store change');
+  assert.ok(
+    await eventually(async () => {
+      await create(lacking);
+      return readFileSync(list, 'utf8') !== published;
+    }, 5000),
+    'published again',
+  );
+  assert.not.ok(asked((await create(lacking)).id), 'not asked with the new list');
+  // A list others may write proves nothing.
+  chmodSync(list, 0o666);
+  assert.ok(asked((await create(lacking)).id), 'asked: the list is world-writable');
+  chmodSync(list, 0o644);
+  writeFileSync(list, readFileSync(list, 'utf8') + 'not-a-digest\n');
+  assert.ok(asked((await create(lacking)).id), 'asked: a malformed list');
+  assert.ok(
+    await eventually(async () => !asked((await create(lacking)).id), 5000),
+    'the daemon wrote it again',
+  );
+  const released = `container ${held.id}: released (its runtime`;
+  assert.ok(await eventually(() => readFileSync(d.env.logFile, 'utf8').includes(released), 5000));
+  await assertNoLeaks(d.env, d.mountsBefore);
+});
+
 test('an annotated bundle without a daemon fails naming the socket; an unannotated one passes', async () => {
   const { id, bundle: b } = podmanBundle(undefined);
   const dead = join(d.env.dir, 'dead.sock');
@@ -169,6 +235,87 @@ test('the protocol: a wrong version or verb, a relative bundle, a bad id', async
   m = await ask(['1', 'create', 'bad/id', '/tmp']);
   assert.is(m.verb, 'pass');
   assert.match(m.fields[0], 'is not a container id');
+});
+
+/** A stand-in runtime process: alive until killed. */
+function runtimeProcess(): ChildProcess {
+  return spawn('sleep', ['60'], { stdio: 'ignore' });
+}
+
+async function killed(p: ChildProcess): Promise<void> {
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await gone;
+}
+
+// podman's --restart: the container exits, podman deletes it and creates it again with the same
+// id and bundle, at once. The first create's runtime ends after it attached its root; its end
+// (seen up to a poll interval later) must not release the next root of that id, and the next
+// create may come before the daemon has seen the first root's session end (ENODEV).
+for (const [when, seen] of [
+  ['before', false],
+  ['after', true],
+] as const)
+  test(`a restart ${when} the daemon saw the first root's end: the first runtime ending never releases the next root of the same id`, async () => {
+    const logFile = join(d.env.dir, 'restart-manager.log');
+    const logger = openLog(logFile, false);
+    const manager = new ContainerManager({ storeRoot: d.env.storeRoot, logger });
+    const opts = { storeRoot: d.env.storeRoot, socketPath: d.env.socket, manager, logger };
+    const { id, bundle: b } = podmanBundle(configDigest.slice('sha256:'.length));
+    const state = JSON.stringify({ ociVersion: '1.0.2', id, status: 'creating', bundle: b });
+    const first = runtimeProcess();
+    const second = runtimeProcess();
+    try {
+      const one = await decideRuntime({ verb: 'create', id, bundle: b }, first.pid!, opts);
+      assert.is(one.kind, 'serve', JSON.stringify(one));
+      // createContainer takes the mount; closing it is the container's namespace going away.
+      closeSync((await manager.createContainer(state)).mountFd);
+      await killed(first);
+      if (seen) assert.ok(await eventually(() => manager.size === 0, 5000), 'the first root released');
+      // The second create: its root is prepared once the first root's release is done.
+      const two = await decideRuntime({ verb: 'create', id, bundle: b }, second.pid!, opts);
+      assert.is(two.kind, 'serve', JSON.stringify(two));
+      assert.ok(
+        await eventually(() => manager.list()[0]?.state === 'prepared', 5000),
+        'the second root prepared',
+      );
+      // Three poll intervals of the runtime watch: the first runtime's end is long seen.
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(
+        manager.list().map((c) => [c.id, c.state]),
+        [[id, 'prepared']],
+        readFileSync(logFile, 'utf8'),
+      );
+      assert.not.match(readFileSync(logFile, 'utf8'), `its runtime (pid ${first.pid})`);
+      // Its own runtime's end releases it.
+      await killed(second);
+      assert.ok(await eventually(() => manager.size === 0, 5000), readFileSync(logFile, 'utf8'));
+      assert.match(
+        readFileSync(logFile, 'utf8'),
+        `container ${id}: released (its runtime (pid ${second.pid}) ended without attaching it`,
+      );
+    } finally {
+      first.kill('SIGKILL');
+      second.kill('SIGKILL');
+      await manager.releaseAll('test end');
+    }
+    await assertNoLeaks(d.env, d.mountsBefore);
+  });
+
+test("CRI's image-name annotation: a reference or pinned digest the store holds, never a path", async () => {
+  const root = d.env.storeRoot;
+  const busybox = await resolveImageRecord(root, 'busybox');
+  const found = async (name: string): Promise<string> => {
+    const r = await criImageRecord(root, name);
+    return typeof r === 'string' ? r : r.manifestDigest;
+  };
+  assert.is(await found('busybox'), busybox.manifestDigest);
+  assert.is(await found(`docker.io/library/anything@${busybox.manifestDigest}`), busybox.manifestDigest);
+  assert.match(await found('localhost/nothing/here:1'), 'is not in the strata store');
+  for (const bad of ['/etc/passwd', '../../images', 'a/../../b', `x@sha256:${'z'.repeat(64)}`])
+    assert.match(await found(bad), 'is not an image reference', bad);
+  assert.match(await found(''), 'is empty or too long');
+  assert.match(await found('a'.repeat(2000)), 'is empty or too long');
 });
 
 test('pure parts: request parsing, the containers/storage lookup, the served config', () => {

@@ -12,6 +12,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { runtimeExecutable } from '../../src/executables.js';
+import { resolveImageRecord } from '../../src/store/records.js';
+import { removeRef, setRef } from '../../src/store/refs.js';
 import { CONTAINERD_IMAGES, Containerd, K8S_NAMESPACE } from './containerd-harness.js';
 import { CriClient, commandContainer, hostNetworkPod, removePod, startPod } from './cri-client.js';
 import { assertNoLeaks, closeDaemonEnv, eventually, openDaemonEnv, type DaemonEnv } from './harness.js';
@@ -99,13 +101,14 @@ test("ctr run --runc-binary strata-runtime: without the annotation, containerd's
   await assertNothingLeft();
 });
 
-test('CRI, runc options BinaryName = strata-runtime: a pod whose container root strata serves', async () => {
-  const logs = join(c.dir, 'pod-logs');
+/** A pod through the CRI handler whose one container strata serves, found by `how`. */
+async function criServed(name: string, annotations: Record<string, string>, how: string): Promise<void> {
+  const logs = join(c.dir, `pod-logs-${name}`);
   mkdirSync(logs);
   const pod = hostNetworkPod(logs);
   const container = {
-    ...commandContainer('served', IMAGE, ['sh', '-c', 'grep " / " /proc/self/mountinfo; exec sleep 1000']),
-    annotations: { 'org.strata.image': 'busybox' },
+    ...commandContainer(name, IMAGE, ['sh', '-c', 'grep " / " /proc/self/mountinfo; exec sleep 1000']),
+    annotations,
   };
   const { podId, containerId } = await startPod(cri, pod, container, HANDLER);
   c.track(K8S_NAMESPACE, podId); // the runc shim serves a pod's containers from one socket
@@ -121,9 +124,10 @@ test('CRI, runc options BinaryName = strata-runtime: a pod whose container root 
     assert.ok(out.startsWith('root:x:0:0:root:/root:/bin/sh\n'), out);
     // The root is strata's overlay (mountinfo lists it after the mounts made before the hook).
     assert.match(out, /^\d+ \d+ [\d:]+ \/ \/ rw,[^\n]* - overlay strata /m);
-    const log = readLog(join(logs, 'served.log'));
-    assert.ok(await eventually(() => / - overlay strata /.test(readLog(join(logs, 'served.log')))), log);
+    const log = readLog(join(logs, `${name}.log`));
+    assert.ok(await eventually(() => / - overlay strata /.test(readLog(join(logs, `${name}.log`)))), log);
     assert.match(readFileSync(d.env.logFile, 'utf8'), `container ${containerId}: serving image`);
+    assert.match(readFileSync(d.env.logFile, 'utf8'), how);
     await cri.stopContainer(containerId, 1);
     assert.is((await cri.containerStatus(containerId)).state, 'CONTAINER_EXITED');
   } finally {
@@ -131,6 +135,21 @@ test('CRI, runc options BinaryName = strata-runtime: a pod whose container root 
   }
   assert.equal(await cri.listPodSandbox(), []);
   await assertNothingLeft();
+}
+
+test('CRI, runc options BinaryName = strata-runtime: a pod whose container root strata serves', async () => {
+  await criServed('served', { 'org.strata.image': 'busybox' }, '(annotation org.strata.image)');
+});
+
+test("CRI: no strata annotation, the image found by containerd's io.kubernetes.cri.image-name", async () => {
+  // strata's store knows the image by the name the kubelet uses (as after `strata pull IMAGE`).
+  const { manifestDigest } = await resolveImageRecord(d.env.storeRoot, 'busybox');
+  await setRef(d.env.storeRoot, IMAGE, manifestDigest);
+  try {
+    await criServed('by-name', {}, `(annotation io.kubernetes.cri.image-name=${IMAGE})`);
+  } finally {
+    await removeRef(d.env.storeRoot, IMAGE);
+  }
 });
 
 function readLog(path: string): string {

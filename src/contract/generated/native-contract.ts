@@ -38,6 +38,8 @@ export const NATIVE_CONTRACT = {
     replyTimeoutMs: 30000,
     rootDir: 'strata-rootfs',
     upperDir: 'strata-upper',
+    heldImagesSuffix: '.images',
+    heldImagesMagic: 'strata-runtime-images 1',
     failed: 1,
   },
   exit: { runFailed: 125, cannotExecute: 126, notFound: 127 },
