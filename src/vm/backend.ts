@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 
-import { FailedPreconditionError, NotFoundError, UnavailableError } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
 
 export interface VmConfig {
   /** The VM's state directory: sockets, console log, pid files live here. */
@@ -21,8 +21,25 @@ export interface VmConfig {
   shares?: { dir: string; socket: string };
 }
 
+/** The guest's architecture: Debian's names, as in the image script's --arch. */
+export type GuestArch = 'amd64' | 'arm64';
+
+/** $STRATA_VM_ARCH, else this machine's (Apple silicon and arm64 Linux: arm64). */
+export function guestArch(env: NodeJS.ProcessEnv = process.env, hostArch: string = process.arch): GuestArch {
+  const forced = env.STRATA_VM_ARCH;
+  if (forced === 'amd64' || forced === 'arm64') return forced;
+  if (forced) {
+    throw new InvalidArgumentError(`STRATA_VM_ARCH=${forced}: the guest is amd64 or arm64`, {
+      op: 'vm-start',
+    });
+  }
+  return hostArch === 'arm64' ? 'arm64' : 'amd64';
+}
+
 export interface VmBackend {
   readonly name: 'qemu' | 'vfkit';
+  /** The guest's console device, for the kernel's console= (ttyS0, ttyAMA0, hvc0). */
+  readonly console: string;
   /** The hypervisor's executable, or a FailedPreconditionError naming what to install. */
   executable(): string;
   argv(cfg: VmConfig): string[];
@@ -40,7 +57,12 @@ export interface VmBackend {
   state?(cfg: VmConfig): Promise<string>;
 }
 
-export const DEFAULT_CMDLINE = 'console=ttyS0 quiet panic=-1 loglevel=3';
+/** The kernel command line of a guest whose console is `console`. */
+export function guestCmdline(console: string): string {
+  return `console=${console} quiet panic=-1 loglevel=3`;
+}
+
+export const DEFAULT_CMDLINE = guestCmdline('ttyS0');
 
 /** The kernel and initramfs must exist before a hypervisor is started for them. */
 export function checkGuestFiles(cfg: Pick<VmConfig, 'kernel' | 'initrd'>): void {
