@@ -15,6 +15,7 @@ import { prepareImage } from '../mount/serve.js';
 import type { Mount } from '../schema/generated/runtime-config.js';
 import { releaseStaleLeases } from '../store/leases.js';
 import { AgentSession, FuseRelayStats } from './agent-session.js';
+import type { Hello } from './protocol.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
 import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
 import {
@@ -181,10 +182,8 @@ export class VmHost {
     child.on('error', (err) => this.log(`the hypervisor failed: ${err.message}`));
     try {
       const helloMs = this.opts.helloTimeoutMs ?? 60_000;
-      const sock = await connectWhenReady(backend.agentSocket(config), Date.now() + 15_000, () => !exited);
-      this.agent = new AgentSession(sock, { helloTimeoutMs: helloMs });
-      const hello = await this.agent.start();
-      this.agent.onClose((err) => {
+      const { agent, hello } = await this.connectAgent(backend.agentSocket(config), helloMs, () => exited);
+      agent.onClose((err) => {
         if (!this.stopping) this.log(`the agent connection ended: ${err.message}`);
         void this.stop();
       });
@@ -204,6 +203,30 @@ export class VmHost {
     } catch (err) {
       await this.stop();
       throw err;
+    }
+  }
+
+  /** The agent's stream and its hello. vfkit accepts on its socket at once but closes each
+   * connection it cannot bridge to the guest's vsock port (the agent is not listening yet): a
+   * stream that ends before the hello is tried again while the VM runs and time is left. */
+  private async connectAgent(
+    path: string,
+    helloMs: number,
+    exited: () => boolean,
+  ): Promise<{ agent: AgentSession; hello: Hello }> {
+    const deadline = Date.now() + helloMs;
+    for (;;) {
+      const sock = await connectWhenReady(path, Date.now() + 15_000, () => !exited());
+      const agent = new AgentSession(sock, { helloTimeoutMs: Math.max(1, deadline - Date.now()) });
+      this.agent = agent;
+      try {
+        return { agent, hello: await agent.start() };
+      } catch (err) {
+        sock.destroy();
+        const early = (err as Error).message.startsWith('the VM agent went away');
+        if (!early || exited() || Date.now() > deadline || this.stopping) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
   }
 

@@ -2,10 +2,11 @@
 // a stand-in vfkit that records its argv and does what vfkit does with it (crc-org/vfkit
 // pkg/vf/vsock.go, bootloader.go): it refuses an arm64 kernel that is not an uncompressed Image
 // (no "ARMd" at 0x38), answers the REST API on the --restful-uri socket, and for a virtio-vsock
-// device in `connect` mode listens on socketURL and bridges each connection to the guest's port,
-// here a guest agent run with --stdio (in `listen` mode vfkit would instead dial socketURL when
-// the guest connects out, which our agent never does). The VM host then runs a process whose root
-// is served from the store, exactly as with qemu. A real Mac: docs/vm-mac-check.md.
+// device in `connect` mode listens on socketURL at once and bridges each connection to the
+// guest's port once the guest booted (closing earlier ones), here a guest agent run with --stdio
+// (in `listen` mode vfkit would dial socketURL when the guest connects out, which our agent never
+// does). The VM host then runs a process whose root is served from the store, exactly as with
+// qemu. A real Mac: docs/vm-mac-check.md.
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +39,11 @@ const sock = /socketURL=([^,]+)/.exec(dev)[1];
 const mode = /,connect(,|$)/.test(dev) ? 'connect' : 'listen'; // vfkit's default is listen
 const rest = argv[argv.indexOf('--restful-uri') + 1].replace('unix://', '');
 let state = 'VirtualMachineStateRunning';
+// Like vfkit: the unix socket listens at once, but until the guest's agent listens on its vsock
+// port (the "boot", 400 ms here) each connection is closed as the vsock dial fails.
+const booted = Date.now() + 400;
 if (mode === 'connect') net.createServer((c) => {
+  if (Date.now() < booted) return c.destroy();
   const agent = cp.spawn(process.env.STANDIN_AGENT, ['--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
   c.pipe(agent.stdin); agent.stdout.pipe(c);
   c.on('close', () => agent.stdin.end());
