@@ -123,6 +123,35 @@ export function removeRuntimeFiles(stateDir: string): void {
   }
 }
 
+/** The agent's stream and its hello. vfkit accepts on its socket at once but closes each
+ * connection it cannot bridge to the guest's vsock port (the agent is not listening yet): a
+ * stream that ends before the hello is tried again while the VM runs and time is left. */
+export async function connectAgent(
+  path: string,
+  opts: {
+    helloMs: number;
+    exited: () => boolean;
+    stopping?: () => boolean;
+    /** Each session as it is made (the caller closes it if it stops meanwhile). */
+    session?: (agent: AgentSession) => void;
+  },
+): Promise<{ agent: AgentSession; hello: Hello }> {
+  const deadline = Date.now() + opts.helloMs;
+  for (;;) {
+    const sock = await connectWhenReady(path, Date.now() + 15_000, () => !opts.exited());
+    const agent = new AgentSession(sock, { helloTimeoutMs: Math.max(1, deadline - Date.now()) });
+    opts.session?.(agent);
+    try {
+      return { agent, hello: await agent.start() };
+    } catch (err) {
+      sock.destroy();
+      const early = (err as Error).message.startsWith('the VM agent went away');
+      if (!early || opts.exited() || Date.now() > deadline || opts.stopping?.()) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 export class VmHost {
   private readonly opts: VmHostOptions;
   private hypervisor?: ChildProcess;
@@ -182,7 +211,12 @@ export class VmHost {
     child.on('error', (err) => this.log(`the hypervisor failed: ${err.message}`));
     try {
       const helloMs = this.opts.helloTimeoutMs ?? 60_000;
-      const { agent, hello } = await this.connectAgent(backend.agentSocket(config), helloMs, () => exited);
+      const { agent, hello } = await connectAgent(backend.agentSocket(config), {
+        helloMs,
+        exited: () => exited,
+        stopping: () => this.stopping !== undefined,
+        session: (a) => (this.agent = a),
+      });
       agent.onClose((err) => {
         if (!this.stopping) this.log(`the agent connection ended: ${err.message}`);
         void this.stop();
@@ -203,30 +237,6 @@ export class VmHost {
     } catch (err) {
       await this.stop();
       throw err;
-    }
-  }
-
-  /** The agent's stream and its hello. vfkit accepts on its socket at once but closes each
-   * connection it cannot bridge to the guest's vsock port (the agent is not listening yet): a
-   * stream that ends before the hello is tried again while the VM runs and time is left. */
-  private async connectAgent(
-    path: string,
-    helloMs: number,
-    exited: () => boolean,
-  ): Promise<{ agent: AgentSession; hello: Hello }> {
-    const deadline = Date.now() + helloMs;
-    for (;;) {
-      const sock = await connectWhenReady(path, Date.now() + 15_000, () => !exited());
-      const agent = new AgentSession(sock, { helloTimeoutMs: Math.max(1, deadline - Date.now()) });
-      this.agent = agent;
-      try {
-        return { agent, hello: await agent.start() };
-      } catch (err) {
-        sock.destroy();
-        const early = (err as Error).message.startsWith('the VM agent went away');
-        if (!early || exited() || Date.now() > deadline || this.stopping) throw err;
-        await new Promise((r) => setTimeout(r, 50));
-      }
     }
   }
 

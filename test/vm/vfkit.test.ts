@@ -7,6 +7,7 @@
 // (in `listen` mode vfkit would dial socketURL when the guest connects out, which our agent never
 // does). The VM host then runs a process whose root is served from the store, exactly as with
 // qemu. A real Mac: docs/vm-mac-check.md.
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { agentExecutable } from '../../src/executables.js';
+import { macCheck } from '../../scripts/vm-mac-check.js';
 import { AgentSession } from '../../src/vm/agent-session.js';
 import { connectWhenReady, guestCmdline } from '../../src/vm/backend.js';
 import { VmHost, hostSocket } from '../../src/vm/host.js';
@@ -173,6 +175,27 @@ test('a VM without containers stops itself when idle', async () => {
   assert.ok(Date.now() - t0 < 5000, 'stopped soon after the idle time');
   assert.not.ok(isAlive(pid));
   assert.not.ok(existsSync(join(c.stateDir, 'host.sock')));
+});
+
+test('the manual Mac check (scripts/vm-mac-check.ts) passes against the stand-in', async () => {
+  process.env.STANDIN_DIR = dir;
+  process.env.STANDIN_AGENT = agentExecutable();
+  const lines: string[] = [];
+  const arch = spawnSync('uname', ['-m'], { encoding: 'utf8' }).stdout.trim();
+  const steps = await macCheck(dir, { binary: join(dir, 'vfkit'), arch, log: (l) => lines.push(l) });
+  assert.equal(
+    steps.map((s) => [s.name, s.ok]),
+    [
+      ['kernel', true],
+      ['REST GET /vm/state', true],
+      ['agent hello over the vsock bridge', true],
+      ['uname -m in the guest', true],
+      ['crun in the guest', true],
+      ['exit code from the guest', true],
+      ['REST POST /vm/state Stop', true],
+    ],
+    lines.join('\n'),
+  );
 });
 
 test('a compressed arm64 kernel: vfkit refuses it, the VM host says so and leaves nothing', async () => {
