@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
+import { AgentSession } from './agent-session.js';
+import type { Hello } from './protocol.js';
 
 export interface VmConfig {
   /** The VM's state directory: sockets, console log, pid files live here. */
@@ -115,6 +117,35 @@ export async function connectWhenReady(
       if (Date.now() > deadline)
         throw new UnavailableError(`the VM's agent socket ${path} never came up`, { cause: err });
       await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** The agent's stream and its hello. vfkit accepts on its socket at once but closes each
+ * connection it cannot bridge to the guest's vsock port (the agent is not listening yet): a
+ * stream that ends before the hello is tried again while the VM runs and time is left. */
+export async function connectAgent(
+  path: string,
+  opts: {
+    helloMs: number;
+    exited: () => boolean;
+    stopping?: () => boolean;
+    /** Each session as it is made (the caller closes it if it stops meanwhile). */
+    session?: (agent: AgentSession) => void;
+  },
+): Promise<{ agent: AgentSession; hello: Hello }> {
+  const deadline = Date.now() + opts.helloMs;
+  for (;;) {
+    const sock = await connectWhenReady(path, Date.now() + 15_000, () => !opts.exited());
+    const agent = new AgentSession(sock, { helloTimeoutMs: Math.max(1, deadline - Date.now()) });
+    opts.session?.(agent);
+    try {
+      return { agent, hello: await agent.start() };
+    } catch (err) {
+      sock.destroy();
+      const early = (err as Error).message.startsWith('the VM agent went away');
+      if (!early || opts.exited() || Date.now() > deadline || opts.stopping?.()) throw err;
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 }

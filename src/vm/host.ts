@@ -15,9 +15,8 @@ import { prepareImage } from '../mount/serve.js';
 import type { Mount } from '../schema/generated/runtime-config.js';
 import { releaseStaleLeases } from '../store/leases.js';
 import { AgentSession, FuseRelayStats } from './agent-session.js';
-import type { Hello } from './protocol.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
-import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
+import { checkGuestFiles, connectAgent, type VmBackend, type VmConfig } from './backend.js';
 import {
   clearShares,
   shareMounts,
@@ -120,35 +119,6 @@ export function killStaleHypervisor(stateDir: string): void {
 export function removeRuntimeFiles(stateDir: string): void {
   for (const f of ['host.sock', 'agent.sock', 'hypervisor.pid', 'state.json', 'rest.sock', 'virtiofs.sock']) {
     rmSync(join(stateDir, f), { force: true });
-  }
-}
-
-/** The agent's stream and its hello. vfkit accepts on its socket at once but closes each
- * connection it cannot bridge to the guest's vsock port (the agent is not listening yet): a
- * stream that ends before the hello is tried again while the VM runs and time is left. */
-export async function connectAgent(
-  path: string,
-  opts: {
-    helloMs: number;
-    exited: () => boolean;
-    stopping?: () => boolean;
-    /** Each session as it is made (the caller closes it if it stops meanwhile). */
-    session?: (agent: AgentSession) => void;
-  },
-): Promise<{ agent: AgentSession; hello: Hello }> {
-  const deadline = Date.now() + opts.helloMs;
-  for (;;) {
-    const sock = await connectWhenReady(path, Date.now() + 15_000, () => !opts.exited());
-    const agent = new AgentSession(sock, { helloTimeoutMs: Math.max(1, deadline - Date.now()) });
-    opts.session?.(agent);
-    try {
-      return { agent, hello: await agent.start() };
-    } catch (err) {
-      sock.destroy();
-      const early = (err as Error).message.startsWith('the VM agent went away');
-      if (!early || opts.exited() || Date.now() > deadline || opts.stopping?.()) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
   }
 }
 
