@@ -123,7 +123,8 @@ export async function connectWhenReady(
 
 /** The agent's stream and its hello. vfkit accepts on its socket at once but closes each
  * connection it cannot bridge to the guest's vsock port (the agent is not listening yet): a
- * stream that ends before the hello is tried again while the VM runs and time is left. */
+ * stream that ends before the hello is tried again while the VM runs and helloMs has not passed
+ * since the first try (each try waits up to helloMs for the hello). */
 export async function connectAgent(
   path: string,
   opts: {
@@ -137,7 +138,7 @@ export async function connectAgent(
   const deadline = Date.now() + opts.helloMs;
   for (;;) {
     const sock = await connectWhenReady(path, Date.now() + 15_000, () => !opts.exited());
-    const agent = new AgentSession(sock, { helloTimeoutMs: Math.max(1, deadline - Date.now()) });
+    const agent = new AgentSession(sock, { helloTimeoutMs: opts.helloMs });
     opts.session?.(agent);
     try {
       return { agent, hello: await agent.start() };
