@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # qemu-system-x86, linux-image-cloud-amd64, cpio: the VM guests of `strata run --vm`
 # (scripts/build-vm-image.sh); gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user-static:
 # the arm64 guest agent is cross-built by node-gyp and tested under qemu-aarch64-static.
+# qemu-system-arm: arm64 guests (Apple silicon's kind) boot here under qemu-system-aarch64
+# (test/vm/arm64.test.ts); their kernel, crun and busybox are Debian's :arm64 packages, downloaded
+# (never installed) by scripts/build-vm-image.sh --arch arm64, so apt's lists need arm64 (below).
 # build-essential: node-gyp compiles native/ (the addon, strata-hook and the strata front end).
 # golang-github-containers-common: /usr/share/containers/seccomp.json, podman's default seccomp
 # profile, which strata applies to every container (src/spec/seccomp.ts).
@@ -24,10 +27,17 @@ packages=(
   golang-github-opencontainers-image-spec-dev golang-github-opencontainers-specs-dev
   fuse3 fuse-overlayfs squashfuse squashfs-tools hyperfine zstd util-linux libcap2-bin attr python3
   qemu-system-x86 qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-image-cloud-amd64 cpio
+  qemu-system-arm
   containerd catatonit
   docker-registry apache2-utils openssl
   containerd protobuf-compiler golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev
 )
+update=
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "setup: dpkg --add-architecture arm64 (apt-get download of the arm64 guest's packages)"
+  dpkg --add-architecture arm64
+  update=1
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -37,6 +47,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+elif [ -n "$update" ]; then
+  apt-get update -q
 fi
 
 npm ci --no-audit --no-fund

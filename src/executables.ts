@@ -88,9 +88,11 @@ export function serviceDaemonArgv(loc: DaemonLocation): string[] {
 }
 
 /** native/build/Release/strata-agent: the VM guest agent built for this machine (static; the VM
- * image script copies it into the initramfs; tests run it with --stdio). */
-export function agentExecutable(): string {
-  return nativeExecutable('strata-agent');
+ * image script copies it into the initramfs; tests run it with --stdio). For an arm64 guest on
+ * another machine, strata-agent-arm64 (cross-built by native/vm/cross-build-arm64.sh). */
+export function agentExecutable(arch?: 'amd64' | 'arm64'): string {
+  const own = process.arch === 'arm64' ? 'arm64' : 'amd64';
+  return nativeExecutable(arch === undefined || arch === own ? 'strata-agent' : `strata-agent-${arch}`);
 }
 
 /** scripts/build-vm-image.sh: builds the VM guest's kernel + initramfs (src/vm/image.ts). */

@@ -1010,6 +1010,27 @@ static int vsock_listen(void) {
   return s;
 }
 
+/* A virtio vsock device (virtio device id 19) is present. /dev/vsock alone says only that the
+ * vsock module is loaded (the image carries it for vfkit): under qemu without a vsock device a
+ * listener there would wait forever. */
+static int have_virtio_vsock(void) {
+  DIR *d = opendir("/sys/bus/virtio/devices");
+  struct dirent *e;
+  int found = 0;
+  while (d && !found && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char path[300], id[32] = {0};
+    snprintf(path, sizeof path, "/sys/bus/virtio/devices/%s/device", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, id, sizeof id - 1);
+    close(fd);
+    found = n > 0 && strtol(id, NULL, 16) == 19;
+  }
+  if (d) closedir(d);
+  return found;
+}
+
 static int vsock_accept(void) {
   for (;;) {
     int c = accept4(vsock_listener, NULL, NULL, SOCK_CLOEXEC);
@@ -1020,7 +1041,8 @@ static int vsock_accept(void) {
 
 static int open_port(void) {
   for (int tries = 0; tries < 500; tries++) {
-    if (tries > 0 && access("/dev/vsock", F_OK) == 0 && (vsock_listener = vsock_listen()) >= 0) {
+    if (tries > 0 && access("/dev/vsock", F_OK) == 0 && have_virtio_vsock() &&
+        (vsock_listener = vsock_listen()) >= 0) {
       logf_("listening on vsock port %d", STRATA_VM_VSOCK_PORT);
       return vsock_accept();
     }

@@ -5,7 +5,9 @@
 import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 
-import { FailedPreconditionError, NotFoundError, UnavailableError } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
+import { AgentSession } from './agent-session.js';
+import type { Hello } from './protocol.js';
 
 export interface VmConfig {
   /** The VM's state directory: sockets, console log, pid files live here. */
@@ -21,8 +23,25 @@ export interface VmConfig {
   shares?: { dir: string; socket: string };
 }
 
+/** The guest's architecture: Debian's names, as in the image script's --arch. */
+export type GuestArch = 'amd64' | 'arm64';
+
+/** $STRATA_VM_ARCH, else this machine's (Apple silicon and arm64 Linux: arm64). */
+export function guestArch(env: NodeJS.ProcessEnv = process.env, hostArch: string = process.arch): GuestArch {
+  const forced = env.STRATA_VM_ARCH;
+  if (forced === 'amd64' || forced === 'arm64') return forced;
+  if (forced) {
+    throw new InvalidArgumentError(`STRATA_VM_ARCH=${forced}: the guest is amd64 or arm64`, {
+      op: 'vm-start',
+    });
+  }
+  return hostArch === 'arm64' ? 'arm64' : 'amd64';
+}
+
 export interface VmBackend {
   readonly name: 'qemu' | 'vfkit';
+  /** The guest's console device, for the kernel's console= (ttyS0, ttyAMA0, hvc0). */
+  readonly console: string;
   /** The hypervisor's executable, or a FailedPreconditionError naming what to install. */
   executable(): string;
   argv(cfg: VmConfig): string[];
@@ -40,7 +59,12 @@ export interface VmBackend {
   state?(cfg: VmConfig): Promise<string>;
 }
 
-export const DEFAULT_CMDLINE = 'console=ttyS0 quiet panic=-1 loglevel=3';
+/** The kernel command line of a guest whose console is `console`. */
+export function guestCmdline(console: string): string {
+  return `console=${console} quiet panic=-1 loglevel=3`;
+}
+
+export const DEFAULT_CMDLINE = guestCmdline('ttyS0');
 
 /** The kernel and initramfs must exist before a hypervisor is started for them. */
 export function checkGuestFiles(cfg: Pick<VmConfig, 'kernel' | 'initrd'>): void {
@@ -93,6 +117,36 @@ export async function connectWhenReady(
       if (Date.now() > deadline)
         throw new UnavailableError(`the VM's agent socket ${path} never came up`, { cause: err });
       await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** The agent's stream and its hello. vfkit accepts on its socket at once but closes each
+ * connection it cannot bridge to the guest's vsock port (the agent is not listening yet): a
+ * stream that ends before the hello is tried again while the VM runs and helloMs has not passed
+ * since the first try (each try waits up to helloMs for the hello). */
+export async function connectAgent(
+  path: string,
+  opts: {
+    helloMs: number;
+    exited: () => boolean;
+    stopping?: () => boolean;
+    /** Each session as it is made (the caller closes it if it stops meanwhile). */
+    session?: (agent: AgentSession) => void;
+  },
+): Promise<{ agent: AgentSession; hello: Hello }> {
+  const deadline = Date.now() + opts.helloMs;
+  for (;;) {
+    const sock = await connectWhenReady(path, Date.now() + 15_000, () => !opts.exited());
+    const agent = new AgentSession(sock, { helloTimeoutMs: opts.helloMs });
+    opts.session?.(agent);
+    try {
+      return { agent, hello: await agent.start() };
+    } catch (err) {
+      sock.destroy();
+      const early = (err as Error).message.startsWith('the VM agent went away');
+      if (!early || opts.exited() || Date.now() > deadline || opts.stopping?.()) throw err;
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 }

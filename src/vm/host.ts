@@ -16,7 +16,7 @@ import type { Mount } from '../schema/generated/runtime-config.js';
 import { releaseStaleLeases } from '../store/leases.js';
 import { AgentSession, FuseRelayStats } from './agent-session.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
-import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
+import { checkGuestFiles, connectAgent, type VmBackend, type VmConfig } from './backend.js';
 import {
   clearShares,
   shareMounts,
@@ -181,10 +181,13 @@ export class VmHost {
     child.on('error', (err) => this.log(`the hypervisor failed: ${err.message}`));
     try {
       const helloMs = this.opts.helloTimeoutMs ?? 60_000;
-      const sock = await connectWhenReady(backend.agentSocket(config), Date.now() + 15_000, () => !exited);
-      this.agent = new AgentSession(sock, { helloTimeoutMs: helloMs });
-      const hello = await this.agent.start();
-      this.agent.onClose((err) => {
+      const { agent, hello } = await connectAgent(backend.agentSocket(config), {
+        helloMs,
+        exited: () => exited,
+        stopping: () => this.stopping !== undefined,
+        session: (a) => (this.agent = a),
+      });
+      agent.onClose((err) => {
         if (!this.stopping) this.log(`the agent connection ended: ${err.message}`);
         void this.stop();
       });

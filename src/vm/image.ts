@@ -1,7 +1,9 @@
 // The guest's kernel and initramfs: $STRATA_VM_IMAGE (a directory with vmlinuz and
 // initramfs.img), else built once by scripts/build-vm-image.sh into a cache keyed by what went in
-// (the agent binary, the script, the kernel release) and renamed into place, so a cached
-// directory is always complete; a changed agent gets a new key.
+// (the arch, the agent binary, the script, the kernel release) and renamed into place, so a cached
+// directory is always complete; a changed agent gets a new key. amd64 takes the kernel installed
+// in /boot; arm64 downloads Debian's linux-image-cloud-arm64 (the script picks the release apt's
+// lists name, so a newer one in the archive is only taken when the cache entry is removed).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +13,7 @@ import { execa } from 'execa';
 import { FailedPreconditionError } from '../errors.js';
 import { agentExecutable, vmImageScript } from '../executables.js';
 import { lockFile } from '../store/lock.js';
+import { guestArch, type GuestArch } from './backend.js';
 
 export interface VmImage {
   dir: string;
@@ -44,19 +47,35 @@ export function cloudKernelRelease(boot = '/boot'): string {
   return release;
 }
 
-export async function ensureVmImage(env: NodeJS.ProcessEnv = process.env): Promise<VmImage> {
-  if (env.STRATA_VM_IMAGE) return paths(env.STRATA_VM_IMAGE);
-  const cache = env.STRATA_VM_CACHE ?? DEFAULT_VM_CACHE;
-  const agent = agentExecutable();
+/** The image script's arguments and the cache entry's name for a guest of `arch`. */
+export function vmImageBuild(arch: GuestArch): { args: (out: string) => string[]; name: string } {
+  const agent = agentExecutable(arch);
   const script = vmImageScript();
-  const release = cloudKernelRelease();
+  // arm64's kernel comes from Debian's archive: the script names its release.
+  const release = arch === 'amd64' ? cloudKernelRelease() : 'debian-arm64';
   const key = createHash('sha256')
+    .update(arch)
     .update(readFileSync(agent))
     .update(readFileSync(script))
     .update(release)
     .digest('hex')
     .slice(0, 16);
-  const dir = join(cache, `${release}-${key}`);
+  return {
+    args: (out) => ['--arch', arch, out, agent, ...(arch === 'amd64' ? [release] : [])],
+    name: `${release}-${key}`,
+  };
+}
+
+export async function ensureVmImage(
+  env: NodeJS.ProcessEnv = process.env,
+  arch: GuestArch = guestArch(env),
+): Promise<VmImage> {
+  if (env.STRATA_VM_IMAGE) return paths(env.STRATA_VM_IMAGE);
+  const cache = env.STRATA_VM_CACHE ?? DEFAULT_VM_CACHE;
+  const script = vmImageScript();
+  const build = vmImageBuild(arch);
+  const dir = join(cache, build.name);
+  const key = build.name.slice(-16);
   if (existsSync(dir)) return paths(dir);
   mkdirSync(cache, { recursive: true });
   const lock = await lockFile(join(cache, '.build.lock'), 'exclusive');
@@ -65,7 +84,7 @@ export async function ensureVmImage(env: NodeJS.ProcessEnv = process.env): Promi
     const tmp = join(cache, `.tmp-${key}-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });
     try {
-      await execa(script, [tmp, agent, release], { stdio: ['ignore', 'ignore', 'pipe'] });
+      await execa(script, build.args(tmp), { stdio: ['ignore', 'ignore', 'pipe'] });
       renameSync(tmp, dir);
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });

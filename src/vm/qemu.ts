@@ -6,7 +6,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
-import { findExecutable, type VmBackend, type VmConfig } from './backend.js';
+import { findExecutable, guestArch, type GuestArch, type VmBackend, type VmConfig } from './backend.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -27,18 +27,40 @@ export class QemuBackend implements VmBackend {
   readonly name = 'qemu' as const;
   readonly sharing = 'virtiofsd' as const;
   readonly accel: Accel;
+  /** amd64: q35 with the 16550 console (ttyS0); arm64: the `virt` board with its PL011 (ttyAMA0). */
+  readonly arch: GuestArch;
+  readonly console: string;
   private readonly binary?: string;
 
-  constructor(opts: { accel?: Accel; binary?: string } = {}) {
-    this.accel = opts.accel ?? detectAccel();
+  constructor(opts: { accel?: Accel; binary?: string; arch?: GuestArch } = {}) {
+    this.arch = opts.arch ?? guestArch();
+    // KVM only runs a guest of this machine's own architecture.
+    this.accel = opts.accel ?? (this.arch === guestArch({}) ? detectAccel() : 'tcg');
     this.binary = opts.binary ?? process.env.STRATA_VM_QEMU;
+    this.console = this.arch === 'arm64' ? 'ttyAMA0' : 'ttyS0';
   }
 
   executable(): string {
     return findExecutable(
-      this.binary ? [this.binary] : ['qemu-system-x86_64'],
-      'apt-get install qemu-system-x86 (or set $STRATA_VM_QEMU)',
+      this.binary ? [this.binary] : [this.arch === 'arm64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64'],
+      `apt-get install ${this.arch === 'arm64' ? 'qemu-system-arm' : 'qemu-system-x86'} (or set $STRATA_VM_QEMU)`,
     );
+  }
+
+  /** The board and CPU: under TCG, arm64's `max` CPU with pointer authentication's cheap
+   * (impdef) algorithm, which emulates several times faster than the architected one. */
+  private machine(): string[] {
+    if (this.arch === 'arm64') {
+      return [
+        '-machine',
+        'virt',
+        '-accel',
+        this.accel,
+        '-cpu',
+        this.accel === 'kvm' ? 'host' : 'max,pauth-impdef=on',
+      ];
+    }
+    return ['-machine', 'q35', '-accel', this.accel, '-cpu', this.accel === 'kvm' ? 'host' : 'max'];
   }
 
   agentSocket(cfg: VmConfig): string {
@@ -52,12 +74,7 @@ export class QemuBackend implements VmBackend {
       '-no-user-config',
       '-nographic',
       '-no-reboot',
-      '-machine',
-      'q35',
-      '-accel',
-      this.accel,
-      '-cpu',
-      this.accel === 'kvm' ? 'host' : 'max',
+      ...this.machine(),
       '-m',
       String(cfg.memoryMiB),
       '-smp',

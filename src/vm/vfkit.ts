@@ -1,9 +1,10 @@
 // The vfkit backend (macOS, Apple's Virtualization.framework): vfkit is spawned with the kernel
-// and initramfs (--bootloader linux), the console on a virtio-serial log file, the agent's stream
-// on a virtio-vsock device whose host end vfkit exposes as a unix socket (`listen`: vfkit
-// listens there and connects each client to the guest agent's vsock port), and its REST API on
-// a unix socket for state and stop. The com.apple.security.virtualization entitlement is
-// vfkit's. Manual check on a Mac: docs/architecture.md#vm-guests.
+// and initramfs (--bootloader linux; on arm64 VZ boots only an uncompressed `Image`, which
+// scripts/build-vm-image.sh --arch arm64 writes), the console on a virtio-serial log file (hvc0),
+// the agent's stream on a virtio-vsock device whose host end vfkit exposes as a unix socket
+// (`connect`: vfkit listens there and connects each client to the guest agent's vsock port),
+// and its REST API on a unix socket for state and stop. The com.apple.security.virtualization
+// entitlement is vfkit's. Manual check on a Mac: docs/vm-mac-check.md.
 import { request } from 'node:http';
 import { join } from 'node:path';
 
@@ -75,6 +76,8 @@ export function restCall(
 export class VfkitBackend implements VmBackend {
   readonly name = 'vfkit' as const;
   readonly sharing = 'native' as const;
+  /** VZ's console is a virtio console (the virtio-serial device below). */
+  readonly console = 'hvc0';
   private readonly binary?: string;
 
   constructor(opts: { binary?: string } = {}) {
@@ -104,7 +107,9 @@ export class VfkitBackend implements VmBackend {
       '--device',
       `virtio-serial,logFilePath=${join(cfg.stateDir, 'console.log')}`,
       '--device',
-      `virtio-vsock,port=${VSOCK_PORT},socketURL=${this.agentSocket(cfg)},listen`,
+      // `connect`: vfkit listens on socketURL and connects each client to the guest's port, where
+      // the agent listens (`listen` is the other way round: the guest connects out).
+      `virtio-vsock,port=${VSOCK_PORT},socketURL=${this.agentSocket(cfg)},connect`,
       '--restful-uri',
       `unix://${restSocket(cfg)}`,
       ...(cfg.shares

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { DEFAULT_CMDLINE, checkGuestFiles } from '../../src/vm/backend.js';
+import { DEFAULT_CMDLINE, checkGuestFiles, guestArch, guestCmdline } from '../../src/vm/backend.js';
 import { ensureVmImage } from '../../src/vm/image.js';
 import { QemuBackend, detectAccel } from '../../src/vm/qemu.js';
 
@@ -33,6 +33,36 @@ test('qemu argv: the accelerator, direct kernel boot, one named virtio-serial po
   assert.is(b.agentSocket({ stateDir: '/s' } as never), '/s/agent.sock');
 });
 
+test('arm64 guests: qemu-system-aarch64 on the virt board, console ttyAMA0; the arch from the env or the host', () => {
+  const b = new QemuBackend({ arch: 'arm64' });
+  assert.is(b.accel, guestArch({}) === 'arm64' ? b.accel : 'tcg', 'no KVM for a foreign arch');
+  const argv = new QemuBackend({ arch: 'arm64', accel: 'tcg' }).argv({
+    stateDir: '/s',
+    kernel: '/k',
+    initrd: '/i',
+    cmdline: guestCmdline(b.console),
+    memoryMiB: 256,
+    cpus: 1,
+  });
+  const after = (flag: string) => argv[argv.indexOf(flag) + 1];
+  assert.match(argv[0], /qemu-system-aarch64$/);
+  assert.is(after('-machine'), 'virt');
+  assert.is(after('-cpu'), 'max,pauth-impdef=on');
+  assert.is(after('-append'), 'console=ttyAMA0 quiet panic=-1 loglevel=3');
+  assert.ok(argv.includes('virtserialport,chardev=agent,name=strata.agent'));
+  assert.throws(
+    () => new QemuBackend({ arch: 'arm64', binary: '/nonexistent/qemu' }).argv({ stateDir: '/s' } as never),
+    /not installed: apt-get install qemu-system-arm/,
+  );
+  assert.is(guestArch({ STRATA_VM_ARCH: 'arm64' }), 'arm64');
+  assert.is(guestArch({}, 'arm64'), 'arm64');
+  assert.is(guestArch({}, 'x64'), 'amd64');
+  assert.throws(
+    () => guestArch({ STRATA_VM_ARCH: 'riscv64' }),
+    /STRATA_VM_ARCH=riscv64: the guest is amd64 or arm64/,
+  );
+});
+
 test('kvm only where it really works: PVM counts as none; $STRATA_VM_ACCEL overrides', () => {
   assert.is(detectAccel({ STRATA_VM_ACCEL: 'tcg' }), 'tcg');
   assert.is(detectAccel({ STRATA_VM_ACCEL: 'kvm' }), 'kvm');
@@ -52,7 +82,10 @@ test('the guest image is built once into its cache, complete, and reused', async
     const a = await ensureVmImage({ STRATA_VM_CACHE: cache });
     assert.ok(existsSync(a.kernel) && existsSync(a.initrd));
     const manifest = readFileSync(join(a.dir, 'manifest'), 'utf8');
-    assert.match(manifest, /^kernel .*cloud-amd64\nagent [0-9a-f]{64}\nmodules .*virtio_console.ko.*fuse.ko/);
+    assert.match(
+      manifest,
+      /^arch amd64\nkernel .*cloud-amd64\nagent [0-9a-f]{64}\nmodules .*virtio_console.ko.*fuse.ko/,
+    );
     const b = await ensureVmImage({ STRATA_VM_CACHE: cache });
     assert.is(b.dir, a.dir);
     assert.equal(

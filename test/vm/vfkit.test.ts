@@ -1,8 +1,13 @@
 // The vfkit backend without a Mac: its argv, its REST state calls and its socket handling, against
-// a stand-in vfkit that records its argv, answers the REST API on the --restful-uri socket, and
-// bridges each connection to the virtio-vsock socketURL to a guest agent run with --stdio (what
-// vfkit and the guest do together). The VM host then runs a process whose root is served from
-// the store, exactly as with qemu.
+// a stand-in vfkit that records its argv and does what vfkit does with it (crc-org/vfkit
+// pkg/vf/vsock.go, bootloader.go): it refuses an arm64 kernel that is not an uncompressed Image
+// (no "ARMd" at 0x38), answers the REST API on the --restful-uri socket, and for a virtio-vsock
+// device in `connect` mode listens on socketURL at once and bridges each connection to the
+// guest's port once the guest booted (closing earlier ones), here a guest agent run with --stdio
+// (in `listen` mode vfkit would dial socketURL when the guest connects out, which our agent never
+// does). The VM host then runs a process whose root is served from the store, exactly as with
+// qemu. A real Mac: docs/vm-mac-check.md.
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +16,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { agentExecutable } from '../../src/executables.js';
+import { macCheck } from '../../scripts/vm-mac-check.js';
 import { AgentSession } from '../../src/vm/agent-session.js';
-import { connectWhenReady, DEFAULT_CMDLINE } from '../../src/vm/backend.js';
+import { connectWhenReady, guestCmdline } from '../../src/vm/backend.js';
 import { VmHost, hostSocket } from '../../src/vm/host.js';
 import { VSOCK_PORT, VfkitBackend } from '../../src/vm/vfkit.js';
 import { isAlive, leaseIds, makeEnv, removeEnv, type Env } from '../integration/harness.js';
@@ -23,11 +29,23 @@ const argv = process.argv.slice(2);
 const dir = process.env.STANDIN_DIR;
 fs.writeFileSync(dir + '/argv.json', JSON.stringify(argv));
 const log = (l) => fs.appendFileSync(dir + '/rest.log', l + '\n');
+const fail = (m) => { process.stderr.write('vfkit: ' + m + '\n'); process.exit(1); };
+const boot = argv[argv.indexOf('--bootloader') + 1];
+const kernel = /(?:^|,)kernel=([^,]+)/.exec(boot)[1];
+const head = fs.readFileSync(kernel).subarray(0, 64);
+if (head.subarray(0x38, 0x3c).toString('latin1') !== 'ARMd')
+  fail('kernel must be uncompressed, ' + kernel + ' is a compressed file');
+if (!/(?:^|,)initrd=[^,]+/.test(boot) || !/,cmdline="[^"]*"$/.test(boot)) fail('bad --bootloader ' + boot);
 const dev = argv.filter((a, i) => argv[i - 1] === '--device').find((d) => d.startsWith('virtio-vsock,'));
 const sock = /socketURL=([^,]+)/.exec(dev)[1];
+const mode = /,connect(,|$)/.test(dev) ? 'connect' : 'listen'; // vfkit's default is listen
 const rest = argv[argv.indexOf('--restful-uri') + 1].replace('unix://', '');
 let state = 'VirtualMachineStateRunning';
-net.createServer((c) => {
+// Like vfkit: the unix socket listens at once, but until the guest's agent listens on its vsock
+// port (the "boot", 400 ms here) each connection is closed as the vsock dial fails.
+const booted = Date.now() + 400;
+if (mode === 'connect') net.createServer((c) => {
+  if (Date.now() < booted) return c.destroy();
   const agent = cp.spawn(process.env.STANDIN_AGENT, ['--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
   c.pipe(agent.stdin); agent.stdout.pipe(c);
   c.on('close', () => agent.stdin.end());
@@ -58,7 +76,12 @@ test.before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'strata-vfkit-'));
   writeFileSync(join(dir, 'vfkit'), `#!${process.execPath}\n${STANDIN}`);
   chmodSync(join(dir, 'vfkit'), 0o755);
-  for (const f of ['vmlinuz', 'initramfs.img']) writeFileSync(join(dir, f), 'x');
+  // An arm64 Image's header: "ARMd" at 0x38 (what vfkit checks on Apple silicon).
+  const image = Buffer.alloc(64);
+  image.write('ARMd', 0x38, 'latin1');
+  writeFileSync(join(dir, 'vmlinuz'), image);
+  writeFileSync(join(dir, 'vmlinuz.gz'), Buffer.from([0x1f, 0x8b, 8, 0, ...Buffer.alloc(60)]));
+  writeFileSync(join(dir, 'initramfs.img'), 'x');
 });
 
 test.after(() => {
@@ -70,12 +93,12 @@ const config = () => ({
   stateDir: join(dir, 'state'),
   kernel: join(dir, 'vmlinuz'),
   initrd: join(dir, 'initramfs.img'),
-  cmdline: DEFAULT_CMDLINE,
+  cmdline: guestCmdline(new VfkitBackend().console),
   memoryMiB: 512,
   cpus: 2,
 });
 
-test('argv: linux bootloader, console log, the vsock device listening on a unix socket, REST', () => {
+test('argv: linux bootloader (console hvc0), console log, the vsock device in connect mode, REST', () => {
   const b = new VfkitBackend({ binary: join(dir, 'vfkit') });
   const c = config();
   assert.equal(b.argv(c), [
@@ -85,11 +108,11 @@ test('argv: linux bootloader, console log, the vsock device listening on a unix 
     '--memory',
     '512',
     '--bootloader',
-    `linux,kernel=${c.kernel},initrd=${c.initrd},cmdline="${DEFAULT_CMDLINE}"`,
+    `linux,kernel=${c.kernel},initrd=${c.initrd},cmdline="console=hvc0 quiet panic=-1 loglevel=3"`,
     '--device',
     `virtio-serial,logFilePath=${c.stateDir}/console.log`,
     '--device',
-    `virtio-vsock,port=${VSOCK_PORT},socketURL=${c.stateDir}/agent.sock,listen`,
+    `virtio-vsock,port=${VSOCK_PORT},socketURL=${c.stateDir}/agent.sock,connect`,
     '--restful-uri',
     `unix://${c.stateDir}/rest.sock`,
   ]);
@@ -152,6 +175,49 @@ test('a VM without containers stops itself when idle', async () => {
   assert.ok(Date.now() - t0 < 5000, 'stopped soon after the idle time');
   assert.not.ok(isAlive(pid));
   assert.not.ok(existsSync(join(c.stateDir, 'host.sock')));
+});
+
+test('the manual Mac check (scripts/vm-mac-check.ts) passes against the stand-in', async () => {
+  process.env.STANDIN_DIR = dir;
+  process.env.STANDIN_AGENT = agentExecutable();
+  const lines: string[] = [];
+  const arch = spawnSync('uname', ['-m'], { encoding: 'utf8' }).stdout.trim();
+  const steps = await macCheck(dir, { binary: join(dir, 'vfkit'), arch, log: (l) => lines.push(l) });
+  assert.equal(
+    steps.map((s) => [s.name, s.ok]),
+    [
+      ['kernel', true],
+      ['REST GET /vm/state', true],
+      ['agent hello over the vsock bridge', true],
+      ['uname -m in the guest', true],
+      ['crun in the guest', true],
+      ['exit code from the guest', true],
+      ['REST POST /vm/state Stop', true],
+    ],
+    lines.join('\n'),
+  );
+});
+
+test('a compressed arm64 kernel: vfkit refuses it, the VM host says so and leaves nothing', async () => {
+  const c = { ...config(), stateDir: join(dir, 'gz'), kernel: join(dir, 'vmlinuz.gz') };
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(c.stateDir, { recursive: true });
+  const host = new VmHost({
+    config: c,
+    backend: new VfkitBackend({ binary: join(dir, 'vfkit') }),
+    storeRoot: env.storeRoot,
+    log: () => undefined,
+  });
+  try {
+    await host.start();
+    assert.unreachable('started with a compressed kernel');
+  } catch (err) {
+    assert.match((err as Error).message, /the VM exited before its agent socket .* was ready/);
+  }
+  await host.stopped;
+  assert.match(readFileSync(join(c.stateDir, 'hypervisor.log'), 'utf8'), /kernel must be uncompressed/);
+  for (const f of ['agent.sock', 'rest.sock', 'host.sock', 'state.json'])
+    assert.not.ok(existsSync(join(c.stateDir, f)), f);
 });
 
 test.run();
