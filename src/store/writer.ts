@@ -14,7 +14,7 @@
 // object on every import); `strata fsck --repair` re-hashes and deletes it, after which the next
 // import rewrites it.
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { linkSync, mkdirSync, promises as fs, renameSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createExclusive, fsyncDir, linkNoReplace, tempName } from './atomic.js';
@@ -27,8 +27,6 @@ export type SyncMode = 'fsync' | 'batch';
 
 /** Contents up to this size are hashed in memory first, so an existing object costs no write. */
 const BUFFER_MAX = 1 << 20;
-/** Link + unlink pairs in flight at commit (the thread pool has 4 threads by default). */
-const COMMIT_CONCURRENCY = 8;
 
 export interface WriterStats {
   written: number;
@@ -91,6 +89,24 @@ export class ObjectWriter implements Ingester {
     return { digest, size };
   }
 
+  /** Content already in memory: hashed in place, written with one writev (no copy). */
+  async writeChunks(chunks: Buffer[], size: number): Promise<{ digest: string; size: number }> {
+    const hash = createHash('sha256');
+    let seen = 0;
+    for (const c of chunks) {
+      hash.update(c);
+      seen += c.length;
+    }
+    checkSize(seen, size);
+    const digest = hash.digest('hex');
+    const state = await this.existing(digest, size);
+    if (state !== 'ok')
+      await this.place(digest, size, state === 'corrupt', async (fh) => {
+        await fh.writev(chunks);
+      });
+    return { digest, size };
+  }
+
   private nextTemp(): string {
     return join(this.tmpDir, `${this.tempPrefix}-${(this.tempCount++).toString(36)}`);
   }
@@ -98,17 +114,15 @@ export class ObjectWriter implements Ingester {
   /** 'ok' when present (or pending) with the right size, 'corrupt' when present with another. */
   private async existing(digest: string, size: number): Promise<'ok' | 'absent' | 'corrupt'> {
     if (this.pending.has(digest)) return 'ok';
-    try {
-      const st = await fs.stat(objectPath(this.root, digest));
-      if (st.size === size) {
-        this.stats.existing++;
-        return 'ok';
-      }
-      return 'corrupt';
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return 'absent';
-      throw err;
+    // Synchronous: a lookup in a cached directory costs less than a trip through the thread pool
+    // (and a missing object is the common case, which the promise API turns into an Error).
+    const st = statSync(objectPath(this.root, digest), { throwIfNoEntry: false });
+    if (st === undefined) return 'absent';
+    if (st.size === size) {
+      this.stats.existing++;
+      return 'ok';
     }
+    return 'corrupt';
   }
 
   private async place(
@@ -151,29 +165,12 @@ export class ObjectWriter implements Ingester {
   async commit(): Promise<void> {
     if (this.pending.size === 0) return;
     await syncFilesystem(this.root);
-    // Links are independent of each other; a few in flight keep the thread pool busy.
-    const moves = [...this.pending.values()];
-    let next = 0;
-    let failing = false;
-    const mover = async () => {
-      while (next < moves.length && !failing) {
-        const p = moves[next++];
-        try {
-          await moveIntoPlace(p.temp, p.dest, p.replace);
-        } catch (err) {
-          failing = true;
-          throw err;
-        }
-      }
-    };
-    // Settle every mover before returning, even on failure: abort() must not remove temp files
-    // that a mover is still linking.
-    const settled = await Promise.allSettled(
-      Array.from({ length: Math.min(COMMIT_CONCURRENCY, moves.length) }, mover),
-    );
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    this.pending.clear();
+    // Synchronous links: nothing else runs during a commit, and a link is a few microseconds in
+    // the kernel against a trip through the thread pool and the event loop for each call.
+    for (const [digest, p] of this.pending) {
+      moveIntoPlaceSync(p.temp, p.dest, p.replace);
+      this.pending.delete(digest);
+    }
     await syncFilesystem(this.root);
   }
 
@@ -190,6 +187,27 @@ async function moveIntoPlace(temp: string, dest: string, replace: boolean): Prom
   }
   await fs.mkdir(dirname(dest), { recursive: true });
   await fs.rename(temp, dest);
+}
+
+function moveIntoPlaceSync(temp: string, dest: string, replace: boolean): void {
+  if (replace) {
+    mkdirSync(dirname(dest), { recursive: true });
+    renameSync(temp, dest);
+    return;
+  }
+  try {
+    linkSync(temp, dest);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) {
+      mkdirSync(dirname(dest), { recursive: true });
+      try {
+        linkSync(temp, dest);
+      } catch (again) {
+        if (!isErrno(again, 'EEXIST')) throw again;
+      }
+    } else if (!isErrno(err, 'EEXIST')) throw err;
+  }
+  unlinkSync(temp);
 }
 
 function checkSize(seen: number, size: number): void {
