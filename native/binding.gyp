@@ -27,7 +27,8 @@
         "src/poll-reader.c",
         "src/fast-path.c",
         "src/daemon.c",
-        "src/seccomp.c"
+        "src/seccomp.c",
+        "src/objects.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],

@@ -9,7 +9,10 @@
 // Also the decompression throughput of each layer strata pulled (uncompressed bytes over the
 // time from its first byte to the end of its application). Medians of --runs N (default 3),
 // fresh destinations each run, `sync` between runs; the load average is printed with the
-// numbers (the machine is shared).
+// numbers (the machine is shared). Destinations are removed at the end, not between runs: on an
+// ext4 without a journal (this machine's /) every inode allocated soon after thousands were
+// freed in the same block group scans past them (ext4's recently_deleted(), ~15% of a pull's
+// CPU in perf), which charged each pull for the previous run's cleanup.
 //
 //   npm run bench:pull [-- --runs N]      (after npm run build)
 //
@@ -35,6 +38,7 @@ const OPTS = { conf: emptyRegistriesConf(), tlsVerify: false, minFree: 0 } as co
 async function main(): Promise<void> {
   const { dir, cleanup } = await benchDir('strata-bench-pull-');
   const reg = await startRegistry({ storage: join(dir, 'registry') });
+  const podmans: PrivatePodman[] = [];
   try {
     const [deb, app] = [await debianImage(), await debianAppImage()];
     await push(`oci:${deb.ociLayout}:latest`, `${reg.host}/bench/debian:latest`);
@@ -69,7 +73,6 @@ async function main(): Promise<void> {
       t.base.push(b.ms);
       baseDownloaded = downloaded;
       appTotal = b.value.record.layers.reduce((n, l) => n + l.size, 0);
-      await run('rm', ['-rf', join(dir, `strata-${i}`)]);
 
       // The same image imported from its OCI layout: what the pull costs over a local import.
       await run('sync', []);
@@ -81,7 +84,6 @@ async function main(): Promise<void> {
           )
         ).ms,
       );
-      await run('rm', ['-rf', join(dir, `import-${i}`)]);
 
       await run('sync', []);
       const oci = join(dir, `skopeo-${i}`);
@@ -98,16 +100,12 @@ async function main(): Promise<void> {
           )
         ).ms,
       );
-      await run('rm', ['-rf', oci]);
 
       const podman = new PrivatePodman(join(dir, `pm${i}`));
+      podmans.push(podman);
       await podman.init();
-      try {
-        await run('sync', []);
-        t.podman.push((await timed(() => podman.podman('pull', '--quiet', '--tls-verify=false', debRef))).ms);
-      } finally {
-        await podman.destroy();
-      }
+      await run('sync', []);
+      t.podman.push((await timed(() => podman.podman('pull', '--quiet', '--tls-verify=false', debRef))).ms);
     }
     const loadAfter = await loadAverage();
     const m = {
@@ -121,6 +119,11 @@ async function main(): Promise<void> {
       console.log(`  ${label.padEnd(44)} ${secs(ms).padStart(9)}  ${note}`);
     console.log(`load average (1/5/15 min): ${loadBefore} before, ${loadAfter} after; ${RUNS} runs, medians`);
     console.log(`pull of the Debian test image from ${reg.host} (loopback docker-registry 2.8)`);
+    const each = (xs: number[]) => xs.map((x) => (x / 1000).toFixed(2)).join(' ');
+    console.log(
+      `  each run (s): strata ${each(t.empty)} | import ${each(t.imp)} | skopeo ${each(t.skopeo)} | ` +
+        `podman ${each(t.podman)} | base ${each(t.base)}`,
+    );
     line(
       'strata image pull (empty store)',
       m.empty,
@@ -146,6 +149,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
+    for (const p of podmans) await p.destroy();
     await reg.stop();
     await cleanup();
   }

@@ -60,6 +60,9 @@ export interface NativeConstants {
   readonly CLD_DUMPED: number;
 }
 
+/** A SHA-256 context of the addon (native/src/objects.c), opaque to TypeScript. */
+export type Sha256Handle = { readonly __brand: 'strata.Sha256' } & object;
+
 /** A native fast path (native/src/fast-path.c) over one mapped tree index: fastPathCreate's
  * result, opaque to TypeScript. */
 export type FastPathHandle = { readonly __brand: 'strata.FastPath' } & object;
@@ -147,6 +150,23 @@ export interface NativeAddon {
   /** flock(2); with LOCK_NB a held lock throws code 'EWOULDBLOCK'. */
   flock(fd: number, operation: number): void;
   syncfs(fd: number): void;
+  /**
+   * On libuv's pool: SHA-256 of `buffers`, then stat `<objectsDir>/<hex[0:2]>/<hex[2:]>`; when it
+   * is missing (state 1) or has another size (state 2), the content is written to a new file at
+   * `tempPath` (O_EXCL|O_NOFOLLOW, `mode`); state 0: present with this size, nothing written.
+   * The buffers must not change until the promise settles. On failure no temp file is left.
+   */
+  objectWrite(
+    buffers: Buffer[],
+    objectsDir: string,
+    tempPath: string,
+    mode: number,
+  ): Promise<[string, 0 | 1 | 2]>;
+  /** A SHA-256 context for sha256Update (on libuv's pool; one at a time per handle) and
+   * sha256Digest (hex; the handle is spent). */
+  sha256Create(): Sha256Handle;
+  sha256Update(handle: Sha256Handle, buffers: Buffer[]): Promise<void>;
+  sha256Digest(handle: Sha256Handle): string;
   /** The file mapped read-only (MAP_PRIVATE) as a Buffer, unmapped when the Buffer is collected.
    * Never write to it: a write is SIGSEGV, not an exception. The file must not be truncated while
    * mapped (SIGBUS); store files are immutable. Errors are errno errors naming the path. */

@@ -5,6 +5,7 @@
 void init_daemon(napi_env env, napi_value exports, napi_value constants); // daemon.c
 void init_seccomp(napi_env env, napi_value exports, napi_value constants); // seccomp.c
 void init_fast_path(napi_env env, napi_value exports);                      // fast-path.c
+void init_objects(napi_env env, napi_value exports);                        // objects.c
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value constants;
@@ -16,6 +17,7 @@ static napi_value init(napi_env env, napi_value exports) {
   init_process(env, exports, constants);
   init_reader(env, exports, constants);
   init_fast_path(env, exports);
+  init_objects(env, exports);
   init_daemon(env, exports, constants);
   init_seccomp(env, exports, constants);
   napi_object_freeze(env, constants);

@@ -9,13 +9,13 @@ import { createReadStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { DataLossError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
 import type { OciImageIndex } from '../schema/generated/oci-image-index.js';
 import type { OciImageManifest } from '../schema/generated/oci-image-manifest.js';
 import { parseAndValidate } from '../schema/validate.js';
 import { MAX_JSON_BLOB, parseManifestConfig } from '../store/source/blobs.js';
-import { checkDigest } from '../store/source/digest.js';
+import { checkDigest, streamHashFor } from '../store/source/digest.js';
 import { layerStream } from '../store/source/layer-stream.js';
 import { isConfigType, isIndexType, isManifestType, layerCompression } from '../store/source/media-types.js';
 import type { ImageSource, LayerRef, Platform } from '../store/source/types.js';
@@ -381,11 +381,11 @@ export async function openRegistrySource(text: string, opts: RegistrySourceOptio
       const done = await keep.complete(d.digest);
       if (done) return done;
       const part = await keep.partial(d.digest);
-      const algo = d.digest.slice(0, d.digest.indexOf(':'));
-      const hash = createHash(algo);
+      // Hashed on the thread pool when the addon is built (digest.ts), beside the download.
+      const hash = streamHashFor(d.digest);
       let n = 0;
       if (part.size > 0 && part.size <= d.size) {
-        for await (const c of createReadStream(part.path)) hash.update(c as Buffer);
+        for await (const c of createReadStream(part.path)) await hash.update(c as Buffer);
         n = part.size;
         opts.onEvent?.({ type: 'resume', index: i, offset: n, size: d.size });
       }
@@ -399,19 +399,22 @@ export async function openRegistrySource(text: string, opts: RegistrySourceOptio
                 { op: 'pull', digest: d.digest },
               ),
             );
-          hash.update(chunk);
-          cb(null, chunk);
+          const wait = hash.update(chunk);
+          if (!wait) return cb(null, chunk);
+          verify.push(chunk);
+          wait.then(() => cb(), cb);
         },
         flush(cb) {
-          const got = `${algo}:${hash.digest('hex')}`;
-          if (n !== d.size || got !== d.digest)
-            return cb(
-              new DataLossError(
-                `layer ${d.digest} from ${where}: ${n} bytes with digest ${got}, expected ${d.size} bytes`,
-                { op: 'pull', digest: d.digest },
-              ),
-            );
-          cb();
+          hash.digest().then((got) => {
+            if (n !== d.size || got !== d.digest)
+              return cb(
+                new DataLossError(
+                  `layer ${d.digest} from ${where}: ${n} bytes with digest ${got}, expected ${d.size} bytes`,
+                  { op: 'pull', digest: d.digest },
+                ),
+              );
+            cb();
+          }, cb);
         },
       });
       const start = n;

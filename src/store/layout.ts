@@ -24,9 +24,15 @@ export function sha256Hex(digest: string): string {
   return hex;
 }
 
+/** objects/<hex[0:2]>/<hex[2:]>; the addon's objectWrite (native/src/objects.c) builds the same
+ * name from objectsDir(root). */
 export function objectPath(root: string, digest: string): string {
   const hex = sha256Hex(digest);
-  return join(root, 'objects', hex.slice(0, 2), hex.slice(2));
+  return join(objectsDir(root), hex.slice(0, 2), hex.slice(2));
+}
+
+export function objectsDir(root: string): string {
+  return join(root, 'objects');
 }
 
 /** A manifest or config kept in the store (not a path inside an OCI layout: that is layoutBlobPath). */

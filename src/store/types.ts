@@ -14,6 +14,8 @@ export interface Provider {
 /** Where the layer applier puts file contents; answers the content's sha256 hex. */
 export interface ObjectSink {
   write(content: Readable, size: number): Promise<{ digest: string; size: number }>;
+  /** The same for content already in memory, in pieces (optional: a faster path). */
+  writeChunks?(chunks: Buffer[], size: number): Promise<{ digest: string; size: number }>;
 }
 
 /** Writes content objects: a sink plus the step that makes everything written durable. */

@@ -14,21 +14,20 @@
 // object on every import); `strata fsck --repair` re-hashes and deletes it, after which the next
 // import rewrites it.
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { linkSync, mkdirSync, promises as fs, renameSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createExclusive, fsyncDir, linkNoReplace, tempName } from './atomic.js';
 import { DataLossError, isErrno } from '../errors.js';
-import { objectPath } from './layout.js';
+import { objectPath, objectsDir } from './layout.js';
 import { syncFilesystem } from './native.js';
+import { native, nativeBuilt } from '../native-addon.js';
 import type { Ingester } from './types.js';
 
 export type SyncMode = 'fsync' | 'batch';
 
 /** Contents up to this size are hashed in memory first, so an existing object costs no write. */
 const BUFFER_MAX = 1 << 20;
-/** Link + unlink pairs in flight at commit (the thread pool has 4 threads by default). */
-const COMMIT_CONCURRENCY = 8;
 
 export interface WriterStats {
   written: number;
@@ -48,12 +47,15 @@ export class ObjectWriter implements Ingester {
   /** Temp names are this writer's random prefix plus a counter: no random bytes per object. */
   private readonly tempPrefix = tempName('', 'obj');
   private tempCount = 0;
+  private readonly objectsDir: string;
 
   constructor(
     private readonly root: string,
     private readonly tmpDir: string,
     private readonly mode: SyncMode = 'batch',
-  ) {}
+  ) {
+    this.objectsDir = objectsDir(root);
+  }
 
   async write(content: Readable, size: number): Promise<{ digest: string; size: number }> {
     if (size <= BUFFER_MAX) {
@@ -91,6 +93,46 @@ export class ObjectWriter implements Ingester {
     return { digest, size };
   }
 
+  /**
+   * Content already in memory, in pieces (views into the layer's decompressed chunks: no copy).
+   * With the addon, one trip through the thread pool hashes it, looks for the object and writes
+   * the temp file (native/src/objects.c); the JS thread only parses the tar.
+   */
+  async writeChunks(chunks: Buffer[], size: number): Promise<{ digest: string; size: number }> {
+    let seen = 0;
+    for (const c of chunks) seen += c.length;
+    checkSize(seen, size);
+    if (nativeBuilt) return this.writeNative(chunks, size);
+    const hash = createHash('sha256');
+    for (const c of chunks) hash.update(c);
+    const digest = hash.digest('hex');
+    const state = await this.existing(digest, size);
+    if (state !== 'ok')
+      await this.place(digest, size, state === 'corrupt', async (fh) => {
+        await fh.writev(chunks);
+      });
+    return { digest, size };
+  }
+
+  private async writeNative(chunks: Buffer[], size: number): Promise<{ digest: string; size: number }> {
+    const temp = this.nextTemp();
+    const [digest, state] = await native.objectWrite(chunks, this.objectsDir, temp, 0o444);
+    if (state === 0) {
+      this.stats.existing++;
+      return { digest, size };
+    }
+    if (this.mode === 'fsync') {
+      const fh = await fs.open(temp, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    await this.move(digest, temp, size, state === 2);
+    return { digest, size };
+  }
+
   private nextTemp(): string {
     return join(this.tmpDir, `${this.tempPrefix}-${(this.tempCount++).toString(36)}`);
   }
@@ -98,17 +140,15 @@ export class ObjectWriter implements Ingester {
   /** 'ok' when present (or pending) with the right size, 'corrupt' when present with another. */
   private async existing(digest: string, size: number): Promise<'ok' | 'absent' | 'corrupt'> {
     if (this.pending.has(digest)) return 'ok';
-    try {
-      const st = await fs.stat(objectPath(this.root, digest));
-      if (st.size === size) {
-        this.stats.existing++;
-        return 'ok';
-      }
-      return 'corrupt';
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return 'absent';
-      throw err;
+    // Synchronous: a lookup in a cached directory costs less than a trip through the thread pool
+    // (and a missing object is the common case, which the promise API turns into an Error).
+    const st = statSync(objectPath(this.root, digest), { throwIfNoEntry: false });
+    if (st === undefined) return 'absent';
+    if (st.size === size) {
+      this.stats.existing++;
+      return 'ok';
     }
+    return 'corrupt';
   }
 
   private async place(
@@ -151,29 +191,12 @@ export class ObjectWriter implements Ingester {
   async commit(): Promise<void> {
     if (this.pending.size === 0) return;
     await syncFilesystem(this.root);
-    // Links are independent of each other; a few in flight keep the thread pool busy.
-    const moves = [...this.pending.values()];
-    let next = 0;
-    let failing = false;
-    const mover = async () => {
-      while (next < moves.length && !failing) {
-        const p = moves[next++];
-        try {
-          await moveIntoPlace(p.temp, p.dest, p.replace);
-        } catch (err) {
-          failing = true;
-          throw err;
-        }
-      }
-    };
-    // Settle every mover before returning, even on failure: abort() must not remove temp files
-    // that a mover is still linking.
-    const settled = await Promise.allSettled(
-      Array.from({ length: Math.min(COMMIT_CONCURRENCY, moves.length) }, mover),
-    );
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    this.pending.clear();
+    // Synchronous links: nothing else runs during a commit, and a link is a few microseconds in
+    // the kernel against a trip through the thread pool and the event loop for each call.
+    for (const [digest, p] of this.pending) {
+      moveIntoPlaceSync(p.temp, p.dest, p.replace);
+      this.pending.delete(digest);
+    }
     await syncFilesystem(this.root);
   }
 
@@ -190,6 +213,27 @@ async function moveIntoPlace(temp: string, dest: string, replace: boolean): Prom
   }
   await fs.mkdir(dirname(dest), { recursive: true });
   await fs.rename(temp, dest);
+}
+
+function moveIntoPlaceSync(temp: string, dest: string, replace: boolean): void {
+  if (replace) {
+    mkdirSync(dirname(dest), { recursive: true });
+    renameSync(temp, dest);
+    return;
+  }
+  try {
+    linkSync(temp, dest);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) {
+      mkdirSync(dirname(dest), { recursive: true });
+      try {
+        linkSync(temp, dest);
+      } catch (again) {
+        if (!isErrno(again, 'EEXIST')) throw again;
+      }
+    } else if (!isErrno(err, 'EEXIST')) throw err;
+  }
+  unlinkSync(temp);
 }
 
 function checkSize(seen: number, size: number): void {

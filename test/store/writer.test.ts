@@ -38,6 +38,33 @@ for (const mode of ['fsync', 'batch'] as SyncMode[]) {
     }
   });
 
+  test(`${mode}: writeChunks (pieces in memory) stores what write() stores, once`, async () => {
+    const { store, cleanup } = await tempStore();
+    try {
+      const w = new ObjectWriter(store.root, store.ingestRoot, mode);
+      const data = Buffer.alloc(200_000, 3);
+      data.write('distinct', 0);
+      const pieces = [data.subarray(0, 5), data.subarray(5, 70_000), data.subarray(70_000)];
+      const a = await w.writeChunks(pieces, data.length);
+      const b = await w.writeChunks([data], data.length);
+      const err = await w.writeChunks(pieces, data.length + 1).catch((e: unknown) => e);
+      assert.instance(err, DataLossError);
+      await w.commit();
+      assert.is(a.digest, sha(data));
+      assert.is(b.digest, a.digest);
+      assert.is(w.stats.written, 1);
+      assert.equal(await readFile(store.objectPath(a.digest)), data);
+      assert.is((await stat(store.objectPath(a.digest))).mode & 0o777, 0o444);
+      assert.equal(await readdir(store.ingestRoot), [], 'no temp files left');
+      const w2 = new ObjectWriter(store.root, store.ingestRoot, mode);
+      await w2.writeChunks(pieces, data.length);
+      await w2.commit();
+      assert.is(w2.stats.existing, 1);
+    } finally {
+      await cleanup();
+    }
+  });
+
   test(`${mode}: content shorter than its header size is refused and leaves nothing`, async () => {
     const { store, cleanup } = await tempStore();
     try {

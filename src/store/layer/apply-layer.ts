@@ -4,13 +4,12 @@
 // inline into the tree when small). On any error this throws; the tree is then half-applied and
 // must be dropped by the caller.
 import { Readable } from 'node:stream';
-import * as tar from 'tar-stream';
 import { InvalidArgumentError } from '../../errors.js';
 import { newDir, type TreeNode } from '../tree-index-encode.js';
-import type { RawHeader } from '../source/tar-index.js';
 import { checkSymlinkTarget, entryComponents, shorten } from './entry-path.js';
 import { inLayer, type EntryContext } from './layer-error.js';
-import { RawTap, lastPaxRecords, parsePaxTime } from './raw-pax.js';
+import { parsePaxTime } from './raw-pax.js';
+import { TarReader, type TarHeader, type TarVisitor } from './tar-reader.js';
 import type { ObjectSink } from '../types.js';
 import type { ApplyLayerOptions, LayerStats } from './types.js';
 
@@ -32,12 +31,32 @@ import type { ApplyLayerOptions, LayerStats } from './types.js';
 export const DEFAULT_INLINE_MAX = 4096;
 /** Larger entries are refused as absurd: no image file is this big. */
 export const MAX_ENTRY_SIZE = 64 * 2 ** 30;
+/**
+ * Contents up to this size are gathered (as views into the decompressed chunks they arrived in)
+ * and handed to the sink whole; larger ones stream to it. Debian's largest file is ~8 MiB.
+ */
+export const GATHER_MAX = 16 * 2 ** 20;
+/** Bytes of gathered contents the sink may still be writing before the tar is read on. */
+const PENDING_BYTES = 64 * 2 ** 20;
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 
-type Entry = tar.Extract extends AsyncIterable<infer S> ? S : never;
+/** The regular file whose data is being read. */
+interface OpenFile {
+  node: TreeNode;
+  name: string;
+  size: number;
+  chunks: Buffer[];
+  got: number;
+  inline: boolean;
+  /** For a file over GATHER_MAX: the stream the sink reads it from. */
+  stream?: Readable;
+  /** Resolves when the sink wants more of `stream`. */
+  wanted?: () => void;
+  written?: Promise<void>;
+}
 
-class LayerApplier {
+class LayerApplier implements TarVisitor {
   readonly stats: LayerStats = {
     entries: 0,
     files: 0,
@@ -57,9 +76,13 @@ class LayerApplier {
    */
   private readonly touched = new Map<TreeNode, Set<string>>();
   private readonly opaque = new Set<TreeNode>();
-  private readonly pending: Promise<void>[] = [];
+  private readonly pending: { done: Promise<void>; bytes: number }[] = [];
+  private pendingBytes = 0;
   /** The entry being read, for errors that the tar stream or the sink raise mid-entry. */
   current: EntryContext | undefined;
+  private file: OpenFile | undefined;
+  /** Set while a streamed file waits for its sink to read on. */
+  private streamWait: Promise<void> | undefined;
 
   constructor(
     private readonly root: TreeNode,
@@ -109,7 +132,31 @@ class LayerApplier {
     return dir;
   }
 
-  async entry(entry: Entry, header: RawHeader, raw: Map<string, Buffer> | undefined): Promise<void> {
+  header(header: TarHeader, raw: Map<string, Buffer> | undefined): void {
+    this.current = { name: header.name, size: header.type === 'directory' ? 0 : (header.size ?? 0), read: 0 };
+    this.entry(header, raw);
+  }
+
+  data(chunk: Buffer): void {
+    this.current!.read! += chunk.length;
+    const f = this.file;
+    if (!f) return; // the data of a link or device entry: read past, as tar does
+    f.got += chunk.length;
+    if (f.stream) {
+      if (!f.stream.push(chunk)) this.streamWait = this.waitForSink(f);
+      return;
+    }
+    f.chunks.push(chunk);
+  }
+
+  end(): void {
+    const f = this.file;
+    this.file = undefined;
+    if (f) this.close(f);
+    this.current = undefined;
+  }
+
+  private entry(header: TarHeader, raw: Map<string, Buffer> | undefined): void {
     this.stats.entries++;
     const name = header.name;
     const parts = entryComponents(name, this.layer);
@@ -128,10 +175,10 @@ class LayerApplier {
     if (header.type === 'link') return this.hardlink(dir, base, header, name);
     if (node.type === 'dir' && existing?.type === 'dir') return replaceMetadata(existing, node);
     dir.children!.set(base, node);
-    if (node.type === 'file') await this.content(entry, node, name);
+    if (node.type === 'file') this.open(node, name);
   }
 
-  private nodeFor(header: RawHeader, raw: Map<string, Buffer> | undefined, name: string): TreeNode {
+  private nodeFor(header: TarHeader, raw: Map<string, Buffer> | undefined, name: string): TreeNode {
     const pax = header.pax ?? {};
     const mtime = (pax.mtime !== undefined ? parsePaxTime(pax.mtime) : undefined) ?? {
       sec: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
@@ -205,7 +252,7 @@ class LayerApplier {
     return out;
   }
 
-  private hardlink(dir: TreeNode, base: string, header: RawHeader, name: string): void {
+  private hardlink(dir: TreeNode, base: string, header: TarHeader, name: string): void {
     const linkname = header.linkname ?? '';
     const tparts = entryComponents(linkname, this.layer, `hard link ${JSON.stringify(name)} to`);
     if (tparts.length === 0) this.fail(name, 'hard link to the root directory');
@@ -239,50 +286,90 @@ class LayerApplier {
     if (dir && !this.isTouched(dir, victim)) dir.children!.delete(victim);
   }
 
-  private async content(entry: Entry, node: TreeNode, name: string): Promise<void> {
+  private open(node: TreeNode, name: string): void {
     const size = node.size!;
     this.stats.files++;
     this.stats.fileBytes += size;
-    const current = this.current;
-    if (size <= this.inlineMax) {
-      const chunks: Buffer[] = [];
-      for await (const c of entry) {
-        chunks.push(c as Buffer);
-        if (current) current.read! += (c as Buffer).length;
-      }
-      node.inline = Buffer.concat(chunks);
-      delete node.size;
-      if (node.inline.length !== size) this.fail(name, 'ends before its size');
+    const f: OpenFile = { node, name, size, chunks: [], got: 0, inline: size <= this.inlineMax };
+    this.file = f;
+    if (!f.inline && size > GATHER_MAX) {
+      f.stream = new Readable({ highWaterMark: 4 * 2 ** 20, read: () => f.wanted?.() });
+      f.written = this.store(f, this.sink.write(f.stream, size));
+    }
+  }
+
+  private close(f: OpenFile): void {
+    if (f.got !== f.size) this.fail(f.name, 'ends before its size');
+    if (f.inline) {
+      f.node.inline = f.chunks.length === 1 ? Buffer.from(f.chunks[0]) : Buffer.concat(f.chunks, f.got);
+      delete f.node.size;
       this.stats.inlineFiles++;
       return;
     }
-    let ended!: () => void;
-    const consumed = new Promise<void>((r) => (ended = r));
-    async function* body() {
-      for await (const c of entry) {
-        if (current) current.read! += (c as Buffer).length;
-        yield c as Buffer;
-      }
-      ended();
+    let written: Promise<void>;
+    if (f.stream) {
+      f.stream.push(null);
+      written = f.written!;
+    } else {
+      const sink = this.sink;
+      written = this.store(
+        f,
+        sink.writeChunks ? sink.writeChunks(f.chunks, f.size) : sink.write(Readable.from(f.chunks), f.size),
+      );
     }
-    const written = this.sink.write(Readable.from(body(), { objectMode: false }), size).then(
+    const bytes = f.stream ? 0 : f.size;
+    this.pending.push({ done: written, bytes });
+    this.pendingBytes += bytes;
+  }
+
+  /** The sink's answer recorded in the file's node; errors name the layer and the entry. */
+  private store(f: OpenFile, result: Promise<{ digest: string; size: number }>): Promise<void> {
+    const current = this.current;
+    const written = result.then(
       (r) => {
-        if (r.size !== size) this.fail(name, `sink stored ${r.size} bytes of ${size}`);
-        node.digest = r.digest;
+        if (r.size !== f.size) this.fail(f.name, `sink stored ${r.size} bytes of ${f.size}`);
+        f.node.digest = r.digest;
       },
       (err: unknown) => {
         throw inLayer(err, `layer ${this.layer}`, this.digest, current);
       },
     );
-    written.catch(() => {}); // observed below or in finish(); never unhandled
-    // Move on once the bytes are read; the sink may still be fsyncing.
-    await Promise.race([consumed, written]);
-    this.pending.push(written);
-    if (this.pending.length >= this.concurrency) await this.pending.shift();
+    written.catch(() => {}); // observed in settle() or finish(); never unhandled
+    return written;
+  }
+
+  private waitForSink(f: OpenFile): Promise<void> {
+    return Promise.race([new Promise<void>((r) => (f.wanted = r)), f.written!]).finally(() => {
+      f.wanted = undefined;
+    });
+  }
+
+  /** Between two chunks of the tar: hold on while the sink is behind (a bound on memory). */
+  async settle(): Promise<void> {
+    if (this.streamWait) {
+      const wait = this.streamWait;
+      this.streamWait = undefined;
+      await wait;
+    }
+    while (
+      this.pending.length > 0 &&
+      (this.pending.length > this.concurrency || this.pendingBytes > PENDING_BYTES)
+    ) {
+      const p = this.pending.shift()!;
+      this.pendingBytes -= p.bytes;
+      await p.done;
+    }
+  }
+
+  /** After a failure: stop a streamed file's sink, and wait until no sink write is running. */
+  async abandon(err: Error): Promise<void> {
+    const f = this.file;
+    f?.stream?.destroy(err);
+    await Promise.allSettled([...this.pending.map((p) => p.done), f?.written]);
   }
 
   async finish(): Promise<void> {
-    await Promise.all(this.pending);
+    await Promise.all(this.pending.map((p) => p.done));
     for (const dir of this.opaque) if (dir.type === 'dir') this.prune(dir);
   }
 
@@ -295,35 +382,6 @@ class LayerApplier {
         else if (kid.type === 'dir') stack.push(kid);
       }
     }
-  }
-}
-
-/**
- * Feed `tarStream` into `extract`, teeing every chunk to `tap` first, and honour backpressure.
- * One 'drain' and one 'close' listener serve the whole layer: waiting per write with fresh
- * listeners is what grew MaxListenersExceededWarning on Extract for big layers.
- */
-async function feedExtract(tarStream: Readable, extract: tar.Extract, tap: RawTap): Promise<void> {
-  let wake: (() => void) | undefined;
-  const resume = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  extract.on('drain', resume);
-  extract.on('close', resume);
-  try {
-    for await (const chunk of tarStream) {
-      tap.push(chunk as Buffer);
-      if (!extract.write(chunk as Buffer) && !extract.destroyed) {
-        await new Promise<void>((r) => (wake = r));
-      }
-      if (extract.destroyed) return;
-    }
-    extract.end(null); // streamx: end() with no final chunk
-  } finally {
-    extract.off('drain', resume);
-    extract.off('close', resume);
   }
 }
 
@@ -350,27 +408,17 @@ export async function applyLayer(
     opts.inlineMax ?? DEFAULT_INLINE_MAX,
     opts.concurrency ?? 16,
   );
-  const extract = tar.extract();
-  const tap = new RawTap();
-  const feed = feedExtract(tarStream, extract, tap);
-  feed.catch((err: unknown) => extract.destroy(err as Error));
+  const reader = new TarReader();
   try {
-    for await (const entry of extract) {
-      const header = entry.header as RawHeader;
-      const pax = header.pax;
-      const wantRaw = pax != null && Object.keys(pax).some((k) => k.startsWith('SCHILY.xattr.'));
-      const dataSize = header.type === 'directory' ? 0 : (header.size ?? 0);
-      const region = tap.take(entry.offset, dataSize, wantRaw);
-      applier.current = { name: header.name, size: dataSize, read: 0 };
-      await applier.entry(entry, header, region ? lastPaxRecords(region) : undefined);
-      entry.resume();
-      applier.current = undefined;
+    for await (const chunk of tarStream) {
+      reader.push(chunk as Buffer, applier);
+      await applier.settle();
     }
-    await feed;
+    reader.end();
     await applier.finish();
   } catch (err) {
     tarStream.destroy();
-    extract.destroy(new Error('layer application stopped'));
+    await applier.abandon(new Error('layer application stopped'));
     throw inLayer(err, `layer ${layer}`, digest, applier.current);
   }
   return applier.stats;

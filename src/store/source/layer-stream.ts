@@ -2,11 +2,10 @@
 //   raw bytes -> [count + hash: digest, size] -> gunzip / zstd / nothing -> [hash: diff_id] -> out
 // A mismatch is DataLossError naming the blob; corrupt or truncated compressed data is
 // InvalidArgumentError. The checks fire at end of stream, so a consumer must read to the end.
-import type { Hash } from 'node:crypto';
 import { PassThrough, Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { DataLossError, InvalidArgumentError, StrataError } from '../../errors.js';
-import { digestOf, hasherFor } from './digest.js';
+import { streamHashFor, type StreamHash } from './digest.js';
 import type { Compression } from './media-types.js';
 import { ZstdDecoder } from './zstd-decoder.js';
 
@@ -35,7 +34,7 @@ export function maxUncompressed(size: number, compression: Compression): number 
 }
 
 class Verify extends Transform {
-  private readonly hash: Hash;
+  private readonly hash: StreamHash;
   private count = 0;
   constructor(
     private readonly digest: string,
@@ -45,7 +44,7 @@ class Verify extends Transform {
     private readonly max?: { bytes: number; compressed: number },
   ) {
     super();
-    this.hash = hasherFor(digest);
+    this.hash = streamHashFor(digest);
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.count += chunk.length;
@@ -68,8 +67,13 @@ class Verify extends Transform {
       );
       return;
     }
-    this.hash.update(chunk);
-    cb(null, chunk);
+    const wait = this.hash.update(chunk);
+    if (!wait) {
+      cb(null, chunk);
+      return;
+    }
+    this.push(chunk);
+    wait.then(() => cb(), cb);
   }
   override _flush(cb: TransformCallback): void {
     if (this.size !== undefined && this.count !== this.size) {
@@ -78,14 +82,18 @@ class Verify extends Transform {
       );
       return;
     }
-    const got = digestOf(this.hash, this.digest);
-    if (got !== this.digest) {
-      cb(
-        new DataLossError(`${this.what}: content has digest ${got}, expected ${this.digest}`, this.details()),
-      );
-      return;
-    }
-    cb();
+    this.hash.digest().then((got) => {
+      if (got !== this.digest) {
+        cb(
+          new DataLossError(
+            `${this.what}: content has digest ${got}, expected ${this.digest}`,
+            this.details(),
+          ),
+        );
+        return;
+      }
+      cb();
+    }, cb);
   }
   private details() {
     return { op: 'import', digest: this.digest };
