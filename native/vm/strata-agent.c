@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "strata-contract.h"
+#include "agent-fast-path.h"
 
 #define HDR STRATA_VM_HEADER_SIZE
 #define MAXP STRATA_VM_MAX_PAYLOAD
@@ -95,7 +96,20 @@ struct proc {
   char cid[64];
   int mfd;
   int writable;
+  /* Its root's metadata answered here from the image's tree (agent-fast-path.h), or NULL. */
+  struct fast_path *fp;
 };
+
+/* Tree indexes the host sent this session (TREE frames), by the host's id; kept until the next
+ * session: processes' fast paths point into them. */
+#define MAX_TREES 64
+static struct tree {
+  uint32_t id, len, got;
+  uint8_t *buf;
+} trees[MAX_TREES];
+static size_t tree_bytes;
+static unsigned char *obuf; /* a locally answered FUSE reply */
+#define OBUF_CAP (16 + 1024 * 1024 + 4096)
 
 static int sfd = -1, wfd = -1;       /* the stream */
 static uint32_t session;             /* 0: no session yet */
@@ -196,6 +210,22 @@ static void closefd(int *fd) {
   *fd = -1;
 }
 
+/* The process's /dev/fuse (closing it aborts the connection: the mount, if still referenced, says
+ * ENOTCONN) and its fast path. */
+static void drop_fuse(struct proc *p) {
+  closefd(&p->fuse);
+  agent_fp_free(p->fp);
+  p->fp = NULL;
+}
+
+static void free_trees(void) {
+  for (int i = 0; i < MAX_TREES; i++) {
+    free(trees[i].buf);
+    memset(&trees[i], 0, sizeof trees[i]);
+  }
+  tree_bytes = 0;
+}
+
 static void forget_container(struct proc *p, int kill_it);
 static void crun_delete(const char *cid);
 
@@ -216,7 +246,7 @@ static void maybe_finish(struct proc *p) {
     send_frame(STRATA_VM_FRAME_EXIT, chan(p->id, 0), b, 8);
   }
   closefd(&p->in);
-  closefd(&p->fuse); /* aborts the FUSE connection: the mount, if still referenced, says ENOTCONN */
+  drop_fuse(p);
   forget_container(p, p->failed || WIFSIGNALED(p->status));
   free(p->inbuf);
   p->used = 0;
@@ -231,7 +261,7 @@ static void kill_all(void) {
     closefd(&p->out[1]);
     closefd(&p->in);
     closefd(&p->errp);
-    closefd(&p->fuse);
+    drop_fuse(p);
     forget_container(p, 1);
     free(p->inbuf);
     p->inbuf = NULL;
@@ -255,6 +285,8 @@ struct spec {
   uint32_t uid, gid;
   int fuse_root, tty, writable;
   uint16_t rows, cols;
+  const unsigned char *tree; /* the tree record (in the frame), or NULL */
+  uint32_t tree_len;
   char *mem; /* the strings, NUL-terminated copies */
 };
 
@@ -295,6 +327,11 @@ static int parse_exec(const unsigned char *p, size_t len, struct spec *s, char *
       case STRATA_VM_KEY_UID: if (n != 4) return snprintf(err, errlen, "bad uid"), -1; s->uid = get32(v); break;
       case STRATA_VM_KEY_GID: if (n != 4) return snprintf(err, errlen, "bad gid"), -1; s->gid = get32(v); break;
       case STRATA_VM_KEY_FUSE_ROOT: s->fuse_root = 1; break;
+      case STRATA_VM_KEY_TREE:
+        if (n < 56 || (n - 56) % 4) return snprintf(err, errlen, "bad tree record"), -1;
+        s->tree = v;
+        s->tree_len = n;
+        break;
       case STRATA_VM_KEY_WRITABLE: s->writable = 1; break;
       case STRATA_VM_KEY_TTY:
         if (n != 4) return snprintf(err, errlen, "bad tty size"), -1;
@@ -708,6 +745,88 @@ static int hook_main(const char *sock) {
   return 0;
 }
 
+/* ---- the guest-side tree cache ---- */
+
+static struct tree *find_tree(uint32_t id) {
+  for (int i = 0; i < MAX_TREES; i++)
+    if (trees[i].buf && trees[i].id == id) return &trees[i];
+  return NULL;
+}
+
+/* A TREE frame: {u32 id, u32 total, u32 offset, u32 0} + the next bytes of that tree index. A
+ * tree that breaks the rules is dropped: the processes that name it are relayed to the host. */
+static void on_tree(const unsigned char *p, size_t len) {
+  if (len < 16) return;
+  uint32_t id = get32(p), total = get32(p + 4), off = get32(p + 8);
+  size_t n = len - 16;
+  struct tree *t = find_tree(id);
+  if (off == 0 && !t) {
+    if (id == 0 || total == 0 || total > STRATA_VM_TREE_MAX_BYTES || tree_bytes + total > STRATA_VM_TREE_BUDGET_BYTES) {
+      logf_("tree %u of %u bytes refused (%zu bytes held)", id, total, tree_bytes);
+      return;
+    }
+    for (int i = 0; i < MAX_TREES && !t; i++)
+      if (!trees[i].buf) t = &trees[i];
+    if (!t || !(t->buf = malloc(total))) {
+      logf_("no room for tree %u", id);
+      t = NULL;
+      return;
+    }
+    t->id = id;
+    t->len = total;
+    t->got = 0;
+    tree_bytes += total;
+  }
+  if (!t || t->got == t->len) return; /* unknown, refused, or already whole */
+  if (off != t->got || total != t->len || n > t->len - t->got) {
+    logf_("tree %u: a chunk out of order: dropped", id);
+    tree_bytes -= t->len;
+    free(t->buf);
+    memset(t, 0, sizeof *t);
+    return;
+  }
+  memcpy(t->buf + t->got, p + 16, n);
+  t->got += n;
+}
+
+/* The fast path an EXEC's tree record names; NULL (every request relayed) when the tree is not
+ * here whole or the record does not fit it. */
+static struct fast_path *exec_fast_path(const struct spec *s) {
+  if (!s->tree) return NULL;
+  const unsigned char *r = s->tree;
+  struct tree *t = find_tree(get32(r));
+  if (!t || t->got != t->len) {
+    logf_("tree %u is not here: relaying every request", get32(r));
+    return NULL;
+  }
+  uint32_t g[FPG_COUNT];
+  for (int i = 0; i < FPG_COUNT; i++) g[i] = get32(r + 16 + 4 * i);
+  size_t ndefer = (s->tree_len - 56) / 4;
+  uint32_t *defer = calloc(ndefer + 1, sizeof *defer);
+  if (!defer) return NULL;
+  for (size_t i = 0; i < ndefer; i++) defer[i] = get32(r + 56 + 4 * i);
+  struct fast_path *fp = agent_fp_create(t->buf, t->len, g, defer, ndefer, get32(r + 4), get32(r + 8), get32(r + 12) & 1);
+  free(defer);
+  if (!fp) logf_("tree %u: its geometry lies outside it: relaying every request", t->id);
+  return fp;
+}
+
+/* A request read from a process's /dev/fuse: answered here when its fast path can (FORGETs need
+ * no answer: tree nodes are never freed), else relayed to the host. */
+static void on_fuse_request(struct proc *p, const unsigned char *req, size_t n) {
+  if (p->fp && n >= 40) {
+    uint32_t op = get32(req + 4);
+    if (op == 2 /* FORGET */ || op == 42 /* BATCH_FORGET */) return;
+    size_t r = agent_fp_answer(p->fp, req, n, obuf, OBUF_CAP);
+    if (r > 0) {
+      ssize_t w = write(p->fuse, obuf, r);
+      (void)w; /* ENOENT: interrupted meanwhile */
+      return;
+    }
+  }
+  send_frame(STRATA_VM_FRAME_DATA, chan(p->id, STRATA_VM_KIND_FUSE), req, n);
+}
+
 static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   uint32_t ch = chan(id, 0);
   char err[512];
@@ -814,6 +933,7 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   pr->pid = pid;
   pr->credit[0] = pr->credit[1] = STRATA_VM_INITIAL_CREDIT;
   pr->fuse = devfd;
+  if (devfd >= 0) pr->fp = exec_fast_path(&s);
   close(ep[1]);
   pr->errp = ep[0];
   if (s.tty) {
@@ -862,6 +982,7 @@ static void on_frame(int type, uint32_t channel, const unsigned char *p, size_t 
     return;
   }
   if (id == 0) {
+    if (type == STRATA_VM_FRAME_TREE) on_tree(p, len);
     if (type == STRATA_VM_FRAME_SIGNAL && init_mode) {
       /* SIGNAL on the control channel: power the guest off (strata vm stop). */
       kill_all();
@@ -922,9 +1043,12 @@ static void on_hello(const unsigned char *p, size_t len) {
   if (len < 16) return;
   uint64_t nonce = get64(p + 8);
   uint32_t next = (uint32_t)nonce ? (uint32_t)nonce : 1;
-  if (have_session && next != session) {
-    logf_("a new session: ending the processes of the last one");
-    kill_all();
+  if (!have_session || next != session) {
+    if (have_session) {
+      logf_("a new session: ending the processes of the last one");
+      kill_all();
+    }
+    free_trees(); /* tree ids are the host's, per session */
   }
   session = next; /* the same nonce again: the host repeated HELLO, only answer it */
   have_session = 1;
@@ -1092,7 +1216,7 @@ static void on_child(void) {
       if (p->cid[0] && WIFSIGNALED(st)) crun_delete(p->cid);
       if (p->failed && p->out[0] < 0 && p->out[1] < 0 && p->errp < 0) {
         closefd(&p->in);
-        closefd(&p->fuse);
+        drop_fuse(p);
         forget_container(p, 1);
         free(p->inbuf);
         p->inbuf = NULL;
@@ -1161,7 +1285,8 @@ int main(int argc, char **argv) {
   }
   rbuf = malloc(HDR + MAXP + IO_CHUNK);
   fbuf = malloc(FUSE_BUF);
-  if (!rbuf || !fbuf) return 1;
+  obuf = malloc(OBUF_CAP);
+  if (!rbuf || !fbuf || !obuf) return 1;
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
@@ -1272,9 +1397,16 @@ int main(int argc, char **argv) {
         maybe_finish(p);
         if (p->used && p->failed && p->exited) p->used = 0;
       } else if (w == 4 && p->fuse == pf[i].fd) {
-        ssize_t r = read(p->fuse, fbuf, FUSE_BUF);
-        if (r > 0) send_frame(STRATA_VM_FRAME_DATA, chan(p->id, STRATA_VM_KIND_FUSE), fbuf, r);
-        else if (r < 0 && errno != EAGAIN && errno != EINTR && errno != ENOENT) closefd(&p->fuse);
+        /* Several at a time: most are answered here without waiting for anything. */
+        for (int k = 0; k < 64 && p->fuse >= 0; k++) {
+          ssize_t r = read(p->fuse, fbuf, FUSE_BUF);
+          if (r > 0) {
+            on_fuse_request(p, fbuf, (size_t)r);
+            continue;
+          }
+          if (r < 0 && errno != EAGAIN && errno != EINTR && errno != ENOENT) drop_fuse(p);
+          break;
+        }
       }
     }
     /* stdin that arrived this turn */

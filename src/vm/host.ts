@@ -10,11 +10,12 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeF
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 
+import { FilesystemBridge } from '../mount/fs/bridge.js';
 import { placeholdersFor } from '../mount/mount-points.js';
-import { prepareImage } from '../mount/serve.js';
+import { prepareImage, type PreparedImage } from '../mount/serve.js';
 import type { Mount } from '../schema/generated/runtime-config.js';
 import { releaseStaleLeases } from '../store/leases.js';
-import { AgentSession, FuseRelayStats } from './agent-session.js';
+import { AgentSession, FuseRelayStats, type TreeSource } from './agent-session.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
 import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
 import {
@@ -96,6 +97,32 @@ function isDirectory(path: string): boolean | undefined {
   } catch {
     return undefined;
   }
+}
+
+const U32 = 0x100000000;
+
+/** The image's tree for the agent to answer the root's metadata itself (the guest-side cache):
+ * what the host's native fast path answers from. Undefined (every request relayed) without an
+ * index, with timeouts the C side cannot carry, or with $STRATA_VM_TREE=0. */
+export function treeSource(prepared: PreparedImage): TreeSource | undefined {
+  if (process.env.STRATA_VM_TREE === '0') return undefined;
+  const fs = prepared.handler.fs;
+  const src = fs instanceof FilesystemBridge ? fs.fastPathSource() : undefined;
+  if (!src) return undefined;
+  const whole = (v: number) => Number.isInteger(v) && v >= 0 && v < U32;
+  if (!whole(src.entryTimeout) || !whole(src.attrTimeout)) return undefined;
+  const { buffer, ...geometry } = src.nodes.index.encoded;
+  return {
+    key: prepared.image.indexDigest,
+    index: buffer,
+    answers: {
+      entryTimeout: src.entryTimeout,
+      attrTimeout: src.attrTimeout,
+      xattrEnosys: geometry.xattrCount === 0,
+      geometry,
+      deferred: [...src.nodes.deferred],
+    },
+  };
 }
 
 /** A hypervisor left by a host that was killed: ours if its command line names our state dir. */
@@ -299,7 +326,14 @@ export class VmHost {
       const fuseStats = process.env.STRATA_VM_FUSE_STATS ? new FuseRelayStats() : undefined;
       const p = agent.exec(
         { ...spec, fuseRoot: true },
-        { stdin: proc.stdin, stdout: proc.stdout, stderr: proc.stderr, fuse: prepared.handler, fuseStats },
+        {
+          stdin: proc.stdin,
+          stdout: proc.stdout,
+          stderr: proc.stderr,
+          fuse: prepared.handler,
+          fuseStats,
+          tree: treeSource(prepared),
+        },
       );
       proc.onSignal = (signo) => p.signal(signo);
       proc.onResize = (size) => p.resize(size);
