@@ -51,6 +51,37 @@ void agent_fp_free(struct fast_path *fp) {
   free(fp);
 }
 
+// What bridge.ts answers, without passthrough, for an object file: OPEN gets the node id as its
+// handle (FOPEN_KEEP_CACHE | FOPEN_NOFLUSH) and the host's READs of a handle it never opened open
+// the node for that read (bridge.ts readUnopened); RELEASE of such a handle frees nothing there.
+// So neither needs the host. fp_answer has already answered the cases it knows (EROFS, inline).
+static size_t object_open_release(struct fast_path *fp, const uint8_t *req, size_t n, uint8_t *out) {
+  if (n < sizeof(struct fuse_in_header)) return 0;
+  uint32_t len = u32(req), opcode = u32(req + 4);
+  uint64_t unique = u64(req + 8), nodeid = u64(req + 16);
+  if (len < sizeof(struct fuse_in_header) || len > n) return 0;
+  const uint8_t *body = req + sizeof(struct fuse_in_header);
+  size_t blen = len - sizeof(struct fuse_in_header);
+  const uint8_t *in = inode(fp, nodeid);
+  if (in == NULL || (u32(in) & S_IFMT_) != S_IFREG_ || u32(in + 40) == INLINE) return 0;
+  if (opcode == FUSE_OPEN) {
+    if (blen < sizeof(struct fuse_open_in)) return 0;
+    uint32_t flags = u32(body);
+    if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) return 0;
+    uint8_t *o = out + sizeof(struct fuse_out_header);
+    memset(o, 0, sizeof(struct fuse_open_out));
+    put64(o, nodeid);
+    put32(o + 8, FOPEN_KEEP_CACHE | FOPEN_NOFLUSH);
+    return ok_reply(out, unique, sizeof(struct fuse_open_out));
+  }
+  if (opcode == FUSE_RELEASE) {
+    if (blen < sizeof(struct fuse_release_in) || u64(body) != nodeid) return 0;
+    return ok_reply(out, unique, 0);
+  }
+  return 0;
+}
+
 size_t agent_fp_answer(struct fast_path *fp, const uint8_t *req, size_t n, uint8_t *out, size_t cap) {
-  return fp_answer(fp, -1, req, n, out, cap);
+  size_t r = fp_answer(fp, -1, req, n, out, cap);
+  return r ? r : object_open_release(fp, req, n, out);
 }

@@ -98,6 +98,10 @@ struct proc {
   int writable;
   /* Its root's metadata answered here from the image's tree (agent-fast-path.h), or NULL. */
   struct fast_path *fp;
+  /* The FUSE mount's bdi ("major:minor"), whose readahead window is raised once INIT's reply
+   * (unique init_unique) went in; empty after. */
+  char bdi[32];
+  uint64_t init_unique;
 };
 
 /* Tree indexes the host sent this session (TREE frames), by the host's id; kept until the next
@@ -745,6 +749,20 @@ static int hook_main(const char *sock) {
   return 0;
 }
 
+/* The kernel caps a FUSE mount's readahead at 128 KiB whatever INIT said (src/mount/fuse/
+ * readahead.ts): raised once INIT's reply went in (which lowers it to max_readahead), so that a
+ * binary's pages come in READs of up to max_pages, not 128 KiB round trips to the host. */
+static void raise_readahead(struct proc *p) {
+  char path[80];
+  snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", p->bdi);
+  p->bdi[0] = 0;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t w = write(fd, "2048\n", 5); /* the host's window (READAHEAD_KIB, src/mount/serve.ts) */
+  (void)w;
+  close(fd);
+}
+
 /* ---- the guest-side tree cache ---- */
 
 static struct tree *find_tree(uint32_t id) {
@@ -814,6 +832,7 @@ static struct fast_path *exec_fast_path(const struct spec *s) {
 /* A request read from a process's /dev/fuse: answered here when its fast path can (FORGETs need
  * no answer: tree nodes are never freed), else relayed to the host. */
 static void on_fuse_request(struct proc *p, const unsigned char *req, size_t n) {
+  if (n >= 40 && get32(req + 4) == 26 /* INIT */) p->init_unique = get64(req + 8);
   if (p->fp && n >= 40) {
     uint32_t op = get32(req + 4);
     if (op == 2 /* FORGET */ || op == 42 /* BATCH_FORGET */) return;
@@ -853,6 +872,7 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   }
   int devfd = -1, mfd = -1, ep[2] = {-1, -1}, po[2] = {-1, -1}, pe[2] = {-1, -1}, pi[2] = {-1, -1};
   int master = -1, slave = -1;
+  char bdi[32] = "";
   if (s.fuse_root) {
     devfd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
     if (devfd < 0) {
@@ -865,6 +885,10 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
       goto fail;
     }
     fcntl(devfd, F_SETFL, O_NONBLOCK);
+    /* Without a request: DONT_SYNC takes the root's attributes as they are. */
+    struct statx stx;
+    if (statx(mfd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) == 0)
+      snprintf(bdi, sizeof bdi, "%u:%u", stx.stx_dev_major, stx.stx_dev_minor);
   }
   char cid[64] = "";
   if (s.config) {
@@ -934,6 +958,7 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   pr->credit[0] = pr->credit[1] = STRATA_VM_INITIAL_CREDIT;
   pr->fuse = devfd;
   if (devfd >= 0) pr->fp = exec_fast_path(&s);
+  memcpy(pr->bdi, bdi, sizeof bdi);
   close(ep[1]);
   pr->errp = ep[0];
   if (s.tty) {
@@ -999,6 +1024,7 @@ static void on_frame(int type, uint32_t channel, const unsigned char *p, size_t 
         /* One reply, one write; ENOENT: the request was interrupted meanwhile. */
         ssize_t w = write(pr->fuse, p, len);
         (void)w;
+        if (pr->bdi[0] && len >= 16 && get64(p + 8) == pr->init_unique) raise_readahead(pr);
       } else if (kind == STRATA_VM_KIND_STDIN && pr->in >= 0) {
         if (pr->inlen + len > STRATA_VM_INITIAL_CREDIT * 2) {
           send_error(channel, "stdin beyond its credit");

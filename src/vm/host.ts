@@ -8,12 +8,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { machine } from 'node:os';
 import { join } from 'node:path';
 
 import { FilesystemBridge } from '../mount/fs/bridge.js';
 import { placeholdersFor } from '../mount/mount-points.js';
 import { prepareImage, type PreparedImage } from '../mount/serve.js';
 import type { Mount } from '../schema/generated/runtime-config.js';
+import { SECCOMP_BPF_ANNOTATION, SECCOMP_FAIL_UNKNOWN_ANNOTATION } from '../spec/annotations.js';
+import { precompileSeccomp } from '../spec/seccomp-bpf.js';
+import type { LinuxSeccomp } from '../spec/seccomp.js';
 import { releaseStaleLeases } from '../store/leases.js';
 import { AgentSession, FuseRelayStats, type TreeSource } from './agent-session.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
@@ -97,6 +101,13 @@ function isDirectory(path: string): boolean | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** What the VM host reads and changes of a client's config.json. */
+interface VmRuntimeConfig {
+  mounts?: Mount[];
+  annotations?: Record<string, string>;
+  linux?: { seccomp?: LinuxSeccomp };
 }
 
 const U32 = 0x100000000;
@@ -319,9 +330,11 @@ export class VmHost {
       release = prepared.release;
       const { image: _image, ...spec } = proc.spec;
       if (spec.config !== undefined) {
-        const config = JSON.parse(spec.config) as { mounts?: Mount[] };
+        const config = JSON.parse(spec.config) as VmRuntimeConfig;
         shared = shareMounts(this.config.stateDir, config.mounts ?? [], this.config.shares !== undefined);
-        if (shared.count > 0) spec.config = JSON.stringify({ ...config, mounts: shared.mounts });
+        if (shared.count > 0) config.mounts = shared.mounts;
+        this.precompileSeccomp(config);
+        spec.config = JSON.stringify(config);
       }
       const fuseStats = process.env.STRATA_VM_FUSE_STATS ? new FuseRelayStats() : undefined;
       const p = agent.exec(
@@ -351,6 +364,24 @@ export class VmHost {
       await release?.().catch(() => undefined);
       this.running -= 1;
       this.armIdle();
+    }
+  }
+
+  /** crun in the guest takes the filter compiled here, as a host bundle does (src/spec/bundle.ts):
+   * under TCG libseccomp's compile of podman's profile is a large part of a start. Only when the
+   * guest's architecture is ours (its crun links the same libseccomp: the image script copies
+   * this machine's), so the bytes are those crun would build there. */
+  private precompileSeccomp(config: VmRuntimeConfig): void {
+    const seccomp = config.linux?.seccomp;
+    const annotations = config.annotations ?? {};
+    const guestArch = /\barch=(\S+)/.exec(this.agent?.hello?.info ?? '')?.[1];
+    if (!seccomp || guestArch !== machine() || process.env.STRATA_VM_SECCOMP_PRECOMPILE === '0') return;
+    if (annotations[SECCOMP_FAIL_UNKNOWN_ANNOTATION] !== undefined || annotations[SECCOMP_BPF_ANNOTATION]) return;
+    try {
+      const bpf = precompileSeccomp(seccomp, this.opts.storeRoot);
+      if (bpf !== undefined) config.annotations = { ...annotations, [SECCOMP_BPF_ANNOTATION]: bpf };
+    } catch (err) {
+      this.log(`seccomp filter not precompiled: ${(err as Error).message}`);
     }
   }
 

@@ -226,7 +226,8 @@ test("the guest-side tree cache: the same answers as relaying, a fraction of the
     await s.start();
     const walk =
       'find / -xdev | sort; ls -lnR /bin /etc /home /usr /var; cat /etc/motd /home/app/notes.txt; ' +
-      'readlink /bin/sh; ls -d /etc/extra; stat -c "%n %s %a %u %g %h" /bin/busybox /etc /usr/share/strata/*';
+      'readlink /bin/sh; ls -d /etc/extra; stat -c "%n %s %a %u %g %h" /bin/busybox /etc /usr/share/strata/*; ' +
+      'md5sum /bin/busybox /usr/share/strata/*.bin /usr/share/strata/*.txt';
     const run = async (tree: boolean) => {
       const c = collect();
       const fuseStats = new FuseRelayStats();
