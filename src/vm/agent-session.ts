@@ -174,6 +174,11 @@ export class AgentSession {
     return this.procs.size;
   }
 
+  /** The id the next exec() gets (the guest names its container after it). */
+  get nextProcessId(): number {
+    return this.nextId;
+  }
+
   /** Called once when the connection ends, with why. */
   onClose(fn: (err: Error) => void): void {
     if (this.closedWith) fn(this.closedWith);

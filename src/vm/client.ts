@@ -174,9 +174,14 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2
 
 export async function runInVm(opts: VmRunOptions): Promise<number> {
   const { args } = opts;
-  if (args.detach) throw new InvalidArgumentError('--vm does not support -d yet', { op: 'vm-run' });
+  if (args.detach && args.interactive)
+    throw new InvalidArgumentError("--vm -d takes no -i: nothing reads a detached container's stdin", {
+      op: 'vm-run',
+    });
   const { commandProblem: problem, ...spec } = await buildVmExec(opts.storeRoot, args);
-  const tty = args.tty && process.stdout.isTTY === true;
+  // -d: the VM host keeps the container and its log; it answers with the container's id.
+  if (args.detach) spec.detach = true;
+  const tty = !args.detach && args.tty && process.stdout.isTTY === true;
   if (tty) spec.tty = { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 };
   const sock = await ensureHost({ stateDir: vmStateDir(opts.runDir), storeRoot: opts.storeRoot });
   const session = new AgentSession(sock, { helloTimeoutMs: 10_000 });

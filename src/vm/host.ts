@@ -6,10 +6,20 @@
 // when no process ran for idleMs, when asked (SIGTERM), or when the agent goes away (the next
 // `strata run --vm` starts a fresh one). docs/architecture.md#vm-guests.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { machine } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import type { Writable } from 'node:stream';
 
 import { FilesystemBridge } from '../mount/fs/bridge.js';
 import { placeholdersFor } from '../mount/mount-points.js';
@@ -21,6 +31,7 @@ import type { LinuxSeccomp } from '../spec/seccomp.js';
 import { releaseStaleLeases } from '../store/leases.js';
 import { AgentSession, FuseRelayStats, type TreeSource } from './agent-session.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
+import { guestContainerId } from './protocol.js';
 import { checkGuestFiles, connectWhenReady, type VmBackend, type VmConfig } from './backend.js';
 import {
   clearShares,
@@ -53,6 +64,11 @@ export interface VmState {
 
 export function hostSocket(stateDir: string): string {
   return join(stateDir, 'host.sock');
+}
+
+/** Where a detached container's output goes (`strata vm logs ID`). */
+export function containerLog(stateDir: string, id: string): string {
+  return join(stateDir, 'logs', `${id}.log`);
 }
 
 export function stateFile(stateDir: string): string {
@@ -337,17 +353,29 @@ export class VmHost {
         spec.config = JSON.stringify(config);
       }
       const fuseStats = process.env.STRATA_VM_FUSE_STATS ? new FuseRelayStats() : undefined;
+      const { detach, ...guestSpec } = spec;
+      // -d: the output goes to the container's log, and the client only hears its id.
+      const detached = detach ? this.detachedOutput(agent.session, agent.nextProcessId) : undefined;
       const p = agent.exec(
-        { ...spec, fuseRoot: true },
+        { ...guestSpec, fuseRoot: true },
         {
-          stdin: proc.stdin,
-          stdout: proc.stdout,
-          stderr: proc.stderr,
+          stdin: detached ? null : proc.stdin,
+          stdout: detached?.log ?? proc.stdout,
+          stderr: detached?.log ?? proc.stderr,
           fuse: prepared.handler,
           fuseStats,
           tree: treeSource(prepared),
         },
       );
+      if (detached) {
+        const pid = await p.pid;
+        proc.stdout.write(`${detached.id}\n`);
+        proc.started(pid);
+        proc.exit({ code: 0 });
+        const status = await p.exited.finally(() => detached.log.end());
+        this.log(`detached container ${detached.id} exited ${status.code}`);
+        return;
+      }
       proc.onSignal = (signo) => p.signal(signo);
       proc.onResize = (size) => p.resize(size);
       p.pid.then(
@@ -376,13 +404,22 @@ export class VmHost {
     const annotations = config.annotations ?? {};
     const guestArch = /\barch=(\S+)/.exec(this.agent?.hello?.info ?? '')?.[1];
     if (!seccomp || guestArch !== machine() || process.env.STRATA_VM_SECCOMP_PRECOMPILE === '0') return;
-    if (annotations[SECCOMP_FAIL_UNKNOWN_ANNOTATION] !== undefined || annotations[SECCOMP_BPF_ANNOTATION]) return;
+    if (annotations[SECCOMP_FAIL_UNKNOWN_ANNOTATION] !== undefined || annotations[SECCOMP_BPF_ANNOTATION])
+      return;
     try {
       const bpf = precompileSeccomp(seccomp, this.opts.storeRoot);
       if (bpf !== undefined) config.annotations = { ...annotations, [SECCOMP_BPF_ANNOTATION]: bpf };
     } catch (err) {
       this.log(`seccomp filter not precompiled: ${(err as Error).message}`);
     }
+  }
+
+  /** A detached container's id (the guest's crun id) and its log, opened for appending. */
+  private detachedOutput(session: number, procId: number): { id: string; log: Writable } {
+    const id = guestContainerId(session, procId);
+    const path = containerLog(this.opts.config.stateDir, id);
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    return { id, log: createWriteStream(path, { flags: 'a', mode: 0o600 }) };
   }
 
   private armIdle(): void {

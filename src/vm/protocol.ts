@@ -182,6 +182,14 @@ export interface ExecSpec {
   /** The process's root's metadata is answered in the guest from a tree the agent holds
    * (TREE frames sent before this EXEC; agent to host: never). */
   tree?: ExecTree;
+  /** Client to VM host only: the process outlives the client (`run -d`); its output goes to a log
+   * in the VM's state dir, and the client gets the container's id on stdout. */
+  detach?: boolean;
+}
+
+/** The crun container id the agent gives a process's container (strata-agent.c do_exec). */
+export function guestContainerId(session: number, proc: number): string {
+  return `strata-${(session >>> 0).toString(16).padStart(8, '0')}-${proc}`;
 }
 
 /** An EXEC's tree record: which tree (TREE frames) and how the fast path answers from it. */
@@ -299,6 +307,7 @@ export function encodeExec(spec: ExecSpec): Buffer {
   if (spec.image !== undefined) parts.push(record(K.image, cstr('the image', spec.image)));
   if (spec.config !== undefined) parts.push(record(K.config, cstr('the config', spec.config)));
   if (spec.tree !== undefined) parts.push(record(K.tree, encodeTreeRecord(spec.tree)));
+  if (spec.detach) parts.push(record(K.detach, EMPTY));
   const out = Buffer.concat(parts);
   if (out.length > MAX_EXEC)
     throw new InvalidArgumentError(`the command and its environment exceed ${MAX_EXEC} bytes`);
@@ -330,6 +339,7 @@ export function decodeExec(p: Buffer): ExecSpec {
     else if (key === K.image) spec.image = v.toString('utf8');
     else if (key === K.config) spec.config = v.toString('utf8');
     else if (key === K.tree) spec.tree = decodeTreeRecord(v);
+    else if (key === K.detach) spec.detach = true;
   }
   return spec;
 }

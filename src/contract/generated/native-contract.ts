@@ -88,6 +88,7 @@ export const NATIVE_CONTRACT = {
       writable: 11,
       config: 12,
       tree: 13,
+      detach: 14,
     },
     kind: { fuse: 0, stdin: 1, stdout: 2, stderr: 3 },
   },
