@@ -102,6 +102,11 @@ struct proc {
    * (unique init_unique) went in; empty after. */
   char bdi[32];
   uint64_t init_unique;
+  /* A terminal: its size (kept for a pty that arrives later), and under crun the console socket
+   * crun hands the container's pty master to (-1 once it did, or without one). */
+  int tty;
+  uint16_t rows, cols;
+  int console_l, console_conn; /* the listener, then (console_conn) crun's connection */
 };
 
 /* Tree indexes the host sent this session (TREE frames), by the host's id; kept until the next
@@ -539,13 +544,14 @@ static void crun_delete(const char *cid) {
 /* A finished (or abandoned) process's container: its state, its bundle, its unclaimed root. */
 static void forget_container(struct proc *p, int kill_it) {
   closefd(&p->mfd);
+  closefd(&p->console_l);
   if (!p->cid[0]) return;
   if (kill_it) crun_delete(p->cid);
   remove_bundle(p->cid);
   p->cid[0] = 0;
 }
 
-static void child_crun(const char *cid, int errfd, int stdio[3], int ptyslave) {
+static void child_crun(const char *cid, int errfd, int stdio[3], int ptyslave, const char *console) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
@@ -561,9 +567,71 @@ static void child_crun(const char *cid, int errfd, int stdio[3], int ptyslave) {
   snprintf(root, sizeof root, "%s/crun", run_dir);
   /* --no-pivot: the guest's root is the initramfs, which pivot_root cannot move (crun moves the
    * root over / and chroots instead, inside the container's own mount namespace). */
-  char *argv[] = {"crun", "--root", root, "run", "--no-pivot", "--bundle", bundle, "--no-new-keyring", (char *)cid, NULL};
+  char *argv[] = {"crun", "--root", root, "run", "--no-pivot", "--bundle", bundle, "--no-new-keyring",
+                  (char *)cid, NULL, NULL, NULL};
+  if (console) {
+    /* process.terminal: crun makes the pty in the container's own devpts and sends its master */
+    argv[8] = "--console-socket";
+    argv[9] = (char *)console;
+    argv[10] = (char *)cid;
+  }
   execv(crun_path, argv);
   child_fail(errfd, "exec", crun_path);
+}
+
+/* The console socket crun sends a terminal container's pty master to (--console-socket). */
+static int console_listen(const char *cid, char *path, size_t n) {
+  bundle_path(path, n, cid, "console.sock");
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) return errno = ENAMETOOLONG, -1;
+  strcpy(a.sun_path, path);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (s < 0) return -1;
+  if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 1) < 0) {
+    int e = errno;
+    close(s);
+    return errno = e, -1;
+  }
+  return s;
+}
+
+/* The console socket: crun connects early and sends the pty master later (after the hooks, which
+ * need this loop), so the connection is kept in console_l and read when it is readable. The
+ * master becomes the process's stdin and stdout. */
+static void on_console(struct proc *p) {
+  if (!p->console_conn) {
+    int c = accept4(p->console_l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c < 0) return;
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != 0) {
+      close(c);
+      return;
+    }
+    close(p->console_l);
+    p->console_l = c;
+    p->console_conn = 1;
+    return;
+  }
+  int fd = -1;
+  char b[256], cbuf[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {b, sizeof b};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+  ssize_t r = recvmsg(p->console_l, &msg, MSG_CMSG_CLOEXEC);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  struct cmsghdr *cm = r >= 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+  closefd(&p->console_l);
+  if (fd < 0) {
+    logf_("%s: no pty from crun's console socket", p->cid);
+    if (!p->failed) send_frame(STRATA_VM_FRAME_EOF, chan(p->id, STRATA_VM_KIND_STDOUT), NULL, 0);
+    return;
+  }
+  struct winsize ws = {p->rows, p->cols, 0, 0};
+  ioctl(fd, TIOCSWINSZ, &ws);
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  p->out[0] = fd;
+  p->in = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
 /* A connection on the hook socket: "<container id>\n" from `strata-agent --hook`; the answer is
@@ -871,8 +939,8 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
     return;
   }
   int devfd = -1, mfd = -1, ep[2] = {-1, -1}, po[2] = {-1, -1}, pe[2] = {-1, -1}, pi[2] = {-1, -1};
-  int master = -1, slave = -1;
-  char bdi[32] = "";
+  int master = -1, slave = -1, console_l = -1;
+  char bdi[32] = "", console[512] = "";
   if (s.fuse_root) {
     devfd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
     if (devfd < 0) {
@@ -921,7 +989,11 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
     }
   }
   if (pipe2(ep, O_CLOEXEC) < 0) goto syserr;
-  if (s.tty) {
+  if (s.tty && cid[0]) {
+    /* crun's own output (its errors, the hook's) on stderr; the container's on the pty. */
+    if (pipe2(pe, O_CLOEXEC) < 0 || (pi[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) goto syserr;
+    if ((console_l = console_listen(cid, console, sizeof console)) < 0) goto syserr;
+  } else if (s.tty) {
     master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) goto syserr;
     slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -940,8 +1012,8 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
     if (devfd >= 0) close(devfd);
     for (int i = 0; i < MAX_PROCS; i++)
       if (procs[i].used && procs[i].fuse >= 0) close(procs[i].fuse);
-    int stdio[3] = {pi[0], po[1], pe[1]};
-    if (cid[0]) child_crun(cid, ep[1], stdio, slave);
+    int stdio[3] = {pi[0], console[0] ? pe[1] : po[1], pe[1]};
+    if (cid[0]) child_crun(cid, ep[1], stdio, slave, console[0] ? console : NULL);
     child_exec(&s, mfd, ep[1], stdio, slave);
   }
   memset(pr, 0, sizeof *pr);
@@ -961,7 +1033,19 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   memcpy(pr->bdi, bdi, sizeof bdi);
   close(ep[1]);
   pr->errp = ep[0];
-  if (s.tty) {
+  pr->tty = s.tty;
+  pr->rows = s.rows;
+  pr->cols = s.cols;
+  pr->console_l = -1;
+  if (console[0]) {
+    close(pe[1]);
+    close(pi[0]);
+    pr->out[0] = -1; /* until crun sends the pty */
+    pr->out[1] = pe[0];
+    pr->in = -1;
+    pr->console_l = console_l;
+    console_l = -1;
+  } else if (s.tty) {
     close(slave);
     fcntl(master, F_SETFL, O_NONBLOCK);
     pr->out[0] = master;
@@ -987,7 +1071,7 @@ fail:
   if (cid[0]) remove_bundle(cid);
   if (devfd >= 0) close(devfd);
   if (mfd >= 0) close(mfd);
-  int all[] = {ep[0], ep[1], po[0], po[1], pe[0], pe[1], pi[0], pi[1], master, slave};
+  int all[] = {ep[0], ep[1], po[0], po[1], pe[0], pe[1], pi[0], pi[1], master, slave, console_l};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++)
     if (all[i] >= 0) close(all[i]);
   free(s.mem);
@@ -1056,9 +1140,11 @@ static void on_frame(int type, uint32_t channel, const unsigned char *p, size_t 
       }
       break;
     case STRATA_VM_FRAME_RESIZE:
-      if (len == 4 && pr->out[0] >= 0 && pr->out[1] < 0) {
-        struct winsize ws = {get16(p), get16(p + 2), 0, 0};
-        ioctl(pr->out[0], TIOCSWINSZ, &ws);
+      if (len == 4 && pr->tty) {
+        pr->rows = get16(p);
+        pr->cols = get16(p + 2);
+        struct winsize ws = {pr->rows, pr->cols, 0, 0};
+        if (pr->out[0] >= 0) ioctl(pr->out[0], TIOCSWINSZ, &ws);
       }
       break;
     default: break;
@@ -1238,6 +1324,11 @@ static void on_child(void) {
       if (!p->used || p->pid != pid) continue;
       p->exited = 1;
       p->status = st;
+      if (p->console_l >= 0) {
+        /* crun ended before it sent the pty: no output will come on stdout */
+        closefd(&p->console_l);
+        if (!p->failed) send_frame(STRATA_VM_FRAME_EOF, chan(p->id, STRATA_VM_KIND_STDOUT), NULL, 0);
+      }
       /* crun killed: its container would run on (and hold the stdio pipes open) */
       if (p->cid[0] && WIFSIGNALED(st)) crun_delete(p->cid);
       if (p->failed && p->out[0] < 0 && p->out[1] < 0 && p->errp < 0) {
@@ -1270,7 +1361,7 @@ static void flush_stdin(struct proc *p) {
   }
   /* With a pty, stdin shares the master: only end it when stdout is at EOF too. */
   if (p->in_eof && p->inlen == 0 && p->in >= 0) {
-    if (p->out[1] >= 0 || p->out[0] < 0) closefd(&p->in);
+    if (!p->tty || p->out[0] < 0) closefd(&p->in);
     else {
       /* ^D: end of input for a terminal reading in canonical mode */
       char eot = 4;
@@ -1319,11 +1410,11 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &mask, NULL);
   int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
-  struct pollfd pf[3 + MAX_PROCS * 5];
+  struct pollfd pf[3 + MAX_PROCS * 6];
   struct {
     struct proc *p;
-    int what; /* 0 out, 1 err, 2 stdin, 3 errpipe, 4 fuse */
-  } who[3 + MAX_PROCS * 5];
+    int what; /* 0 out, 1 err, 2 stdin, 3 errpipe, 4 fuse, 5 console socket */
+  } who[3 + MAX_PROCS * 6];
   for (;;) {
     int n = 0;
     pf[n++] = (struct pollfd){sfd, POLLIN, 0};
@@ -1348,6 +1439,10 @@ int main(int argc, char **argv) {
       if (p->fuse >= 0) {
         who[n].p = p, who[n].what = 4;
         pf[n++] = (struct pollfd){p->fuse, POLLIN, 0};
+      }
+      if (p->console_l >= 0) {
+        who[n].p = p, who[n].what = 5;
+        pf[n++] = (struct pollfd){p->console_l, POLLIN, 0};
       }
     }
     if (poll(pf, n, -1) < 0) {
@@ -1422,6 +1517,8 @@ int main(int argc, char **argv) {
         }
         maybe_finish(p);
         if (p->used && p->failed && p->exited) p->used = 0;
+      } else if (w == 5 && p->console_l == pf[i].fd) {
+        on_console(p);
       } else if (w == 4 && p->fuse == pf[i].fd) {
         /* Several at a time: most are answered here without waiting for anything. */
         for (int k = 0; k < 64 && p->fuse >= 0; k++) {
