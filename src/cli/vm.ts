@@ -1,4 +1,4 @@
-// strata vm serve|ls|stop|rm: the VMs of `strata run --vm` (src/vm/). `serve` is the VM host
+// strata vm serve|ls|stop|rm|exec|logs: the VMs of `strata run --vm` (src/vm/). `serve` is the VM host
 // process itself; the first `strata run --vm` starts it.
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
