@@ -48,7 +48,7 @@
       "type": "executable",
       "dependencies": ["contract-header"],
       "include_dirs": ["generated"],
-      "sources": ["vm/strata-agent.c"],
+      "sources": ["vm/strata-agent.c", "vm/agent-fast-path.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
       "ldflags": ["-static"]
     },
@@ -59,7 +59,7 @@
       "actions": [
         {
           "action_name": "cross-build-agent-arm64",
-          "inputs": ["vm/strata-agent.c", "common/attach.h", "vm/cross-build-arm64.sh", "generated/strata-contract.h"],
+          "inputs": ["vm/strata-agent.c", "vm/agent-fast-path.c", "vm/agent-fast-path.h", "src/fast-path.c", "common/attach.h", "vm/cross-build-arm64.sh", "generated/strata-contract.h"],
           "outputs": ["<(PRODUCT_DIR)/strata-agent-arm64"],
           "action": ["sh", "vm/cross-build-arm64.sh", "<(PRODUCT_DIR)/strata-agent-arm64"]
         }

@@ -23,7 +23,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef STRATA_FAST_PATH_CORE
+// The answers alone, without Node: the VM agent's copy (native/vm/agent-fast-path.c defines the
+// few N-API names the backing registration mentions, which the agent never enables).
+#include "../vm/agent-fast-path.h"
+#else
 #include "fast-path.h"
+#endif
 #include "fuse-ioctl.h"
 
 #define INODE_SIZE 64
@@ -513,6 +519,7 @@ void fp_write(int dev_fd, const uint8_t *reply, size_t len) {
   while (w < 0 && errno == EINTR);
 }
 
+#ifndef STRATA_FAST_PATH_CORE
 // ---- JavaScript surface ----
 
 static void close_fds(struct fast_path *fp) {
@@ -796,3 +803,4 @@ void init_fast_path(napi_env env, napi_value exports) {
   register_fn(env, exports, "fastPathAnswered", js_fast_path_answered);
   register_fn(env, exports, "fastPathEnableBacking", js_fast_path_enable_backing);
 }
+#endif // STRATA_FAST_PATH_CORE

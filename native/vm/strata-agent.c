@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "strata-contract.h"
+#include "agent-fast-path.h"
 
 #define HDR STRATA_VM_HEADER_SIZE
 #define MAXP STRATA_VM_MAX_PAYLOAD
@@ -95,7 +96,29 @@ struct proc {
   char cid[64];
   int mfd;
   int writable;
+  /* Its root's metadata answered here from the image's tree (agent-fast-path.h), or NULL. */
+  struct fast_path *fp;
+  /* The FUSE mount's bdi ("major:minor"), whose readahead window is raised once INIT's reply
+   * (unique init_unique) went in; empty after. */
+  char bdi[32];
+  uint64_t init_unique;
+  /* A terminal: its size (kept for a pty that arrives later), and under crun the console socket
+   * crun hands the container's pty master to (-1 once it did, or without one). */
+  int tty;
+  uint16_t rows, cols;
+  int console_l, console_conn; /* the listener, then (console_conn) crun's connection */
 };
+
+/* Tree indexes the host sent this session (TREE frames), by the host's id; kept until the next
+ * session: processes' fast paths point into them. */
+#define MAX_TREES 64
+static struct tree {
+  uint32_t id, len, got;
+  uint8_t *buf;
+} trees[MAX_TREES];
+static size_t tree_bytes;
+static unsigned char *obuf; /* a locally answered FUSE reply */
+#define OBUF_CAP (16 + 1024 * 1024 + 4096)
 
 static int sfd = -1, wfd = -1;       /* the stream */
 static uint32_t session;             /* 0: no session yet */
@@ -196,6 +219,22 @@ static void closefd(int *fd) {
   *fd = -1;
 }
 
+/* The process's /dev/fuse (closing it aborts the connection: the mount, if still referenced, says
+ * ENOTCONN) and its fast path. */
+static void drop_fuse(struct proc *p) {
+  closefd(&p->fuse);
+  agent_fp_free(p->fp);
+  p->fp = NULL;
+}
+
+static void free_trees(void) {
+  for (int i = 0; i < MAX_TREES; i++) {
+    free(trees[i].buf);
+    memset(&trees[i], 0, sizeof trees[i]);
+  }
+  tree_bytes = 0;
+}
+
 static void forget_container(struct proc *p, int kill_it);
 static void crun_delete(const char *cid);
 
@@ -216,7 +255,7 @@ static void maybe_finish(struct proc *p) {
     send_frame(STRATA_VM_FRAME_EXIT, chan(p->id, 0), b, 8);
   }
   closefd(&p->in);
-  closefd(&p->fuse); /* aborts the FUSE connection: the mount, if still referenced, says ENOTCONN */
+  drop_fuse(p);
   forget_container(p, p->failed || WIFSIGNALED(p->status));
   free(p->inbuf);
   p->used = 0;
@@ -231,7 +270,7 @@ static void kill_all(void) {
     closefd(&p->out[1]);
     closefd(&p->in);
     closefd(&p->errp);
-    closefd(&p->fuse);
+    drop_fuse(p);
     forget_container(p, 1);
     free(p->inbuf);
     p->inbuf = NULL;
@@ -255,6 +294,8 @@ struct spec {
   uint32_t uid, gid;
   int fuse_root, tty, writable;
   uint16_t rows, cols;
+  const unsigned char *tree; /* the tree record (in the frame), or NULL */
+  uint32_t tree_len;
   char *mem; /* the strings, NUL-terminated copies */
 };
 
@@ -295,6 +336,11 @@ static int parse_exec(const unsigned char *p, size_t len, struct spec *s, char *
       case STRATA_VM_KEY_UID: if (n != 4) return snprintf(err, errlen, "bad uid"), -1; s->uid = get32(v); break;
       case STRATA_VM_KEY_GID: if (n != 4) return snprintf(err, errlen, "bad gid"), -1; s->gid = get32(v); break;
       case STRATA_VM_KEY_FUSE_ROOT: s->fuse_root = 1; break;
+      case STRATA_VM_KEY_TREE:
+        if (n < 56 || (n - 56) % 4) return snprintf(err, errlen, "bad tree record"), -1;
+        s->tree = v;
+        s->tree_len = n;
+        break;
       case STRATA_VM_KEY_WRITABLE: s->writable = 1; break;
       case STRATA_VM_KEY_TTY:
         if (n != 4) return snprintf(err, errlen, "bad tty size"), -1;
@@ -498,13 +544,14 @@ static void crun_delete(const char *cid) {
 /* A finished (or abandoned) process's container: its state, its bundle, its unclaimed root. */
 static void forget_container(struct proc *p, int kill_it) {
   closefd(&p->mfd);
+  closefd(&p->console_l);
   if (!p->cid[0]) return;
   if (kill_it) crun_delete(p->cid);
   remove_bundle(p->cid);
   p->cid[0] = 0;
 }
 
-static void child_crun(const char *cid, int errfd, int stdio[3], int ptyslave) {
+static void child_crun(const char *cid, int errfd, int stdio[3], int ptyslave, const char *console) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
@@ -520,9 +567,71 @@ static void child_crun(const char *cid, int errfd, int stdio[3], int ptyslave) {
   snprintf(root, sizeof root, "%s/crun", run_dir);
   /* --no-pivot: the guest's root is the initramfs, which pivot_root cannot move (crun moves the
    * root over / and chroots instead, inside the container's own mount namespace). */
-  char *argv[] = {"crun", "--root", root, "run", "--no-pivot", "--bundle", bundle, "--no-new-keyring", (char *)cid, NULL};
+  char *argv[] = {"crun", "--root", root, "run", "--no-pivot", "--bundle", bundle, "--no-new-keyring",
+                  (char *)cid, NULL, NULL, NULL};
+  if (console) {
+    /* process.terminal: crun makes the pty in the container's own devpts and sends its master */
+    argv[8] = "--console-socket";
+    argv[9] = (char *)console;
+    argv[10] = (char *)cid;
+  }
   execv(crun_path, argv);
   child_fail(errfd, "exec", crun_path);
+}
+
+/* The console socket crun sends a terminal container's pty master to (--console-socket). */
+static int console_listen(const char *cid, char *path, size_t n) {
+  bundle_path(path, n, cid, "console.sock");
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path) return errno = ENAMETOOLONG, -1;
+  strcpy(a.sun_path, path);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (s < 0) return -1;
+  if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 1) < 0) {
+    int e = errno;
+    close(s);
+    return errno = e, -1;
+  }
+  return s;
+}
+
+/* The console socket: crun connects early and sends the pty master later (after the hooks, which
+ * need this loop), so the connection is kept in console_l and read when it is readable. The
+ * master becomes the process's stdin and stdout. */
+static void on_console(struct proc *p) {
+  if (!p->console_conn) {
+    int c = accept4(p->console_l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c < 0) return;
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != 0) {
+      close(c);
+      return;
+    }
+    close(p->console_l);
+    p->console_l = c;
+    p->console_conn = 1;
+    return;
+  }
+  int fd = -1;
+  char b[256], cbuf[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = {b, sizeof b};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+  ssize_t r = recvmsg(p->console_l, &msg, MSG_CMSG_CLOEXEC);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  struct cmsghdr *cm = r >= 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+  closefd(&p->console_l);
+  if (fd < 0) {
+    logf_("%s: no pty from crun's console socket", p->cid);
+    if (!p->failed) send_frame(STRATA_VM_FRAME_EOF, chan(p->id, STRATA_VM_KIND_STDOUT), NULL, 0);
+    return;
+  }
+  struct winsize ws = {p->rows, p->cols, 0, 0};
+  ioctl(fd, TIOCSWINSZ, &ws);
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  p->out[0] = fd;
+  p->in = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
 /* A connection on the hook socket: "<container id>\n" from `strata-agent --hook`; the answer is
@@ -708,6 +817,103 @@ static int hook_main(const char *sock) {
   return 0;
 }
 
+/* The kernel caps a FUSE mount's readahead at 128 KiB whatever INIT said (src/mount/fuse/
+ * readahead.ts): raised once INIT's reply went in (which lowers it to max_readahead), so that a
+ * binary's pages come in READs of up to max_pages, not 128 KiB round trips to the host. */
+static void raise_readahead(struct proc *p) {
+  char path[80];
+  snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", p->bdi);
+  p->bdi[0] = 0;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t w = write(fd, "2048\n", 5); /* the host's window (READAHEAD_KIB, src/mount/serve.ts) */
+  (void)w;
+  close(fd);
+}
+
+/* ---- the guest-side tree cache ---- */
+
+static struct tree *find_tree(uint32_t id) {
+  for (int i = 0; i < MAX_TREES; i++)
+    if (trees[i].buf && trees[i].id == id) return &trees[i];
+  return NULL;
+}
+
+/* A TREE frame: {u32 id, u32 total, u32 offset, u32 0} + the next bytes of that tree index. A
+ * tree that breaks the rules is dropped: the processes that name it are relayed to the host. */
+static void on_tree(const unsigned char *p, size_t len) {
+  if (len < 16) return;
+  uint32_t id = get32(p), total = get32(p + 4), off = get32(p + 8);
+  size_t n = len - 16;
+  struct tree *t = find_tree(id);
+  if (off == 0 && !t) {
+    if (id == 0 || total == 0 || total > STRATA_VM_TREE_MAX_BYTES || tree_bytes + total > STRATA_VM_TREE_BUDGET_BYTES) {
+      logf_("tree %u of %u bytes refused (%zu bytes held)", id, total, tree_bytes);
+      return;
+    }
+    for (int i = 0; i < MAX_TREES && !t; i++)
+      if (!trees[i].buf) t = &trees[i];
+    if (!t || !(t->buf = malloc(total))) {
+      logf_("no room for tree %u", id);
+      t = NULL;
+      return;
+    }
+    t->id = id;
+    t->len = total;
+    t->got = 0;
+    tree_bytes += total;
+  }
+  if (!t || t->got == t->len) return; /* unknown, refused, or already whole */
+  if (off != t->got || total != t->len || n > t->len - t->got) {
+    logf_("tree %u: a chunk out of order: dropped", id);
+    tree_bytes -= t->len;
+    free(t->buf);
+    memset(t, 0, sizeof *t);
+    return;
+  }
+  memcpy(t->buf + t->got, p + 16, n);
+  t->got += n;
+}
+
+/* The fast path an EXEC's tree record names; NULL (every request relayed) when the tree is not
+ * here whole or the record does not fit it. */
+static struct fast_path *exec_fast_path(const struct spec *s) {
+  if (!s->tree) return NULL;
+  const unsigned char *r = s->tree;
+  struct tree *t = find_tree(get32(r));
+  if (!t || t->got != t->len) {
+    logf_("tree %u is not here: relaying every request", get32(r));
+    return NULL;
+  }
+  uint32_t g[FPG_COUNT];
+  for (int i = 0; i < FPG_COUNT; i++) g[i] = get32(r + 16 + 4 * i);
+  size_t ndefer = (s->tree_len - 56) / 4;
+  uint32_t *defer = calloc(ndefer + 1, sizeof *defer);
+  if (!defer) return NULL;
+  for (size_t i = 0; i < ndefer; i++) defer[i] = get32(r + 56 + 4 * i);
+  struct fast_path *fp = agent_fp_create(t->buf, t->len, g, defer, ndefer, get32(r + 4), get32(r + 8), get32(r + 12) & 1);
+  free(defer);
+  if (!fp) logf_("tree %u: its geometry lies outside it: relaying every request", t->id);
+  return fp;
+}
+
+/* A request read from a process's /dev/fuse: answered here when its fast path can (FORGETs need
+ * no answer: tree nodes are never freed), else relayed to the host. */
+static void on_fuse_request(struct proc *p, const unsigned char *req, size_t n) {
+  if (n >= 40 && get32(req + 4) == 26 /* INIT */) p->init_unique = get64(req + 8);
+  if (p->fp && n >= 40) {
+    uint32_t op = get32(req + 4);
+    if (op == 2 /* FORGET */ || op == 42 /* BATCH_FORGET */) return;
+    size_t r = agent_fp_answer(p->fp, req, n, obuf, OBUF_CAP);
+    if (r > 0) {
+      ssize_t w = write(p->fuse, obuf, r);
+      (void)w; /* ENOENT: interrupted meanwhile */
+      return;
+    }
+  }
+  send_frame(STRATA_VM_FRAME_DATA, chan(p->id, STRATA_VM_KIND_FUSE), req, n);
+}
+
 static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   uint32_t ch = chan(id, 0);
   char err[512];
@@ -733,7 +939,8 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
     return;
   }
   int devfd = -1, mfd = -1, ep[2] = {-1, -1}, po[2] = {-1, -1}, pe[2] = {-1, -1}, pi[2] = {-1, -1};
-  int master = -1, slave = -1;
+  int master = -1, slave = -1, console_l = -1;
+  char bdi[32] = "", console[512] = "";
   if (s.fuse_root) {
     devfd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
     if (devfd < 0) {
@@ -746,6 +953,10 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
       goto fail;
     }
     fcntl(devfd, F_SETFL, O_NONBLOCK);
+    /* Without a request: DONT_SYNC takes the root's attributes as they are. */
+    struct statx stx;
+    if (statx(mfd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) == 0)
+      snprintf(bdi, sizeof bdi, "%u:%u", stx.stx_dev_major, stx.stx_dev_minor);
   }
   char cid[64] = "";
   if (s.config) {
@@ -778,7 +989,11 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
     }
   }
   if (pipe2(ep, O_CLOEXEC) < 0) goto syserr;
-  if (s.tty) {
+  if (s.tty && cid[0]) {
+    /* crun's own output (its errors, the hook's) on stderr; the container's on the pty. */
+    if (pipe2(pe, O_CLOEXEC) < 0 || (pi[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) goto syserr;
+    if ((console_l = console_listen(cid, console, sizeof console)) < 0) goto syserr;
+  } else if (s.tty) {
     master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) goto syserr;
     slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -797,8 +1012,8 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
     if (devfd >= 0) close(devfd);
     for (int i = 0; i < MAX_PROCS; i++)
       if (procs[i].used && procs[i].fuse >= 0) close(procs[i].fuse);
-    int stdio[3] = {pi[0], po[1], pe[1]};
-    if (cid[0]) child_crun(cid, ep[1], stdio, slave);
+    int stdio[3] = {pi[0], console[0] ? pe[1] : po[1], pe[1]};
+    if (cid[0]) child_crun(cid, ep[1], stdio, slave, console[0] ? console : NULL);
     child_exec(&s, mfd, ep[1], stdio, slave);
   }
   memset(pr, 0, sizeof *pr);
@@ -814,9 +1029,23 @@ static void do_exec(uint32_t id, const unsigned char *p, size_t len) {
   pr->pid = pid;
   pr->credit[0] = pr->credit[1] = STRATA_VM_INITIAL_CREDIT;
   pr->fuse = devfd;
+  if (devfd >= 0) pr->fp = exec_fast_path(&s);
+  memcpy(pr->bdi, bdi, sizeof bdi);
   close(ep[1]);
   pr->errp = ep[0];
-  if (s.tty) {
+  pr->tty = s.tty;
+  pr->rows = s.rows;
+  pr->cols = s.cols;
+  pr->console_l = -1;
+  if (console[0]) {
+    close(pe[1]);
+    close(pi[0]);
+    pr->out[0] = -1; /* until crun sends the pty */
+    pr->out[1] = pe[0];
+    pr->in = -1;
+    pr->console_l = console_l;
+    console_l = -1;
+  } else if (s.tty) {
     close(slave);
     fcntl(master, F_SETFL, O_NONBLOCK);
     pr->out[0] = master;
@@ -842,7 +1071,7 @@ fail:
   if (cid[0]) remove_bundle(cid);
   if (devfd >= 0) close(devfd);
   if (mfd >= 0) close(mfd);
-  int all[] = {ep[0], ep[1], po[0], po[1], pe[0], pe[1], pi[0], pi[1], master, slave};
+  int all[] = {ep[0], ep[1], po[0], po[1], pe[0], pe[1], pi[0], pi[1], master, slave, console_l};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++)
     if (all[i] >= 0) close(all[i]);
   free(s.mem);
@@ -862,6 +1091,7 @@ static void on_frame(int type, uint32_t channel, const unsigned char *p, size_t 
     return;
   }
   if (id == 0) {
+    if (type == STRATA_VM_FRAME_TREE) on_tree(p, len);
     if (type == STRATA_VM_FRAME_SIGNAL && init_mode) {
       /* SIGNAL on the control channel: power the guest off (strata vm stop). */
       kill_all();
@@ -878,6 +1108,7 @@ static void on_frame(int type, uint32_t channel, const unsigned char *p, size_t 
         /* One reply, one write; ENOENT: the request was interrupted meanwhile. */
         ssize_t w = write(pr->fuse, p, len);
         (void)w;
+        if (pr->bdi[0] && len >= 16 && get64(p + 8) == pr->init_unique) raise_readahead(pr);
       } else if (kind == STRATA_VM_KIND_STDIN && pr->in >= 0) {
         if (pr->inlen + len > STRATA_VM_INITIAL_CREDIT * 2) {
           send_error(channel, "stdin beyond its credit");
@@ -909,9 +1140,11 @@ static void on_frame(int type, uint32_t channel, const unsigned char *p, size_t 
       }
       break;
     case STRATA_VM_FRAME_RESIZE:
-      if (len == 4 && pr->out[0] >= 0 && pr->out[1] < 0) {
-        struct winsize ws = {get16(p), get16(p + 2), 0, 0};
-        ioctl(pr->out[0], TIOCSWINSZ, &ws);
+      if (len == 4 && pr->tty) {
+        pr->rows = get16(p);
+        pr->cols = get16(p + 2);
+        struct winsize ws = {pr->rows, pr->cols, 0, 0};
+        if (pr->out[0] >= 0) ioctl(pr->out[0], TIOCSWINSZ, &ws);
       }
       break;
     default: break;
@@ -922,9 +1155,12 @@ static void on_hello(const unsigned char *p, size_t len) {
   if (len < 16) return;
   uint64_t nonce = get64(p + 8);
   uint32_t next = (uint32_t)nonce ? (uint32_t)nonce : 1;
-  if (have_session && next != session) {
-    logf_("a new session: ending the processes of the last one");
-    kill_all();
+  if (!have_session || next != session) {
+    if (have_session) {
+      logf_("a new session: ending the processes of the last one");
+      kill_all();
+    }
+    free_trees(); /* tree ids are the host's, per session */
   }
   session = next; /* the same nonce again: the host repeated HELLO, only answer it */
   have_session = 1;
@@ -1110,11 +1346,16 @@ static void on_child(void) {
       if (!p->used || p->pid != pid) continue;
       p->exited = 1;
       p->status = st;
+      if (p->console_l >= 0) {
+        /* crun ended before it sent the pty: no output will come on stdout */
+        closefd(&p->console_l);
+        if (!p->failed) send_frame(STRATA_VM_FRAME_EOF, chan(p->id, STRATA_VM_KIND_STDOUT), NULL, 0);
+      }
       /* crun killed: its container would run on (and hold the stdio pipes open) */
       if (p->cid[0] && WIFSIGNALED(st)) crun_delete(p->cid);
       if (p->failed && p->out[0] < 0 && p->out[1] < 0 && p->errp < 0) {
         closefd(&p->in);
-        closefd(&p->fuse);
+        drop_fuse(p);
         forget_container(p, 1);
         free(p->inbuf);
         p->inbuf = NULL;
@@ -1142,7 +1383,7 @@ static void flush_stdin(struct proc *p) {
   }
   /* With a pty, stdin shares the master: only end it when stdout is at EOF too. */
   if (p->in_eof && p->inlen == 0 && p->in >= 0) {
-    if (p->out[1] >= 0 || p->out[0] < 0) closefd(&p->in);
+    if (!p->tty || p->out[0] < 0) closefd(&p->in);
     else {
       /* ^D: end of input for a terminal reading in canonical mode */
       char eot = 4;
@@ -1183,18 +1424,19 @@ int main(int argc, char **argv) {
   }
   rbuf = malloc(HDR + MAXP + IO_CHUNK);
   fbuf = malloc(FUSE_BUF);
-  if (!rbuf || !fbuf) return 1;
+  obuf = malloc(OBUF_CAP);
+  if (!rbuf || !fbuf || !obuf) return 1;
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   sigprocmask(SIG_BLOCK, &mask, NULL);
   int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
-  struct pollfd pf[3 + MAX_PROCS * 5];
+  struct pollfd pf[3 + MAX_PROCS * 6];
   struct {
     struct proc *p;
-    int what; /* 0 out, 1 err, 2 stdin, 3 errpipe, 4 fuse */
-  } who[3 + MAX_PROCS * 5];
+    int what; /* 0 out, 1 err, 2 stdin, 3 errpipe, 4 fuse, 5 console socket */
+  } who[3 + MAX_PROCS * 6];
   for (;;) {
     int n = 0;
     pf[n++] = (struct pollfd){sfd, POLLIN, 0};
@@ -1219,6 +1461,10 @@ int main(int argc, char **argv) {
       if (p->fuse >= 0) {
         who[n].p = p, who[n].what = 4;
         pf[n++] = (struct pollfd){p->fuse, POLLIN, 0};
+      }
+      if (p->console_l >= 0) {
+        who[n].p = p, who[n].what = 5;
+        pf[n++] = (struct pollfd){p->console_l, POLLIN, 0};
       }
     }
     if (poll(pf, n, -1) < 0) {
@@ -1293,10 +1539,19 @@ int main(int argc, char **argv) {
         }
         maybe_finish(p);
         if (p->used && p->failed && p->exited) p->used = 0;
+      } else if (w == 5 && p->console_l == pf[i].fd) {
+        on_console(p);
       } else if (w == 4 && p->fuse == pf[i].fd) {
-        ssize_t r = read(p->fuse, fbuf, FUSE_BUF);
-        if (r > 0) send_frame(STRATA_VM_FRAME_DATA, chan(p->id, STRATA_VM_KIND_FUSE), fbuf, r);
-        else if (r < 0 && errno != EAGAIN && errno != EINTR && errno != ENOENT) closefd(&p->fuse);
+        /* Several at a time: most are answered here without waiting for anything. */
+        for (int k = 0; k < 64 && p->fuse >= 0; k++) {
+          ssize_t r = read(p->fuse, fbuf, FUSE_BUF);
+          if (r > 0) {
+            on_fuse_request(p, fbuf, (size_t)r);
+            continue;
+          }
+          if (r < 0 && errno != EAGAIN && errno != EINTR && errno != ENOENT) drop_fuse(p);
+          break;
+        }
       }
     }
     /* stdin that arrived this turn */

@@ -84,7 +84,7 @@ export const COMMANDS: CommandEntry[] = [
   {
     command: 'vm <action> [name]',
     describe:
-      'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME], exec [NAME] -- CMD (in the guest itself, not a container)',
+      "the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME], exec [NAME] -- CMD (in the guest itself, not a container), logs ID (a `run --vm -d` container's output)",
     load: async () => (await import('./vm.js')).vmCommand,
   },
   {

@@ -1,13 +1,21 @@
-// strata vm serve|ls|stop|rm: the VMs of `strata run --vm` (src/vm/). `serve` is the VM host
+// strata vm serve|ls|stop|rm|exec|logs: the VMs of `strata run --vm` (src/vm/). `serve` is the VM host
 // process itself; the first `strata run --vm` starts it.
-import { readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 
 import { resolveRunDir } from '../run/paths.js';
 import { resolveRoot } from '../store/store.js';
 import { vmStateDir } from '../vm/client.js';
-import { hostRunning, killStaleHypervisor, pidAlive, readVmState, removeRuntimeFiles } from '../vm/host.js';
+import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import {
+  containerLog,
+  hostRunning,
+  killStaleHypervisor,
+  pidAlive,
+  readVmState,
+  removeRuntimeFiles,
+} from '../vm/host.js';
 import type { GlobalArgs } from './context.js';
 import { printJson, printTable } from './output.js';
 
@@ -45,12 +53,12 @@ async function stopVm(dir: string): Promise<boolean> {
 export const vmCommand: CommandModule<GlobalArgs, VmArgs> = {
   command: 'vm <action> [name]',
   describe:
-    'the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME], exec [NAME] -- CMD (in the guest itself, not a container)',
+    "the VMs of `strata run --vm`: ls, stop [NAME], rm [NAME], exec [NAME] -- CMD (in the guest itself, not a container), logs ID (a `run --vm -d` container's output)",
   builder: (y: Argv<GlobalArgs>) =>
     y
       .positional('action', {
         type: 'string',
-        choices: ['ls', 'stop', 'rm', 'serve', 'exec'],
+        choices: ['ls', 'stop', 'rm', 'serve', 'exec', 'logs'],
         demandOption: true,
       })
       .positional('name', { type: 'string' })
@@ -71,6 +79,20 @@ export const vmCommand: CommandModule<GlobalArgs, VmArgs> = {
       const { execInGuest } = await import('../vm/client.js');
       process.exitCode = await execInGuest(vmStateDir(runDir, argv.name), cmd);
       return;
+    }
+    if (argv.action === 'logs') {
+      // A detached container's output, kept by its VM host (containerLog) in any VM of the run dir.
+      const id = argv.name ?? '';
+      if (!/^strata-[0-9a-f]{8}-\d+$/.test(id))
+        throw new InvalidArgumentError(`strata vm logs: not a container id: ${JSON.stringify(id)}`);
+      for (const name of names(runDir)) {
+        const path = containerLog(vmStateDir(runDir, name), id);
+        if (existsSync(path)) {
+          process.stdout.write(readFileSync(path));
+          return;
+        }
+      }
+      throw new NotFoundError(`no detached container ${id} in ${runDir}`, { op: 'vm-logs' });
     }
     if (argv.action === 'ls') {
       const rows = names(runDir).map((name) => {

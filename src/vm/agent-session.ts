@@ -24,7 +24,9 @@ import {
   encodeU32,
   sessionOf,
   splitChannel,
+  encodeTreeChunks,
   type ExecSpec,
+  type ExecTree,
   type ExitStatus,
   type Frame,
   type Hello,
@@ -42,6 +44,16 @@ export interface ProcessIo {
   fuse?: FuseRelayHandler;
   /** Counts the relayed FUSE requests by opcode, and the host's time answering them. */
   fuseStats?: FuseRelayStats;
+  /** The root's tree, for the agent to answer its metadata requests itself (guest-side cache). */
+  tree?: TreeSource;
+}
+
+/** An image's tree index and how to answer from it (src/mount/fs/native-fast-path.ts's inputs). */
+export interface TreeSource {
+  /** Names the index (its digest): sent once per session, then named by id. */
+  key: string;
+  index: Buffer;
+  answers: Omit<ExecTree, 'id'>;
 }
 
 /** Where a --vm container's file system time goes (bench:vm, $STRATA_VM_FUSE_STATS). */
@@ -136,6 +148,10 @@ export class AgentSession {
   private readonly version: number;
   private readonly helloTimeoutMs: number;
   private readonly closeListeners: ((err: Error) => void)[] = [];
+  /** Tree indexes the agent holds (key -> id), and their bytes (VM.tree.budgetBytes). */
+  private readonly trees = new Map<string, number>();
+  private treeBytes = 0;
+  private nextTree = 1;
 
   constructor(stream: Duplex, opts: AgentSessionOptions = {}) {
     this.stream = stream;
@@ -156,6 +172,11 @@ export class AgentSession {
 
   get running(): number {
     return this.procs.size;
+  }
+
+  /** The id the next exec() gets (the guest names its container after it). */
+  get nextProcessId(): number {
+    return this.nextId;
   }
 
   /** Called once when the connection ends, with why. */
@@ -225,11 +246,27 @@ export class AgentSession {
       return handle;
     }
     this.procs.set(id, proc);
-    this.send(FRAME.exec, 0, encodeExec(spec), base);
+    const tree = io.tree && this.treeFor(io.tree);
+    this.send(FRAME.exec, 0, encodeExec(tree ? { ...spec, tree } : spec), base);
     // Without stdin the process reads EOF at once (docker's behaviour without -i).
     if (!io.stdin) this.send(FRAME.eof, 0, Buffer.alloc(0), channelOf(id, KIND.stdin));
     this.pumpStdin(proc);
     return handle;
+  }
+
+  /** The tree's record for an EXEC, sending the index first when the agent does not hold it;
+   * undefined (every request relayed) when it would exceed the session's budget. */
+  private treeFor(src: TreeSource): ExecTree | undefined {
+    let id = this.trees.get(src.key);
+    if (id === undefined) {
+      if (src.index.length > VM.tree.maxBytes || this.treeBytes + src.index.length > VM.tree.budgetBytes)
+        return undefined;
+      id = this.nextTree++;
+      for (const chunk of encodeTreeChunks(id, src.index)) this.send(FRAME.tree, 0, chunk, 0);
+      this.trees.set(src.key, id);
+      this.treeBytes += src.index.length;
+    }
+    return { ...src.answers, id };
   }
 
   /** Asks the agent (as the guest's init) to power the guest off: SIGNAL on the control channel. */

@@ -145,7 +145,7 @@ export async function buildVmExec(
     (path) => readImageFile(index, storeRoot, path),
   );
   const proc = config.process!;
-  // The agent gives crun a pty as its stdio when there is a terminal: crun needs no console socket.
+  // runInVm turns it on for -t on a terminal (crun then sends the agent the pty's master).
   proc.terminal = false;
   // The hook's complaints reach the user's stderr (crun opens the path in its own process; without
   // it crun drops a hook's output).
@@ -174,10 +174,22 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2
 
 export async function runInVm(opts: VmRunOptions): Promise<number> {
   const { args } = opts;
-  if (args.detach) throw new InvalidArgumentError('--vm does not support -d yet', { op: 'vm-run' });
+  if (args.detach && args.interactive)
+    throw new InvalidArgumentError("--vm -d takes no -i: nothing reads a detached container's stdin", {
+      op: 'vm-run',
+    });
   const { commandProblem: problem, ...spec } = await buildVmExec(opts.storeRoot, args);
-  const tty = args.tty && process.stdout.isTTY === true;
-  if (tty) spec.tty = { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 };
+  // -d: the VM host keeps the container and its log; it answers with the container's id.
+  if (args.detach) spec.detach = true;
+  const tty = !args.detach && args.tty && process.stdout.isTTY === true;
+  if (tty) {
+    spec.tty = { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 };
+    // crun makes the container's pty in its own devpts (ttyname, job control) and hands the agent
+    // its master over a console socket.
+    const config = JSON.parse(spec.config!) as { process: { terminal?: boolean } };
+    config.process.terminal = true;
+    spec.config = JSON.stringify(config);
+  }
   const sock = await ensureHost({ stateDir: vmStateDir(opts.runDir), storeRoot: opts.storeRoot });
   const session = new AgentSession(sock, { helloTimeoutMs: 10_000 });
   await session.start();

@@ -6,16 +6,32 @@
 // when no process ran for idleMs, when asked (SIGTERM), or when the agent goes away (the next
 // `strata run --vm` starts a fresh one). docs/architecture.md#vm-guests.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { machine } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Writable } from 'node:stream';
 
+import { FilesystemBridge } from '../mount/fs/bridge.js';
 import { placeholdersFor } from '../mount/mount-points.js';
-import { prepareImage } from '../mount/serve.js';
+import { prepareImage, type PreparedImage } from '../mount/serve.js';
 import type { Mount } from '../schema/generated/runtime-config.js';
+import { SECCOMP_BPF_ANNOTATION, SECCOMP_FAIL_UNKNOWN_ANNOTATION } from '../spec/annotations.js';
+import { precompileSeccomp } from '../spec/seccomp-bpf.js';
+import type { LinuxSeccomp } from '../spec/seccomp.js';
 import { releaseStaleLeases } from '../store/leases.js';
-import { AgentSession, FuseRelayStats } from './agent-session.js';
+import { AgentSession, FuseRelayStats, type TreeSource } from './agent-session.js';
 import { AgentServer, type ServedProcess } from './agent-server.js';
+import { guestContainerId } from './protocol.js';
 import { checkGuestFiles, connectAgent, type VmBackend, type VmConfig } from './backend.js';
 import {
   clearShares,
@@ -48,6 +64,11 @@ export interface VmState {
 
 export function hostSocket(stateDir: string): string {
   return join(stateDir, 'host.sock');
+}
+
+/** Where a detached container's output goes (`strata vm logs ID`). */
+export function containerLog(stateDir: string, id: string): string {
+  return join(stateDir, 'logs', `${id}.log`);
 }
 
 export function stateFile(stateDir: string): string {
@@ -96,6 +117,39 @@ function isDirectory(path: string): boolean | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** What the VM host reads and changes of a client's config.json. */
+interface VmRuntimeConfig {
+  mounts?: Mount[];
+  annotations?: Record<string, string>;
+  linux?: { seccomp?: LinuxSeccomp };
+}
+
+const U32 = 0x100000000;
+
+/** The image's tree for the agent to answer the root's metadata itself (the guest-side cache):
+ * what the host's native fast path answers from. Undefined (every request relayed) without an
+ * index, with timeouts the C side cannot carry, or with $STRATA_VM_TREE=0. */
+export function treeSource(prepared: PreparedImage): TreeSource | undefined {
+  if (process.env.STRATA_VM_TREE === '0') return undefined;
+  const fs = prepared.handler.fs;
+  const src = fs instanceof FilesystemBridge ? fs.fastPathSource() : undefined;
+  if (!src) return undefined;
+  const whole = (v: number) => Number.isInteger(v) && v >= 0 && v < U32;
+  if (!whole(src.entryTimeout) || !whole(src.attrTimeout)) return undefined;
+  const { buffer, ...geometry } = src.nodes.index.encoded;
+  return {
+    key: prepared.image.indexDigest,
+    index: buffer,
+    answers: {
+      entryTimeout: src.entryTimeout,
+      attrTimeout: src.attrTimeout,
+      xattrEnosys: geometry.xattrCount === 0,
+      geometry,
+      deferred: [...src.nodes.deferred],
+    },
+  };
 }
 
 /** A hypervisor left by a host that was killed: ours if its command line names our state dir. */
@@ -295,15 +349,36 @@ export class VmHost {
       release = prepared.release;
       const { image: _image, ...spec } = proc.spec;
       if (spec.config !== undefined) {
-        const config = JSON.parse(spec.config) as { mounts?: Mount[] };
+        const config = JSON.parse(spec.config) as VmRuntimeConfig;
         shared = shareMounts(this.config.stateDir, config.mounts ?? [], this.config.shares !== undefined);
-        if (shared.count > 0) spec.config = JSON.stringify({ ...config, mounts: shared.mounts });
+        if (shared.count > 0) config.mounts = shared.mounts;
+        this.precompileSeccomp(config);
+        spec.config = JSON.stringify(config);
       }
       const fuseStats = process.env.STRATA_VM_FUSE_STATS ? new FuseRelayStats() : undefined;
+      const { detach, ...guestSpec } = spec;
+      // -d: the output goes to the container's log, and the client only hears its id.
+      const detached = detach ? this.detachedOutput(agent.session, agent.nextProcessId) : undefined;
       const p = agent.exec(
-        { ...spec, fuseRoot: true },
-        { stdin: proc.stdin, stdout: proc.stdout, stderr: proc.stderr, fuse: prepared.handler, fuseStats },
+        { ...guestSpec, fuseRoot: true },
+        {
+          stdin: detached ? null : proc.stdin,
+          stdout: detached?.log ?? proc.stdout,
+          stderr: detached?.log ?? proc.stderr,
+          fuse: prepared.handler,
+          fuseStats,
+          tree: treeSource(prepared),
+        },
       );
+      if (detached) {
+        const pid = await p.pid;
+        proc.stdout.write(`${detached.id}\n`);
+        proc.started(pid);
+        proc.exit({ code: 0 });
+        const status = await p.exited.finally(() => detached.log.end());
+        this.log(`detached container ${detached.id} exited ${status.code}`);
+        return;
+      }
       proc.onSignal = (signo) => p.signal(signo);
       proc.onResize = (size) => p.resize(size);
       p.pid.then(
@@ -321,6 +396,33 @@ export class VmHost {
       this.running -= 1;
       this.armIdle();
     }
+  }
+
+  /** crun in the guest takes the filter compiled here, as a host bundle does (src/spec/bundle.ts):
+   * under TCG libseccomp's compile of podman's profile is a large part of a start. Only when the
+   * guest's architecture is ours (its crun links the same libseccomp: the image script copies
+   * this machine's), so the bytes are those crun would build there. */
+  private precompileSeccomp(config: VmRuntimeConfig): void {
+    const seccomp = config.linux?.seccomp;
+    const annotations = config.annotations ?? {};
+    const guestArch = /\barch=(\S+)/.exec(this.agent?.hello?.info ?? '')?.[1];
+    if (!seccomp || guestArch !== machine() || process.env.STRATA_VM_SECCOMP_PRECOMPILE === '0') return;
+    if (annotations[SECCOMP_FAIL_UNKNOWN_ANNOTATION] !== undefined || annotations[SECCOMP_BPF_ANNOTATION])
+      return;
+    try {
+      const bpf = precompileSeccomp(seccomp, this.opts.storeRoot);
+      if (bpf !== undefined) config.annotations = { ...annotations, [SECCOMP_BPF_ANNOTATION]: bpf };
+    } catch (err) {
+      this.log(`seccomp filter not precompiled: ${(err as Error).message}`);
+    }
+  }
+
+  /** A detached container's id (the guest's crun id) and its log, opened for appending. */
+  private detachedOutput(session: number, procId: number): { id: string; log: Writable } {
+    const id = guestContainerId(session, procId);
+    const path = containerLog(this.opts.config.stateDir, id);
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    return { id, log: createWriteStream(path, { flags: 'a', mode: 0o600 }) };
   }
 
   private armIdle(): void {

@@ -4,6 +4,7 @@
 // constants are in src/contract/native-contract.json (`vm`); docs/architecture.md#vm-guests.
 import { NATIVE_CONTRACT } from '../contract/generated/native-contract.js';
 import { InvalidArgumentError } from '../errors.js';
+import type { FastPathGeometry } from '../native-addon.js';
 
 export const VM = NATIVE_CONTRACT.vm;
 export const FRAME = VM.frame;
@@ -178,6 +179,94 @@ export interface ExecSpec {
   /** An OCI config.json (root.path "rootfs"): the agent runs the process under crun, whose
    * createContainer hook attaches the FUSE root (docs/architecture.md#vm-guests). */
   config?: string;
+  /** The process's root's metadata is answered in the guest from a tree the agent holds
+   * (TREE frames sent before this EXEC; agent to host: never). */
+  tree?: ExecTree;
+  /** Client to VM host only: the process outlives the client (`run -d`); its output goes to a log
+   * in the VM's state dir, and the client gets the container's id on stdout. */
+  detach?: boolean;
+}
+
+/** The crun container id the agent gives a process's container (strata-agent.c do_exec). */
+export function guestContainerId(session: number, proc: number): string {
+  return `strata-${(session >>> 0).toString(16).padStart(8, '0')}-${proc}`;
+}
+
+/** An EXEC's tree record: which tree (TREE frames) and how the fast path answers from it. */
+export interface ExecTree {
+  id: number;
+  entryTimeout: number;
+  attrTimeout: number;
+  /** GETXATTR answers ENOSYS (the image has no xattrs). */
+  xattrEnosys: boolean;
+  geometry: FastPathGeometry;
+  /** Inode numbers the host answers (placeholders and the directories they change). */
+  deferred: number[];
+}
+
+/** The geometry's fields in the order the agent reads them (native/vm/agent-fast-path.h). */
+const GEOMETRY_ORDER = [
+  'inodeCount',
+  'direntCount',
+  'xattrCount',
+  'poolSize',
+  'inodesOff',
+  'direntsOff',
+  'xattrsOff',
+  'poolOff',
+  'objectCount',
+  'objectsOff',
+] as const satisfies readonly (keyof FastPathGeometry)[];
+
+const TREE_RECORD_FIXED = 16 + 4 * GEOMETRY_ORDER.length;
+const TREE_CHUNK_HEAD = 16;
+
+export function encodeTreeRecord(t: ExecTree): Buffer {
+  const b = Buffer.alloc(TREE_RECORD_FIXED + 4 * t.deferred.length);
+  b.writeUInt32LE(t.id, 0);
+  b.writeUInt32LE(t.entryTimeout, 4);
+  b.writeUInt32LE(t.attrTimeout, 8);
+  b.writeUInt32LE(t.xattrEnosys ? 1 : 0, 12);
+  GEOMETRY_ORDER.forEach((k, i) => b.writeUInt32LE(t.geometry[k], 16 + 4 * i));
+  t.deferred.forEach((ino, i) => b.writeUInt32LE(ino, TREE_RECORD_FIXED + 4 * i));
+  return b;
+}
+
+export function decodeTreeRecord(v: Buffer): ExecTree {
+  if (v.length < TREE_RECORD_FIXED || (v.length - TREE_RECORD_FIXED) % 4 !== 0)
+    throw new ProtocolError(`tree record of ${v.length} bytes`);
+  const geometry = {} as FastPathGeometry;
+  GEOMETRY_ORDER.forEach((k, i) => (geometry[k] = v.readUInt32LE(16 + 4 * i)));
+  const deferred: number[] = [];
+  for (let off = TREE_RECORD_FIXED; off < v.length; off += 4) deferred.push(v.readUInt32LE(off));
+  return {
+    id: v.readUInt32LE(0),
+    entryTimeout: v.readUInt32LE(4),
+    attrTimeout: v.readUInt32LE(8),
+    xattrEnosys: (v.readUInt32LE(12) & 1) === 1,
+    geometry,
+    deferred,
+  };
+}
+
+/** TREE frame payloads carrying a tree index to the agent, in order: {u32 id, u32 total, u32
+ * offset, u32 0} + up to a frame's worth of its bytes. */
+export function encodeTreeChunks(id: number, index: Buffer): Buffer[] {
+  if (index.length === 0 || index.length > VM.tree.maxBytes)
+    throw new InvalidArgumentError(`a tree index of ${index.length} bytes cannot go to the VM`, {
+      op: 'vm-tree',
+    });
+  const step = MAX_PAYLOAD - TREE_CHUNK_HEAD;
+  const out: Buffer[] = [];
+  for (let off = 0; off < index.length; off += step) {
+    const part = index.subarray(off, Math.min(index.length, off + step));
+    const head = Buffer.alloc(TREE_CHUNK_HEAD);
+    head.writeUInt32LE(id, 0);
+    head.writeUInt32LE(index.length, 4);
+    head.writeUInt32LE(off, 8);
+    out.push(Buffer.concat([head, part]));
+  }
+  return out;
 }
 
 const MAX_EXEC = 256 * 1024;
@@ -217,6 +306,8 @@ export function encodeExec(spec: ExecSpec): Buffer {
   if (spec.tty) parts.push(record(K.tty, encodeResize(spec.tty)));
   if (spec.image !== undefined) parts.push(record(K.image, cstr('the image', spec.image)));
   if (spec.config !== undefined) parts.push(record(K.config, cstr('the config', spec.config)));
+  if (spec.tree !== undefined) parts.push(record(K.tree, encodeTreeRecord(spec.tree)));
+  if (spec.detach) parts.push(record(K.detach, EMPTY));
   const out = Buffer.concat(parts);
   if (out.length > MAX_EXEC)
     throw new InvalidArgumentError(`the command and its environment exceed ${MAX_EXEC} bytes`);
@@ -247,6 +338,8 @@ export function decodeExec(p: Buffer): ExecSpec {
     else if (key === K.tty) spec.tty = decodeResize(v);
     else if (key === K.image) spec.image = v.toString('utf8');
     else if (key === K.config) spec.config = v.toString('utf8');
+    else if (key === K.tree) spec.tree = decodeTreeRecord(v);
+    else if (key === K.detach) spec.detach = true;
   }
   return spec;
 }

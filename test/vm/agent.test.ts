@@ -15,7 +15,8 @@ import { agentExecutable } from '../../src/executables.js';
 import { prepareImage } from '../../src/mount/serve.js';
 import { importImage } from '../../src/store/import.js';
 import { openStore } from '../../src/store/store.js';
-import { AgentSession, type ProcessIo } from '../../src/vm/agent-session.js';
+import { AgentSession, FuseRelayStats, type ProcessIo } from '../../src/vm/agent-session.js';
+import { treeSource } from '../../src/vm/host.js';
 import { FRAME, HEADER_SIZE, MAX_PAYLOAD, VM } from '../../src/vm/protocol.js';
 import { busyboxImage } from '../fixtures/images.js';
 
@@ -199,6 +200,85 @@ test('a process whose root is the FUSE server of a store, relayed over the strea
     );
     assert.is((await r.exited).code, 1);
     assert.match(ro.err(), /Read-only file system/);
+    await stopAgent(a);
+    await prepared.release();
+    assert.is(readFileSync('/proc/self/mountinfo', 'utf8').includes(dir), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the guest-side tree cache: the same answers as relaying, a fraction of the requests relayed, placeholders still the host's", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-vm-agent-'));
+  try {
+    const store = await openStore(join(dir, 'store'));
+    const img = await busyboxImage();
+    await importImage(store, `oci:${img.ociLayout}:${img.tag}`, { name: 'busybox' });
+    // /etc/extra is a placeholder: /etc is then the host's to answer (its entries differ).
+    const prepared = await prepareImage({
+      storeRoot: store.root,
+      ref: 'busybox',
+      passthrough: false,
+      placeholders: [{ path: '/etc/extra', type: 'dir' }],
+    });
+    const a = startAgent();
+    const s = new AgentSession(a.stream);
+    await s.start();
+    const walk =
+      'find / -xdev | sort; ls -lnR /bin /etc /home /usr /var; cat /etc/motd /home/app/notes.txt; ' +
+      'readlink /bin/sh; ls -d /etc/extra; stat -c "%n %s %a %u %g %h" /bin/busybox /etc /usr/share/strata/*; ' +
+      'md5sum /bin/busybox /usr/share/strata/*.bin /usr/share/strata/*.txt';
+    const run = async (tree: boolean) => {
+      const c = collect();
+      const fuseStats = new FuseRelayStats();
+      const p = s.exec(
+        { argv: ['/bin/sh', '-c', walk], env: ['PATH=/bin'], fuseRoot: true },
+        { ...c.io, fuse: prepared.handler, fuseStats, tree: tree ? treeSource(prepared) : undefined },
+      );
+      assert.equal(await p.exited, { code: 0 }, c.err());
+      // The metadata requests (LOOKUP, GETATTR, READLINK, READDIR, READDIRPLUS, GETXATTR).
+      let relayed = 0;
+      for (const op of [1, 3, 5, 22, 28, 44]) relayed += fuseStats.byOpcode.get(op)?.count ?? 0;
+      return { out: c.out(), relayed };
+    };
+    const relayed = await run(false);
+    const cached = await run(true);
+    const again = await run(true);
+    assert.is(cached.out, relayed.out, 'the agent answers exactly as the host');
+    assert.ok(relayed.out.includes('/etc/extra\n') && relayed.out.includes('strata busybox test image'));
+    assert.ok(relayed.relayed > 50, `relaying: ${relayed.relayed} requests`);
+    // Left to the host: the directories the placeholder changes (/ and /etc).
+    assert.ok(cached.relayed <= 10, `with the tree: ${cached.relayed} of ${relayed.relayed}`);
+    assert.is(again.out, relayed.out);
+    // A tree that arrives broken (a chunk out of order) is dropped: its process is relayed whole.
+    const bad = collect();
+    const frame = (type: number, payload: Buffer) => {
+      const h = Buffer.alloc(HEADER_SIZE);
+      h.writeUInt16LE(VM.magic, 0);
+      h.writeUInt8(type, 2);
+      h.writeUInt32LE(s.session, 4);
+      h.writeUInt32LE(payload.length, 12);
+      return Buffer.concat([h, payload]);
+    };
+    const chunk = Buffer.alloc(16 + 8);
+    chunk.writeUInt32LE(999, 0);
+    chunk.writeUInt32LE(64, 4);
+    chunk.writeUInt32LE(8, 8); // offset 8 first: out of order
+    a.stream.write(frame(FRAME.tree, chunk));
+    const fuseStats = new FuseRelayStats();
+    const src = treeSource(prepared)!;
+    const p = s.exec(
+      {
+        argv: ['/bin/sh', '-c', 'cat /etc/motd'],
+        env: ['PATH=/bin'],
+        fuseRoot: true,
+        tree: { ...src.answers, id: 999 },
+      },
+      { ...bad.io, fuse: prepared.handler, fuseStats },
+    );
+    assert.equal(await p.exited, { code: 0 }, bad.err());
+    assert.is(bad.out(), 'strata busybox test image\n');
+    assert.ok(fuseStats.count > 5, 'relayed');
     await stopAgent(a);
     await prepared.release();
     assert.is(readFileSync('/proc/self/mountinfo', 'utf8').includes(dir), false);

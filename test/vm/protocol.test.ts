@@ -18,6 +18,7 @@ import {
   encodeExit,
   encodeFrame,
   encodeHello,
+  encodeTreeChunks,
   sessionOf,
   splitChannel,
 } from '../../src/vm/protocol.js';
@@ -112,6 +113,38 @@ test('EXEC records round-trip; NUL bytes and empty commands are refused', () => 
   const bad = encodeExec({ argv: ['x'], env: [] });
   bad.writeUInt32LE(1000, 1);
   assert.throws(() => decodeExec(bad), /overruns/);
+});
+
+test('a tree record and -d round-trip in EXEC; a tree index goes in ordered chunks of at most a frame', () => {
+  const geometry = {
+    inodeCount: 10,
+    direntCount: 9,
+    xattrCount: 0,
+    poolSize: 100,
+    inodesOff: 64,
+    direntsOff: 704,
+    xattrsOff: 812,
+    poolOff: 812,
+    objectCount: 2,
+    objectsOff: 912,
+  };
+  const tree = { id: 3, entryTimeout: 86400, attrTimeout: 60, xattrEnosys: true, geometry, deferred: [1, 7] };
+  const spec = { argv: ['true'], env: [], fuseRoot: true, tree, detach: true };
+  assert.equal(decodeExec(encodeExec(spec)), spec);
+  const index = Buffer.alloc(MAX_PAYLOAD * 2 + 5, 7);
+  const chunks = encodeTreeChunks(5, index);
+  assert.is(chunks.length, 3);
+  let off = 0;
+  for (const c of chunks) {
+    assert.ok(c.length <= MAX_PAYLOAD);
+    assert.is(c.readUInt32LE(0), 5);
+    assert.is(c.readUInt32LE(4), index.length);
+    assert.is(c.readUInt32LE(8), off);
+    off += c.length - 16;
+  }
+  assert.is(off, index.length);
+  assert.throws(() => encodeTreeChunks(1, Buffer.alloc(0)), /cannot go to the VM/);
+  assert.throws(() => encodeTreeChunks(1, Buffer.alloc(VM.tree.maxBytes + 1)), /cannot go to the VM/);
 });
 
 test('EXIT carries a code and the signal', () => {

@@ -250,6 +250,57 @@ test('a signal to strata run --vm reaches the container', async () => {
   assert.is(stdout, 'ready\ngot TERM\n');
 });
 
+test("-t under crun: a pty of the container's own (ttyname), the terminal size, input through it, the exit code", async () => {
+  const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  const argv = cliArgv([
+    '--root',
+    env.storeRoot,
+    ...['run', '--vm', '--rm', '-t', '-i', '--run-dir', runDir, '--entrypoint', '', 'busybox'],
+    ...['sh', '-c', 'stty size; tty; read x; echo "got $x"; exit 3'],
+  ]);
+  // script(1) gives the client a terminal of 33x101.
+  const line = `stty rows 33 cols 101; ${argv.map(quote).join(' ')}`;
+  const child = spawn('script', ['-qec', line, '/dev/null'], {
+    env: cliEnv(),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d));
+  const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  assert.ok(await eventually(() => out.includes('/dev/pts/'), 60_000), `the container started: ${out}`);
+  child.stdin.write('hello\n');
+  assert.is(await closed, 3, out);
+  assert.match(out, /^33 101\r?\r\n\/dev\/pts\/\d+\r?\r\n/);
+  assert.match(out, /got hello/);
+});
+
+test('-d: the container outlives its client; strata vm logs, crun in the guest reaches it, killing it ends it', async () => {
+  const r = await strata([
+    ...['run', '--vm', '-d', '--rm', '--run-dir', runDir, '--entrypoint', '', 'busybox'],
+    ...['sh', '-c', 'echo started; while true; do sleep 1; done'],
+  ]);
+  assert.is(r.code, 0, r.stderr);
+  const id = r.stdout.trim();
+  assert.match(id, /^strata-[0-9a-f]{8}-\d+$/);
+  const logs = async () => (await strata(['vm', 'logs', id, '--run-dir', runDir])).stdout;
+  assert.ok(await eventually(async () => (await logs()) === 'started\n', 60_000), 'its output is in its log');
+  const guest = (args: string[]) => strata(['vm', 'exec', '--run-dir', runDir, '--', ...args]);
+  const crun = ['crun', '--root', '/run/strata/crun'];
+  const inside = await guest([...crun, 'exec', id, 'cat', '/etc/motd']);
+  assert.is(inside.stdout, 'strata busybox test image\n', inside.stderr);
+  await guest([...crun, 'kill', id, 'KILL']);
+  const hostLog = join(stateDir(), 'host.log');
+  assert.ok(
+    await eventually(
+      () => readFileSync(hostLog, 'utf8').includes(`detached container ${id} exited 137`),
+      60_000,
+    ),
+    'the VM host saw it end',
+  );
+  assert.is((await guest(['ls', '/run/strata/b'])).stdout, '', 'no bundle left');
+  assert.is((await logs()).startsWith('started\n'), true, 'the log outlives it');
+});
+
 test('the hypervisor dying mid-run fails the container; the next run boots a fresh VM', async () => {
   const st = readVmState(stateDir())!;
   const running = vmRun(['--entrypoint', '', 'busybox', 'sh', '-c', 'echo started; sleep 60']);

@@ -50,6 +50,7 @@ export const NATIVE_CONTRACT = {
     maxPayload: 1114112,
     initialCredit: 262144,
     helloTimeoutMs: 30000,
+    tree: { maxBytes: 67108864, budgetBytes: 134217728 },
     portName: 'strata.agent',
     vsockPort: 1024,
     guest: {
@@ -73,6 +74,7 @@ export const NATIVE_CONTRACT = {
       error: 10,
       ping: 11,
       pong: 12,
+      tree: 13,
     },
     key: {
       argv: 1,
@@ -87,6 +89,8 @@ export const NATIVE_CONTRACT = {
       image: 10,
       writable: 11,
       config: 12,
+      tree: 13,
+      detach: 14,
     },
     kind: { fuse: 0, stdin: 1, stdout: 2, stderr: 3 },
   },

@@ -24,7 +24,7 @@ import type { FuseOpenIn, FuseOpenOut, FuseReadIn, FuseReleaseIn } from '../fuse
 import type { FuseKstatfs } from '../fuse/wire/statfs.js';
 import { allocReplyBody } from '../fuse/reply-pool.js';
 import { S_IFDIR, S_IFMT } from '../../store/tree-index-format.js';
-import type { Filesystem, NodeAttr, OpenedFile } from './api.js';
+import type { Filesystem, IndexedNodes, NodeAttr, OpenedFile } from './api.js';
 import { FileTable } from './file-table.js';
 import { LookupCounts } from './lookup-counts.js';
 import { createNativeFastPath } from './native-fast-path.js';
@@ -157,6 +157,13 @@ export class FilesystemBridge<H extends object = object> implements RawFileSyste
       this.enableNativeBacking();
     }
     return fast;
+  }
+
+  /** What the native fast path answers from — the indexed nodes and this bridge's timeouts — for
+   * a copy of it elsewhere (the VM agent's, src/vm/host.ts); undefined without an index. */
+  fastPathSource(): { nodes: IndexedNodes; entryTimeout: number; attrTimeout: number } | undefined {
+    const nodes = this.fs.indexedNodes?.();
+    return nodes && { nodes, entryTimeout: this.entryTimeout, attrTimeout: this.attrTimeout };
   }
 
   /** Fast paths handed out, whose index fd destroy() closes (their sessions are over by then). */
