@@ -294,10 +294,11 @@ export class ContainerManager {
     timer.unref();
     guards.push({ stop: () => clearTimeout(timer) });
     // The mount points and the command, looked up while the runtime sets up (until createContainer).
-    const warm = prewarm(
-      served.mountFd,
-      prewarmPaths(config.mounts, config.process?.args, config.process?.env),
-    );
+    // STRATA_PREWARM=0 turns it off (to measure what it saves).
+    const warm =
+      process.env.STRATA_PREWARM === '0'
+        ? undefined
+        : prewarm(served.mountFd, prewarmPaths(config.mounts, config.process?.args, config.process?.env));
     this.served.set(id, {
       warm,
       root: new ContainerRoot(id, served, guards),
