@@ -75,8 +75,12 @@ export function prewarm(
       if (!isDir || stopped) return;
     }
   };
-  // One path after another (the lookups of one share its parents); the paths side by side.
-  const done = Promise.all(paths.map(walk)).then(() => undefined);
+  // Each path's components one after another (they share their parents), the paths side by side;
+  // begun after this turn of the event loop, so that the answer the caller is about to send (the
+  // createRuntime hook's) is written before the lookups' threads and FUSE requests compete with it.
+  const done = new Promise<void>((resolve) =>
+    setImmediate(() => void Promise.all(paths.map(walk)).then(() => resolve())),
+  );
   return {
     stop: () => {
       stopped = true;

@@ -63,6 +63,8 @@ test('stop: no lookup starts after it, and it waits for the one in flight', asyn
       };
     });
   });
+  await new Promise((r) => setImmediate(r)); // it begins after the caller's turn
+  assert.is(started, 1, 'one lookup in flight');
   let stopped = false;
   const done = w.stop().then(() => (stopped = true));
   await new Promise((r) => setTimeout(r, 20));
@@ -71,6 +73,16 @@ test('stop: no lookup starts after it, and it waits for the one in flight', asyn
   await done;
   assert.is(inFlight, 0);
   assert.is(started, 1, 'nothing after stop');
+});
+
+test('stopped before it began (createContainer right after createRuntime): no lookup at all', async () => {
+  let n = 0;
+  const w = prewarm(3, ['a', 'b'], () => {
+    n++;
+    return Promise.resolve({ isDirectory: () => true });
+  });
+  await w.stop();
+  assert.is(n, 0);
 });
 
 test('bounded: at most PREWARM_MAX_LOOKUPS lookups', async () => {
