@@ -294,11 +294,14 @@ export class ContainerManager {
     timer.unref();
     guards.push({ stop: () => clearTimeout(timer) });
     // The mount points and the command, looked up while the runtime sets up (until createContainer).
-    // STRATA_PREWARM=0 turns it off (to measure what it saves).
+    // Opt-in (STRATA_PREWARM=1): a daemon killed while one of its own threads waits in a lookup
+    // on its own FUSE mount cannot finish dying (the kernel waits, uninterruptibly, for an answer
+    // only that process could give), and with the fd holder keeping the connection open it never
+    // does: the holder never sees it go and starts no successor. docs/architecture.md#start-path.
     const warm =
-      process.env.STRATA_PREWARM === '0'
-        ? undefined
-        : prewarm(served.mountFd, prewarmPaths(config.mounts, config.process?.args, config.process?.env));
+      process.env.STRATA_PREWARM === '1'
+        ? prewarm(served.mountFd, prewarmPaths(config.mounts, config.process?.args, config.process?.env))
+        : undefined;
     this.served.set(id, {
       warm,
       root: new ContainerRoot(id, served, guards),
