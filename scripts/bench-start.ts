@@ -17,8 +17,11 @@
 // (src/run/cgroup-ns.ts), so a row of crun entering such a namespace (nsenter) shows that floor
 // too. The daemon is started once, before timing (warm).
 //
-//   npm run bench:start [-- --runs N] [-- --only REGEX]   (after npm run build; --only: the rows
-//                                              whose label matches, e.g. 'kept|strata run --rm \(crun\)$')
+//   npm run bench:start [-- --runs N] [-- --only REGEX] [-- --against DIR]   (after npm run build;
+//                     --only: the rows whose label matches, e.g. 'kept|strata run --rm \(crun\)$';
+//                     --against: another built checkout (e.g. /work/main) with its own daemon on
+//                     a copy of the store: its strata run --rm and hooks-path rows run in the same
+//                     round-robin, so a before/after comparison holds on a loaded machine)
 //
 // The rows run round-robin (each row's i-th run next to the others'), so a load that changes
 // during the bench hits every row alike; each row prints its median and its minimum. On a
@@ -30,11 +33,12 @@
 // directory in a kept cgroup2 namespace, and crun run of a strata bundle (the hooks path) at most
 // 8 ms over it, both measured in that namespace (the rows without one pay unshare + a cgroup2
 // mount, 3-10 ms, on every run).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { writeBundle } from '../src/spec/bundle.js';
+import { daemonRequest } from '../src/daemon/client.js';
 import { cliArgv, daemonArgv, frontExecutable, hookExecutable } from '../src/executables.js';
 import { CgroupNamespace } from '../src/run/cgroup-ns.js';
 import { findExecutable } from '../src/run/runtime.js';
@@ -51,6 +55,9 @@ if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a positiv
 const onlyArg = process.argv.indexOf('--only');
 const ONLY = onlyArg > 0 ? new RegExp(process.argv[onlyArg + 1] ?? '') : undefined;
 const WARMUP = 3;
+const againstArg = process.argv.indexOf('--against');
+const AGAINST = againstArg > 0 ? process.argv[againstArg + 1] : undefined;
+if (againstArg > 0 && !AGAINST) throw new Error('--against takes the directory of a built checkout');
 
 interface Row {
   label: string;
@@ -97,6 +104,7 @@ function rt(runDir: string, name: 'crun' | 'runc'): Runtime {
 async function main(): Promise<void> {
   const { dir, cleanup } = await benchDir('strata-bench-start-');
   let stopDaemon: (() => Promise<unknown>) | undefined;
+  let stopOther: (() => Promise<unknown>) | undefined;
   const unshare = findExecutable('unshare');
   const cgroupNs = unshare ? new CgroupNamespace(unshare) : undefined;
   const podman = new PrivatePodman(join(dir, 'pm'));
@@ -230,6 +238,22 @@ async function main(): Promise<void> {
       },
     ];
     const rows = ONLY ? allRows.filter((r) => ONLY.test(r.label)) : allRows;
+    if (AGAINST) {
+      const other = await otherBuild(AGAINST, dir, store.root, env.socket);
+      stopOther = other.stop;
+      rows.push(
+        {
+          label: 'strata run --rm (crun), --against build',
+          env: other.cliEnv,
+          argv: () => [other.front, ['run', '--rm', '--runtime', 'crun', 'busybox', '/bin/true']],
+        },
+        crunInNamespaceRow(
+          'crun run, strata bundle, in a kept cgroup2 namespace, --against build',
+          other.bundle,
+          'bench-nsa',
+        ),
+      );
+    }
 
     const load = await loadAverage();
     const measured = measureAll(rows);
@@ -245,6 +269,24 @@ async function main(): Promise<void> {
         `  ${label.padEnd(width)}  ${m.median.toFixed(1).padStart(7)} ms  (min ${m.min.toFixed(1).padStart(6)})\n`,
       );
 
+    if (AGAINST) {
+      const n = measured.get('crun run, directory, in a kept cgroup2 namespace');
+      for (const [mine, theirs] of [
+        ['strata run --rm (crun)', 'strata run --rm (crun), --against build'],
+        [
+          'crun run, strata bundle, in a kept cgroup2 namespace',
+          'crun run, strata bundle, in a kept cgroup2 namespace, --against build',
+        ],
+      ]) {
+        const a = measured.get(mine);
+        const b = measured.get(theirs);
+        if (!a || !b || !n) continue;
+        process.stdout.write(
+          `  ${mine}: this build +${(a.median - n.median).toFixed(1)} ms (minima +${(a.min - n.min).toFixed(1)}), ` +
+            `${AGAINST} +${(b.median - n.median).toFixed(1)} ms (minima +${(b.min - n.min).toFixed(1)}) over crun in the kept namespace\n`,
+        );
+      }
+    }
     const get = (l: string): number => results.get(l) as number;
     if (ONLY) {
       // Only the issue 13 lines whose rows ran.
@@ -291,10 +333,67 @@ async function main(): Promise<void> {
         `+${(min("crun run, directory with a strata bundle's config, no hooks, in the kept namespace") - nsMin).toFixed(1)} ms\n`,
     );
   } finally {
+    await stopOther?.();
     await stopDaemon?.();
     await podman.destroy().catch(() => undefined);
     await cgroupNs?.stop();
     await cleanup();
+  }
+}
+
+/** Another built checkout's daemon on a copy of the store, its front end, and a bundle its own
+ * `strata bundle` wrote (its hook, its config). */
+async function otherBuild(
+  checkout: string,
+  dir: string,
+  storeRoot: string,
+  ourSocket: string,
+): Promise<{ front: string; cliEnv: NodeJS.ProcessEnv; bundle: string; stop(): Promise<unknown> }> {
+  const root = join(dir, 'against');
+  const store = join(root, 'store');
+  const socket = join(root, 'run', 'strata.sock');
+  await run('mkdir', ['-p', join(root, 'run')]);
+  await run('cp', ['-a', storeRoot, store]);
+  const main = join(checkout, 'dist', 'src', 'cli', 'main.js');
+  const cliEnv = {
+    ...process.env,
+    STRATA_ROOT: store,
+    STRATA_SOCKET: socket,
+    STRATA_RUN_DIR: join(root, 'rundir'),
+  };
+  const daemon = spawn(
+    process.execPath,
+    [main, '--root', store, 'daemon', '--socket', socket, '--log-file', join(root, 'daemon.log')],
+    {
+      stdio: 'ignore',
+    },
+  );
+  const exited = new Promise((resolve) => daemon.once('exit', resolve));
+  const stop = async (): Promise<unknown> => {
+    daemon.kill('SIGTERM');
+    return exited;
+  };
+  try {
+    for (let waited = 0; !(await pingable(socket)); waited += 50) {
+      if (waited > 20_000 || daemon.exitCode !== null)
+        throw new Error(`the daemon of ${checkout} did not start`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (socket === ourSocket) throw new Error('--against needs its own socket');
+    const bundle = join(root, 'bundle');
+    await run(process.execPath, [main, 'bundle', 'busybox', bundle, '--', '/bin/true'], { env: cliEnv });
+    return { front: join(checkout, 'native', 'build', 'Release', 'strata'), cliEnv, bundle, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function pingable(socket: string): Promise<boolean> {
+  try {
+    return (await daemonRequest(socket, { op: 'ping' }, 1000)).ok;
+  } catch {
+    return false;
   }
 }
 

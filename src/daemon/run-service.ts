@@ -171,7 +171,12 @@ export function serveRunConnection(
       mntns,
       indexes: manager.indexes,
     });
-    // Prepared while the front end forks the runtime; the createContainer hook waits for it.
+    // The answer first: the front end forks the runtime while the root is prepared (the part of
+    // the preparation before its first wait would otherwise delay it). The createContainer hook
+    // waits for it; the root is pending before this turn of the event loop ends, before any hook
+    // can ask.
+    const created = performance.now();
+    reply(encodeExec(started.exec));
     const prepared = manager.prepareAhead(started.record.id, started.bundle, started.config);
     prepared.catch(() => undefined); // its error is the hook's and the final message's
     run = {
@@ -180,10 +185,9 @@ export function serveRunConnection(
       ctx,
       rt,
       t0,
-      created: performance.now(),
+      created,
       prepared,
     };
-    reply(encodeExec(started.exec));
   };
 
   // A front end whose daemon went away during the run (killed, or replaced by --upgrade) goes on

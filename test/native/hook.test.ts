@@ -2,7 +2,16 @@
 // end with: against no socket, a scripted daemon (a node:net server answering what the test
 // says, with SCM_RIGHTS where needed), and the real daemon in-process for a missing image.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -204,6 +213,90 @@ test('a mount that cannot be attached: exit 6 (the rootfs is not a mount here)',
       assert.match(r.stderr, `no mount at the rootfs ${scratch} in this mount namespace`);
     },
   );
+});
+
+/** The mounts under `root` in the mount namespace that ran `script`, as "path source fstype" lines. */
+function mountsAfter(script: string, root: string, env: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-euc', script], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('close', (status) => {
+      if (status !== 0) reject(new Error(`attach script failed (${status}): ${err}`));
+      // mountinfo: id parent dev root mountpoint opts ... - fstype source superopts
+      const lines = out
+        .split('\n')
+        .map((l) => l.split(' '))
+        .filter((f) => f[4]?.startsWith(root))
+        .map((f) => {
+          const dash = f.indexOf('-');
+          return `${f[4].slice(root.length) || '/'} ${f[dash + 2]} ${f[dash + 1]}`;
+        });
+      resolve(lines.join('\n'));
+    });
+  });
+}
+
+test("attach: the image goes under the runtime's mounts, nested ones kept (listmount and mountinfo alike)", async () => {
+  const image = mkdtempSync(join(scratch, 'img-'));
+  for (const d of ['a', 'b', 'c', 'with space']) mkdirSync(join(image, d));
+  writeFileSync(join(image, 'c', 'f'), '');
+  writeFileSync(join(image, 'marker'), 'image');
+  const root = mkdtempSync(join(scratch, 'rootfs-'));
+  // What a runtime leaves before createContainer: the rootfs a mount point, mounts under it (one
+  // nested, one on a file, one with a space in its path), a hook to attach the image over it.
+  const script = `
+    mount -t tmpfs rootfs "$R"
+    mkdir "$R/a" "$R/b" "$R/c" "$R/with space"
+    touch "$R/c/f"
+    mount -t tmpfs ta "$R/a"
+    mount -t tmpfs tb "$R/b"
+    mkdir "$R/b/x"
+    mount -t tmpfs tbx "$R/b/x"
+    mount --bind /dev/null "$R/c/f"
+    mount -t tmpfs tsp "$R/with space"
+    echo '{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":1,"bundle":"/"}' | "$HOOK" createContainer
+    test "$(cat "$R/marker")" = image
+    cat /proc/self/mountinfo`;
+  const results: string[] = [];
+  for (const force of ['0', '1']) {
+    const mount = native.openTree(
+      native.constants.AT_FDCWD,
+      image,
+      native.constants.OPEN_TREE_CLONE | native.constants.OPEN_TREE_CLOEXEC,
+    );
+    try {
+      await withScriptedDaemon(
+        (socket) => {
+          native.sendFds(socketFd(socket), Buffer.from(`ok\nrootfs ${root}\n`), [mount]);
+          socket.end();
+        },
+        async (socketPath) => {
+          results.push(
+            await mountsAfter(script, root, {
+              R: root,
+              HOOK: hookExecutable(),
+              STRATA_SOCKET: socketPath,
+              STRATA_ATTACH_MOUNTINFO: force,
+            }),
+          );
+        },
+      );
+    } finally {
+      closeSync(mount);
+    }
+  }
+  const [listmount, mountinfo] = results;
+  for (const want of ['/a ta tmpfs', '/b tb tmpfs', '/b/x tbx tmpfs', '/with\\040space tsp tmpfs']) {
+    assert.ok(listmount.split('\n').includes(want), `${want} in:\n${listmount}`);
+  }
+  assert.match(listmount, /^\/c\/f /m);
+  assert.is(listmount, mountinfo, 'the same mounts on both paths');
 });
 
 test('the real daemon: an image missing from the store is exit 5, other refusals 1', async () => {
