@@ -616,8 +616,10 @@ async function main(): Promise<void> {
         `  ${SEQ_PAIRS} pairs' ratios (in rounds of two: see rounds), after one untimed settling read\n` +
         `overlayfs's ${BIG_PATH} is a hard link to strata's object file (its own layer's copy is another\n` +
         `  file, written at another time: see bigLower), so the big-file reads of both read the same blocks\n` +
-        `goals: strata and overlayfs in ${PAIRS} pairs of back-to-back runs (see goalPairs); the table's\n` +
-        `  ratios are of medians taken minutes apart\n\n` +
+        `goals: strata and overlayfs in ${PAIRS} pairs of back-to-back runs, in rounds of two pairs (see\n` +
+        `  goalPairs, rounds); random 4 KiB reads both files in turns in one runner (randpair), the big\n` +
+        `  file's pairs come after an untimed read that puts it in the host's cache; the table's ratios\n` +
+        `  are of medians taken minutes apart\n\n` +
         table(results) +
         (STRATA_ONLY ? '' : '\n\ngoals:\n  ' + goals(results, inodes, pairs!).join('\n  ')) +
         (pairs ? '\n\n' + pairLines(pairs) : '') +
