@@ -6,6 +6,8 @@
 //   rand FILE N SEED    N preads of 4 KiB at random 4 KiB-aligned offsets
 //   randpair A B N SEED N such preads of each of two files, in turns, each read timed (bench-fs's
 //                       random 4 KiB goal: strata and overlayfs at the same moments)
+//   seqpair A B HALF    1 MiB reads of A's first half (HALF 0; the second: 1) and B's other half, in
+//                       turns, each read timed (the sequential goal: strata and its object file)
 // Each prints {"entries":N,"bytes":N,"ns":N,"sysNs":N}: sysNs is the runner's own system time
 // (getrusage), which for a kernel filesystem is the CPU the filesystem itself spends.
 import { writeFile } from 'node:fs/promises';
@@ -112,6 +114,38 @@ int main(int argc, char **argv) {
     printf("{\"entries\":%lld,\"bytes\":%lld,\"ns\":%lld,\"ns2\":%lld,\"sysNs\":%lld}\n", entries, bytes,
            sum[0], sum[1], sys);
     return 0;
+  } else if (!strcmp(argv[1], "seqpair") && argc == 5) {
+    // Two files of one size, read sequentially in 1 MiB reads in turns (which goes first
+    // alternates), each read timed: the first file's first half (or second half: HALF 1) and the
+    // other half of the second file, so that no page is read twice when both name one inode, and
+    // both streams meet the same moments.
+    int fd[2] = {open(argv[2], O_RDONLY | O_CLOEXEC), open(argv[3], O_RDONLY | O_CLOEXEC)};
+    struct stat st[2];
+    if (fd[0] < 0 || fd[1] < 0 || fstat(fd[0], &st[0]) < 0 || fstat(fd[1], &st[1]) < 0 ||
+        st[0].st_size != st[1].st_size || st[0].st_size % (2 * CHUNK) != 0) {
+      fprintf(stderr, "seqpair: two readable files of one size (a multiple of 2 MiB)\n");
+      return 1;
+    }
+    long long half = st[0].st_size / 2, sum[2] = {0, 0};
+    off_t start[2] = {0, (off_t)half};
+    if (atoi(argv[4]) == 1) { start[0] = (off_t)half; start[1] = 0; }
+    for (long long at = 0; at < half; at += CHUNK) {
+      for (int k = 0; k < 2; k++) {
+        int f = (int)((at / CHUNK) & 1) ^ k;
+        long long t = now_ns();
+        ssize_t n = pread(fd[f], buf, CHUNK, start[f] + (off_t)at);
+        sum[f] += now_ns() - t;
+        if (n != CHUNK) { perror("pread"); return 1; }
+        bytes += n;
+      }
+    }
+    entries = 2;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long long sys = ru.ru_stime.tv_sec * 1000000000LL + ru.ru_stime.tv_usec * 1000LL;
+    printf("{\"entries\":%lld,\"bytes\":%lld,\"ns\":%lld,\"ns2\":%lld,\"sysNs\":%lld}\n", entries, bytes,
+           sum[0], sum[1], sys);
+    return 0;
   } else { fprintf(stderr, "unknown workload %s\n", argv[1]); return 2; }
   long long ns = now_ns() - start;
   struct rusage ru;
@@ -128,14 +162,15 @@ export interface WorkloadResult {
   ms: number;
   /** The runner's own system time, ms: in the kernel for it (a kernel filesystem's CPU). */
   sysMs: number;
-  /** randpair: the second file's reads, ms (ms is then the first file's). */
+  /** randpair, seqpair: the second file's reads, ms (ms is then the first file's). */
   ms2?: number;
 }
 
 export type Workload =
   | ['walk' | 'readall' | 'seq', string]
   | ['rand', string, number, number]
-  | ['randpair', string, string, number, number];
+  | ['randpair', string, string, number, number]
+  | ['seqpair', string, string, 0 | 1];
 
 export class WorkloadRunner {
   private constructor(readonly binary: string) {}
