@@ -4,6 +4,10 @@
 //   readall DIR         walk + read every regular file (1 MiB reads)
 //   seq FILE            read the file start to end (1 MiB reads)
 //   rand FILE N SEED    N preads of 4 KiB at random 4 KiB-aligned offsets
+//   randpair A B N SEED N such preads of each of two files, in turns, each read timed (bench-fs's
+//                       random 4 KiB goal: strata and overlayfs at the same moments)
+//   seqpair A B HALF    1 MiB reads of A's first half (HALF 0; the second: 1) and B's other half, in
+//                       turns, each read timed (the sequential goal: strata and its object file)
 // Each prints {"entries":N,"bytes":N,"ns":N,"sysNs":N}: sysNs is the runner's own system time
 // (getrusage), which for a kernel filesystem is the CPU the filesystem itself spends.
 import { writeFile } from 'node:fs/promises';
@@ -76,6 +80,72 @@ int main(int argc, char **argv) {
     }
     entries = count;
     close(fd);
+  } else if (!strcmp(argv[1], "randpair") && argc == 6) {
+    // Two files of one size, read in turns: the k-th read of each at the same moment, so that
+    // both meet the same load. Offsets are in 64-page blocks, even blocks for the first file and
+    // odd ones for the second (no page is read twice when both name one inode), and which file
+    // reads first alternates. Each read is timed on its own; ns is the first file's sum, ns2 the
+    // second's.
+    int fd[2] = {open(argv[2], O_RDONLY | O_CLOEXEC), open(argv[3], O_RDONLY | O_CLOEXEC)};
+    struct stat st[2];
+    if (fd[0] < 0 || fd[1] < 0 || fstat(fd[0], &st[0]) < 0 || fstat(fd[1], &st[1]) < 0 ||
+        st[0].st_size != st[1].st_size || st[0].st_size < 2 * 64 * 4096) {
+      fprintf(stderr, "randpair: two readable files of one size (>= 512 KiB)\n");
+      return 1;
+    }
+    long long count = atoll(argv[4]), sum[2] = {0, 0};
+    uint64_t x = strtoull(argv[5], 0, 10) | 1, blocks = st[0].st_size / 4096 / 64 / 2;
+    for (long long i = 0; i < count; i++) {
+      for (int k = 0; k < 2; k++) {
+        int f = (int)(i & 1) ^ k;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        uint64_t page = ((x >> 6) % blocks * 2 + (uint64_t)f) * 64 + (x & 63);
+        long long t = now_ns();
+        ssize_t n = pread(fd[f], buf, 4096, (off_t)(page * 4096));
+        sum[f] += now_ns() - t;
+        if (n != 4096) { perror("pread"); return 1; }
+        bytes += n;
+      }
+    }
+    entries = count;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long long sys = ru.ru_stime.tv_sec * 1000000000LL + ru.ru_stime.tv_usec * 1000LL;
+    printf("{\"entries\":%lld,\"bytes\":%lld,\"ns\":%lld,\"ns2\":%lld,\"sysNs\":%lld}\n", entries, bytes,
+           sum[0], sum[1], sys);
+    return 0;
+  } else if (!strcmp(argv[1], "seqpair") && argc == 5) {
+    // Two files of one size, read sequentially in 1 MiB reads in turns (which goes first
+    // alternates), each read timed: the first file's first half (or second half: HALF 1) and the
+    // other half of the second file, so that no page is read twice when both name one inode, and
+    // both streams meet the same moments.
+    int fd[2] = {open(argv[2], O_RDONLY | O_CLOEXEC), open(argv[3], O_RDONLY | O_CLOEXEC)};
+    struct stat st[2];
+    if (fd[0] < 0 || fd[1] < 0 || fstat(fd[0], &st[0]) < 0 || fstat(fd[1], &st[1]) < 0 ||
+        st[0].st_size != st[1].st_size || st[0].st_size % (2 * CHUNK) != 0) {
+      fprintf(stderr, "seqpair: two readable files of one size (a multiple of 2 MiB)\n");
+      return 1;
+    }
+    long long half = st[0].st_size / 2, sum[2] = {0, 0};
+    off_t start[2] = {0, (off_t)half};
+    if (atoi(argv[4]) == 1) { start[0] = (off_t)half; start[1] = 0; }
+    for (long long at = 0; at < half; at += CHUNK) {
+      for (int k = 0; k < 2; k++) {
+        int f = (int)((at / CHUNK) & 1) ^ k;
+        long long t = now_ns();
+        ssize_t n = pread(fd[f], buf, CHUNK, start[f] + (off_t)at);
+        sum[f] += now_ns() - t;
+        if (n != CHUNK) { perror("pread"); return 1; }
+        bytes += n;
+      }
+    }
+    entries = 2;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long long sys = ru.ru_stime.tv_sec * 1000000000LL + ru.ru_stime.tv_usec * 1000LL;
+    printf("{\"entries\":%lld,\"bytes\":%lld,\"ns\":%lld,\"ns2\":%lld,\"sysNs\":%lld}\n", entries, bytes,
+           sum[0], sum[1], sys);
+    return 0;
   } else { fprintf(stderr, "unknown workload %s\n", argv[1]); return 2; }
   long long ns = now_ns() - start;
   struct rusage ru;
@@ -92,9 +162,15 @@ export interface WorkloadResult {
   ms: number;
   /** The runner's own system time, ms: in the kernel for it (a kernel filesystem's CPU). */
   sysMs: number;
+  /** randpair, seqpair: the second file's reads, ms (ms is then the first file's). */
+  ms2?: number;
 }
 
-export type Workload = ['walk' | 'readall' | 'seq', string] | ['rand', string, number, number];
+export type Workload =
+  | ['walk' | 'readall' | 'seq', string]
+  | ['rand', string, number, number]
+  | ['randpair', string, string, number, number]
+  | ['seqpair', string, string, 0 | 1];
 
 export class WorkloadRunner {
   private constructor(readonly binary: string) {}
@@ -110,8 +186,16 @@ export class WorkloadRunner {
 
   async run(...w: Workload): Promise<WorkloadResult> {
     const { stdout } = await run(this.binary, w.map(String));
-    const r = JSON.parse(stdout) as { entries: number; bytes: number; ns: number; sysNs: number };
-    return { entries: r.entries, bytes: r.bytes, ms: r.ns / 1e6, sysMs: r.sysNs / 1e6 };
+    const r = JSON.parse(stdout) as {
+      entries: number;
+      bytes: number;
+      ns: number;
+      ns2?: number;
+      sysNs: number;
+    };
+    const out: WorkloadResult = { entries: r.entries, bytes: r.bytes, ms: r.ns / 1e6, sysMs: r.sysNs / 1e6 };
+    if (r.ns2 !== undefined) out.ms2 = r.ns2 / 1e6;
+    return out;
   }
 }
 
