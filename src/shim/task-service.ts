@@ -10,7 +10,7 @@
 // rootfs mounts containerd passed (its snapshot) are mounted on <bundle>/rootfs, with a log line.
 // Exits come from the reaper (subreaper + pidfd); TaskExit is published only after TaskStart and
 // after the process's output is drained. docs/architecture.md#containerd-shim has the whole story.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, join } from 'node:path';
@@ -61,6 +61,7 @@ import { EventPublisher, TOPICS } from './events.js';
 import { Reaper, type Exit } from './reaper.js';
 import { Runc, spawnCollect } from './runc.js';
 import { v1Metrics, v2Metrics } from './stats.js';
+import { clearMountPoints } from './root-dir.js';
 import { ProcessIO } from './stdio.js';
 
 export const NAMESPACE_METADATA = 'containerd-namespace-ttrpc';
@@ -129,6 +130,8 @@ interface Task {
   mounted: string[];
   /** The daemon serves this task's root. */
   strataRoot: boolean;
+  /** config.json's root.path under the bundle (runc's mount points are cleared there). */
+  rootDir: string;
   deleting?: Promise<MessageInitShape<typeof DeleteResponseSchema>>;
   /** runc's state and containerd's rootfs mount going, once the init exited (afterInitExit). */
   afterExit?: Promise<void>;
@@ -369,9 +372,7 @@ export class TaskService {
     try {
       const config = loadBundleConfig(req.bundle);
       const root = await this.prepareRoot(ns, id, req.bundle, config, req.rootfs);
-      undo.push(() =>
-        this.releaseRoot({ id, mounted: root.mounted, strataRoot: root.strataRoot }, 'its create failed'),
-      );
+      undo.push(() => this.releaseRoot({ ns, id, ...root }, 'its create failed'));
       const io = new ProcessIO(
         { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
         { id, namespace: ns },
@@ -403,6 +404,7 @@ export class TaskService {
         execs: new Map(),
         mounted: root.mounted,
         strataRoot: root.strataRoot,
+        rootDir: root.rootDir,
       };
       this.reaper.watch(pid, (e) => void this.onExit(task, init, e));
       this.tasks.set(key, task);
@@ -433,8 +435,9 @@ export class TaskService {
     bundle: string,
     config: RuntimeConfig,
     rootfs: Mount[],
-  ): Promise<{ mounted: string[]; strataRoot: boolean }> {
+  ): Promise<{ mounted: string[]; strataRoot: boolean; rootDir: string }> {
     const explicit = config.annotations?.[IMAGE_ANNOTATION];
+    const rootDir = join(bundle, config.root?.path ?? 'rootfs');
     let digest: string | undefined;
     let why: string | undefined;
     if (this.opts.roots) {
@@ -450,14 +453,14 @@ export class TaskService {
         ['createContainer'],
       );
       writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(rewritten));
-      mkdirSync(join(bundle, config.root?.path ?? 'rootfs'), { recursive: true });
+      mkdirSync(rootDir, { recursive: true });
       await this.opts.roots.prepareAhead(id, bundle, rewritten);
-      return { mounted: [], strataRoot: true };
+      return { mounted: [], strataRoot: true, rootDir };
     }
-    const target = join(bundle, config.root?.path ?? 'rootfs');
+    const target = rootDir;
     if (rootfs.length === 0) {
       if (why) throw new FailedPreconditionError(`task ${id}: ${why}, and containerd passed no rootfs`);
-      return { mounted: [], strataRoot: false };
+      return { mounted: [], strataRoot: false, rootDir };
     }
     this.opts.log(
       'info',
@@ -485,7 +488,7 @@ export class TaskService {
       for (const t of mounted.reverse()) await unmount(t);
       throw new FailedPreconditionError(`mounting the rootfs of task ${id}: ${(err as Error).message}`);
     }
-    return { mounted, strataRoot: false };
+    return { mounted, strataRoot: false, rootDir };
   }
 
   /**
@@ -524,12 +527,21 @@ export class TaskService {
   }
 
   private async releaseRoot(
-    t: { id: string; mounted: string[]; strataRoot: boolean },
+    t: { ns: string; id: string; mounted: string[]; strataRoot: boolean; rootDir: string },
     why: string,
   ): Promise<void> {
     for (const m of [...t.mounted].reverse()) await unmount(m);
     t.mounted = [];
-    if (t.strataRoot) await this.opts.roots?.containerEnded(t.id, why);
+    if (!t.strataRoot) return;
+    await this.opts.roots?.containerEnded(t.id, why);
+    this.clearRootDir(t.ns, t.id, t.rootDir);
+  }
+
+  /** runc's mount points in a strata-served root's (empty) directory go (root-dir.ts). */
+  private clearRootDir(ns: string, id: string, rootDir: string): void {
+    const left = clearMountPoints(rootDir);
+    if (left.length)
+      this.opts.log('warn', `task ${ns}/${id}: left in its root directory: ${left.slice(0, 5).join(', ')}`);
   }
 
   // ---- Start / Exec ----
@@ -779,8 +791,12 @@ export class TaskService {
     await this.runcFor(ns)
       .delete(id, true)
       .catch(() => undefined);
-    if (bundle && isAbsolute(bundle) && existsSync(join(bundle, 'rootfs')))
+    if (bundle && isAbsolute(bundle) && existsSync(join(bundle, 'rootfs'))) {
       await unmount(join(bundle, 'rootfs'), true);
+      // A strata-served root's mount points (or an empty dir): only on the bundle's filesystem.
+      if (statSync(join(bundle, 'rootfs')).dev === statSync(bundle).dev)
+        this.clearRootDir(ns, id, join(bundle, 'rootfs'));
+    }
     this.registrations.delete(key);
     return { pid: 0, exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: ts(new Date()) };
   }
