@@ -372,7 +372,10 @@ export class TaskService {
     try {
       const config = loadBundleConfig(req.bundle);
       const root = await this.prepareRoot(ns, id, req.bundle, config, req.rootfs);
-      undo.push(() => this.releaseRoot({ ns, id, ...root }, 'its create failed'));
+      undo.push(async () => {
+        await root.prepared?.catch(() => undefined); // a root still being prepared is not yet released
+        await this.releaseRoot({ ns, id, ...root }, 'its create failed');
+      });
       const io = new ProcessIO(
         { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
         { id, namespace: ns },
@@ -383,7 +386,13 @@ export class TaskService {
       const consoleSocket = req.terminal ? await ConsoleSocket.open(this.workDir(ns, id)) : undefined;
       const pidFile = join(this.workDir(ns, id), 'init.pid');
       try {
-        await runc.create(id, req.bundle, pidFile, io.child, consoleSocket?.path);
+        try {
+          await runc.create(id, req.bundle, pidFile, io.child, consoleSocket?.path);
+        } catch (err) {
+          await root.prepared; // its failure (the hook's) says more than runc's
+          throw err;
+        }
+        await root.prepared;
         undo.push(() => runc.delete(id, true).catch(() => undefined));
         if (consoleSocket) io.attachConsole(await consoleSocket.receive());
       } finally {
@@ -435,7 +444,7 @@ export class TaskService {
     bundle: string,
     config: RuntimeConfig,
     rootfs: Mount[],
-  ): Promise<{ mounted: string[]; strataRoot: boolean; rootDir: string }> {
+  ): Promise<{ mounted: string[]; strataRoot: boolean; rootDir: string; prepared?: Promise<void> }> {
     const explicit = config.annotations?.[IMAGE_ANNOTATION];
     const rootDir = join(bundle, config.root?.path ?? 'rootfs');
     let digest: string | undefined;
@@ -452,10 +461,13 @@ export class TaskService {
         { hookPath: hookExecutable(), socketPath: this.opts.socketPath },
         ['createContainer'],
       );
-      writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(rewritten));
+      // Not durable: a bundle does not outlive a reboot (containerd's state dir is /run).
+      writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(rewritten), { durable: false });
       mkdirSync(rootDir, { recursive: true });
-      await this.opts.roots.prepareAhead(id, bundle, rewritten);
-      return { mounted: [], strataRoot: true, rootDir };
+      // Prepared while runc creates the container: its createContainer hook waits for it.
+      const prepared = this.opts.roots.prepareAhead(id, bundle, rewritten);
+      prepared.catch(() => undefined); // awaited by create
+      return { mounted: [], strataRoot: true, rootDir, prepared };
     }
     const target = rootDir;
     if (rootfs.length === 0) {

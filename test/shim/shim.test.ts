@@ -262,7 +262,10 @@ test('ctr run --log-uri binary:// and file://, as the runc shim does them', asyn
       assert.is(f.exitCode, 0, `${tag}: ${f.stderr}`);
     }
     if (runtime === RUNTIME) assertServedByStrata(`lf-${tag}`);
-    assert.ok(await eventually(() => existsSync(log) && readFileSync(log, 'utf8').split('\n').length === 5));
+    assert.ok(
+      await eventually(() => existsSync(log) && readFileSync(log, 'utf8').split('\n').length === 5),
+      `${tag}: ${existsSync(log) ? JSON.stringify(readFileSync(log, 'utf8')) : 'no log'}`,
+    );
     assert.equal(readFileSync(log, 'utf8').trim().split('\n').sort(), [
       'one-err',
       'one-out',
