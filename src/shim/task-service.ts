@@ -576,7 +576,7 @@ export class TaskService {
     const { id } = t;
     const { execId } = p;
     if (!execId) {
-      await t.runc.start(id);
+      await t.runc.start(id, p.exited);
       if (!p.exit) p.state = 'running';
       // Queued, not awaited (as containerd's runc shim does): the queue keeps TaskStart before
       // TaskExit, which is queued only once this start is over.

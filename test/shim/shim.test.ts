@@ -359,7 +359,7 @@ async function code(p: Promise<unknown>): Promise<number> {
   }
 }
 
-test('faults: unknown task, Start before Create, Create twice, Delete while running, Checkpoint', async () => {
+test('faults: unknown task, Start before Create, Create twice, Delete while running, Checkpoint, a dead init started', async () => {
   assert.ok(await daemonPid(env), 'the daemon runs (started by the shim)');
   const c = await TtrpcClient.connect(env.socket);
   const call = <I extends Parameters<TtrpcClient['call']>[2], O extends Parameters<TtrpcClient['call']>[4]>(
@@ -430,6 +430,24 @@ test('faults: unknown task, Start before Create, Create twice, Delete while runn
       await code(call('State', StateRequestSchema, { id: 'f1' }, StateResponseSchema)),
       Code.NotFound,
     );
+
+    // Start reads runc's exec fifo itself: an init killed before Start is an error, not a hang.
+    const b2 = bundleFor('f2', ['true']);
+    const c2 = await call(
+      'Create',
+      CreateTaskRequestSchema,
+      { id: 'f2', bundle: b2 },
+      CreateTaskResponseSchema,
+    );
+    process.kill(c2.pid, 'SIGKILL');
+    const t0 = Date.now();
+    assert.is(
+      await code(call('Start', StartRequestSchema, { id: 'f2' }, StartResponseSchema)),
+      Code.FailedPrecondition,
+    );
+    assert.ok(Date.now() - t0 < 10_000, 'Start of a dead init answers at once');
+    const del2 = await call('Delete', DeleteRequestSchema, { id: 'f2' }, DeleteResponseSchema);
+    assert.is(del2.exitStatus, 137);
   } finally {
     c.close();
   }
