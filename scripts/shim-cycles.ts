@@ -1,6 +1,6 @@
 // The shim's run/delete cycle loop (slow: not in npm test): N `ctr run --rm` through
 // containerd-shim-strata-v2 against a private containerd, then checks that nothing is left — no
-// mount under the test dir, no task, no runc state, no lease — and that the daemon's fds and
+// mount under the test dir, no task, no runc state, no task bundle, no lease — and that the daemon's fds and
 // threads did not grow.
 //
 //   node --import tsx scripts/shim-cycles.ts [--cycles 100] [--strata-root]   (--strata-root:
@@ -59,6 +59,8 @@ try {
   const runcRoot = `${env.dir}/run/shim/default/runc`;
   const runcLeft = readdirSync(runcRoot);
   if (runcLeft.length) problems.push(`runc state left: ${runcLeft.join(' ')}`);
+  const bundles = ctd.harness.bundlesLeft();
+  if (bundles.length) problems.push(`task bundles left in containerd's state: ${bundles.join(' ')}`);
   const leases = await leaseIds(env);
   if (leases.length) problems.push(`leases left: ${leases.join(' ')}`);
   if (childrenOf(pid).length) problems.push(`daemon children left: ${childrenOf(pid).join(' ')}`);

@@ -2,13 +2,24 @@
 // (unary gRPC on HTTP/2, node:http2 over the unix socket, one session per address kept open):
 // Containers.Get (which image a container was made from) and Images.Get (that image's target
 // descriptor). A `ctr` spawn costs 30-150 ms here; a call on an open session ~1 ms. The messages
-// are hand-coded (only the fields read here; field numbers from containerd 1.6's
-// api/services/{containers,images}/v1/*.proto and api/types/descriptor.proto) and bounded.
+// are generated from containerd 1.6's api/services/{containers,images}/v1/*.proto
+// (npm run gen:proto); answers are bounded (MAX_RESPONSE) before they are decoded, and what is
+// read from them is checked.
 import { connect as netConnect } from 'node:net';
 import { connect as h2Connect, constants, type ClientHttp2Session } from 'node:http2';
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 
 import { InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.js';
+import {
+  Containers,
+  GetContainerRequestSchema,
+  GetContainerResponseSchema,
+} from '../proto/generated/github.com/containerd/containerd/api/services/containers/v1/containers_pb.js';
+import {
+  GetImageRequestSchema,
+  GetImageResponseSchema,
+  Images,
+} from '../proto/generated/github.com/containerd/containerd/api/services/images/v1/images_pb.js';
 
 /** The largest response accepted (a container record carries its whole OCI spec). */
 export const MAX_RESPONSE = 4 << 20;
@@ -38,44 +49,39 @@ export function grpcUnframe(body: Buffer): Uint8Array {
   return body.subarray(5);
 }
 
-/** A message with one string field (GetContainerRequest.id = 1, GetImageRequest.name = 1). */
-export function encodeStringField(field: number, value: string): Uint8Array {
-  return new BinaryWriter().tag(field, WireType.LengthDelimited).string(value).finish();
-}
-
-/** Reads the length-delimited `field` of a message (the first occurrence), or undefined. */
-function subField(bytes: Uint8Array, field: number): Uint8Array | undefined {
-  const r = new BinaryReader(bytes);
-  while (r.pos < r.len) {
-    const [no, wt] = r.tag();
-    if (no === field && wt === WireType.LengthDelimited) return r.bytes();
-    r.skip(wt, no);
+/** Decodes an answer; a malformed one is InvalidArgument naming what it should have been. */
+function decode<D extends DescMessage>(schema: D, bytes: Uint8Array): MessageShape<D> {
+  try {
+    // Unknown fields (a newer containerd's) are skipped, not kept.
+    return fromBinary(schema, bytes, { readUnknownFields: false });
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `containerd sent a malformed ${schema.typeName}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
-  return undefined;
 }
 
-/** GetContainerResponse{container=1: Container{image=3}} -> the image name ('' when none). */
+/** GetContainerResponse -> the container's image name ('' when none). */
 export function decodeContainerImage(bytes: Uint8Array): string {
-  const container = subField(bytes, 1);
-  const image = container && subField(container, 3);
-  return image ? new TextDecoder('utf-8', { fatal: true }).decode(image) : '';
+  return decode(GetContainerResponseSchema, bytes).container?.image ?? '';
 }
 
-/** GetImageResponse{image=1: Image{target=3: Descriptor{media_type=1, digest=2, size=3}}}. */
+/** GetImageResponse -> the image's target descriptor, or undefined when it names none. */
 export function decodeImageTarget(bytes: Uint8Array): ImageTarget | undefined {
-  const image = subField(bytes, 1);
-  const target = image && subField(image, 3);
+  const target = decode(GetImageResponseSchema, bytes).image?.target;
   if (!target) return undefined;
-  const out: ImageTarget = { mediaType: '', digest: '', size: 0 };
-  const r = new BinaryReader(target);
-  while (r.pos < r.len) {
-    const [no, wt] = r.tag();
-    if (no === 1 && wt === WireType.LengthDelimited) out.mediaType = r.string();
-    else if (no === 2 && wt === WireType.LengthDelimited) out.digest = r.string();
-    else if (no === 3 && wt === WireType.Varint) out.size = Number(r.int64());
-    else r.skip(wt, no);
+  if (target.size < 0n || target.size > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new InvalidArgumentError(`containerd sent an image target of size ${target.size}`);
   }
-  return out;
+  return { mediaType: target.mediaType, digest: target.digest, size: Number(target.size) };
+}
+
+/** The gRPC path of a method: /package.Service/Method. */
+function path(service: { typeName: string }, method: { name: string }): string {
+  return `/${service.typeName}/${method.name}`;
 }
 
 export class ContainerdGrpc {
@@ -160,8 +166,8 @@ export class ContainerdGrpc {
   async containerImage(namespace: string, id: string): Promise<string> {
     const res = await this.call(
       namespace,
-      '/containerd.services.containers.v1.Containers/Get',
-      encodeStringField(1, id),
+      path(Containers, Containers.method.get),
+      toBinary(GetContainerRequestSchema, create(GetContainerRequestSchema, { id })),
     );
     return decodeContainerImage(res);
   }
@@ -170,8 +176,8 @@ export class ContainerdGrpc {
   async imageTarget(namespace: string, name: string): Promise<ImageTarget> {
     const res = await this.call(
       namespace,
-      '/containerd.services.images.v1.Images/Get',
-      encodeStringField(1, name),
+      path(Images, Images.method.get),
+      toBinary(GetImageRequestSchema, create(GetImageRequestSchema, { name })),
     );
     const t = decodeImageTarget(res);
     if (!t || !t.digest || !t.mediaType) {

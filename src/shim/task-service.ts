@@ -10,7 +10,7 @@
 // rootfs mounts containerd passed (its snapshot) are mounted on <bundle>/rootfs, with a log line.
 // Exits come from the reaper (subreaper + pidfd); TaskExit is published only after TaskStart and
 // after the process's output is drained. docs/architecture.md#containerd-shim has the whole story.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, join } from 'node:path';
@@ -61,6 +61,7 @@ import { EventPublisher, TOPICS } from './events.js';
 import { Reaper, type Exit } from './reaper.js';
 import { Runc, spawnCollect } from './runc.js';
 import { v1Metrics, v2Metrics } from './stats.js';
+import { clearMountPoints } from './root-dir.js';
 import { ProcessIO } from './stdio.js';
 
 export const NAMESPACE_METADATA = 'containerd-namespace-ttrpc';
@@ -129,6 +130,8 @@ interface Task {
   mounted: string[];
   /** The daemon serves this task's root. */
   strataRoot: boolean;
+  /** config.json's root.path under the bundle (runc's mount points are cleared there). */
+  rootDir: string;
   deleting?: Promise<MessageInitShape<typeof DeleteResponseSchema>>;
   /** runc's state and containerd's rootfs mount going, once the init exited (afterInitExit). */
   afterExit?: Promise<void>;
@@ -369,9 +372,10 @@ export class TaskService {
     try {
       const config = loadBundleConfig(req.bundle);
       const root = await this.prepareRoot(ns, id, req.bundle, config, req.rootfs);
-      undo.push(() =>
-        this.releaseRoot({ id, mounted: root.mounted, strataRoot: root.strataRoot }, 'its create failed'),
-      );
+      undo.push(async () => {
+        await root.prepared?.catch(() => undefined); // a root still being prepared is not yet released
+        await this.releaseRoot({ ns, id, ...root }, 'its create failed');
+      });
       const io = new ProcessIO(
         { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
         { id, namespace: ns },
@@ -382,7 +386,13 @@ export class TaskService {
       const consoleSocket = req.terminal ? await ConsoleSocket.open(this.workDir(ns, id)) : undefined;
       const pidFile = join(this.workDir(ns, id), 'init.pid');
       try {
-        await runc.create(id, req.bundle, pidFile, io.child, consoleSocket?.path);
+        try {
+          await runc.create(id, req.bundle, pidFile, io.child, consoleSocket?.path);
+        } catch (err) {
+          await root.prepared; // its failure (the hook's) says more than runc's
+          throw err;
+        }
+        await root.prepared;
         undo.push(() => runc.delete(id, true).catch(() => undefined));
         if (consoleSocket) io.attachConsole(await consoleSocket.receive());
       } finally {
@@ -403,6 +413,7 @@ export class TaskService {
         execs: new Map(),
         mounted: root.mounted,
         strataRoot: root.strataRoot,
+        rootDir: root.rootDir,
       };
       this.reaper.watch(pid, (e) => void this.onExit(task, init, e));
       this.tasks.set(key, task);
@@ -433,8 +444,9 @@ export class TaskService {
     bundle: string,
     config: RuntimeConfig,
     rootfs: Mount[],
-  ): Promise<{ mounted: string[]; strataRoot: boolean }> {
+  ): Promise<{ mounted: string[]; strataRoot: boolean; rootDir: string; prepared?: Promise<void> }> {
     const explicit = config.annotations?.[IMAGE_ANNOTATION];
+    const rootDir = join(bundle, config.root?.path ?? 'rootfs');
     let digest: string | undefined;
     let why: string | undefined;
     if (this.opts.roots) {
@@ -449,15 +461,18 @@ export class TaskService {
         { hookPath: hookExecutable(), socketPath: this.opts.socketPath },
         ['createContainer'],
       );
-      writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(rewritten));
-      mkdirSync(join(bundle, config.root?.path ?? 'rootfs'), { recursive: true });
-      await this.opts.roots.prepareAhead(id, bundle, rewritten);
-      return { mounted: [], strataRoot: true };
+      // Not durable: a bundle does not outlive a reboot (containerd's state dir is /run).
+      writeFileAtomicSync(join(bundle, 'config.json'), JSON.stringify(rewritten), { durable: false });
+      mkdirSync(rootDir, { recursive: true });
+      // Prepared while runc creates the container: its createContainer hook waits for it.
+      const prepared = this.opts.roots.prepareAhead(id, bundle, rewritten);
+      prepared.catch(() => undefined); // awaited by create
+      return { mounted: [], strataRoot: true, rootDir, prepared };
     }
-    const target = join(bundle, config.root?.path ?? 'rootfs');
+    const target = rootDir;
     if (rootfs.length === 0) {
       if (why) throw new FailedPreconditionError(`task ${id}: ${why}, and containerd passed no rootfs`);
-      return { mounted: [], strataRoot: false };
+      return { mounted: [], strataRoot: false, rootDir };
     }
     this.opts.log(
       'info',
@@ -485,7 +500,7 @@ export class TaskService {
       for (const t of mounted.reverse()) await unmount(t);
       throw new FailedPreconditionError(`mounting the rootfs of task ${id}: ${(err as Error).message}`);
     }
-    return { mounted, strataRoot: false };
+    return { mounted, strataRoot: false, rootDir };
   }
 
   /**
@@ -524,12 +539,21 @@ export class TaskService {
   }
 
   private async releaseRoot(
-    t: { id: string; mounted: string[]; strataRoot: boolean },
+    t: { ns: string; id: string; mounted: string[]; strataRoot: boolean; rootDir: string },
     why: string,
   ): Promise<void> {
     for (const m of [...t.mounted].reverse()) await unmount(m);
     t.mounted = [];
-    if (t.strataRoot) await this.opts.roots?.containerEnded(t.id, why);
+    if (!t.strataRoot) return;
+    await this.opts.roots?.containerEnded(t.id, why);
+    this.clearRootDir(t.ns, t.id, t.rootDir);
+  }
+
+  /** runc's mount points in a strata-served root's (empty) directory go (root-dir.ts). */
+  private clearRootDir(ns: string, id: string, rootDir: string): void {
+    const left = clearMountPoints(rootDir);
+    if (left.length)
+      this.opts.log('warn', `task ${ns}/${id}: left in its root directory: ${left.slice(0, 5).join(', ')}`);
   }
 
   // ---- Start / Exec ----
@@ -552,7 +576,7 @@ export class TaskService {
     const { id } = t;
     const { execId } = p;
     if (!execId) {
-      await t.runc.start(id);
+      await t.runc.start(id, p.exited);
       if (!p.exit) p.state = 'running';
       // Queued, not awaited (as containerd's runc shim does): the queue keeps TaskStart before
       // TaskExit, which is queued only once this start is over.
@@ -779,8 +803,12 @@ export class TaskService {
     await this.runcFor(ns)
       .delete(id, true)
       .catch(() => undefined);
-    if (bundle && isAbsolute(bundle) && existsSync(join(bundle, 'rootfs')))
+    if (bundle && isAbsolute(bundle) && existsSync(join(bundle, 'rootfs'))) {
       await unmount(join(bundle, 'rootfs'), true);
+      // A strata-served root's mount points (or an empty dir): only on the bundle's filesystem.
+      if (statSync(join(bundle, 'rootfs')).dev === statSync(bundle).dev)
+        this.clearRootDir(ns, id, join(bundle, 'rootfs'));
+    }
     this.registrations.delete(key);
     return { pid: 0, exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: ts(new Date()) };
   }

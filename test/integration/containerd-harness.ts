@@ -391,9 +391,17 @@ export class Containerd {
       }
       assert.equal(this.leftovers(pids).mounts, [], 'nothing mounted under containerd root/state');
       assert.equal(this.shimSocketsLeft(), [], `no shim socket left in ${SHIM_SOCKET_DIR}`);
+      assert.equal(this.bundlesLeft(), [], 'no task bundle left in containerd state');
     } finally {
       await this.cleanup(tasks.map((t) => t.pid));
     }
+  }
+
+  /** Task bundles (state/io.containerd.runtime.v2.task/NS/ID) left: a delete that failed. */
+  bundlesLeft(): string[] {
+    const tasks = join(this.state, 'io.containerd.runtime.v2.task');
+    if (!existsSync(tasks)) return [];
+    return readdirSync(tasks).flatMap((ns) => readdirSync(join(tasks, ns)).map((id) => `${ns}/${id}`));
   }
 
   /** Kills what is left of this containerd (by pid), unmounts under its dir, removes the dir. */

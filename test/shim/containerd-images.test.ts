@@ -13,11 +13,15 @@ import { checkImageName, ContainerdImages, parseContentRoot } from '../../src/sh
 import {
   decodeContainerImage,
   decodeImageTarget,
-  encodeStringField,
   grpcFrame,
   grpcUnframe,
 } from '../../src/shim/containerd-grpc.js';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import {
+  GetContainerRequestSchema,
+  GetContainerResponseSchema,
+} from '../../src/proto/generated/github.com/containerd/containerd/api/services/containers/v1/containers_pb.js';
 
 test('checkImageName: printable, bounded, no whitespace', () => {
   assert.is(checkImageName('docker.io/library/busybox:latest'), 'docker.io/library/busybox:latest');
@@ -46,7 +50,9 @@ test("parseContentRoot: the content plugin's exported root, minus the plugin's d
 });
 
 test("containerd's gRPC messages: frames, Container.image, Image.target; unknown fields skipped", () => {
-  const msg = encodeStringField(1, 'abc');
+  // GetContainerRequest{id = 1}: as containerd's Go client encodes it.
+  const msg = toBinary(GetContainerRequestSchema, create(GetContainerRequestSchema, { id: 'abc' }));
+  assert.equal([...msg], [0x0a, 3, 0x61, 0x62, 0x63]);
   assert.equal([...grpcUnframe(grpcFrame(msg))], [...msg]);
   assert.throws(() => grpcUnframe(Buffer.from([0, 0, 0])), /without a message/);
   assert.throws(() => grpcUnframe(Buffer.from([1, 0, 0, 0, 0])), /compressed/);
@@ -77,6 +83,12 @@ test("containerd's gRPC messages: frames, Container.image, Image.target; unknown
     size: 1234,
   });
   assert.is(decodeImageTarget(new Uint8Array(0)), undefined);
+  const huge = new BinaryWriter().tag(3, WireType.Varint).int64(-1).finish();
+  const hugeRes = new BinaryWriter()
+    .tag(1, WireType.LengthDelimited)
+    .bytes(new BinaryWriter().tag(3, WireType.LengthDelimited).bytes(huge).finish())
+    .finish();
+  assert.throws(() => decodeImageTarget(hugeRes), /size -1/);
 
   const container = new BinaryWriter()
     .tag(1, WireType.LengthDelimited)
@@ -85,10 +97,25 @@ test("containerd's gRPC messages: frames, Container.image, Image.target; unknown
     .string('docker.io/library/busybox:latest')
     .finish();
   const cres = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(container).finish();
+  // The generated encoder agrees with the hand-written bytes.
+  assert.equal(
+    [
+      ...toBinary(
+        GetContainerResponseSchema,
+        create(GetContainerResponseSchema, {
+          container: { id: 'c1', image: 'docker.io/library/busybox:latest' },
+        }),
+      ),
+    ],
+    [...cres],
+  );
   assert.is(decodeContainerImage(cres), 'docker.io/library/busybox:latest');
   assert.is(decodeContainerImage(new Uint8Array(0)), '');
   // A truncated message is an error, not a wrong answer.
-  assert.throws(() => decodeContainerImage(cres.subarray(0, cres.length - 3)));
+  assert.throws(() => decodeContainerImage(cres.subarray(0, cres.length - 3)), /malformed/);
+  // A field of the wrong wire type is malformed too.
+  const wrong = new BinaryWriter().tag(1, WireType.Varint).int32(5).finish();
+  assert.throws(() => decodeContainerImage(wrong), /malformed containerd.services.containers.v1/);
 });
 
 test('forTask: a containerd that does not answer is named, within seconds', async () => {

@@ -41,7 +41,7 @@ export async function startContainerd(
   const h = await Harness.start({
     cri: false,
     strata: env,
-    env: { STRATA_CONTAINERD_IMPORT: opts.containerdImport ? '1' : '0' },
+    env: { STRATA_CONTAINERD_IMPORT: opts.containerdImport === false ? '0' : '1' },
   });
   try {
     await h.importArchive((await busyboxImage()).ociArchive, IMAGE);

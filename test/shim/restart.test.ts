@@ -31,7 +31,7 @@ let mountsBefore: string[];
 test.before(async () => {
   env = await makeEnv(['busybox']);
   mountsBefore = hostMounts(env);
-  ctd = await startContainerd(env, { containerdImport: true });
+  ctd = await startContainerd(env);
 });
 
 test.after(async () => {

@@ -88,9 +88,33 @@ async function assertNothingLeft(): Promise<void> {
     );
   const listed = await ctd.ctr(['task', 'ls', '-q']);
   assert.is(listed.stdout.trim(), '', 'containerd lists no task');
+  // containerd removes a bundle's rootfs with rmdir: runc's mount points in a strata-served root's
+  // directory must be gone by then, or the next task of the same id cannot start.
+  assert.equal(ctd.harness.bundlesLeft(), [], 'no task bundle left in containerd state');
 }
 
-test('ctr run --rm: output and exit code through the strata shim (containerd rootfs fallback)', async () => {
+/** The root line of a container's /proc/self/mountinfo (print it with ROOT_LINE). */
+const ROOT_LINE = `grep " / / " /proc/self/mountinfo`;
+
+/** Asserts `out` holds a mountinfo root line of strata's root, not containerd's snapshot. */
+function assertStrataRoot(out: string, what: string): void {
+  const line = out.split('\n').find((l) => / \/ \/ /.test(l));
+  assert.ok(line, `${what}: a root line in ${JSON.stringify(out)}`);
+  // strata's writable overlay (source "strata") on its detached FUSE mount, or the FUSE mount
+  // itself; containerd's snapshot is an overlay with source "overlay" and lowerdirs on the host.
+  assert.match(line, / - (overlay|fuse(\.\S+)?) strata /, `${what}: the root is strata's: ${line}`);
+}
+
+/** The daemon's log says it served task `id`'s root (set up from containerd's image). */
+function assertServedByStrata(id: string): void {
+  assert.match(
+    readFileSync(env.logFile, 'utf8'),
+    new RegExp(`task default/${id}: created \\(pid \\d+, root served by strata\\)`),
+    `task ${id}: root served by strata`,
+  );
+}
+
+test("ctr run --rm: output and exit code; the root is containerd's image, imported and served by strata", async () => {
   const r = await ctd.ctr([
     'run',
     '--rm',
@@ -100,9 +124,10 @@ test('ctr run --rm: output and exit code through the strata shim (containerd roo
     'rm1',
     'sh',
     '-c',
-    'echo out; echo err >&2; exit 7',
+    `echo out; echo err >&2; ${ROOT_LINE} >&2; exit 7`,
   ]);
   assert.is(r.stdout.trim(), 'out');
+  assertStrataRoot(r.stderr, 'rm1');
   assert.match(r.stderr, /err/);
   assert.is(r.exitCode, 7);
   assert.ok(existsSync(env.logFile), 'the shim started the daemon with the store env');
@@ -132,11 +157,15 @@ test('ctr run --rm with org.strata.image: the root is served by strata (FUSE), n
 // ctr writes its input and closes the fifo; its CloseIO usually never comes (ctr sets it up only
 // after the task is created, when its copy has long seen EOF): the writer's end is stdin's end.
 test('stdin reaches the container and its end is seen', async () => {
-  const r = await ctd.ctr(['run', '--rm', '--runtime', RUNTIME, IMAGE, 'in1', 'sh', '-c', 'cat; echo END'], {
-    input: 'line one\nline two\n',
-  });
+  const r = await ctd.ctr(
+    ['run', '--rm', '--runtime', RUNTIME, IMAGE, 'in1', 'sh', '-c', `cat; echo END; ${ROOT_LINE} >&2`],
+    {
+      input: 'line one\nline two\n',
+    },
+  );
   assert.is(r.exitCode, 0, r.stderr);
   assert.is(r.stdout, 'line one\nline two\nEND\n'); // the harness's ctr() keeps the output whole
+  assertStrataRoot(r.stderr, 'in1');
   await assertNothingLeft();
 });
 
@@ -205,6 +234,7 @@ test('ctr run --log-uri binary:// and file://, as the runc shim does them', asyn
       'echo to-out; echo to-err >&2; exit 3',
     ]);
     assert.is(b.exitCode, 3, `${tag}: ${b.stderr}`);
+    if (runtime === RUNTIME) assertServedByStrata(`lb-${tag}`);
     assert.ok(
       await eventually(
         () => existsSync(join(dir, 'out')) && readFileSync(join(dir, 'out'), 'utf8') === 'to-out\n',
@@ -231,7 +261,11 @@ test('ctr run --log-uri binary:// and file://, as the runc shim does them', asyn
       ]);
       assert.is(f.exitCode, 0, `${tag}: ${f.stderr}`);
     }
-    assert.ok(await eventually(() => existsSync(log) && readFileSync(log, 'utf8').split('\n').length === 5));
+    if (runtime === RUNTIME) assertServedByStrata(`lf-${tag}`);
+    assert.ok(
+      await eventually(() => existsSync(log) && readFileSync(log, 'utf8').split('\n').length === 5),
+      `${tag}: ${existsSync(log) ? JSON.stringify(readFileSync(log, 'utf8')) : 'no log'}`,
+    );
     assert.equal(readFileSync(log, 'utf8').trim().split('\n').sort(), [
       'one-err',
       'one-out',
@@ -247,12 +281,13 @@ test('ctr run -t under a pty: a terminal inside, output back', async () => {
     'script',
     [
       '-qec',
-      `ctr --address ${ctd.address} run --rm -t --runtime ${RUNTIME} ${IMAGE} tty1 sh -c 'tty; exit 4'`,
+      `ctr --address ${ctd.address} run --rm -t --runtime ${RUNTIME} ${IMAGE} tty1 sh -c 'tty; ${ROOT_LINE}; exit 4'`,
       '/dev/null',
     ],
     { reject: false, env: ctd.env, timeout: 60_000, stdin: 'ignore' },
   );
   assert.match(r.stdout, /\/dev\/pts\/\d+/);
+  assertStrataRoot(r.stdout.replace(/\r/g, ''), 'tty1');
   assert.is(r.exitCode, 4, r.stdout + r.stderr);
   await assertNothingLeft();
 });
@@ -261,8 +296,18 @@ test('ctr task exec, ps, pause/resume, metrics, kill on a detached task', async 
   const run = await ctd.ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, 'd1', 'sleep', '300']);
   assert.is(run.exitCode, 0, run.stderr);
   try {
-    const ex = await ctd.ctr(['task', 'exec', '--exec-id', 'e1', 'd1', 'sh', '-c', 'echo in-exec; exit 5']);
+    const ex = await ctd.ctr([
+      'task',
+      'exec',
+      '--exec-id',
+      'e1',
+      'd1',
+      'sh',
+      '-c',
+      `echo in-exec; ${ROOT_LINE} >&2; exit 5`,
+    ]);
     assert.is(ex.stdout.trim(), 'in-exec');
+    assertStrataRoot(ex.stderr, 'd1 (exec)');
     assert.is(ex.exitCode, 5);
     const ps = await ctd.ctr(['task', 'ps', 'd1']);
     assert.is(ps.exitCode, 0, ps.stderr);
@@ -314,7 +359,7 @@ async function code(p: Promise<unknown>): Promise<number> {
   }
 }
 
-test('faults: unknown task, Start before Create, Create twice, Delete while running, Checkpoint', async () => {
+test('faults: unknown task, Start before Create, Create twice, Delete while running, Checkpoint, a dead init started', async () => {
   assert.ok(await daemonPid(env), 'the daemon runs (started by the shim)');
   const c = await TtrpcClient.connect(env.socket);
   const call = <I extends Parameters<TtrpcClient['call']>[2], O extends Parameters<TtrpcClient['call']>[4]>(
@@ -385,6 +430,24 @@ test('faults: unknown task, Start before Create, Create twice, Delete while runn
       await code(call('State', StateRequestSchema, { id: 'f1' }, StateResponseSchema)),
       Code.NotFound,
     );
+
+    // Start reads runc's exec fifo itself: an init killed before Start is an error, not a hang.
+    const b2 = bundleFor('f2', ['true']);
+    const c2 = await call(
+      'Create',
+      CreateTaskRequestSchema,
+      { id: 'f2', bundle: b2 },
+      CreateTaskResponseSchema,
+    );
+    process.kill(c2.pid, 'SIGKILL');
+    const t0 = Date.now();
+    assert.is(
+      await code(call('Start', StartRequestSchema, { id: 'f2' }, StartResponseSchema)),
+      Code.FailedPrecondition,
+    );
+    assert.ok(Date.now() - t0 < 10_000, 'Start of a dead init answers at once');
+    const del2 = await call('Delete', DeleteRequestSchema, { id: 'f2' }, DeleteResponseSchema);
+    assert.is(del2.exitStatus, 137);
   } finally {
     c.close();
   }
@@ -490,6 +553,7 @@ test('the daemon leaves on SIGTERM after serving tasks, also one whose stdin fif
   // sees one again. Nothing may wait on it.
   const r = await ctd.ctr(['run', '--rm', '--runtime', RUNTIME, IMAGE, 'last1', 'true']);
   assert.is(r.exitCode, 0, r.stderr);
+  assertServedByStrata('last1');
   const pid = await daemonPid(env);
   assert.ok(pid, 'the daemon runs');
   process.kill(pid, 'SIGTERM');
