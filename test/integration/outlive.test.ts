@@ -33,7 +33,7 @@ test('kill -9 and --upgrade of the daemon under reading containers: every read s
     const { env } = run;
     const reference = await referenceDigests(env);
     assert.ok(reference.size > 1000, `the image has files to read (${reference.size})`);
-    let pid = run.first.pid;
+    let pid: number;
     const readers = await startReaders(env, READERS);
     try {
       assert.ok(await morePasses(readers, 1, 120_000), 'every reader completed a pass');
