@@ -52,19 +52,32 @@ function runFile(file, extraEnv = {}) {
       env: { ...process.env, FORCE_COLOR: '0', ...extraEnv },
     });
     let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
+    let leaked = false; // it, or a process it started, outlived its tests (a leak: the file fails)
+    // uvu's summary is its last word: a process still running 30 s after it is held by a handle
+    // the test left open (a session, a server, a child): it fails, and is not waited for.
+    let lingering;
+    const onData = (d) => {
+      output += d;
+      if (!lingering && /^\s*Duration:/m.test(output))
+        lingering = setTimeout(() => {
+          output += '\n[run-tests] still running 30 s after its summary: a handle left open (killed)\n';
+          leaked = true;
+          child.kill('SIGKILL');
+        }, 30_000);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     const timer = setTimeout(() => {
       output += `\n[run-tests] timed out after ${perFileTimeoutMs} ms\n`;
       child.kill('SIGKILL');
     }, perFileTimeoutMs);
     let finished = false;
-    let leaked = false; // a process it started outlived it (a leak: the file fails)
     const finish = (code, signal) => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
       clearTimeout(orphaned);
+      clearTimeout(lingering);
       resolve({ code, signal, output, leaked, ms: Date.now() - started });
     };
     // 'close' waits for every holder of the output pipes: a process the test started and left
