@@ -16,6 +16,7 @@ import { bundle, eventually, runCollect, served, type Env, type RunResult } from
 import {
   assertDaemonLeftNothing,
   checkReaders,
+  cliEnv,
   killFirstDaemon,
   morePasses,
   referenceDigests,
@@ -58,15 +59,7 @@ test('kill -9 and --upgrade of the daemon under reading containers: every read s
 /** `strata run` in the foreground through the native front end (or the Node CLI). */
 function frontRun(env: Env, args: string[], native: boolean): Promise<RunResult> {
   if (!native) return strataCli(env, args);
-  return runCollect(frontExecutable(), args, {
-    env: {
-      ...process.env,
-      STRATA_ROOT: env.storeRoot,
-      STRATA_SOCKET: env.socket,
-      STRATA_RUN_DIR: join(env.dir, 'rundir'),
-      STRATA_LOG_FILE: env.logFile,
-    },
-  });
+  return runCollect(frontExecutable(), args, { env: cliEnv(env) });
 }
 
 test('foreground strata runs (native front end and Node CLI) keep their containers across kill -9 and --upgrade', () =>

@@ -79,17 +79,20 @@ export interface Reader {
   out: string;
 }
 
+/** The environment that points the CLI (or the native front end) at the test's store and daemon. */
+export function cliEnv(env: Env): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    STRATA_ROOT: env.storeRoot,
+    STRATA_SOCKET: env.socket,
+    STRATA_RUN_DIR: join(env.dir, 'rundir'),
+    STRATA_LOG_FILE: env.logFile,
+  };
+}
+
 export function strataCli(env: Env, args: string[]): Promise<RunResult> {
   const [cmd, ...rest] = cliArgv(args);
-  return runCollect(cmd, rest, {
-    env: {
-      ...process.env,
-      STRATA_ROOT: env.storeRoot,
-      STRATA_SOCKET: env.socket,
-      STRATA_RUN_DIR: join(env.dir, 'rundir'),
-      STRATA_LOG_FILE: env.logFile,
-    },
-  });
+  return runCollect(cmd, rest, { env: cliEnv(env) });
 }
 
 export async function startReaders(env: Env, n: number): Promise<Reader[]> {
