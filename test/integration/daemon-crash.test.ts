@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 
 import { cliArgv } from '../../src/executables.js';
 import { listLeases } from '../../src/store/leases.js';
-import { daemonPid } from './outlive.js';
+import { daemonPid, processesUnder } from './outlive.js';
 import {
   dirEntries,
   eventually,
@@ -32,21 +32,6 @@ function countFiles(dir: string): number {
   for (const e of readdirSync(dir, { withFileTypes: true }))
     n += e.isDirectory() ? countFiles(join(dir, e.name)) : 1;
   return n;
-}
-
-/** Processes (other than this one) whose command line names something under `dir`. */
-function processesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p))) {
-    if (Number(pid) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmdline.includes(dir)) out.push(`${pid}: ${cmdline}`);
-    } catch {
-      // ended meanwhile
-    }
-  }
-  return out;
 }
 
 test('kill -9 of the daemon while containers run: every lease and object is reclaimable', async () => {

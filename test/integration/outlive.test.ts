@@ -12,47 +12,35 @@ import * as assert from 'uvu/assert';
 import { NATIVE_CONTRACT } from '../../src/contract/generated/native-contract.js';
 import { listLeases } from '../../src/store/leases.js';
 import { frontExecutable, hookExecutable } from '../../src/executables.js';
+import { bundle, eventually, runCollect, served, type Env, type RunResult } from './harness.js';
 import {
-  bundle,
-  eventually,
-  hostMounts,
-  makeEnv,
-  removeEnv,
-  runCollect,
-  served,
-  startDaemon,
-  type Env,
-  type RunResult,
-} from './harness.js';
-import {
+  assertDaemonLeftNothing,
   checkReaders,
-  killDaemon,
-  leftovers,
+  cliEnv,
+  killFirstDaemon,
   morePasses,
   referenceDigests,
   startReaders,
   strataCli,
-  stopDaemon,
   stopReaders,
   upgradeDaemon,
+  withOutliveDaemon,
 } from './outlive.js';
 
 const READERS = 2;
 
-test('kill -9 and --upgrade of the daemon under reading containers: every read succeeds and matches', async () => {
-  const env = await makeEnv(['debian']);
-  try {
+test('kill -9 and --upgrade of the daemon under reading containers: every read succeeds and matches', () =>
+  withOutliveDaemon(['debian'], async (run) => {
+    const { env } = run;
     const reference = await referenceDigests(env);
     assert.ok(reference.size > 1000, `the image has files to read (${reference.size})`);
-    const first = await startDaemon(env);
-    const mountsBefore = hostMounts(env);
-    let pid = first.pid;
+    let pid: number;
     const readers = await startReaders(env, READERS);
     try {
       assert.ok(await morePasses(readers, 1, 120_000), 'every reader completed a pass');
 
-      const killed = await killDaemon(env, pid);
-      assert.is(await first.stop(), 'SIGKILL');
+      const killed = await killFirstDaemon(run);
+      assert.is(killed.firstEnd, 'SIGKILL');
       pid = killed.pid;
       assert.ok(await morePasses(readers, 1, 120_000), 'every reader went on after kill -9');
 
@@ -65,37 +53,18 @@ test('kill -9 and --upgrade of the daemon under reading containers: every read s
     const checked = checkReaders(readers, reference);
     assert.equal(checked.problems, [], 'no read failed and every content matched');
     assert.ok(checked.passes >= READERS * 3, `passes checked: ${checked.passes}`);
-    assert.ok(await stopDaemon(env, pid), 'the last daemon and the fd holder left');
-    assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
-  } catch (err) {
-    process.stderr.write(
-      `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-40).join('\n')}\n`,
-    );
-    throw err;
-  } finally {
-    if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
-  }
-});
+    await assertDaemonLeftNothing(run, pid);
+  }));
 
 /** `strata run` in the foreground through the native front end (or the Node CLI). */
 function frontRun(env: Env, args: string[], native: boolean): Promise<RunResult> {
   if (!native) return strataCli(env, args);
-  return runCollect(frontExecutable(), args, {
-    env: {
-      ...process.env,
-      STRATA_ROOT: env.storeRoot,
-      STRATA_SOCKET: env.socket,
-      STRATA_RUN_DIR: join(env.dir, 'rundir'),
-      STRATA_LOG_FILE: env.logFile,
-    },
-  });
+  return runCollect(frontExecutable(), args, { env: cliEnv(env) });
 }
 
-test('foreground strata runs (native front end and Node CLI) keep their containers across kill -9 and --upgrade', async () => {
-  const env = await makeEnv(['busybox']);
-  try {
-    const first = await startDaemon(env);
-    const mountsBefore = hostMounts(env);
+test('foreground strata runs (native front end and Node CLI) keep their containers across kill -9 and --upgrade', () =>
+  withOutliveDaemon(['busybox'], async (run) => {
+    const { env } = run;
     // The test image's entrypoint is sh -c; each reads its root before and after both restarts.
     const script = (code: number) =>
       `ls /bin | wc -l; while [ ! -e /out/go ]; do sleep 0.05; done; ls /bin | wc -l; exit ${code}`;
@@ -126,8 +95,7 @@ test('foreground strata runs (native front end and Node CLI) keep their containe
       ),
       'the three containers run',
     );
-    const killed = await killDaemon(env, first.pid);
-    await first.stop();
+    const killed = await killFirstDaemon(run);
     const upgraded = await upgradeDaemon(env, killed.pid);
     for (const o of outs) writeFileSync(join(o, 'go'), '');
     const [native, node] = await Promise.all(runs);
@@ -170,103 +138,85 @@ test('foreground strata runs (native front end and Node CLI) keep their containe
     assert.not.match(log, 'hook poststop failed');
     for (const n of ['fg-native', 'fg-node', 'bg-hooks'])
       assert.is((await strataCli(env, ['rm', n])).code, 0);
-    assert.ok(await stopDaemon(env, upgraded.pid), 'the daemon and the fd holder left');
-    assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
-  } catch (err) {
-    process.stderr.write(
-      `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-40).join('\n')}\n`,
-    );
-    throw err;
-  } finally {
-    if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
-  }
-});
+    await assertDaemonLeftNothing(run, upgraded.pid);
+  }));
 
-test('roots still prepared (createContainer not come yet) survive kill -9 and --upgrade; the container still gets them', async () => {
-  const env = await makeEnv(['busybox']);
-  const victims: ChildProcess[] = [];
-  try {
-    const first = await startDaemon(env);
-    const mountsBefore = hostMounts(env);
-    const hookEnv = { ...process.env, STRATA_SOCKET: env.socket };
-    const prepare = async (id: string) => {
-      const dir = await bundle(env, 'busybox', { entrypoint: ['/bin/true'], command: [], user: '0' });
-      const init = spawn('sleep', ['60'], { stdio: 'ignore' });
-      victims.push(init);
-      const state = JSON.stringify({
-        ociVersion: '1.0.2',
-        id,
-        status: 'creating',
-        pid: init.pid,
-        bundle: dir,
-      });
-      const r = await runCollect(hookExecutable(), ['createRuntime'], { env: hookEnv, input: state });
-      assert.is(r.code, 0, r.stderr);
-      return { dir, state };
-    };
-    // What the runtime does next: createContainer attaches the root in the container's mount
-    // namespace (here a private one, with the rootfs bind-mounted on itself as runc does), then
-    // the container reads it.
-    const attachAndRead = (c: { dir: string; state: string }) =>
-      runCollect(
-        'unshare',
+test('roots still prepared (createContainer not come yet) survive kill -9 and --upgrade; the container still gets them', () =>
+  withOutliveDaemon(['busybox'], async (run) => {
+    const { env } = run;
+    const victims: ChildProcess[] = [];
+    try {
+      const hookEnv = { ...process.env, STRATA_SOCKET: env.socket };
+      const prepare = async (id: string) => {
+        const dir = await bundle(env, 'busybox', { entrypoint: ['/bin/true'], command: [], user: '0' });
+        const init = spawn('sleep', ['60'], { stdio: 'ignore' });
+        victims.push(init);
+        const state = JSON.stringify({
+          ociVersion: '1.0.2',
+          id,
+          status: 'creating',
+          pid: init.pid,
+          bundle: dir,
+        });
+        const r = await runCollect(hookExecutable(), ['createRuntime'], { env: hookEnv, input: state });
+        assert.is(r.code, 0, r.stderr);
+        return { dir, state };
+      };
+      // What the runtime does next: createContainer attaches the root in the container's mount
+      // namespace (here a private one, with the rootfs bind-mounted on itself as runc does), then
+      // the container reads it.
+      const attachAndRead = (c: { dir: string; state: string }) =>
+        runCollect(
+          'unshare',
+          [
+            '-m',
+            '--propagation',
+            'private',
+            'sh',
+            '-c',
+            `mount --bind ${c.dir}/rootfs ${c.dir}/rootfs && "$0" createContainer && ls ${c.dir}/rootfs/bin | wc -l`,
+            hookExecutable(),
+          ],
+          { env: hookEnv, input: c.state },
+        );
+      const a = await prepare('early-a');
+      const killed = await killFirstDaemon(run);
+      const b = await prepare('early-b');
+      assert.equal(
+        (await served(env)).map((c) => [c.id, c.state]).sort(),
         [
-          '-m',
-          '--propagation',
-          'private',
-          'sh',
-          '-c',
-          `mount --bind ${c.dir}/rootfs ${c.dir}/rootfs && "$0" createContainer && ls ${c.dir}/rootfs/bin | wc -l`,
-          hookExecutable(),
+          ['early-a', 'prepared'],
+          ['early-b', 'prepared'],
         ],
-        { env: hookEnv, input: c.state },
+        'the new daemon took the prepared root over as prepared',
       );
-    const a = await prepare('early-a');
-    const killed = await killDaemon(env, first.pid);
-    await first.stop();
-    const b = await prepare('early-b');
-    assert.equal(
-      (await served(env)).map((c) => [c.id, c.state]).sort(),
-      [
-        ['early-a', 'prepared'],
-        ['early-b', 'prepared'],
-      ],
-      'the new daemon took the prepared root over as prepared',
-    );
-    const upgraded = await upgradeDaemon(env, killed.pid);
-    assert.equal(
-      (await served(env)).map((c) => [c.id, c.state]).sort(),
-      [
-        ['early-a', 'prepared'],
-        ['early-b', 'prepared'],
-      ],
-      'and --upgrade hands prepared roots over as they are',
-    );
-    for (const c of [a, b]) {
-      const r = await attachAndRead(c);
-      assert.is(r.code, 0, r.stderr);
-      assert.ok(Number(r.stdout.trim()) > 10, `the container read its root: ${r.stdout}`);
+      const upgraded = await upgradeDaemon(env, killed.pid);
+      assert.equal(
+        (await served(env)).map((c) => [c.id, c.state]).sort(),
+        [
+          ['early-a', 'prepared'],
+          ['early-b', 'prepared'],
+        ],
+        'and --upgrade hands prepared roots over as they are',
+      );
+      for (const c of [a, b]) {
+        const r = await attachAndRead(c);
+        assert.is(r.code, 0, r.stderr);
+        assert.ok(Number(r.stdout.trim()) > 10, `the container read its root: ${r.stdout}`);
+      }
+      // Their mount namespaces are gone: the roots end, nothing of them is held any more.
+      assert.ok(
+        await eventually(
+          async () => (await served(env)).length === 0 && (await listLeases(env.storeRoot)).length === 0,
+          10_000,
+        ),
+        'both roots released',
+      );
+      for (const v of victims) v.kill('SIGKILL');
+      await assertDaemonLeftNothing(run, upgraded.pid);
+    } finally {
+      for (const v of victims) if (v.exitCode === null) v.kill('SIGKILL');
     }
-    // Their mount namespaces are gone: the roots end, nothing of them is held any more.
-    assert.ok(
-      await eventually(
-        async () => (await served(env)).length === 0 && (await listLeases(env.storeRoot)).length === 0,
-        10_000,
-      ),
-      'both roots released',
-    );
-    for (const v of victims) v.kill('SIGKILL');
-    assert.ok(await stopDaemon(env, upgraded.pid), 'the daemon and the fd holder left');
-    assert.equal(await leftovers(env, mountsBefore), [], 'nothing is left');
-  } catch (err) {
-    process.stderr.write(
-      `daemon log:\n${readFileSync(env.logFile, 'utf8').split('\n').slice(-40).join('\n')}\n`,
-    );
-    throw err;
-  } finally {
-    for (const v of victims) if (v.exitCode === null) v.kill('SIGKILL');
-    if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
-  }
-});
+  }));
 
 test.run();

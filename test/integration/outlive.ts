@@ -14,12 +14,18 @@ import { fdHolderSocket } from '../../src/daemon/fd-holder.js';
 import { cliArgv } from '../../src/executables.js';
 import { mountImage } from '../../src/mount/attach.js';
 import { listLeases } from '../../src/store/leases.js';
+import * as assert from 'uvu/assert';
+
 import {
   daemonCliArgv,
   eventually,
   hostMounts,
   isAlive,
+  makeEnv,
+  removeEnv,
   runCollect,
+  startDaemon,
+  type Daemon,
   type Env,
   type RunResult,
 } from './harness.js';
@@ -73,17 +79,20 @@ export interface Reader {
   out: string;
 }
 
+/** The environment that points the CLI (or the native front end) at the test's store and daemon. */
+export function cliEnv(env: Env): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    STRATA_ROOT: env.storeRoot,
+    STRATA_SOCKET: env.socket,
+    STRATA_RUN_DIR: join(env.dir, 'rundir'),
+    STRATA_LOG_FILE: env.logFile,
+  };
+}
+
 export function strataCli(env: Env, args: string[]): Promise<RunResult> {
   const [cmd, ...rest] = cliArgv(args);
-  return runCollect(cmd, rest, {
-    env: {
-      ...process.env,
-      STRATA_ROOT: env.storeRoot,
-      STRATA_SOCKET: env.socket,
-      STRATA_RUN_DIR: join(env.dir, 'rundir'),
-      STRATA_LOG_FILE: env.logFile,
-    },
-  });
+  return runCollect(cmd, rest, { env: cliEnv(env) });
 }
 
 export async function startReaders(env: Env, n: number): Promise<Reader[]> {
@@ -236,4 +245,49 @@ export async function leftovers(env: Env, mountsBefore: string[]): Promise<strin
   const files = existsSync(runDir) ? readdirSync(runDir).filter((f) => !f.endsWith('.lock')) : [];
   if (files.length) left.push(`files next to the socket: ${files.join(' ')}`);
   return left;
+}
+
+/** A test's env with its first daemon running, and the host's mounts of it before anything ran. */
+export interface OutliveRun {
+  env: Env;
+  first: Daemon;
+  mountsBefore: string[];
+}
+
+/**
+ * Runs `fn` on a fresh test env (with `images`) and a daemon started on it. On a failure, the
+ * daemon log's last 40 lines go to stderr before the error; the env is removed either way
+ * (kept with $STRATA_KEEP_TEST_DIR).
+ */
+export async function withOutliveDaemon(
+  images: ('busybox' | 'debian')[],
+  fn: (run: OutliveRun) => Promise<void>,
+): Promise<void> {
+  const env = await makeEnv(images);
+  try {
+    const first = await startDaemon(env);
+    await fn({ env, first, mountsBefore: hostMounts(env) });
+  } catch (err) {
+    const log = existsSync(env.logFile) ? readFileSync(env.logFile, 'utf8') : '';
+    process.stderr.write(`daemon log:\n${log.split('\n').slice(-40).join('\n')}\n`);
+    throw err;
+  } finally {
+    if (!process.env.STRATA_KEEP_TEST_DIR) removeEnv(env);
+  }
+}
+
+/** kill -9 of the test's first daemon (a child of the test): the fd holder's restart, and how the
+ * first one ended (`SIGKILL`). */
+export async function killFirstDaemon(
+  run: OutliveRun,
+): Promise<{ pid: number; ms: number; firstEnd: number | string }> {
+  const killed = await killDaemon(run.env, run.first.pid);
+  return { ...killed, firstEnd: await run.first.stop() };
+}
+
+/** The end of every outlive test: the daemon `pid` (and the fd holder) leave on SIGTERM, and
+ * nothing is left (leases, mounts, processes, files next to the socket). */
+export async function assertDaemonLeftNothing(run: OutliveRun, pid: number): Promise<void> {
+  assert.ok(await stopDaemon(run.env, pid), 'the last daemon and the fd holder left');
+  assert.equal(await leftovers(run.env, run.mountsBefore), [], 'nothing is left');
 }

@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mountImage } from '../../src/mount/attach.js';
 import { debianImage, walkTree, type Tree } from '../fixtures/images.js';
-import { tempStore } from './real-mount.js';
+import { stopWaitingForCopies, tempStore } from './real-mount.js';
 
 const READERS = 16;
 // One line per entry: type, permission bits, owner, link count, path; then every file's sha256.
@@ -68,7 +68,9 @@ for (const passthrough of [false, true]) {
       });
       assert.is(warnings, 0, 'server warnings');
     } finally {
-      await mount.stop();
+      // The mount lived long (tens of seconds under load): another test's new mount namespace
+      // may hold a copy of it, and the session ends when that goes; stop's 2 s grace is too short.
+      await stopWaitingForCopies(mount);
     }
     assert.equal(await mount.done, { reason: 'unmounted' });
     assert.not.ok(store.mounts().includes(dir));

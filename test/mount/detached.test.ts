@@ -35,7 +35,23 @@ test('serves a detached mount, then ends with ENODEV leaving no thread or fd', a
   const threadsBefore = threadCount();
   const fdsBefore = fdSnapshot();
   const fs = new MiniFuse({ x: 'hello from fuse\n' });
-  const m = await createDetachedMount({ handler: fs, fsname: 'strata-test' });
+  // A name no other mount on the machine has (/var/cache/strata-test is the fixtures' cache).
+  const fsname = `strata-detached-${process.pid}`;
+  const m = await createDetachedMount({ handler: fs, fsname });
+  try {
+    await servesThenEnds(m, threadsBefore, fsname);
+  } finally {
+    // A failed assertion must not leave the mount (and the session, which keeps this process alive).
+    if (m.session.isOpen) await m.session.close();
+  }
+  assert.equal(fdsLeftSince(fdsBefore), [], 'no fd left');
+});
+
+async function servesThenEnds(
+  m: Awaited<ReturnType<typeof createDetachedMount>>,
+  threadsBefore: number,
+  fsname: string,
+): Promise<void> {
   assert.is(threadCount(), threadsBefore, 'no reader thread: the JS thread polls the device');
 
   assert.ok((await stat(`/proc/self/fd/${m.mountFd}`)).isDirectory());
@@ -45,7 +61,7 @@ test('serves a detached mount, then ends with ENODEV leaving no thread or fd', a
   assert.is(await readFile(`/proc/self/fd/${m.mountFd}/x`, 'utf8'), 'hello from fuse\n');
   assert.is(await code(offThread(openX, { mountFd: m.mountFd, name: 'missing' })), 'ENOENT');
   // The mount is never attached: nothing in this namespace mentions it.
-  assert.not.ok(readFileSync('/proc/self/mountinfo', 'utf8').includes('strata-test'));
+  assert.not.ok(readFileSync('/proc/self/mountinfo', 'utf8').includes(fsname));
 
   const started = Date.now();
   closeSync(m.mountFd);
@@ -54,8 +70,7 @@ test('serves a detached mount, then ends with ENODEV leaving no thread or fd', a
   console.log(`    ENODEV ${Date.now() - started} ms after the last close`);
   assert.not.ok(m.session.isOpen);
   assert.ok(await waitFor(() => threadCount() === threadsBefore), 'reader thread gone');
-  assert.equal(fdsLeftSince(fdsBefore), [], 'no fd left');
-});
+}
 
 test('the read-only superblock refuses writes', async () => {
   const m = await createDetachedMount({ handler: new MiniFuse({ x: 'a' }) });

@@ -72,7 +72,8 @@ test('a reader killed mid-READ is interrupted at once, and the server keeps serv
     console.log(`    dd gone ${took} ms after SIGKILL (the READ would have taken 10 s)`);
     assert.is(signal, 'SIGKILL');
     assert.ok(took < 3000, `dd took ${took} ms to die`);
-    assert.ok(interrupted >= 1, 'the handler saw the abort');
+    // dd dies at once; the kernel's INTERRUPT reaches the server after (later still under load).
+    assert.ok(await waitFor(() => interrupted >= 1, 8000), 'the handler saw the abort');
     assert.ok(await waitFor(() => mount.handler.inflightCount === 0, 1000), 'nothing left in flight');
     slow = false;
     assert.is(await sha256Through(dir + BIG), bigSha, 'later reads are served and correct');

@@ -6,7 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'uvu';
+import { test as uvuTest } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import {
@@ -24,7 +24,8 @@ import { NATIVE_CONTRACT } from '../../src/contract/generated/native-contract.js
 import { RUN_USAGE } from '../../src/run/args.js';
 import { CgroupNamespace } from '../../src/run/cgroup-ns.js';
 import { findExecutable } from '../../src/run/runtime.js';
-import { fdSnapshot, fdsLeftSince, waitFor, type FdSnapshot } from './mini-fuse.js';
+import { checkedTest } from '../fixtures/checked-test.js';
+import { fdSnapshot, fdsLeftSince, waitFor } from './mini-fuse.js';
 
 const repo = new URL('../../', import.meta.url).pathname;
 
@@ -142,25 +143,25 @@ function childrenOfUs(): Set<string> {
   return kids;
 }
 
+// Every test ends with no child process and no fd left (checked inside the test, so a failure is
+// never lost).
+const test = checkedTest(
+  uvuTest,
+  () => ({ fds: fdSnapshot(), kids: childrenOfUs() }),
+  async ({ fds, kids }) => {
+    assert.equal(
+      [...childrenOfUs()].filter((pid) => !kids.has(pid)),
+      [],
+      'no child process left',
+    );
+    await waitFor(() => fdsLeftSince(fds).length === 0, 10_000);
+    assert.equal(fdsLeftSince(fds), [], 'no fd left open');
+  },
+);
+
 // Directories tests make for a cwd or a copy; frontWith cleans up its own.
 const scratch = mkdtempSync(join(tmpdir(), 'strata-front-scratch-'));
 test.after(() => rmSync(scratch, { recursive: true, force: true }));
-
-let fds: FdSnapshot;
-let kids: Set<string>;
-test.before.each(() => {
-  fds = fdSnapshot();
-  kids = childrenOfUs();
-});
-test.after.each(async () => {
-  assert.equal(
-    [...childrenOfUs()].filter((pid) => !kids.has(pid)),
-    [],
-    'no child process left',
-  );
-  await waitFor(() => fdsLeftSince(fds).length === 0, 2000);
-  assert.equal(fdsLeftSince(fds), [], 'no fd left open');
-});
 
 test('the run message carries cwd, the arguments after run and the environment; exit ends it', async () => {
   const seen: RunMessage[] = [];
@@ -250,7 +251,13 @@ test('pgrp=new gives the runtime its own process group; pgrp=same keeps ours', a
 });
 
 test("mntns= runs the runtime in that mount namespace (the daemon's cgroup2 one) only", async () => {
-  const before = readFileSync('/proc/self/mountinfo', 'utf8');
+  // Only the mounts the namespace's own cgroup2 mount could show up as: other tests on this
+  // machine mount and unmount elsewhere meanwhile.
+  const cgroupMounts = () =>
+    readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.split(' ')[4]?.startsWith('/sys/fs/cgroup'));
+  const before = cgroupMounts();
   const ns = new CgroupNamespace(findExecutable('unshare')!);
   try {
     const seen: RunMessage[] = [];
@@ -260,7 +267,7 @@ test("mntns= runs the runtime in that mount namespace (the daemon's cgroup2 one)
       execScript(argv, { mntns: await ns.path(), cwd: '/tmp' }, seen, [0, '']),
     );
     assert.equal([r.code, r.stdout], [0, 'cgroup2fs\n']);
-    assert.is(readFileSync('/proc/self/mountinfo', 'utf8'), before, 'our mounts are unchanged');
+    assert.equal(cgroupMounts(), before, 'our mounts are unchanged');
   } finally {
     await ns.stop();
   }

@@ -15,7 +15,7 @@ import {
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'uvu';
+import { test as uvuTest } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { writeBundle } from '../../src/spec/bundle.js';
@@ -28,19 +28,17 @@ import { listenDaemon, socketFd } from '../../src/daemon/server.js';
 import { native } from '../../src/native-addon.js';
 import { listLeases } from '../../src/store/leases.js';
 import { makeEnv, removeEnv, testDaemonStatus } from '../integration/harness.js';
-import { fdSnapshot, fdsLeftSince, waitFor, type FdSnapshot } from './mini-fuse.js';
+import { checkedTest } from '../fixtures/checked-test.js';
+import { fdSnapshot, fdsLeftSince, waitFor } from './mini-fuse.js';
+
+// Every test ends with no fd left open (checked inside the test, so a failure is never lost).
+const test = checkedTest(uvuTest, fdSnapshot, async (fds) => {
+  await waitFor(() => fdsLeftSince(fds).length === 0, 10_000);
+  assert.equal(fdsLeftSince(fds), [], 'no fd left open');
+});
 
 const scratch = mkdtempSync(join(tmpdir(), 'strata-hook-'));
 test.after(() => rmSync(scratch, { recursive: true, force: true }));
-
-let fds: FdSnapshot;
-test.before.each(() => {
-  fds = fdSnapshot();
-});
-test.after.each(async () => {
-  await waitFor(() => fdsLeftSince(fds).length === 0, 2000);
-  assert.equal(fdsLeftSince(fds), [], 'no fd left open');
-});
 
 interface HookRun {
   status: number | null;

@@ -583,12 +583,17 @@ test('a server that stalls: timeout naming the host, resumed when it comes back;
   await assertNothingVisible(store);
 });
 
-test('Ctrl-C during a pull (the CLI): nothing visible, fsck clean, the next pull succeeds', async () => {
+/**
+ * `strata image pull` of BB (the CLI, a child process) through a proxy whose blob GETs stall after
+ * `bytes` bytes until `release()`; `exited` resolves with its exit code (128 for a signal).
+ */
+async function cliPullStalledAfter(bytes: number) {
   const proxy = await startProxy(anon.host);
   cleanups.push(() => proxy.stop());
   let stall = true;
   proxy.intercept = (req, _res, forward) => {
-    if (stall && req.url?.includes('/blobs/')) forward((b, offset) => (offset > 20_000 ? 'stall' : b));
+    if (stall && req.url?.includes('/blobs/') && req.method === 'GET')
+      forward((b, offset) => (offset > bytes ? 'stall' : b));
     else forward();
   };
   const store = await freshStore();
@@ -604,6 +609,11 @@ test('Ctrl-C during a pull (the CLI): nothing visible, fsck clean, the next pull
   const exited = new Promise<number | null>((r) =>
     child.on('exit', (code, sig) => r(code ?? (sig ? 128 : null))),
   );
+  return { proxy, store, child, exited, release: () => (stall = false) };
+}
+
+test('Ctrl-C during a pull (the CLI): nothing visible, fsck clean, the next pull succeeds', async () => {
+  const { proxy, store, child, exited, release } = await cliPullStalledAfter(20_000);
   for (let i = 0; i < 200 && proxy.requests.filter((q) => q.url.includes('/blobs/')).length < 2; i++) {
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -613,31 +623,13 @@ test('Ctrl-C during a pull (the CLI): nothing visible, fsck clean, the next pull
   assert.equal(await listImages(store.root), []);
   assert.equal(await listRefs(store.root), []);
   assert.is((await fsck(store)).errors, 0, 'fsck: no errors (a stale ingest dir is a warning, swept by gc)');
-  stall = false;
+  release();
   const r = await pullImage(store, `${proxy.host}/${BB}`, FAST);
   assert.ok(r.objectsWritten > 0);
 });
 
 test('a pull killed mid-blob (SIGKILL) resumes: the next pull asks only for the rest with Range', async () => {
-  const proxy = await startProxy(anon.host);
-  cleanups.push(() => proxy.stop());
-  let stall = true;
-  proxy.intercept = (req, _res, forward) => {
-    if (stall && req.url?.includes('/blobs/') && req.method === 'GET')
-      forward((b, offset) => (offset > 300_000 ? 'stall' : b));
-    else forward();
-  };
-  const store = await freshStore();
-  const [cmd, ...args] = cliArgv([
-    '--root',
-    store.root,
-    'image',
-    'pull',
-    '--tls-verify=false',
-    `${proxy.host}/${BB}`,
-  ]);
-  const child = spawn(cmd, args, { stdio: 'ignore', env: { ...process.env, STRATA_MIN_FREE: '0' } });
-  const exited = new Promise<unknown>((r) => child.on('exit', r));
+  const { proxy, store, child, exited, release } = await cliPullStalledAfter(300_000);
   // Wait until the kept partial file holds the bytes the proxy let through, then kill.
   const partialSize = async () => {
     const names = await fs.readdir(store.ingestRoot).catch(() => [] as string[]);
@@ -654,7 +646,7 @@ test('a pull killed mid-blob (SIGKILL) resumes: the next pull asks only for the 
   assert.equal(await listRefs(store.root), []);
   assert.is((await fsck(store)).errors, 0, 'fsck: no errors (the kept blob is a stale-ingest warning)');
 
-  stall = false;
+  release();
   proxy.requests.length = 0;
   const events: string[] = [];
   const r = await pullImage(store, `${proxy.host}/${BB}`, { ...FAST, onEvent: (e) => events.push(e.type) });

@@ -4,11 +4,20 @@
 // here. The busybox test image is imported into its content store as local/busybox:latest. Also
 // the helpers for the daemon the shim starts on demand.
 import { readFileSync } from 'node:fs';
+import * as assert from 'uvu/assert';
 
 import { daemonRequest } from '../../src/daemon/client.js';
 import { busyboxImage } from '../fixtures/images.js';
 import { Containerd as Harness } from '../integration/containerd-harness.js';
-import { eventually, isAlive, type Env } from '../integration/harness.js';
+import {
+  eventually,
+  hostMounts,
+  isAlive,
+  leaseIds,
+  makeEnv,
+  removeEnv,
+  type Env,
+} from '../integration/harness.js';
 
 export const IMAGE = 'local/busybox:latest';
 export const RUNTIME = 'io.containerd.strata.v2';
@@ -32,7 +41,7 @@ export interface Containerd {
   stop(): Promise<void>;
 }
 
-/** `containerdImport` (default off here): the daemon imports a task's image from containerd's
+/** `containerdImport` (default on): the daemon imports a task's image from containerd's
  * store when strata lacks it; off, such tasks run on containerd's rootfs ($STRATA_CONTAINERD_IMPORT). */
 export async function startContainerd(
   env: Env,
@@ -105,4 +114,40 @@ export function childrenOf(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** A shim test file's store (busybox), the host's mounts of it before anything ran, and a private
+ * containerd on it (startContainerd). If containerd does not start, the store is removed. */
+export async function openShimTests(
+  opts: { containerdImport?: boolean } = {},
+): Promise<{ env: Env; ctd: Containerd; mountsBefore: string[] }> {
+  const env = await makeEnv(['busybox']);
+  try {
+    const mountsBefore = hostMounts(env);
+    return { env, ctd: await startContainerd(env, opts), mountsBefore };
+  } catch (err) {
+    removeEnv(env);
+    throw err;
+  }
+}
+
+/** The end of a shim test file: `close` (containerd's close, with its leak checks), then the
+ * daemon the shim started stops (stopDaemon), then the store is removed, whatever failed. */
+export async function closeShimTests(env: Env | undefined, close: () => Promise<unknown>): Promise<void> {
+  try {
+    await close();
+    if (env) await stopDaemon(env);
+  } finally {
+    if (env) removeEnv(env);
+  }
+}
+
+/** Every root the shim's daemon served is gone: the host's mounts are back to `mountsBefore` and
+ * no lease is held (5 s each: the daemon releases after the task's exit). */
+export async function assertRootsReleased(env: Env, mountsBefore: string[]): Promise<void> {
+  assert.ok(
+    await eventually(() => hostMounts(env).join('\n') === mountsBefore.join('\n'), 5000),
+    `mounts left: ${hostMounts(env).join('\n')}`,
+  );
+  assert.ok(await eventually(async () => (await leaseIds(env)).length === 0, 5000), 'no lease');
 }

@@ -26,8 +26,8 @@ import {
   removePod,
   startPod,
 } from '../integration/cri-client.js';
-import { eventually, hostMounts, leaseIds, makeEnv, removeEnv, type Env } from '../integration/harness.js';
-import { childrenOf, daemonPid, RUNTIME, stopDaemon } from './containerd.js';
+import { eventually, hostMounts, makeEnv, type Env } from '../integration/harness.js';
+import { assertRootsReleased, childrenOf, closeShimTests, daemonPid, RUNTIME } from './containerd.js';
 
 let env: Env;
 let c: Containerd;
@@ -42,29 +42,22 @@ test.before(async () => {
   cri = new CriClient(c.address);
 });
 
-test.after(async () => {
-  try {
+test.after(() =>
+  closeShimTests(env, async () => {
     cri?.close();
     await c?.close();
-    await stopDaemon(env);
-  } finally {
-    if (env) removeEnv(env);
-  }
-});
+  }),
+);
 
 const daemonLog = (): string => (existsSync(env.logFile) ? readFileSync(env.logFile, 'utf8') : '');
 
 /** Nothing of the namespace's tasks left: mounts, runc state, task dirs, leases, daemon children. */
 async function assertNothingLeft(ns: string): Promise<void> {
-  assert.ok(
-    await eventually(() => hostMounts(env).join('\n') === mountsBefore.join('\n'), 5000),
-    `mounts left: ${hostMounts(env).join('\n')}`,
-  );
+  await assertRootsReleased(env, mountsBefore);
   for (const sub of ['runc', 'tasks']) {
     const d = join(env.dir, 'run', 'shim', ns, sub);
     assert.equal(existsSync(d) ? readdirSync(d) : [], [], `no ${sub} state in ${ns}`);
   }
-  assert.ok(await eventually(async () => (await leaseIds(env)).length === 0), 'no lease');
   const pid = await daemonPid(env);
   if (pid) {
     assert.ok(

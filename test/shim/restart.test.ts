@@ -13,35 +13,26 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import { eventually, isAlive, type Env } from '../integration/harness.js';
 import {
-  eventually,
-  hostMounts,
-  isAlive,
-  leaseIds,
-  makeEnv,
-  removeEnv,
-  type Env,
-} from '../integration/harness.js';
-import { daemonPid, IMAGE, RUNTIME, startContainerd, stopDaemon, type Containerd } from './containerd.js';
+  assertRootsReleased,
+  closeShimTests,
+  daemonPid,
+  IMAGE,
+  openShimTests,
+  RUNTIME,
+  type Containerd,
+} from './containerd.js';
 
 let env: Env;
 let ctd: Containerd;
 let mountsBefore: string[];
 
 test.before(async () => {
-  env = await makeEnv(['busybox']);
-  mountsBefore = hostMounts(env);
-  ctd = await startContainerd(env);
+  ({ env, ctd, mountsBefore } = await openShimTests({ containerdImport: true }));
 });
 
-test.after(async () => {
-  try {
-    await ctd?.stop();
-    await stopDaemon(env);
-  } finally {
-    if (env) removeEnv(env);
-  }
-});
+test.after(() => closeShimTests(env, async () => ctd?.stop()));
 
 /** `ctr task ls` as {id: [pid, status]}. */
 async function taskList(): Promise<Record<string, [number, string]>> {
@@ -54,11 +45,7 @@ async function taskList(): Promise<Record<string, [number, string]>> {
 }
 
 async function assertNothingLeft(): Promise<void> {
-  assert.ok(
-    await eventually(() => hostMounts(env).join('\n') === mountsBefore.join('\n'), 5000),
-    `mounts left: ${hostMounts(env).join('\n')}`,
-  );
-  assert.ok(await eventually(async () => (await leaseIds(env)).length === 0, 5000), 'no lease');
+  await assertRootsReleased(env, mountsBefore);
   assert.equal(await taskList(), {}, 'containerd lists no task');
   assert.is((await ctd.ctr(['containers', 'ls', '-q'])).stdout.trim(), '', 'no container record');
 }

@@ -28,22 +28,15 @@ import {
 } from '../../src/proto/generated/github.com/containerd/containerd/runtime/v2/task/shim_pb.js';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
 import { Status } from '../../src/proto/generated/github.com/containerd/containerd/api/types/task/task_pb.js';
+import { eventually, isAlive, leaseIds, type Env } from '../integration/harness.js';
 import {
-  eventually,
-  hostMounts,
-  isAlive,
-  leaseIds,
-  makeEnv,
-  removeEnv,
-  type Env,
-} from '../integration/harness.js';
-import {
+  assertRootsReleased,
   childrenOf,
+  closeShimTests,
   daemonPid,
   IMAGE,
+  openShimTests,
   RUNTIME,
-  startContainerd,
-  stopDaemon,
   type Containerd,
 } from './containerd.js';
 
@@ -55,31 +48,18 @@ let ctd: Containerd;
 let mountsBefore: string[];
 
 test.before(async () => {
-  env = await makeEnv(['busybox']);
-  mountsBefore = hostMounts(env);
-  ctd = await startContainerd(env);
+  ({ env, ctd, mountsBefore } = await openShimTests());
 });
 
-test.after(async () => {
-  try {
-    await ctd?.stop();
-    await stopDaemon(env);
-  } finally {
-    if (env) removeEnv(env);
-  }
-});
+test.after(() => closeShimTests(env, async () => ctd?.stop()));
 
 /** Nothing of a finished task left: no mount, no runc state, no lease, no child of the daemon. */
 async function assertNothingLeft(): Promise<void> {
-  assert.ok(
-    await eventually(() => hostMounts(env).join('\n') === mountsBefore.join('\n'), 5000),
-    `mounts left: ${hostMounts(env).join('\n')}`,
-  );
+  await assertRootsReleased(env, mountsBefore);
   const runcRoot = join(env.dir, 'run', 'shim', 'default', 'runc');
   assert.equal(existsSync(runcRoot) ? readdirSync(runcRoot) : [], [], 'no runc state');
   const tasks = join(env.dir, 'run', 'shim', 'default', 'tasks');
   assert.equal(existsSync(tasks) ? readdirSync(tasks) : [], [], 'no task state');
-  assert.ok(await eventually(async () => (await leaseIds(env)).length === 0), 'no lease');
   const pid = await daemonPid(env);
   if (pid)
     assert.ok(
