@@ -17,7 +17,6 @@ import {
 } from '../mount/serve.js';
 import type { PlaceholderSpec } from '../mount/fs/placeholders.js';
 import type { OverlayOptions } from '../mount/overlay.js';
-import { prewarm, prewarmPaths, type Prewarm } from '../mount/prewarm.js';
 import type { FuseSession, SessionEnd } from '../mount/session.js';
 import { loadBundleConfig, parseHookState } from '../spec/bundle-config.js';
 import type { ServedContainer } from '../schema/generated/daemon-api.js';
@@ -92,9 +91,6 @@ interface Served {
   held?: { name: string; journal: BackingJournal; mount?: boolean };
   /** Left to the next daemon (handOverAll): nothing of it may be released here. */
   handedOver?: boolean;
-  /** The lookups made ahead of the container (mount/prewarm.ts): stopped before the mount fd is
-   * handed over or closed. */
-  warm?: Prewarm;
 }
 
 /** The fd holder's name for the mount fd of a root still prepared (session `name`). */
@@ -303,17 +299,7 @@ export class ContainerManager {
     );
     timer.unref();
     guards.push({ stop: () => clearTimeout(timer) });
-    // The mount points and the command, looked up while the runtime sets up (until createContainer).
-    // Opt-in (STRATA_PREWARM=1): a daemon killed while one of its own threads waits in a lookup
-    // on its own FUSE mount cannot finish dying (the kernel waits, uninterruptibly, for an answer
-    // only that process could give), and with the fd holder keeping the connection open it never
-    // does: the holder never sees it go and starts no successor. docs/architecture.md#start-path.
-    const warm =
-      process.env.STRATA_PREWARM === '1'
-        ? prewarm(served.mountFd, prewarmPaths(config.mounts, config.process?.args, config.process?.env))
-        : undefined;
     this.served.set(id, {
-      warm,
       root: new ContainerRoot(id, served, guards),
       session,
       leaseId: served.lease.id,
@@ -561,10 +547,6 @@ export class ContainerManager {
         { op: 'attach' },
       );
     }
-    await s.warm?.stop(); // none of its lookups after the hand-over: the container's tree then
-    if (this.served.get(id) !== s) {
-      throw new NotFoundError(`the root of container ${id} was released`, { op: 'attach' });
-    }
     const mountFd = s.root.attach();
     // The container's mount keeps the session now; a held copy would outlive the container.
     this.dropMount(s);
@@ -611,8 +593,6 @@ export class ContainerManager {
     const s = this.served.get(id);
     if (!s) return false;
     if (s.handedOver) return true;
-    await s.warm?.stop(); // its lookups go through our mount fd, closed below
-    if (this.served.get(id) !== s) return true; // released by another call meanwhile
     const first = s.root.status === 'prepared' || s.root.status === 'attached';
     if (first && s.held) {
       // Before the session can be aborted: the holder's copy would keep the connection alive.
