@@ -201,24 +201,29 @@ export function createFileNoReplaceSync(tmpDir: string, dest: string, data: Buff
     } finally {
       closeSync(fd);
     }
-    try {
-      linkSync(temp, dest);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) {
-        mkdirSync(dirname(dest), { recursive: true });
-        try {
-          linkSync(temp, dest);
-        } catch (again) {
-          if (!isErrno(again, 'EEXIST')) throw again;
-          return false;
-        }
-        return true;
-      }
-      if (!isErrno(err, 'EEXIST')) throw err;
-      return false;
-    }
-    return true;
+    return linkNoReplaceSync(temp, dest);
   } finally {
     rmSync(temp, { force: true });
   }
+}
+
+/** link(2) `temp` to `dest`, making dest's directory when missing: true when linked, false when
+ * dest already existed (kept as it is). */
+export function linkNoReplaceSync(temp: string, dest: string): boolean {
+  try {
+    linkSync(temp, dest);
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+      return false;
+    }
+    mkdirSync(dirname(dest), { recursive: true });
+    try {
+      linkSync(temp, dest); // a second ENOENT (temp itself gone) is thrown
+    } catch (again) {
+      if (!isErrno(again, 'EEXIST')) throw again;
+      return false;
+    }
+  }
+  return true;
 }

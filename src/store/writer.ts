@@ -14,11 +14,11 @@
 // object on every import); `strata fsck --repair` re-hashes and deletes it, after which the next
 // import rewrites it.
 import { createHash } from 'node:crypto';
-import { linkSync, mkdirSync, promises as fs, renameSync, statSync, unlinkSync } from 'node:fs';
+import { mkdirSync, promises as fs, renameSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { createExclusive, fsyncDir, linkNoReplace, tempName } from './atomic.js';
-import { DataLossError, isErrno } from '../errors.js';
+import { createExclusive, fsyncDir, linkNoReplace, linkNoReplaceSync, tempName } from './atomic.js';
+import { DataLossError } from '../errors.js';
 import { objectPath, objectsDir } from './layout.js';
 import { syncFilesystem } from './native.js';
 import { native, nativeBuilt } from '../native-addon.js';
@@ -221,18 +221,7 @@ function moveIntoPlaceSync(temp: string, dest: string, replace: boolean): void {
     renameSync(temp, dest);
     return;
   }
-  try {
-    linkSync(temp, dest);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) {
-      mkdirSync(dirname(dest), { recursive: true });
-      try {
-        linkSync(temp, dest);
-      } catch (again) {
-        if (!isErrno(again, 'EEXIST')) throw again;
-      }
-    } else if (!isErrno(err, 'EEXIST')) throw err;
-  }
+  linkNoReplaceSync(temp, dest);
   unlinkSync(temp);
 }
 
