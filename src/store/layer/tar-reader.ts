@@ -286,28 +286,15 @@ export function decodeHeader(buf: Buffer): TarHeader | null {
 }
 
 // "ustar\0" then "00" (POSIX), or "ustar " then " \0" (GNU, old GNU).
+const USTAR_MAGIC = Buffer.from('ustar\0', 'latin1');
+const GNU_MAGIC = Buffer.from('ustar  \0', 'latin1');
+
 function isUstar(b: Buffer): boolean {
-  return (
-    b[257] === 0x75 &&
-    b[258] === 0x73 &&
-    b[259] === 0x74 &&
-    b[260] === 0x61 &&
-    b[261] === 0x72 &&
-    b[262] === 0
-  );
+  return b.compare(USTAR_MAGIC, 0, USTAR_MAGIC.length, 257, 257 + USTAR_MAGIC.length) === 0;
 }
 
 function isGnu(b: Buffer): boolean {
-  return (
-    b[257] === 0x75 &&
-    b[258] === 0x73 &&
-    b[259] === 0x74 &&
-    b[260] === 0x61 &&
-    b[261] === 0x72 &&
-    b[262] === 0x20 &&
-    b[263] === 0x20 &&
-    b[264] === 0
-  );
+  return b.compare(GNU_MAGIC, 0, GNU_MAGIC.length, 257, 257 + GNU_MAGIC.length) === 0;
 }
 
 function cksum(b: Buffer): number {
